@@ -1,0 +1,1 @@
+"""I/O adapters: LiteLLM provider, LiteLLM calls, and (later) embeddings, storage, routes."""

@@ -1,0 +1,292 @@
+"""The LiteLLM custom provider: `fusion/<profile>` requests in, OpenAI responses out.
+
+This is the only module that knows LiteLLM's response and exception types. It validates
+the request (400s), runs `pipeline.run`, and turns its events into a `ModelResponse` or
+`ModelResponseStream` chunks:
+
+- `Progress` -> `delta.reasoning_content` (clients that show reasoning show the stages)
+- `Delta`    -> `delta.content`, forwarded as the synthesizer writes it
+- `Done`     -> usage (sum of every stage) and the `chorus` extension field on the last
+                content chunk, before the chunk that carries `finish_reason`
+- `Forward`  -> the single model's own response or stream, relayed untouched
+
+The caller is charged the summed cost of every inner call exactly once: non-streaming
+through `_hidden_params["response_cost"]`, streaming through the logging object's
+`additional_response_cost` (the alias itself is priced at 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import litellm
+from litellm.llms.custom_llm import CustomLLM
+from litellm.types.utils import Delta as LDelta
+from litellm.types.utils import Message as LMessage
+from litellm.types.utils import ModelResponse, ModelResponseStream, StreamingChoices
+from litellm.types.utils import Usage as LUsage
+
+from .. import pipeline
+from ..config import PREFIX, ProfileConfig, parse_profile
+from ..errors import ConfigError, QuorumError, RequestError, RunError, UpstreamError
+from ..report import RunReport
+from ..request import FusionRequest, build_request
+from ..types import Caller, Completion, Delta, Done, Progress, Usage
+from .llm import Completer, RouterCompleter, map_exception, proxy_router
+
+log = logging.getLogger("chorus_litellm")
+
+# Keys LiteLLM adds to optional_params that are not the client's request params.
+_INTERNAL = {"stream", "stream_options", "extra_body", "metadata"}
+
+
+def _caller(litellm_params: dict) -> Caller:
+    meta = litellm_params.get("metadata") or {}
+    get = lambda key: (str(meta[key]) if meta.get(key) is not None else None)  # noqa: E731
+    return Caller(
+        key_hash=get("user_api_key_hash"),
+        key_alias=get("user_api_key_alias"),
+        team_id=get("user_api_key_team_id"),
+        user_id=get("user_api_key_user_id"),
+        org_id=get("user_api_key_org_id"),
+    )
+
+
+def _client_params(optional_params: dict) -> dict:
+    params = {k: v for k, v in optional_params.items() if k not in _INTERNAL}
+    params.update(optional_params.get("extra_body") or {})
+    return params
+
+
+def to_litellm_error(exc: BaseException, model: str) -> Exception:
+    """Map our errors to LiteLLM's OpenAI-style exceptions (which the proxy serves as is)."""
+    name = f"{PREFIX}{model}"
+    if isinstance(exc, RequestError):
+        return litellm.BadRequestError(message=str(exc), model=name, llm_provider="fusion")
+    if isinstance(exc, QuorumError | UpstreamError):
+        return litellm.BadGatewayError(message=str(exc), model=name, llm_provider="fusion")
+    if isinstance(exc, ConfigError):
+        return litellm.InternalServerError(
+            message=f"fusion profile misconfigured: {exc}", model=name, llm_provider="fusion"
+        )
+    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+
+
+class FusionHandler(CustomLLM):
+    """One instance serves every profile. `profiles` come from startup validation or
+    `register()`; inside the proxy, the entry's own `model_info.chorus` wins."""
+
+    def __init__(
+        self,
+        profiles: dict[str, ProfileConfig] | None = None,
+        completer: Completer | None = None,
+        get_router: Callable[[], Any] = proxy_router,
+    ) -> None:
+        super().__init__()
+        self.profiles = dict(profiles or {})
+        self.completer = completer or RouterCompleter(get_router)
+        self._parsed: dict[str, ProfileConfig] = {}
+        self._sync_loop: asyncio.AbstractEventLoop | None = None
+
+    # -- request preparation --------------------------------------------------------
+    def _profile(self, name: str, litellm_params: dict) -> ProfileConfig:
+        raw = (litellm_params.get("model_info") or {}).get("chorus")
+        if raw is not None:
+            key = name + json.dumps(raw, sort_keys=True, default=str)
+            if key not in self._parsed:
+                self._parsed[key] = parse_profile(name, raw)
+            return self._parsed[key]
+        if name in self.profiles:
+            return self.profiles[name]
+        raise RequestError(f"unknown fusion profile {name!r}", param="model")
+
+    def _prepare(self, model: str, messages: list, optional_params: dict, litellm_params: dict, stream: bool) -> FusionRequest:
+        litellm_params = litellm_params or {}
+        return build_request(
+            model,
+            self._profile(model, litellm_params),
+            messages,
+            _client_params(optional_params or {}),
+            _caller(litellm_params),
+            stream=stream,
+            request_id=str(litellm_params.get("litellm_call_id") or uuid.uuid4()),
+        )
+
+    # -- forwarding (gate chose one model) -------------------------------------------
+    def _forward_args(self, req: FusionRequest) -> dict:
+        params = {k: v for k, v in req.params.items() if k != "chorus"}
+        return {"model": req.profile.router.single_model, "messages": req.messages, **params}
+
+    async def _forward(self, req: FusionRequest, report: RunReport) -> ModelResponse:
+        router = proxy_router_or(self.completer)
+        started = time.perf_counter()
+        try:
+            response = await router.acompletion(**self._forward_args(req), timeout=req.profile.panel.timeout_s)
+        except Exception as exc:  # noqa: BLE001 - mapped once
+            raise map_exception(exc) from exc
+        cost = float((response._hidden_params or {}).get("response_cost") or 0.0)
+        usage = getattr(response, "usage", None)
+        report.add("forward", "single_model", Completion(
+            "", req.profile.router.single_model or "",
+            Usage(getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0),
+            cost, time.perf_counter() - started,
+        ))
+        response._hidden_params["response_cost"] = report.cost
+        setattr(response, "chorus", report.extension())
+        return response
+
+    async def _forward_stream(self, req: FusionRequest, report: RunReport, logging_obj) -> AsyncIterator:
+        router = proxy_router_or(self.completer)
+        started = time.perf_counter()
+        try:
+            stream = await router.acompletion(
+                **self._forward_args(req), stream=True, stream_options={"include_usage": True},
+                timeout=req.profile.panel.timeout_s,
+            )
+            held = None
+            async for chunk in stream:
+                usage = getattr(chunk, "usage", None)
+                if usage is not None and getattr(usage, "cost", None) is not None:
+                    report.add("forward", "single_model", Completion(
+                        "", req.profile.router.single_model or "",
+                        Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0),
+                        float(usage.cost), time.perf_counter() - started,
+                    ))
+                    _charge(logging_obj, report)
+                if held is not None:
+                    yield held
+                held = chunk
+            if held is not None:
+                _charge(logging_obj, report)
+                yield held
+        except Exception as exc:  # noqa: BLE001 - mapped once
+            raise to_litellm_error(map_exception(exc), req.profile_name) from exc
+
+    # -- async entry points ----------------------------------------------------------
+    async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
+                          print_verbose, encoding, api_key, logging_obj, optional_params,
+                          acompletion=None, litellm_params=None, logger_fn=None, headers={},
+                          timeout=None, client=None) -> ModelResponse:
+        try:
+            req = self._prepare(model, messages, optional_params, litellm_params, stream=False)
+            text: list[str] = []
+            async for event in pipeline.run(req, self.completer):
+                if isinstance(event, pipeline.Forward):
+                    return await self._forward(req, event.report)
+                if isinstance(event, Delta):
+                    text.append(event.text)
+                elif isinstance(event, Done):
+                    return self._response(model_response, model, "".join(text), event.report, req)
+        except RunError as exc:
+            raise to_litellm_error(exc, model) from exc
+        except ConfigError as exc:
+            raise to_litellm_error(exc, model) from exc
+        raise litellm.InternalServerError(message="fusion pipeline ended without an answer",
+                                          model=f"{PREFIX}{model}", llm_provider="fusion")
+
+    async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response,
+                         print_verbose, encoding, api_key, logging_obj, optional_params,
+                         acompletion=None, litellm_params=None, logger_fn=None, headers={},
+                         timeout=None, client=None) -> AsyncIterator[ModelResponseStream]:
+        # An async generator (LiteLLM iterates it without awaiting): errors raised before
+        # the first chunk still reach the client as a plain HTTP error, not a broken stream.
+        try:
+            req = self._prepare(model, messages, optional_params, litellm_params, stream=True)
+        except (RunError, ConfigError) as exc:
+            raise to_litellm_error(exc, model) from exc
+        async for chunk in self._stream(req, model, logging_obj):
+            yield chunk
+
+    async def _stream(self, req: FusionRequest, model: str, logging_obj) -> AsyncIterator[ModelResponseStream]:
+        chunk_id = f"chatcmpl-{req.request_id}"
+        held: str | None = None  # the latest delta, kept so the last one can carry usage
+        try:
+            async for event in pipeline.run(req, self.completer):
+                if isinstance(event, pipeline.Forward):
+                    async for chunk in self._forward_stream(req, event.report, logging_obj):
+                        yield chunk
+                    return
+                if isinstance(event, Progress):
+                    yield _chunk(chunk_id, model, reasoning=event.text + "\n")
+                elif isinstance(event, Delta):
+                    if held is not None:
+                        yield _chunk(chunk_id, model, content=held)
+                    held = event.text
+                elif isinstance(event, Done):
+                    report = event.report
+                    _charge(logging_obj, report)
+                    last = _chunk(chunk_id, model, content=held or "")
+                    last.usage = _usage(report)  # type: ignore[attr-defined]
+                    last.provider_specific_fields = {
+                        "chorus": report.extension(include_panel=req.options.include_panel)
+                    }
+                    yield last
+                    yield _chunk(chunk_id, model, finish_reason="stop")
+        except RunError as exc:
+            raise to_litellm_error(exc, model) from exc
+
+    # -- sync entry points (SDK `litellm.completion`) ---------------------------------
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        if self._sync_loop is None:
+            self._sync_loop = asyncio.new_event_loop()
+            threading.Thread(target=self._sync_loop.run_forever, daemon=True, name="chorus-sync").start()
+        return self._sync_loop
+
+    def completion(self, *args, **kwargs) -> ModelResponse:
+        return asyncio.run_coroutine_threadsafe(self.acompletion(*args, **kwargs), self._loop()).result()
+
+    def streaming(self, *args, **kwargs) -> Iterator[ModelResponseStream]:
+        loop = self._loop()
+        agen = self.astreaming(*args, **kwargs)
+        while True:
+            try:
+                yield asyncio.run_coroutine_threadsafe(agen.__anext__(), loop).result()
+            except StopAsyncIteration:
+                return
+
+    # -- response building -----------------------------------------------------------
+    def _response(self, model_response: ModelResponse, model: str, text: str, report: RunReport,
+                  req: FusionRequest) -> ModelResponse:
+        model_response.choices[0].message = LMessage(role="assistant", content=text)  # type: ignore[union-attr]
+        model_response.choices[0].finish_reason = "stop"
+        model_response.model = f"{PREFIX}{model}"
+        model_response.usage = _usage(report)  # type: ignore[attr-defined]
+        model_response._hidden_params["response_cost"] = report.cost
+        setattr(model_response, "chorus", report.extension(include_panel=req.options.include_panel))
+        return model_response
+
+
+def proxy_router_or(completer: Completer) -> Any:
+    """The Router to forward through: the completer's own (SDK) or the proxy's."""
+    getter = getattr(completer, "_get_router", None)
+    router = getter() if getter else proxy_router()
+    if router is None:
+        raise UpstreamError("error", "no LiteLLM router is configured for forwarding")
+    return router
+
+
+def _charge(logging_obj, report: RunReport) -> None:
+    if logging_obj is not None:
+        logging_obj.model_call_details["additional_response_cost"] = report.cost
+
+
+def _usage(report: RunReport) -> LUsage:
+    u = report.usage
+    return LUsage(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
+                  total_tokens=u.total_tokens)
+
+
+def _chunk(chunk_id: str, model: str, *, content: str | None = None, reasoning: str | None = None,
+           finish_reason: str | None = None) -> ModelResponseStream:
+    delta = LDelta(content=content, reasoning_content=reasoning, role="assistant")
+    return ModelResponseStream(
+        id=chunk_id, model=f"{PREFIX}{model}",
+        choices=[StreamingChoices(index=0, delta=delta, finish_reason=finish_reason)],
+    )

@@ -1,0 +1,250 @@
+"""Profile configuration: the `model_info.chorus` block of each `fusion/<profile>` entry.
+
+Frozen pydantic models with `extra="forbid"`, so a typo is an error, not a silent default.
+`load_profiles()` validates a whole LiteLLM config at startup and raises `ConfigError`
+messages that name the profile and the field, e.g.
+``profile 'research': panel.min_quorum: 4 is more than the 3 seats``.
+No I/O here except `read_config_file`, which only parses YAML.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+log = logging.getLogger("chorus_litellm")
+
+PROVIDER = "fusion"
+PREFIX = f"{PROVIDER}/"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClassifierConfig(_Strict):
+    """Optional small model consulted only when the cheap score is near the threshold."""
+
+    model: str
+    # A classifier call sits on the critical path of every ambiguous prompt: keep it short.
+    timeout_s: float = Field(5.0, gt=0, le=120)
+    # Cheap scores within +-band of the threshold are "unsure" and go to the classifier;
+    # 0.15 sends roughly the middle third of the score range, where features disagree.
+    band: float = Field(0.15, ge=0, le=1)
+
+
+class RouterConfig(_Strict):
+    policy: Literal["always_fuse", "never_fuse", "auto"] = "always_fuse"
+    single_model: str | None = None
+    # Score in [0, 1]; prompts scoring >= threshold are fused. 0.5 is the midpoint of the
+    # feature scale (docs/config.md explains the features).
+    threshold: float = Field(0.5, ge=0, le=1)
+    classifier: ClassifierConfig | None = None
+
+    @model_validator(mode="after")
+    def _needs_single_model(self) -> RouterConfig:
+        if self.policy != "always_fuse" and not self.single_model:
+            raise ValueError(f"single_model: required when policy is {self.policy!r}")
+        return self
+
+
+class MemberConfig(_Strict):
+    """One panel seat: a model (a `model_name` from model_list) and optional sampling."""
+
+    model: str
+    # Seat id shown in metadata and usage; defaults to the model name (#n when repeated).
+    name: str | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+
+
+class SelfMoAConfig(_Strict):
+    """Sample one strong model N times (Self-MoA, arXiv 2502.00674) instead of mixing models."""
+
+    model: str
+    samples: int = Field(4, ge=2, le=16)
+    # Temperatures are spread evenly over [min, max] so samples differ but stay on topic.
+    temperature_min: float = Field(0.5, ge=0, le=2)
+    temperature_max: float = Field(1.0, ge=0, le=2)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SelfMoAConfig:
+        if self.temperature_min > self.temperature_max:
+            raise ValueError("temperature_min: must be <= temperature_max")
+        return self
+
+
+class PanelConfig(_Strict):
+    members: tuple[MemberConfig, ...] = ()
+    self_moa: SelfMoAConfig | None = None
+    # None means "a majority of the seats" (2 of 3, 3 of 4): fusion of one answer is not fusion.
+    min_quorum: int | None = Field(None, ge=1)
+    # Per-member deadline. Hosted models answer long prompts in well under a minute.
+    timeout_s: float = Field(60.0, gt=0, le=600)
+    # Once the quorum has answered, stragglers get this much longer, then are cancelled:
+    # long enough for a member a little behind, short enough that one slow model can't hold
+    # the panel hostage (the benchmark's straggler target is 1.25x the floor).
+    quorum_grace_s: float = Field(1.0, ge=0, le=600)
+    # Panel answers are drafts; this caps them without ever touching the final answer.
+    max_tokens: int | None = Field(None, ge=1)
+
+    @field_validator("members", mode="before")
+    @classmethod
+    def _members_from_strings(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return tuple({"model": v} if isinstance(v, str) else v for v in value)
+        return value
+
+    @model_validator(mode="after")
+    def _seats(self) -> PanelConfig:
+        if bool(self.members) == bool(self.self_moa):
+            raise ValueError("set exactly one of members or self_moa")
+        seats = self.seat_count
+        if self.min_quorum is not None and self.min_quorum > seats:
+            raise ValueError(f"min_quorum: {self.min_quorum} is more than the {seats} seats")
+        names = [m.name for m in self.members if m.name]
+        if len(names) != len(set(names)):
+            raise ValueError("members: member names must be unique")
+        return self
+
+    @property
+    def seat_count(self) -> int:
+        return self.self_moa.samples if self.self_moa else len(self.members)
+
+    @property
+    def quorum(self) -> int:
+        return self.min_quorum if self.min_quorum is not None else self.seat_count // 2 + 1
+
+
+class AggregatorConfig(_Strict):
+    judge: str
+    synthesizer: str
+    anonymize_sources: bool = True
+    # "auto" asks for response_format=json_object when LiteLLM says the model supports it.
+    judge_response_format: Literal["auto", "json_object", "off"] = "auto"
+    judge_timeout_s: float = Field(60.0, gt=0, le=600)
+    # The analysis is a list of short points; 2048 tokens holds ~40 of them.
+    judge_max_tokens: int = Field(2048, ge=64)
+    synthesis_timeout_s: float = Field(120.0, gt=0, le=1800)
+    # Length normalization: the judge sees at most this many characters of all answers
+    # together, split evenly, so a verbose member cannot win by volume (~6k tokens).
+    judge_input_chars: int = Field(24_000, ge=1000)
+    # The synthesizer grading its own draft is self-preference bias; say so at startup.
+    synthesizer_in_panel: Literal["allow", "warn", "error"] = "warn"
+
+
+class LimitsConfig(_Strict):
+    # ~50k tokens of prompt; fusion multiplies the prompt by the panel size, so cap it.
+    max_prompt_chars: int = Field(200_000, ge=1)
+    max_messages: int = Field(256, ge=1)
+
+
+class ProfileConfig(_Strict):
+    router: RouterConfig = RouterConfig()
+    panel: PanelConfig
+    aggregator: AggregatorConfig
+    limits: LimitsConfig = LimitsConfig()
+
+    def referenced_models(self) -> dict[str, str]:
+        """Every inner model this profile calls, keyed by the field that names it."""
+        refs: dict[str, str] = {}
+        if self.router.single_model:
+            refs["router.single_model"] = self.router.single_model
+        if self.router.classifier:
+            refs["router.classifier.model"] = self.router.classifier.model
+        for i, member in enumerate(self.panel.members):
+            refs[f"panel.members[{i}].model"] = member.model
+        if self.panel.self_moa:
+            refs["panel.self_moa.model"] = self.panel.self_moa.model
+        refs["aggregator.judge"] = self.aggregator.judge
+        refs["aggregator.synthesizer"] = self.aggregator.synthesizer
+        return refs
+
+
+def _format_error(profile: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        msg = err["msg"].removeprefix("Value error, ")
+        # Cross-field validators name their field as "field: message".
+        if (m := re.match(r"^(\w+): (.*)$", msg, re.DOTALL)) and err["type"] == "value_error":
+            field, msg = f"{field}.{m[1]}" if field else m[1], m[2]
+        lines.append(f"profile {profile!r}: {field or '(profile)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_profile(name: str, raw: Any, *, known_models: set[str] | None = None) -> ProfileConfig:
+    """Validate one profile's `model_info.chorus` block. Raises ConfigError."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"profile {name!r}: model_info.chorus must be a mapping")
+    try:
+        profile = ProfileConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(name, exc)) from None
+    for field, model in profile.referenced_models().items():
+        if model.startswith(PREFIX):
+            raise ConfigError(
+                f"profile {name!r}: {field}: {model!r} is a fusion model; "
+                "profiles cannot call fusion models (recursion)"
+            )
+        if known_models is not None and model not in known_models:
+            raise ConfigError(
+                f"profile {name!r}: {field}: {model!r} is not a model_name in model_list"
+            )
+    members = {m.model for m in profile.panel.members}
+    if profile.panel.self_moa:
+        members.add(profile.panel.self_moa.model)
+    if profile.aggregator.synthesizer in members:
+        msg = (
+            f"profile {name!r}: aggregator.synthesizer: {profile.aggregator.synthesizer!r} "
+            "is also a panel member (self-preference bias)"
+        )
+        if profile.aggregator.synthesizer_in_panel == "error":
+            raise ConfigError(msg)
+        if profile.aggregator.synthesizer_in_panel == "warn":
+            log.warning("%s; set aggregator.synthesizer_in_panel: allow to silence", msg)
+    return profile
+
+
+def profile_name(entry: dict) -> str | None:
+    """The profile an entry of model_list defines, or None if it is not a fusion entry."""
+    params = entry.get("litellm_params") or {}
+    model = str(params.get("model", ""))
+    return model[len(PREFIX):] if model.startswith(PREFIX) else None
+
+
+def load_profiles(config: dict) -> dict[str, ProfileConfig]:
+    """Validate every `fusion/*` entry of a LiteLLM config dict; returns profiles by name."""
+    entries = config.get("model_list") or []
+    if not isinstance(entries, list):
+        raise ConfigError("model_list must be a list")
+    names = {str(e.get("model_name")) for e in entries if isinstance(e, dict)}
+    # Wildcard deployments ("openai/*") accept names we cannot enumerate.
+    known = None if any("*" in n for n in names) else names
+    profiles: dict[str, ProfileConfig] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or (name := profile_name(entry)) is None:
+            continue
+        if not name:
+            raise ConfigError("a fusion entry needs a profile name: litellm_params.model: fusion/<profile>")
+        raw = (entry.get("model_info") or {}).get("chorus")
+        if raw is None:
+            raise ConfigError(f"profile {name!r}: model_info.chorus is missing")
+        if name in profiles:
+            log.info("profile %r defined by several entries; they must agree", name)
+        profiles[name] = parse_profile(name, raw, known_models=known)
+    return profiles
+
+
+def read_config_file(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data

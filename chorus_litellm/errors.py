@@ -1,0 +1,67 @@
+"""The exception tree. Config mistakes are the operator's; run failures are the request's.
+
+    ChorusError
+    ├── ConfigError            a profile in litellm_config.yaml is wrong (raised at startup)
+    └── RunError               one request could not be served
+        ├── RequestError       the client sent something invalid          -> HTTP 400
+        ├── QuorumError        too few panel members answered              -> HTTP 502
+        └── UpstreamError      one inner call failed (timeout, HTTP, filter) -> HTTP 502
+
+A failed panel member is not an exception: it is a `PanelFailure` value. Only a missed
+quorum, a failed forward to `single_model` or a failed client request become errors,
+and `adapters/provider.py` maps them once to LiteLLM's OpenAI-style exceptions.
+"""
+
+from __future__ import annotations
+
+
+class ChorusError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(ChorusError):
+    """A profile is misconfigured. The message names the profile and the field."""
+
+
+class RunError(ChorusError):
+    """A request failed. `status_code` is the HTTP status a client should see."""
+
+    status_code = 500
+
+
+class RequestError(RunError):
+    """Invalid input from the client (bad messages, options, sizes)."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class UpstreamError(RunError):
+    """One inner LLM call failed.
+
+    `kind` is one of: timeout, http_error, content_filter, empty, connection, error.
+    """
+
+    status_code = 502
+
+    def __init__(self, kind: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+
+    def describe(self) -> str:
+        status = f" {self.status}" if self.status else ""
+        return f"{self.kind}{status}: {self}"
+
+
+class QuorumError(RunError):
+    """Fewer than `min_quorum` panel members answered. Lists every failure."""
+
+    status_code = 502
+
+    def __init__(self, message: str, failures: tuple = ()) -> None:
+        super().__init__(message)
+        self.failures = failures

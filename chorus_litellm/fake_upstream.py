@@ -1,0 +1,162 @@
+"""A fake OpenAI-compatible server for tests, benchmarks and `chorus serve --demo`.
+
+No instruct model can be downloaded here, so this stands in for Ollama or vLLM. Its
+behaviour is chosen by words in the requested model name:
+
+    fail500 / fail429   answer with that HTTP status
+    filter              finish with finish_reason "content_filter"
+    empty               return an empty answer
+    hang                never answer (exercises deadlines)
+    slow                take 10x the base latency (a straggler)
+    badjson             answer JSON-mode requests with text that is not JSON
+
+Otherwise it answers after `latency` seconds: judge requests (JSON mode) get a valid
+analysis built from the labels in the prompt, classifier requests get a difficulty
+score, everything else a short deterministic answer. Streams send one word per chunk
+and a usage chunk when asked. GET /stats counts calls per model; POST /reset clears it.
+
+Run: python -m chorus_litellm.fake_upstream --port 8001 --latency 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import time
+from collections import Counter
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+LABEL = re.compile(r'"label":\s*"([A-Z]{1,2})"')
+
+
+def _prompt_text(messages: list[dict]) -> str:
+    parts = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        parts.append(str(content or ""))
+    return "\n".join(parts)
+
+
+def _answer(model: str, body: dict) -> str:
+    messages = body.get("messages") or []
+    text = _prompt_text(messages)
+    json_mode = (body.get("response_format") or {}).get("type") == "json_object"
+    if "CHORUS-CLASSIFIER" in text:
+        return json.dumps({"difficulty": 0.9 if "hard" in text.lower() else 0.1})
+    if json_mode or "CHORUS-JUDGE" in text:
+        if "badjson" in model:
+            return "I think answer A is best, no JSON today."
+        labels = sorted(set(LABEL.findall(text)))
+        return json.dumps({
+            "consensus": [{"claim": "The answers agree on the main point.", "support": labels}],
+            "contradictions": [],
+            "unique_insights": [{"claim": "One answer adds a detail.", "support": labels[:1]}],
+            "blind_spots": ["Nobody cited sources."],
+            "best": labels[0] if labels else None,
+        })
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    words = int(body.get("max_tokens") or 0) or 24
+    filler = " ".join(f"w{i}" for i in range(max(0, min(words, 400) - 4)))
+    return f"{model} answers {digest}: {filler}".strip()
+
+
+class FakeUpstream:
+    def __init__(self, latency: float = 0.0, token_delay: float = 0.0) -> None:
+        self.latency = latency
+        self.token_delay = token_delay
+        self.calls: Counter[str] = Counter()
+        self.app = Starlette(routes=[
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/chat/completions", self.chat, methods=["POST"]),
+            Route("/stats", self.stats, methods=["GET"]),
+            Route("/reset", self.reset, methods=["POST"]),
+            Route("/health", lambda r: JSONResponse({"ok": True}), methods=["GET"]),
+        ])
+
+    async def stats(self, request: Request) -> JSONResponse:
+        return JSONResponse(dict(self.calls))
+
+    async def reset(self, request: Request) -> JSONResponse:
+        self.calls.clear()
+        return JSONResponse({"ok": True})
+
+    async def chat(self, request: Request):
+        body = await request.json()
+        model = str(body.get("model", ""))
+        self.calls[model] += 1
+        for status in (500, 429):
+            if f"fail{status}" in model:
+                return JSONResponse(
+                    {"error": {"message": f"fake upstream error {status}", "type": "server_error"}},
+                    status_code=status,
+                )
+        if "hang" in model:
+            await asyncio.sleep(3600)
+        await asyncio.sleep(self.latency * (10 if "slow" in model else 1))
+        text = "" if "empty" in model else _answer(model, body)
+        finish = "content_filter" if "filter" in model else "stop"
+        prompt_tokens = max(1, len(_prompt_text(body.get("messages") or [])) // 4)
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(text.split()),
+            "total_tokens": prompt_tokens + len(text.split()),
+        }
+        rid = f"chatcmpl-fake-{self.calls[model]}"
+        if not body.get("stream"):
+            return JSONResponse({
+                "id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": finish}],
+                "usage": usage,
+            })
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(
+            self._stream(rid, model, text, finish, usage if include_usage else None),
+            media_type="text/event-stream",
+        )
+
+    async def _stream(self, rid, model, text, finish, usage):
+        def chunk(delta, finish_reason=None, **extra):
+            data = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
+                    "model": model, "choices": [{"index": 0, "delta": delta,
+                                                 "finish_reason": finish_reason}], **extra}
+            return f"data: {json.dumps(data)}\n\n"
+
+        yield chunk({"role": "assistant", "content": ""})
+        words = text.split(" ") if text else []
+        for i, word in enumerate(words):
+            if self.token_delay:
+                await asyncio.sleep(self.token_delay)
+            yield chunk({"content": word if i == 0 else " " + word})
+        yield chunk({}, finish)
+        if usage:
+            data = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
+                    "model": model, "choices": [], "usage": usage}
+            yield f"data: {json.dumps(data)}\n\n"
+        yield "data: [DONE]\n\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per call")
+    parser.add_argument("--token-delay", type=float, default=0.0, help="seconds per streamed word")
+    args = parser.parse_args(argv)
+    upstream = FakeUpstream(args.latency, args.token_delay)
+    uvicorn.run(upstream.app, host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""What a run did and cost: usage summed over every stage, and the client-facing summary.
+
+`RunReport.extension()` is the `chorus` field that rides with the response (OpenAI
+clients ignore unknown fields). Its `cost.total` is exactly what the caller is charged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .types import Caller, Completion, Panel, Route, Synthesis, Usage, Verdict
+
+
+@dataclass(frozen=True)
+class Call:
+    stage: str  # classifier | forward | panel | judge | synthesis
+    seat: str
+    completion: Completion
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    profile: str
+    caller: Caller
+    route: Route | None = None
+    panel: Panel | None = None
+    verdict: Verdict | None = None
+    synthesis: Synthesis | None = None
+    calls: list[Call] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, seat: str, completion: Completion | None) -> None:
+        if completion is not None:
+            self.calls.append(Call(stage, seat, completion))
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for call in self.calls:
+            total = total + call.completion.usage
+        return total
+
+    @property
+    def cost(self) -> float:
+        return sum(call.completion.cost for call in self.calls)
+
+    def _by_stage(self) -> dict[str, dict]:
+        stages: dict[str, dict] = {}
+        for call in self.calls:
+            entry = stages.setdefault(call.stage, {"cost": 0.0, **Usage().as_dict(), "calls": 0})
+            entry["calls"] += 1
+            entry["cost"] += call.completion.cost
+            for key, value in call.completion.usage.as_dict().items():
+                entry[key] += value
+        return stages
+
+    def extension(self, *, include_panel: bool = False) -> dict:
+        route = self.route
+        ext: dict = {
+            "id": self.run_id,
+            "profile": self.profile,
+            # The caller's own team and user, as LiteLLM authenticated them (never the key).
+            "caller": {"team_id": self.caller.team_id, "user_id": self.caller.user_id},
+            "route": route and {
+                "decision": route.decision, "policy": route.policy, "reason": route.reason,
+                "score": route.score, "classifier_score": route.classifier_score,
+            },
+            "usage": {
+                "total": self.usage.as_dict(),
+                "stages": self._by_stage(),
+                "calls": [
+                    {"stage": c.stage, "seat": c.seat, "model": c.completion.model,
+                     **c.completion.usage.as_dict(), "cost": c.completion.cost,
+                     "latency_s": round(c.completion.latency_s, 4)}
+                    for c in self.calls
+                ],
+            },
+            "cost": {"total": self.cost, "currency": "USD"},
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+        if self.panel is not None:
+            ext["panel"] = {
+                "answered": [a.seat.name for a in self.panel.answers],
+                "failed": [
+                    {"seat": f.seat.name, "model": f.seat.model, "kind": f.kind,
+                     "status": f.status, "detail": f.detail}
+                    for f in self.panel.failures
+                ],
+            }
+        if self.verdict is not None:
+            ext["judge"] = {"degraded": self.verdict.degraded, "error": self.verdict.error}
+        if self.synthesis is not None:
+            ext["synthesis"] = {
+                "fallback": self.synthesis.fallback,
+                "fallback_source": self.synthesis.fallback_source,
+                "error": self.synthesis.error,
+            }
+        if include_panel and self.panel is not None:
+            ext["panel"]["answers"] = {a.seat.name: a.completion.text for a in self.panel.answers}
+            if self.verdict is not None and self.verdict.analysis is not None:
+                a = self.verdict.analysis
+                ext["judge"]["analysis"] = {
+                    "consensus": [{"claim": p.claim, "support": list(p.support)} for p in a.consensus],
+                    "contradictions": [{"claim": p.claim, "support": list(p.support)} for p in a.contradictions],
+                    "unique_insights": [{"claim": p.claim, "support": list(p.support)} for p in a.unique_insights],
+                    "blind_spots": list(a.blind_spots),
+                    "best": a.best,
+                }
+        return ext

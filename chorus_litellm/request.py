@@ -1,0 +1,168 @@
+"""Validate a client's request at the edge and turn it into a `FusionRequest`.
+
+Every problem is a `RequestError` (HTTP 400) that names the offending field, in the
+style of OpenAI's own errors. Pure: takes the messages and params LiteLLM hands us.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .config import ProfileConfig
+from .errors import RequestError
+from .types import Caller, Message
+
+# Content part types a text panel can read. Images and audio would reach only some members.
+TEXT_PARTS = {"text"}
+ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+# Sampling params forwarded to the panel and the synthesizer; everything else is dropped.
+SAMPLING = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "user")
+# Params only the final answer honours (the panel's drafts have their own limits).
+FINAL_ONLY = ("max_tokens", "max_completion_tokens", "stop")
+TOOL_PARAMS = ("tools", "tool_choice", "functions", "function_call", "parallel_tool_calls")
+
+
+class RunOptions(BaseModel):
+    """Per-request options, sent as `{"chorus": {...}}` in the body (openai: extra_body)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: Literal["always_fuse", "never_fuse", "auto"] | None = None
+    # Raise (never lower) the profile's quorum for this request.
+    min_quorum: int | None = Field(None, ge=1)
+    # Add the panel answers, judge analysis and timings to the `chorus` extension field.
+    include_panel: bool = False
+
+
+@dataclass(frozen=True)
+class FusionRequest:
+    profile_name: str
+    profile: ProfileConfig
+    messages: list[Message]
+    params: dict[str, Any]  # everything the client sent besides messages
+    options: RunOptions
+    caller: Caller
+    stream: bool = False
+    request_id: str = ""
+    forward_reason: str | None = None  # set when the request must go to single_model as is
+    sampling: dict[str, Any] = field(default_factory=dict)
+    final_params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def quorum(self) -> int:
+        return max(self.profile.panel.quorum, self.options.min_quorum or 0)
+
+
+def _text_of(message: Message, index: int) -> str:
+    content = message.get("content")
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        raise RequestError(f"messages[{index}].content must be a string or a list of parts", param="messages")
+    texts = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in TEXT_PARTS:
+            raise RequestError(
+                f"messages[{index}].content[{j}]: unsupported content part type {kind!r}; "
+                "fusion profiles accept text parts only",
+                param="messages",
+            )
+        texts.append(str(part.get("text") or ""))
+    return "".join(texts)
+
+
+def validate_messages(messages: Any, profile: ProfileConfig) -> list[Message]:
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("messages must be a non-empty list", param="messages")
+    limits = profile.limits
+    if len(messages) > limits.max_messages:
+        raise RequestError(
+            f"{len(messages)} messages is more than this profile's limit of {limits.max_messages}",
+            param="messages",
+        )
+    size = 0
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise RequestError(f"messages[{i}] must be an object", param="messages")
+        if message.get("role") not in ROLES:
+            raise RequestError(f"messages[{i}].role {message.get('role')!r} is not valid", param="messages")
+        size += len(_text_of(message, i))
+    if size > limits.max_prompt_chars:
+        raise RequestError(
+            f"the prompt has {size} characters, more than this profile's limit of "
+            f"{limits.max_prompt_chars}",
+            param="messages",
+        )
+    if not any(m.get("role") == "user" for m in messages):
+        raise RequestError("messages must contain at least one user message", param="messages")
+    return messages
+
+
+def uses_tools(messages: list[Message], params: dict[str, Any]) -> bool:
+    if any(params.get(k) for k in TOOL_PARAMS):
+        return True
+    return any(m.get("role") in ("tool", "function") or m.get("tool_calls") or m.get("function_call") for m in messages)
+
+
+def parse_options(raw: Any) -> RunOptions:
+    if raw is None:
+        return RunOptions()
+    if not isinstance(raw, dict):
+        raise RequestError("chorus must be an object", param="chorus")
+    try:
+        return RunOptions.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field_name = ".".join(str(p) for p in err["loc"])
+        raise RequestError(f"chorus.{field_name}: {err['msg']}", param=f"chorus.{field_name}") from None
+
+
+def build_request(
+    profile_name: str,
+    profile: ProfileConfig,
+    messages: Any,
+    params: dict[str, Any],
+    caller: Caller,
+    *,
+    stream: bool,
+    request_id: str = "",
+) -> FusionRequest:
+    messages = validate_messages(messages, profile)
+    options = parse_options(params.get("chorus"))
+    if options.min_quorum and options.min_quorum > profile.panel.seat_count:
+        raise RequestError(
+            f"chorus.min_quorum: {options.min_quorum} is more than the profile's "
+            f"{profile.panel.seat_count} seats",
+            param="chorus.min_quorum",
+        )
+    n = params.get("n")
+    if n not in (None, 1):
+        raise RequestError("n: fusion returns exactly one choice; n must be 1", param="n")
+    forward = "tools" if uses_tools(messages, params) else None
+    if forward and not profile.router.single_model:
+        raise RequestError(
+            "this profile has no router.single_model, so it cannot serve tool or function calls",
+            param="tools",
+        )
+    return FusionRequest(
+        profile_name=profile_name,
+        profile=profile,
+        messages=messages,
+        params=params,
+        options=options,
+        caller=caller,
+        stream=stream,
+        request_id=request_id,
+        forward_reason=forward,
+        sampling={k: params[k] for k in SAMPLING if params.get(k) is not None},
+        final_params={k: params[k] for k in FINAL_ONLY if params.get(k) is not None},
+    )
+
+
+def prompt_text(messages: list[Message]) -> str:
+    """All text of a validated conversation (for difficulty scoring)."""
+    return "\n".join(_text_of(m, i) for i, m in enumerate(messages))

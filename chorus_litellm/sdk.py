@@ -1,0 +1,71 @@
+"""Registration: the proxy's handler instance, and `register()` for plain LiteLLM SDK use."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .config import PROVIDER, load_profiles, read_config_file
+from .errors import ConfigError
+
+log = logging.getLogger("chorus_litellm")
+
+
+def register(config: str | Path | dict) -> Any:
+    """Make `litellm.completion(model="fusion/<profile>")` work in this process.
+
+    Reads a litellm_config.yaml (path or dict), validates every fusion profile, builds a
+    `litellm.Router` from its `model_list` for the inner calls, and installs the handler
+    in `litellm.custom_provider_map`. Returns the handler.
+    """
+    import litellm
+
+    from .adapters.provider import FusionHandler
+
+    data = read_config_file(config) if isinstance(config, str | Path) else dict(config)
+    profiles = load_profiles(data)
+    inner = [e for e in data.get("model_list") or [] if not _is_fusion(e)]
+    router = litellm.Router(model_list=inner, **(data.get("router_settings") or {}))
+    handler = FusionHandler(profiles, get_router=lambda: router)
+    litellm.custom_provider_map = [
+        *(p for p in litellm.custom_provider_map if p.get("provider") != PROVIDER),
+        {"provider": PROVIDER, "custom_handler": handler},
+    ]
+    from litellm.utils import custom_llm_setup
+
+    custom_llm_setup()
+    return handler
+
+
+def _is_fusion(entry: dict) -> bool:
+    return str((entry.get("litellm_params") or {}).get("model", "")).startswith(f"{PROVIDER}/")
+
+
+def proxy_handler() -> Any:
+    """The handler the proxy loads (`custom_handler: chorus_litellm.proxy_handler`).
+
+    Validates every fusion profile in the proxy's config file now, at startup, so a bad
+    profile stops the proxy with a message naming the profile and field.
+    """
+    from .adapters.provider import FusionHandler
+
+    profiles = {}
+    path = _proxy_config_path()
+    if path:
+        try:
+            profiles = load_profiles(read_config_file(path))
+        except ConfigError as exc:
+            log.error("chorus: invalid config %s:\n%s", path, exc)
+            raise
+        log.info("chorus: %d fusion profile(s) valid in %s: %s", len(profiles), path, ", ".join(profiles))
+    return FusionHandler(profiles)
+
+
+def _proxy_config_path() -> str | None:
+    import sys
+
+    module = sys.modules.get("litellm.proxy.proxy_server")
+    path = getattr(module, "user_config_file_path", None) if module else None
+    return path or os.environ.get("CONFIG_FILE_PATH") or None

@@ -1,0 +1,156 @@
+"""Judge: a structured, anonymized, length-normalized analysis of the panel's answers.
+
+Labels are shuffled per call, so the order of completion (which model was fastest) never
+shows. Each answer is trimmed to an equal share of `judge_input_chars`. The reply must be
+JSON of a fixed schema; invalid JSON gets one repair attempt, then the run continues on a
+recorded degraded path (the synthesizer weighs the raw answers itself). Never raises for
+a bad judge: the verdict says what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..adapters.llm import Completer
+from ..config import AggregatorConfig
+from ..errors import UpstreamError
+from ..types import Analysis, Completion, Message, PanelAnswer, Point, Verdict
+from . import prompts
+
+
+class _Point(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    claim: str
+    support: list[str] = []
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    consensus: list[_Point] = []
+    contradictions: list[_Point] = []
+    unique_insights: list[_Point] = []
+    blind_spots: list[str] = []
+    best: str | None = None
+
+
+def make_labels(n: int) -> list[str]:
+    letters = string.ascii_uppercase
+    return [letters[i] if i < 26 else letters[i // 26 - 1] + letters[i % 26] for i in range(n)]
+
+
+def trim(text: str, budget: int) -> str:
+    if len(text) <= budget:
+        return text
+    cut = text[:budget].rsplit(" ", 1)[0] or text[:budget]
+    return cut + " [...]"
+
+
+def label_answers(
+    answers: tuple[PanelAnswer, ...], config: AggregatorConfig, rng: random.Random
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """(label -> seat name, [(label, trimmed text)]) with labels shuffled by `rng`."""
+    order = list(answers)
+    if config.anonymize_sources:
+        rng.shuffle(order)
+        labels = make_labels(len(order))
+    else:
+        labels = [a.seat.name for a in order]
+    budget = config.judge_input_chars // max(1, len(order))
+    mapping = {label: a.seat.name for label, a in zip(labels, order, strict=True)}
+    labelled = [(label, trim(a.completion.text, budget)) for label, a in zip(labels, order, strict=True)]
+    return mapping, labelled
+
+
+def parse_analysis(text: str, labels: dict[str, str]) -> tuple[Analysis, dict]:
+    """Validate the judge's JSON; drop labels it invented. Raises ValueError."""
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.strip("`").removeprefix("json").strip()
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0 or end < start:
+        raise ValueError("no JSON object found")
+    try:
+        out = _Output.model_validate(json.loads(body[start : end + 1]))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise ValueError(str(exc).splitlines()[0]) from None
+
+    def points(items: list[_Point]) -> list[_Point]:
+        return [_Point(claim=p.claim, support=[s for s in p.support if s in labels]) for p in items]
+
+    clean = _Output(
+        consensus=points(out.consensus),
+        contradictions=points(out.contradictions),
+        unique_insights=points(out.unique_insights),
+        blind_spots=out.blind_spots,
+        best=out.best if out.best in labels else None,
+    )
+
+    def named(items: list[_Point]) -> tuple[Point, ...]:
+        return tuple(Point(p.claim, tuple(labels[s] for s in p.support)) for p in items)
+
+    analysis = Analysis(
+        consensus=named(clean.consensus),
+        contradictions=named(clean.contradictions),
+        unique_insights=named(clean.unique_insights),
+        blind_spots=tuple(clean.blind_spots),
+        best=labels[clean.best] if clean.best else None,
+    )
+    return analysis, clean.model_dump()
+
+
+async def analyze(
+    completer: Completer,
+    config: AggregatorConfig,
+    messages: list[Message],
+    answers: tuple[PanelAnswer, ...],
+    rng: random.Random,
+) -> Verdict:
+    labels, labelled = label_answers(answers, config, rng)
+    request = prompts.with_context(messages, prompts.JUDGE_SYSTEM, prompts.judge_user(labelled))
+    params: dict = {"max_tokens": config.judge_max_tokens, "temperature": 0}
+    mode = config.judge_response_format
+    if mode == "json_object" or (mode == "auto" and completer.supports_json_mode(config.judge)):
+        params["response_format"] = {"type": "json_object"}
+    calls: list[Completion] = []
+    error = "no attempt"
+    for attempt in range(2):  # the first try, then one repair
+        try:
+            completion = await completer.complete(
+                config.judge, request, timeout=config.judge_timeout_s, **params
+            )
+        except UpstreamError as exc:
+            error = f"judge call failed: {exc.describe()}"
+            break
+        calls.append(completion)
+        try:
+            analysis, raw = parse_analysis(completion.text, labels)
+        except ValueError as exc:
+            error = f"invalid judge JSON after {attempt + 1} attempt(s): {exc}"
+            request = [
+                *request,
+                {"role": "assistant", "content": completion.text},
+                {"role": "user", "content": prompts.JUDGE_REPAIR.format(error=exc)},
+            ]
+            continue
+        return Verdict(analysis, tuple(calls), labels=labels, labelled=tuple(labelled), raw=raw)
+    return Verdict(None, tuple(calls), degraded=True, error=error, labels=labels, labelled=tuple(labelled))
+
+
+def best_answer(verdict: Verdict, answers: tuple[PanelAnswer, ...]) -> PanelAnswer:
+    """The judge's best-supported answer (for the synthesis fallback)."""
+    by_name = {a.seat.name: a for a in answers}
+    analysis = verdict.analysis
+    if analysis and analysis.best in by_name:
+        return by_name[analysis.best]
+    if analysis:
+        support: dict[str, int] = {}
+        for point in analysis.consensus + analysis.unique_insights:
+            for name in point.support:
+                support[name] = support.get(name, 0) + 1
+        if support:
+            return by_name[max(support, key=lambda n: (support[n], -list(by_name).index(n)))]
+    return answers[0]

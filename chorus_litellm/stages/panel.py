@@ -1,0 +1,112 @@
+"""Panel fan-out: every seat answers the whole conversation in parallel.
+
+A failed seat is a `PanelFailure` value. Once `quorum` seats have answered, the rest get
+`grace_s` more and are then cancelled; if the quorum can no longer be met the remaining
+calls are cancelled at once and `QuorumError` lists every failure. Cancelling the caller
+(client disconnect) cancels every outstanding call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+from ..adapters.llm import Completer
+from ..config import PanelConfig
+from ..errors import QuorumError, UpstreamError
+from ..types import Message, Panel, PanelAnswer, PanelFailure, Seat
+
+
+def seats(config: PanelConfig) -> list[Seat]:
+    """The panel's seats. Self-MoA spreads temperatures evenly over its range."""
+    if config.self_moa:
+        moa = config.self_moa
+        step = (moa.temperature_max - moa.temperature_min) / (moa.samples - 1)
+        return [
+            Seat(f"{moa.model}#{i + 1}", moa.model, round(moa.temperature_min + i * step, 3))
+            for i in range(moa.samples)
+        ]
+    counts = Counter(m.model for m in config.members)
+    seen: Counter[str] = Counter()
+    result = []
+    for member in config.members:
+        seen[member.model] += 1
+        name = member.name or (
+            f"{member.model}#{seen[member.model]}" if counts[member.model] > 1 else member.model
+        )
+        result.append(Seat(name, member.model, member.temperature))
+    return result
+
+
+async def _ask(
+    completer: Completer, seat: Seat, messages: list[Message], timeout_s: float, params: dict[str, Any]
+) -> PanelAnswer | PanelFailure:
+    started = time.perf_counter()
+    call_params = dict(params)
+    if seat.temperature is not None:
+        call_params["temperature"] = seat.temperature
+    try:
+        completion = await completer.complete(seat.model, messages, timeout=timeout_s, **call_params)
+    except UpstreamError as exc:
+        return PanelFailure(seat, exc.kind, str(exc), exc.status, time.perf_counter() - started)
+    if not completion.text.strip():
+        return PanelFailure(seat, "empty", "the answer was empty", None, completion.latency_s)
+    return PanelAnswer(seat, completion)
+
+
+async def fan_out(
+    completer: Completer,
+    panel_seats: list[Seat],
+    messages: list[Message],
+    *,
+    quorum: int,
+    timeout_s: float,
+    grace_s: float,
+    params: dict[str, Any],
+) -> Panel:
+    loop = asyncio.get_running_loop()
+    tasks = {
+        asyncio.create_task(_ask(completer, seat, messages, timeout_s, params)): seat
+        for seat in panel_seats
+    }
+    answers: list[PanelAnswer] = []
+    failures: list[PanelFailure] = []
+    pending = set(tasks)
+    grace_until: float | None = None
+    try:
+        while pending:
+            wait_for = None if grace_until is None else max(0.0, grace_until - loop.time())
+            done, pending = await asyncio.wait(pending, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                break  # grace expired
+            for task in done:
+                result = task.result()
+                (answers if isinstance(result, PanelAnswer) else failures).append(result)
+            if grace_until is None and len(answers) >= quorum:
+                grace_until = loop.time() + grace_s
+            if len(answers) + len(pending) < quorum:
+                break  # the quorum can no longer be met
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+    reason = (
+        f"still running {grace_s:g}s after the quorum answered"
+        if len(answers) >= quorum
+        else "cancelled: the quorum could no longer be met"
+    )
+    failures += [PanelFailure(tasks[t], "cancelled", reason) for t in pending]
+    order = {seat.name: i for i, seat in enumerate(panel_seats)}
+    failures.sort(key=lambda f: order[f.seat.name])
+    if len(answers) < quorum:
+        detail = "; ".join(f.describe() for f in failures)
+        raise QuorumError(
+            f"panel quorum not met: {len(answers)} of {len(panel_seats)} members answered, "
+            f"{quorum} required. Failed: {detail}",
+            tuple(failures),
+        )
+    # Answers stay in completion order here; the judge shuffles labels before anyone sees them.
+    return Panel(tuple(answers), tuple(failures))

@@ -1,0 +1,100 @@
+"""Router gate: fuse hard prompts, send easy ones to one model.
+
+`auto` scores difficulty from cheap text features first. Only when that score lands
+within `band` of the threshold, and a classifier is configured, does a small model get
+asked (strict JSON). If the classifier fails in any way the gate fails open to fusion:
+a wasted panel costs money, a wrong single answer on a hard prompt costs trust.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+from ..adapters.llm import Completer
+from ..config import RouterConfig
+from ..errors import UpstreamError
+from ..types import Completion, Message, Route
+from . import prompts
+
+# Words that signal reasoning, comparison or stakes. Each hit adds evidence of difficulty.
+HARD_WORDS = re.compile(
+    r"\b(why|explain|prove|derive|compare|trade-?offs?|pros and cons|analy[sz]e|evaluate|design|"
+    r"architecture|optimi[sz]e|debug|step[- ]by[- ]step|algorithm|complexity|strategy|risk|"
+    r"diagnos\w*|legal|medical|security|ethic\w*|should i|recommend|plan)\b",
+    re.IGNORECASE,
+)
+CODE = re.compile(r"```|\bdef |\bclass |\bfunction\b|[{};]\s*$", re.MULTILINE)
+MATH = re.compile(r"\d\s*[-+*/^=]\s*\d|\\frac|\bintegral\b|\bprobability\b|\bequation\b", re.IGNORECASE)
+EASY = re.compile(r"^\s*(hi|hello|hey|thanks|thank you|ok|okay|yes|no|ping)\b[\s!.?]*$", re.IGNORECASE)
+
+
+def difficulty(text: str) -> tuple[float, dict[str, float]]:
+    """Cheap difficulty score in [0, 1] and the features behind it (reported to the client).
+
+    A logistic over: length (log words), hard-word hits, question count, code, math.
+    Weights are set so a greeting scores ~0.05, a one-line fact question ~0.3, and a
+    multi-part "compare/explain/design" request or any code/math ~0.7+.
+    """
+    words = len(text.split())
+    features = {
+        "log_words": math.log1p(words),
+        "hard_words": float(min(len(HARD_WORDS.findall(text)), 5)),
+        "questions": float(min(text.count("?"), 5)),
+        "code": 1.0 if CODE.search(text) else 0.0,
+        "math": 1.0 if MATH.search(text) else 0.0,
+        "greeting": 1.0 if EASY.match(text) else 0.0,
+    }
+    z = (
+        -2.6
+        + 0.45 * features["log_words"]
+        + 0.9 * features["hard_words"]
+        + 0.3 * features["questions"]
+        + 1.6 * features["code"]
+        + 1.4 * features["math"]
+        - 3.0 * features["greeting"]
+    )
+    return 1.0 / (1.0 + math.exp(-z)), features
+
+
+def parse_classifier(text: str) -> float:
+    data = json.loads(text.strip().removeprefix("```json").removesuffix("```").strip())
+    value = float(data["difficulty"])
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"difficulty {value} is outside [0, 1]")
+    return value
+
+
+async def decide(
+    config: RouterConfig, policy: str | None, messages: list[Message], text: str, completer: Completer
+) -> tuple[Route, Completion | None]:
+    """The route for this request, plus the classifier's call (for usage), if one was made."""
+    policy = policy or config.policy
+    if policy == "always_fuse":
+        return Route("fuse", policy, "policy"), None
+    if policy == "never_fuse":
+        return Route("single", policy, "policy"), None
+    score, _ = difficulty(text)
+    cls = config.classifier
+    if cls is None or abs(score - config.threshold) > cls.band:
+        decision = "fuse" if score >= config.threshold else "single"
+        return Route(decision, policy, "features", score=round(score, 4)), None
+    try:
+        completion = await completer.complete(
+            cls.model,
+            prompts.with_context(messages, prompts.CLASSIFIER_SYSTEM, "Rate the conversation above."),
+            timeout=cls.timeout_s,
+            max_tokens=20,
+            temperature=0,
+        )
+    except UpstreamError as exc:
+        return Route("fuse", policy, f"classifier failed ({exc.kind}); fail open", score=round(score, 4)), None
+    try:
+        judged = parse_classifier(completion.text)
+    except (ValueError, KeyError, TypeError) as exc:
+        route = Route("fuse", policy, f"classifier gave invalid JSON ({type(exc).__name__}); fail open",
+                      score=round(score, 4))
+        return route, completion
+    decision = "fuse" if judged >= config.threshold else "single"
+    return Route(decision, policy, "classifier", score=round(score, 4), classifier_score=judged), completion

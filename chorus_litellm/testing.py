@@ -1,0 +1,101 @@
+"""Test doubles shipped with the library (like httpx's MockTransport).
+
+`FakeCompleter` stands in for LiteLLM at the `Completer` seam: queue replies per model
+with `enqueue()`, or let it answer by default like the fake upstream (judge prompts get
+valid analysis JSON, everything else a short deterministic answer). It records calls.
+
+    fake = FakeCompleter()
+    fake.enqueue("model-a", "Paris.")                       # text
+    fake.enqueue("model-b", UpstreamError("timeout", "slow"))  # a failure
+    fake.enqueue("judge", Reply("not json"), Reply('{"consensus": []}'))
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UpstreamError
+from .fake_upstream import _answer
+from .types import Completion, Message, Usage
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    delay: float = 0.0
+    usage: Usage = Usage(10, 5)
+    cost: float = 0.001
+    # For streams: fail with this error after sending `fail_after` words.
+    error: UpstreamError | None = None
+    fail_after: int = 0
+
+
+@dataclass
+class Call:
+    model: str
+    messages: list[Message]
+    params: dict[str, Any]
+    stream: bool = False
+    cancelled: bool = False
+
+
+@dataclass
+class FakeCompleter:
+    json_models: set[str] = field(default_factory=set)
+    calls: list[Call] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._queues: dict[str, deque] = defaultdict(deque)
+
+    def enqueue(self, model: str, *replies: str | Reply | UpstreamError) -> FakeCompleter:
+        self._queues[model].extend(replies)
+        return self
+
+    def calls_to(self, model: str) -> list[Call]:
+        return [c for c in self.calls if c.model == model]
+
+    def _next(self, model: str, messages: list[Message], params: dict) -> Reply:
+        queue = self._queues.get(model)
+        item = queue.popleft() if queue else Reply(_answer(model, {"messages": messages, **params}))
+        if isinstance(item, UpstreamError):
+            return Reply("", error=item)
+        return Reply(item) if isinstance(item, str) else item
+
+    async def _wait(self, call: Call, delay: float, timeout: float) -> None:
+        try:
+            if delay > timeout:
+                await asyncio.sleep(timeout)
+                raise UpstreamError("timeout", "deadline exceeded")
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            call.cancelled = True
+            raise
+
+    async def complete(self, model: str, messages: list[Message], *, timeout: float, **params: Any) -> Completion:
+        call = Call(model, list(messages), dict(params))
+        self.calls.append(call)
+        reply = self._next(model, messages, params)
+        await self._wait(call, reply.delay, timeout)
+        if reply.error is not None:
+            raise reply.error
+        return Completion(reply.text, model, reply.usage, reply.cost, reply.delay, "stop")
+
+    async def stream(self, model: str, messages: list[Message], *, timeout: float, **params: Any):
+        call = Call(model, list(messages), dict(params), stream=True)
+        self.calls.append(call)
+        reply = self._next(model, messages, params)
+        await self._wait(call, reply.delay, timeout)
+        words = reply.text.split(" ") if reply.text else []
+        for i, word in enumerate(words):
+            if reply.error is not None and i >= reply.fail_after:
+                break
+            yield word if i == 0 else " " + word
+        if reply.error is not None:
+            raise reply.error
+        yield Completion(reply.text, model, reply.usage, reply.cost, reply.delay, "stop")
+
+    def supports_json_mode(self, model: str) -> bool:
+        return model in self.json_models

@@ -1,0 +1,158 @@
+"""The nouns of a fusion run. Plain frozen dataclasses: no I/O, no LiteLLM types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One finished inner call, as the LLM adapter reports it."""
+
+    text: str
+    model: str
+    usage: Usage = Usage()
+    cost: float = 0.0
+    latency_s: float = 0.0
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made the request (LiteLLM key metadata); owner of everything the run stores."""
+
+    key_hash: str | None = None
+    key_alias: str | None = None
+    team_id: str | None = None
+    user_id: str | None = None
+    org_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    decision: Literal["fuse", "single"]
+    policy: str
+    reason: str
+    score: float | None = None
+    classifier_score: float | None = None
+
+
+@dataclass(frozen=True)
+class Seat:
+    """A place on the panel: a model with its sampling settings."""
+
+    name: str
+    model: str
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class PanelAnswer:
+    seat: Seat
+    completion: Completion
+
+
+@dataclass(frozen=True)
+class PanelFailure:
+    seat: Seat
+    kind: str  # timeout | http_error | content_filter | empty | connection | cancelled | error
+    detail: str
+    status: int | None = None
+    latency_s: float = 0.0
+
+    def describe(self) -> str:
+        status = f" {self.status}" if self.status else ""
+        return f"{self.seat.name} ({self.seat.model}): {self.kind}{status}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Panel:
+    answers: tuple[PanelAnswer, ...]
+    failures: tuple[PanelFailure, ...]
+
+
+@dataclass(frozen=True)
+class Point:
+    claim: str
+    support: tuple[str, ...]  # seat names (de-anonymized)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    consensus: tuple[Point, ...] = ()
+    contradictions: tuple[Point, ...] = ()
+    unique_insights: tuple[Point, ...] = ()
+    blind_spots: tuple[str, ...] = ()
+    best: str | None = None  # seat name of the best-supported answer
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judge's result. `analysis` is None on the degraded path."""
+
+    analysis: Analysis | None
+    completions: tuple[Completion, ...]
+    degraded: bool = False
+    error: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # label -> seat name
+    labelled: tuple[tuple[str, str], ...] = ()  # (label, trimmed answer) as the judge saw them
+    raw: dict | None = None  # the validated analysis in label form (what the synthesizer sees)
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    text: str
+    completion: Completion | None
+    fallback: bool = False
+    fallback_source: str | None = None
+    error: str | None = None
+
+
+# Events the pipeline yields; the provider turns them into OpenAI chunks.
+@dataclass(frozen=True)
+class Progress:
+    """A stage update, shown to streaming clients as reasoning_content."""
+
+    stage: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the final answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    report: Any  # report.RunReport
+
+
+Event = Progress | Delta | Done

@@ -1,0 +1,73 @@
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.servers import fake_upstream, fusion_entry, litellm_proxy, model_entry
+
+MODELS = ["model-a", "model-b", "model-c", "slow-c", "fail500-b", "fail500-a", "fail429-b",
+          "hang-c", "filter-b", "judge", "badjson-judge", "writer", "fail500-writer"]
+
+
+def fusion(members, judge="judge", writer="writer", **panel):
+    return {"router": {"policy": "always_fuse", "single_model": "model-a"},
+            "panel": {"members": members, "min_quorum": 2, "timeout_s": 5, "quorum_grace_s": 0.3, **panel},
+            "aggregator": {"judge": judge, "synthesizer": writer}}
+
+
+def e2e_config(upstream: str) -> dict:
+    auto = fusion(["model-a", "model-b", "model-c"])
+    auto["router"] = {"policy": "auto", "single_model": "model-a", "threshold": 0.5}
+    return {
+        "model_list": [
+            *(model_entry(m, upstream) for m in MODELS),
+            fusion_entry("research", fusion(["model-a", "model-b", "model-c"])),
+            fusion_entry("flaky", fusion(["model-a", "fail500-b", "model-c"])),
+            fusion_entry("down", fusion(["fail500-a", "fail429-b", "hang-c"], timeout_s=1)),
+            fusion_entry("straggler", fusion(["model-a", "model-b", "slow-c"])),
+            fusion_entry("auto", auto),
+            fusion_entry("badjudge", fusion(["model-a", "model-b"], judge="badjson-judge")),
+            fusion_entry("nosynth", fusion(["model-a", "model-b"], writer="fail500-writer")),
+        ],
+        # Inner-call retries are LiteLLM's job; off here so failures surface at once.
+        "router_settings": {"num_retries": 0},
+        "litellm_settings": {
+            "custom_provider_map": [{"provider": "fusion", "custom_handler": "chorus_litellm.proxy_handler"}],
+            "callbacks": ["proxy_support.spend_log"],
+        },
+        "general_settings": {"custom_auth": "proxy_support.user_api_key_auth",
+                             "master_key": "sk-chorus-test-0f3c9a7e5b1d4c2a8e6f"},
+    }
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    with fake_upstream(latency=0.02) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def proxy(upstream, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("proxy")
+    spend = workdir / "spend.jsonl"
+    spend.touch()
+    with litellm_proxy(e2e_config(upstream), workdir, env={"CHORUS_SPEND_LOG": str(spend)}) as (url, log):
+        yield type("Proxy", (), {"url": url, "log": log, "spend": spend})
+
+
+def spend_records(path: Path, call_id: str | None = None, wait: float = 10.0, count: int = 1) -> list[dict]:
+    """Spend-log lines (optionally of one call id), waiting for async logging to land."""
+    deadline = time.monotonic() + wait
+    while True:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if call_id is not None:
+            records = [r for r in records if r["call_id"] == call_id]
+        if len(records) >= count or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)

@@ -1,0 +1,91 @@
+import logging
+
+import pytest
+
+from chorus_litellm.config import load_profiles, parse_profile
+from chorus_litellm.errors import ConfigError
+from tests.factories import BASE, profile
+
+
+def entry(name, chorus):
+    return {"model_name": f"fusion/{name}", "litellm_params": {"model": f"fusion/{name}"},
+            "model_info": {"chorus": chorus}}
+
+
+def models(*names):
+    return [{"model_name": n, "litellm_params": {"model": f"openai/{n}"}} for n in names]
+
+
+def test_defaults_and_quorum():
+    p = profile(panel={"members": ["model-a", "model-b", "model-c", "model-d"]})
+    assert p.panel.quorum == 3  # majority by default
+    assert p.router.policy == "always_fuse"
+    assert profile().panel.quorum == 2
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"panel": {"members": ["a", "b"], "min_quorum": 3}}, "panel.min_quorum"),
+        ({"panel": {"members": ["a"], "timeout_s": -1}}, "panel.timeout_s"),
+        ({"panel": {"members": []}}, "set exactly one of members or self_moa"),
+        ({"panel": {"members": ["a"], "bogus": 1}}, "panel.bogus"),
+        ({"router": {"policy": "auto"}}, "router.single_model: required"),
+        ({"router": {"policy": "sometimes"}}, "router.policy"),
+        ({"aggregator": {"judge": "j"}}, "aggregator.synthesizer"),
+        ({"panel": {"self_moa": {"model": "a", "samples": 1}}}, "panel.self_moa.samples"),
+    ],
+)
+def test_errors_name_profile_and_field(override, message):
+    with pytest.raises(ConfigError) as err:
+        parse_profile("research", {**BASE, **override})
+    assert "profile 'research'" in str(err.value)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ({"panel": {"members": ["model-a", "fusion/other"]}}, "panel.members[1].model"),
+        ({"aggregator": {"judge": "fusion/x", "synthesizer": "w"}}, "aggregator.judge"),
+        ({"router": {"policy": "never_fuse", "single_model": "fusion/x"}}, "router.single_model"),
+        ({"panel": {"self_moa": {"model": "fusion/x"}}}, "panel.self_moa.model"),
+    ],
+)
+def test_fusion_models_inside_a_profile_are_recursion(override, field):
+    with pytest.raises(ConfigError, match="recursion") as err:
+        parse_profile("research", {**BASE, **override})
+    assert field in str(err.value)
+
+
+def test_synthesizer_in_panel_warns_or_errors(caplog):
+    raw = {**BASE, "aggregator": {"judge": "judge", "synthesizer": "model-a"}}
+    with caplog.at_level(logging.WARNING, logger="chorus_litellm"):
+        parse_profile("research", raw)
+    assert "also a panel member" in caplog.text
+    raw["aggregator"]["synthesizer_in_panel"] = "error"
+    with pytest.raises(ConfigError, match="aggregator.synthesizer"):
+        parse_profile("research", raw)
+
+
+def test_load_profiles_checks_models_exist():
+    cfg = {"model_list": [*models("model-a", "model-b", "model-c", "judge"), entry("research", BASE)]}
+    with pytest.raises(ConfigError, match=r"aggregator.synthesizer: 'writer' is not a model_name"):
+        load_profiles(cfg)
+    cfg["model_list"] += models("writer")
+    assert set(load_profiles(cfg)) == {"research"}
+
+
+def test_load_profiles_missing_block_and_wildcards():
+    bad = {"model_name": "fusion/x", "litellm_params": {"model": "fusion/x"}}
+    with pytest.raises(ConfigError, match="profile 'x': model_info.chorus is missing"):
+        load_profiles({"model_list": [bad]})
+    wildcard = {"model_list": [{"model_name": "*", "litellm_params": {"model": "openai/*"}}, entry("r", BASE)]}
+    assert "r" in load_profiles(wildcard)
+
+
+def test_shipped_config_is_valid():
+    from chorus_litellm.config import read_config_file
+
+    profiles = load_profiles(read_config_file("litellm_config.yaml"))
+    assert {"research", "self-moa"} <= set(profiles)

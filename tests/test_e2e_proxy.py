@@ -1,0 +1,152 @@
+"""End to end: the real `litellm` proxy on 127.0.0.1, the official `openai` client,
+a fake OpenAI-compatible upstream, and a logging callback that records what LiteLLM charged."""
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import spend_records
+
+HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
+
+
+@pytest.fixture
+def client(proxy):
+    return openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-team-a", max_retries=0, timeout=60)
+
+
+def lines(proxy):
+    return len(proxy.spend.read_text().splitlines())
+
+
+def charged(proxy, before, inner_calls):
+    """Wait for the outer call plus its inner calls to be logged; return (outer, inner)."""
+    records = spend_records(proxy.spend, count=before + inner_calls + 1)[before:]
+    outer = [r for r in records if r["model_group"] and r["model_group"].startswith("fusion/")]
+    inner = [r for r in records if r not in outer]
+    return outer, inner
+
+
+def test_non_streaming_fused_answer_and_true_cost(client, proxy):
+    before = lines(proxy)
+    raw = client.chat.completions.with_raw_response.create(model="fusion/research", messages=HARD)
+    resp = raw.parse()
+    ext = resp.model_extra["chorus"]
+    assert resp.choices[0].message.content.startswith("writer answers")
+    assert ext["route"]["decision"] == "fuse" and ext["panel"]["failed"] == []
+    assert ext["caller"] == {"team_id": "team-a", "user_id": "alice"}
+    assert resp.usage.total_tokens == ext["usage"]["total"]["total_tokens"]
+    assert resp.usage.prompt_tokens == sum(c["prompt_tokens"] for c in ext["usage"]["calls"])
+    total = ext["cost"]["total"]
+    assert total > 0
+    assert float(raw.headers["x-litellm-response-cost"]) == pytest.approx(total)
+    outer, inner = charged(proxy, before, inner_calls=5)
+    # charged once, to the caller's team, exactly the sum of the inner calls
+    assert len(outer) == 1 and outer[0]["team_id"] == "team-a"
+    assert outer[0]["response_cost"] == pytest.approx(total)
+    assert sum(r["response_cost"] for r in inner) == pytest.approx(total)
+    assert all(r["team_id"] is None for r in inner)
+
+
+def test_streaming_fused_answer_and_true_cost(client, proxy):
+    before = lines(proxy)
+    stream = client.chat.completions.create(
+        model="fusion/research", messages=HARD, stream=True, stream_options={"include_usage": True}
+    )
+    content, reasoning, ext, usage = [], [], None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            content.append(choice.delta.content or "")
+            reasoning.append((choice.delta.model_extra or {}).get("reasoning_content") or "")
+        ext = (chunk.model_extra or {}).get("provider_specific_fields", {}) or ext
+    text = "".join(content)
+    assert text.startswith("writer answers")
+    assert "3 of 3 answered" in "".join(reasoning)
+    assert ext and "chorus" in ext
+    total = ext["chorus"]["cost"]["total"]
+    assert usage.prompt_tokens == ext["chorus"]["usage"]["total"]["prompt_tokens"]
+    outer, inner = charged(proxy, before, inner_calls=5)
+    assert len(outer) == 1 and outer[0]["team_id"] == "team-a"
+    assert outer[0]["response_cost"] == pytest.approx(total)
+    assert sum(r["response_cost"] for r in inner) == pytest.approx(total)
+
+
+def test_member_failure_is_tolerated_and_reported(client):
+    resp = client.chat.completions.create(model="fusion/flaky", messages=HARD)
+    failed = resp.model_extra["chorus"]["panel"]["failed"]
+    assert [(f["seat"], f["kind"], f["status"]) for f in failed] == [("fail500-b", "http_error", 500)]
+    assert resp.choices[0].message.content
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_missed_quorum_is_an_openai_error_naming_members(client, stream):
+    with pytest.raises(openai.APIStatusError) as err:
+        resp = client.chat.completions.create(model="fusion/down", messages=HARD, stream=stream)
+        if stream:
+            list(resp)
+    assert err.value.status_code == 502
+    message = str(err.value)
+    assert "quorum not met" in message
+    assert "fail500-a (fail500-a): http_error 500" in message
+    assert "fail429-b (fail429-b): http_error 429" in message
+    assert "hang-c" in message
+    assert "Traceback" not in message
+
+
+def test_straggler_is_cut_after_grace(client, upstream):
+    resp = client.chat.completions.create(model="fusion/straggler", messages=HARD)
+    ext = resp.model_extra["chorus"]
+    assert resp.choices[0].message.content
+    assert ext["panel"]["answered"] and sorted(ext["panel"]["answered"]) == ["model-a", "model-b"] or \
+        len(ext["panel"]["answered"]) == 3  # slow-c may finish inside the grace window
+
+
+def test_easy_prompt_is_forwarded_unchanged(client):
+    resp = client.chat.completions.create(model="fusion/auto", messages=[{"role": "user", "content": "hi"}])
+    assert resp.choices[0].message.content.startswith("model-a answers")
+    assert resp.model_extra["chorus"]["route"]["decision"] == "single"
+    stream = client.chat.completions.create(model="fusion/auto", stream=True,
+                                            messages=[{"role": "user", "content": "hi"}])
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).startswith("model-a answers")
+
+
+def test_tool_turns_go_to_single_model(client, upstream):
+    httpx.post(f"{upstream}/reset")
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]
+    resp = client.chat.completions.create(model="fusion/research", messages=HARD, tools=tools)
+    assert resp.choices[0].message.content.startswith("model-a answers")
+    assert httpx.get(f"{upstream}/stats").json() == {"model-a": 1}
+
+
+def test_degraded_judge_and_synthesis_fallback(client):
+    resp = client.chat.completions.create(model="fusion/badjudge", messages=HARD)
+    ext = resp.model_extra["chorus"]
+    assert ext["judge"]["degraded"] and "2 attempt" in ext["judge"]["error"]
+    assert ext["usage"]["stages"]["judge"]["calls"] == 2
+    resp = client.chat.completions.create(model="fusion/nosynth", messages=HARD)
+    ext = resp.model_extra["chorus"]
+    assert ext["synthesis"]["fallback"] and "500" in ext["synthesis"]["error"]
+    assert resp.choices[0].message.content.split(" ")[0] in {"model-a", "model-b"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]},
+         "unsupported content part type"),
+        ({"messages": HARD, "extra_body": {"chorus": {"policy": "sometimes"}}}, "chorus.policy"),
+        ({"messages": HARD, "n": 2}, "n must be 1"),
+    ],
+)
+def test_bad_input_is_400(client, kwargs, match):
+    with pytest.raises(openai.BadRequestError, match=match):
+        client.chat.completions.create(model="fusion/research", **kwargs)
+
+
+def test_unknown_key_is_rejected(proxy):
+    bad = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-nobody", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as err:
+        bad.chat.completions.create(model="fusion/research", messages=HARD)
+    assert err.value.status_code in (401, 500)  # 500 without the prisma package; see docs

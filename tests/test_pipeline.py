@@ -1,0 +1,84 @@
+import random
+
+import pytest
+
+from chorus_litellm import pipeline
+from chorus_litellm.errors import QuorumError, UpstreamError
+from chorus_litellm.testing import FakeCompleter, Reply
+from chorus_litellm.types import Delta, Done, Progress
+from tests.factories import profile, request
+
+
+async def events(req, fake):
+    return [e async for e in pipeline.run(req, fake, random.Random(0))]
+
+
+async def test_story_and_usage_sum_over_every_stage():
+    fake = FakeCompleter(json_models={"judge"})
+    out = await events(request(max_tokens=4000), fake)
+    kinds = [type(e).__name__ for e in out]
+    assert kinds[0] == "Progress" and kinds[-1] == "Done" and "Delta" in kinds
+    report = out[-1].report
+    assert [c.stage for c in report.calls] == ["panel"] * 3 + ["judge", "synthesis"]
+    assert report.usage.prompt_tokens == 5 * 10 and report.usage.completion_tokens == 5 * 5
+    assert report.cost == pytest.approx(5 * 0.001)
+    ext = report.extension()
+    assert ext["usage"]["stages"]["panel"]["calls"] == 3
+    assert ext["cost"]["total"] == pytest.approx(0.005)
+    assert ext["route"]["decision"] == "fuse"
+    # the client's max_tokens goes to the synthesizer only; the panel's own cap to the panel
+    assert all("max_tokens" not in c.params for c in fake.calls_to("model-a"))
+    assert fake.calls_to("writer")[0].params["max_tokens"] == 4000
+
+
+async def test_panel_max_tokens_never_reaches_synthesizer():
+    fake = FakeCompleter()
+    await events(request(profile(panel={"members": ["model-a", "model-b"], "max_tokens": 32})), fake)
+    assert fake.calls_to("model-a")[0].params["max_tokens"] == 32
+    assert "max_tokens" not in fake.calls_to("writer")[0].params
+
+
+async def test_text_is_the_synthesis_and_progress_reports_failures():
+    fake = FakeCompleter().enqueue("model-b", UpstreamError("http_error", "x", status=500))
+    fake.enqueue("writer", Reply("final words"))
+    out = await events(request(), fake)
+    assert "".join(e.text for e in out if isinstance(e, Delta)) == "final words"
+    progress = [e.text for e in out if isinstance(e, Progress)]
+    assert "2 of 3 answered; model-b http_error" in progress[0]
+    assert out[-1].report.extension()["panel"]["failed"][0]["status"] == 500
+
+
+async def test_quorum_error_comes_before_any_event():
+    fake = FakeCompleter()
+    for m in ("model-a", "model-b"):
+        fake.enqueue(m, UpstreamError("timeout", "deadline exceeded"))
+    gen = pipeline.run(request(), fake)
+    with pytest.raises(QuorumError, match="model-a .*timeout.*model-b .*timeout"):
+        await gen.__anext__()
+
+
+async def test_easy_prompt_is_forwarded():
+    p = profile(router={"policy": "auto", "single_model": "model-a"})
+    out = await events(request(p, messages=[{"role": "user", "content": "hello"}]), FakeCompleter())
+    (forward,) = out
+    assert isinstance(forward, pipeline.Forward) and forward.model == "model-a"
+    assert forward.report.route.decision == "single"
+
+
+async def test_request_quorum_override_and_include_panel():
+    fake = FakeCompleter().enqueue("model-c", UpstreamError("timeout", "x"))
+    with pytest.raises(QuorumError):
+        await events(request(chorus={"min_quorum": 3}), fake)
+    out = await events(request(chorus={"include_panel": True}), FakeCompleter())
+    ext = out[-1].report.extension(include_panel=True)
+    assert set(ext["panel"]["answers"]) == {"model-a", "model-b", "model-c"}
+    assert ext["judge"]["analysis"]["consensus"]
+
+
+async def test_self_moa_samples_one_model():
+    p = profile(panel={"self_moa": {"model": "model-a", "samples": 3}})
+    fake = FakeCompleter()
+    out = await events(request(p), fake)
+    temps = sorted(c.params["temperature"] for c in fake.calls_to("model-a"))
+    assert len(temps) == 3 and temps[0] < temps[-1]
+    assert isinstance(out[-1], Done)
