@@ -79,11 +79,12 @@ async def run(req: FusionRequest, completer: Completer, rng: random.Random | Non
         report.add("judge", "judge", call)
     yield Progress("judge", "Judge analysis degraded: " + verdict.error if verdict.degraded else "Judge analysis done.")
 
-    # 4) Synthesis, streamed; the client's max_tokens/stop apply here and only here.
+    # 4) Synthesis, streamed to streaming clients; the client's max_tokens/stop apply
+    #    here and only here.
     t = clock()
     async for piece in synthesis.write(
         completer, profile.aggregator, req.messages, verdict, result.answers,
-        {**req.sampling, **req.final_params},
+        {**req.sampling, **req.final_params}, stream=req.stream,
     ):
         if isinstance(piece, Synthesis):
             report.synthesis = piece

@@ -59,16 +59,18 @@ def fake_upstream(latency: float = 0.0, token_delay: float = 0.0):
         stop(proc)
 
 
+# Prices live in model_info: priced litellm_params make LiteLLM re-register the price on
+# every call (about 3 ms of CPU each), model_info prices are registered once.
 def model_entry(name: str, upstream: str, price: float = 1e-6) -> dict:
-    return {"model_name": name, "litellm_params": {
-        "model": f"openai/{name}", "api_base": f"{upstream}/v1", "api_key": "x",
-        "input_cost_per_token": price, "output_cost_per_token": 2 * price}}
+    return {"model_name": name,
+            "litellm_params": {"model": f"openai/{name}", "api_base": f"{upstream}/v1", "api_key": "x"},
+            "model_info": {"input_cost_per_token": price, "output_cost_per_token": 2 * price}}
 
 
 def fusion_entry(name: str, chorus: dict) -> dict:
     return {"model_name": f"fusion/{name}",
-            "litellm_params": {"model": f"fusion/{name}", "input_cost_per_token": 0, "output_cost_per_token": 0},
-            "model_info": {"chorus": chorus}}
+            "litellm_params": {"model": f"fusion/{name}"},
+            "model_info": {"input_cost_per_token": 0, "output_cost_per_token": 0, "chorus": chorus}}
 
 
 @contextlib.contextmanager

@@ -13,9 +13,9 @@ ANSWERS = (PanelAnswer(Seat("a", "a"), Completion("alpha answer", "a")),
            PanelAnswer(Seat("b", "b"), Completion("beta answer", "b")))
 
 
-async def collect(fake, params=None):
+async def collect(fake, params=None, stream=True):
     verdict = await analyze(fake, CFG, MSGS, ANSWERS, random.Random(0))
-    pieces = [p async for p in write(fake, CFG, MSGS, verdict, ANSWERS, params or {})]
+    pieces = [p async for p in write(fake, CFG, MSGS, verdict, ANSWERS, params or {}, stream)]
     return [p for p in pieces if isinstance(p, str)], pieces[-1]
 
 
@@ -42,3 +42,13 @@ async def test_failure_mid_stream_keeps_partial_answer():
     fake = FakeCompleter().enqueue("writer", Reply("one two three", error=UpstreamError("timeout", "x"), fail_after=2))
     deltas, result = await collect(fake)
     assert "".join(deltas) == "one two" and not result.fallback and "mid-answer" in result.error
+
+
+async def test_non_streaming_is_one_plain_call_with_the_same_fallback():
+    fake = FakeCompleter().enqueue("writer", Reply("whole answer"))
+    deltas, result = await collect(fake, stream=False)
+    assert deltas == ["whole answer"] and result.text == "whole answer"
+    assert not fake.calls_to("writer")[0].stream
+    fake = FakeCompleter().enqueue("writer", UpstreamError("timeout", "x"))
+    deltas, result = await collect(fake, stream=False)
+    assert result.fallback and deltas == [result.text]

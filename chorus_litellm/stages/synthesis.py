@@ -26,15 +26,16 @@ async def write(
     verdict: Verdict,
     answers: tuple[PanelAnswer, ...],
     params: dict[str, Any],
+    stream: bool = True,
 ) -> AsyncIterator[str | Synthesis]:
+    """`stream=False` makes one plain call (less per-chunk work) and yields it whole."""
     request = prompts.with_context(
         messages, prompts.SYNTH_SYSTEM, prompts.synth_user(list(verdict.labelled), verdict.raw)
     )
     sent: list[str] = []
+    call = completer.stream if stream else _whole(completer)
     try:
-        async for piece in completer.stream(
-            config.synthesizer, request, timeout=config.synthesis_timeout_s, **params
-        ):
+        async for piece in call(config.synthesizer, request, timeout=config.synthesis_timeout_s, **params):
             if isinstance(piece, Completion):
                 yield Synthesis(piece.text, piece)
                 return
@@ -50,3 +51,14 @@ async def write(
             best.completion.text, None, fallback=True, fallback_source=best.seat.name,
             error=f"synthesizer failed: {exc.describe()}",
         )
+
+
+def _whole(completer: Completer):
+    """A non-streaming call shaped like `Completer.stream`: the text, then the Completion."""
+
+    async def call(model: str, messages: list[Message], **kwargs: Any) -> AsyncIterator[str | Completion]:
+        completion = await completer.complete(model, messages, **kwargs)
+        yield completion.text
+        yield completion
+
+    return call

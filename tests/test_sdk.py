@@ -1,0 +1,76 @@
+"""`chorus_litellm.register()` with the plain LiteLLM SDK, against a fake upstream over HTTP."""
+
+import subprocess
+import sys
+
+import httpx
+import litellm
+import pytest
+import yaml
+
+import chorus_litellm
+from tests.conftest import e2e_config
+from tests.servers import litellm_proxy
+
+HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
+
+
+@pytest.fixture
+def sdk(upstream):
+    handler = chorus_litellm.register(e2e_config(upstream))
+    yield handler
+    litellm.custom_provider_map = []
+
+
+async def test_acompletion_fuses_through_an_inner_router(sdk, upstream):
+    httpx.post(f"{upstream}/reset")
+    resp = await litellm.acompletion(model="fusion/research", messages=HARD)
+    assert resp.choices[0].message.content.startswith("writer answers")
+    ext = resp.chorus
+    assert resp._hidden_params["response_cost"] == pytest.approx(ext["cost"]["total"])
+    assert sum(c["cost"] for c in ext["usage"]["calls"]) == pytest.approx(ext["cost"]["total"])
+    assert httpx.get(f"{upstream}/stats").json() == {"model-a": 1, "model-b": 1, "model-c": 1, "judge": 1, "writer": 1}
+
+
+async def test_astream_and_forward(sdk):
+    stream = await litellm.acompletion(model="fusion/research", messages=HARD, stream=True)
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text.startswith("writer answers")
+    resp = await litellm.acompletion(model="fusion/auto", messages=[{"role": "user", "content": "thanks!"}])
+    assert resp.choices[0].message.content.startswith("model-a answers")
+    assert resp.chorus["route"] == {"decision": "single", "policy": "auto", "reason": "features",
+                                    "score": resp.chorus["route"]["score"], "classifier_score": None}
+    assert resp._hidden_params["response_cost"] > 0
+
+
+def test_sync_completion(sdk):
+    resp = litellm.completion(model="fusion/research", messages=HARD)
+    assert resp.choices[0].message.content.startswith("writer answers")
+
+
+def test_register_rejects_bad_config(upstream):
+    cfg = e2e_config(upstream)
+    cfg["model_list"][-1]["model_info"]["chorus"]["panel"]["members"] = ["model-a", "fusion/research"]
+    with pytest.raises(chorus_litellm.ConfigError, match="profile 'nosynth': panel.members\\[1\\].model: .*recursion"):
+        chorus_litellm.register(cfg)
+
+
+def test_proxy_refuses_to_start_with_a_bad_profile(upstream, tmp_path):
+    cfg = e2e_config(upstream)
+    cfg["model_list"][-1]["model_info"]["chorus"]["panel"]["min_quorum"] = 9
+    with pytest.raises(RuntimeError, match="profile 'nosynth': panel.min_quorum: 9 is more than the 2 seats"):
+        with litellm_proxy(cfg, tmp_path):
+            pass
+
+
+def test_cli_check(tmp_path, upstream):
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(e2e_config(upstream)))
+    out = subprocess.run([sys.executable, "-m", "chorus_litellm.cli", "check", str(good)], capture_output=True, text=True)
+    assert out.returncode == 0 and "7 fusion profile(s) valid" in out.stdout
+    cfg = e2e_config(upstream)
+    del cfg["model_list"][-1]["model_info"]["chorus"]["aggregator"]["judge"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    out = subprocess.run([sys.executable, "-m", "chorus_litellm.cli", "check", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 1 and "profile 'nosynth': aggregator.judge: Field required" in out.stderr
