@@ -35,9 +35,12 @@ MASTER = "sk-chorus-bench-7d1e0b9c4a2f6e83"
 TARGETS = {"fused": {1: 1.05, 64: 1.15}, "straggler": {1: 1.25, 64: 1.25}}
 
 
-def config(upstream: str, grace: float) -> dict:
+def config(upstream: str, grace: float | None) -> dict:
     def profile(members):
-        return {"panel": {"members": members, "min_quorum": 2, "quorum_grace_s": grace, "timeout_s": 120},
+        panel = {"members": members, "min_quorum": 2, "timeout_s": 120}
+        if grace is not None:
+            panel["quorum_grace_s"] = grace
+        return {"panel": panel,
                 "aggregator": {"judge": "judge", "synthesizer": "writer"}}
 
     names = ["model-a", "model-b", "model-c", "slow-c", "judge", "writer"]
@@ -123,7 +126,7 @@ async def run(args) -> dict:
 
 def table(result: dict) -> str:
     lines = [
-        f"L = {result['latency_L_s']} s per upstream call, quorum grace {result['quorum_grace_s']} s, "
+        f"L = {result['latency_L_s']} s per upstream call, quorum grace {result['quorum_grace_s'] or 'default'} s, "
         f"{result['proxy_workers']} proxy worker(s), {result['machine']['cpus']} CPUs.",
         "",
         "| case | concurrency | requests | floor (s) | p50 (s) | p95 (s) | p50 / floor | p95 / floor | target | req/s |",
@@ -139,7 +142,7 @@ def table(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=2.0, help="L: seconds per upstream call")
-    parser.add_argument("--grace", type=float, default=1.0, help="panel.quorum_grace_s")
+    parser.add_argument("--grace", type=float, default=None, help="panel.quorum_grace_s (default: the profile default)")
     parser.add_argument("--requests", type=int, default=128, help="requests per case at concurrency 64")
     parser.add_argument("--sequential", type=int, default=5, help="requests per case at concurrency 1")
     parser.add_argument("--workers", type=int, default=1, help="proxy worker processes")

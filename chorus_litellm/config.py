@@ -87,10 +87,13 @@ class PanelConfig(_Strict):
     min_quorum: int | None = Field(None, ge=1)
     # Per-member deadline. Hosted models answer long prompts in well under a minute.
     timeout_s: float = Field(60.0, gt=0, le=600)
-    # Once the quorum has answered, stragglers get this much longer, then are cancelled:
-    # long enough for a member a little behind, short enough that one slow model can't hold
-    # the panel hostage (the benchmark's straggler target is 1.25x the floor).
-    quorum_grace_s: float = Field(1.0, ge=0, le=600)
+    # Once the quorum has answered, stragglers get min(quorum_grace_s, quorum_grace_ratio x
+    # the time the quorum took) more, then are cancelled. A member 20% behind the others is
+    # worth waiting for; one 10x behind is not: the ratio bounds what a straggler adds to
+    # the panel's latency at 20% (the benchmark's straggler target is 1.25x the floor),
+    # and the absolute cap bounds it for very slow panels.
+    quorum_grace_s: float = Field(2.0, ge=0, le=600)
+    quorum_grace_ratio: float = Field(0.2, ge=0, le=10)
     # Panel answers are drafts; this caps them without ever touching the final answer.
     max_tokens: int | None = Field(None, ge=1)
 

@@ -61,7 +61,8 @@ async def run(req: FusionRequest, completer: Completer, rng: random.Random | Non
     t = clock()
     result = await panel.fan_out(
         completer, seats, req.messages, quorum=req.quorum, timeout_s=profile.panel.timeout_s,
-        grace_s=profile.panel.quorum_grace_s, params=draft_params,
+        grace_s=profile.panel.quorum_grace_s, grace_ratio=profile.panel.quorum_grace_ratio,
+        params=draft_params,
     )
     report.panel = result
     report.timings["panel"] = clock() - t

@@ -21,12 +21,17 @@ def fusion(members, judge="judge", writer="writer", **panel):
             "aggregator": {"judge": judge, "synthesizer": writer}}
 
 
+def no_retries(entry: dict) -> dict:
+    entry["litellm_params"]["num_retries"] = 0
+    return entry
+
+
 def e2e_config(upstream: str) -> dict:
     auto = fusion(["model-a", "model-b", "model-c"])
     auto["router"] = {"policy": "auto", "single_model": "model-a", "threshold": 0.5}
     return {
         "model_list": [
-            *(model_entry(m, upstream) for m in MODELS),
+            *(no_retries(model_entry(m, upstream)) for m in MODELS),
             fusion_entry("research", fusion(["model-a", "model-b", "model-c"])),
             fusion_entry("flaky", fusion(["model-a", "fail500-b", "model-c"])),
             fusion_entry("down", fusion(["fail500-a", "fail429-b", "hang-c"], timeout_s=1)),
@@ -35,8 +40,10 @@ def e2e_config(upstream: str) -> dict:
             fusion_entry("badjudge", fusion(["model-a", "model-b"], judge="badjson-judge")),
             fusion_entry("nosynth", fusion(["model-a", "model-b"], writer="fail500-writer")),
         ],
-        # Inner-call retries are LiteLLM's job; off here so failures surface at once.
-        "router_settings": {"num_retries": 0},
+        # The Router retries twice by default here, but each inner deployment says
+        # num_retries: 0 (failures surface at once). A fusion error must not be retried:
+        # the missed-quorum test checks that no member is called twice.
+        "router_settings": {"num_retries": 2},
         "litellm_settings": {
             "custom_provider_map": [{"provider": "fusion", "custom_handler": "chorus_litellm.proxy_handler"}],
             "callbacks": ["proxy_support.spend_log"],

@@ -81,7 +81,8 @@ def test_member_failure_is_tolerated_and_reported(client):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_missed_quorum_is_an_openai_error_naming_members(client, stream):
+def test_missed_quorum_is_an_openai_error_naming_members(client, upstream, stream):
+    httpx.post(f"{upstream}/reset")
     with pytest.raises(openai.APIStatusError) as err:
         resp = client.chat.completions.create(model="fusion/down", messages=HARD, stream=stream)
         if stream:
@@ -93,6 +94,8 @@ def test_missed_quorum_is_an_openai_error_naming_members(client, stream):
     assert "fail429-b (fail429-b): http_error 429" in message
     assert "hang-c" in message
     assert "Traceback" not in message
+    # the Router (num_retries: 2) did not re-run the whole fusion for the outer call
+    assert httpx.get(f"{upstream}/stats").json()["fail500-a"] == 1
 
 
 def test_straggler_is_cut_after_grace(client, upstream):

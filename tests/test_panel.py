@@ -15,8 +15,9 @@ def three():
     return seats(PanelConfig(members=["a", "b", "c"]))
 
 
-async def run(fake, panel_seats, quorum=2, grace=0.2, timeout=5.0, params=None):
-    return await fan_out(fake, panel_seats, MSGS, quorum=quorum, timeout_s=timeout, grace_s=grace, params=params or {})
+async def run(fake, panel_seats, quorum=2, grace=0.2, timeout=5.0, params=None, ratio=float("inf")):
+    return await fan_out(fake, panel_seats, MSGS, quorum=quorum, timeout_s=timeout, grace_s=grace,
+                         params=params or {}, grace_ratio=ratio)
 
 
 def test_seat_names_and_self_moa_temperatures():
@@ -103,3 +104,18 @@ async def test_caller_cancellation_cancels_members():
     with pytest.raises(asyncio.CancelledError):
         await task
     assert all(c.cancelled for c in fake.calls)
+
+
+async def test_grace_is_relative_to_the_quorum_time():
+    # quorum after 0.2 s; ratio 0.25 gives stragglers 0.05 s, not the 5 s cap
+    fake = FakeCompleter().enqueue("a", Reply("x", delay=0.2)).enqueue("b", Reply("x", delay=0.2))
+    fake.enqueue("c", Reply("x", delay=0.6))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    panel = await run(fake, three(), grace=5.0, ratio=0.25)
+    assert 0.2 <= loop.time() - started < 0.45
+    assert [f.kind for f in panel.failures] == ["cancelled"]
+    fake = FakeCompleter().enqueue("a", Reply("x", delay=0.2)).enqueue("b", Reply("x", delay=0.2))
+    fake.enqueue("c", Reply("x", delay=0.22))
+    panel = await run(fake, three(), grace=5.0, ratio=0.25)
+    assert len(panel.answers) == 3  # 10% behind: waited for

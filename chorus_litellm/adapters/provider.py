@@ -66,17 +66,24 @@ def _client_params(optional_params: dict) -> dict:
 
 
 def to_litellm_error(exc: BaseException, model: str) -> Exception:
-    """Map our errors to LiteLLM's OpenAI-style exceptions (which the proxy serves as is)."""
+    """Map our errors to LiteLLM's OpenAI-style exceptions (which the proxy serves as is).
+
+    Each carries `num_retries = 0`: the inner calls already had the Router's retries, so
+    the Router must not re-run the whole fusion (a full panel) for the outer call.
+    """
     name = f"{PREFIX}{model}"
     if isinstance(exc, RequestError):
-        return litellm.BadRequestError(message=str(exc), model=name, llm_provider="fusion")
-    if isinstance(exc, QuorumError | UpstreamError):
-        return litellm.BadGatewayError(message=str(exc), model=name, llm_provider="fusion")
-    if isinstance(exc, ConfigError):
-        return litellm.InternalServerError(
+        error: Exception = litellm.BadRequestError(message=str(exc), model=name, llm_provider="fusion")
+    elif isinstance(exc, QuorumError | UpstreamError):
+        error = litellm.BadGatewayError(message=str(exc), model=name, llm_provider="fusion")
+    elif isinstance(exc, ConfigError):
+        error = litellm.InternalServerError(
             message=f"fusion profile misconfigured: {exc}", model=name, llm_provider="fusion"
         )
-    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+    else:
+        return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+    error.num_retries = 0  # type: ignore[attr-defined]
+    return error
 
 
 class FusionHandler(CustomLLM):

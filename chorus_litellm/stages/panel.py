@@ -1,7 +1,7 @@
 """Panel fan-out: every seat answers the whole conversation in parallel.
 
 A failed seat is a `PanelFailure` value. Once `quorum` seats have answered, the rest get
-`grace_s` more and are then cancelled; if the quorum can no longer be met the remaining
+min(`grace_s`, `grace_ratio` x the time the quorum took) more and are then cancelled; if the quorum can no longer be met the remaining
 calls are cancelled at once and `QuorumError` lists every failure. Cancelling the caller
 (client disconnect) cancels every outstanding call.
 """
@@ -65,8 +65,10 @@ async def fan_out(
     timeout_s: float,
     grace_s: float,
     params: dict[str, Any],
+    grace_ratio: float = float("inf"),
 ) -> Panel:
     loop = asyncio.get_running_loop()
+    started = loop.time()
     tasks = {
         asyncio.create_task(_ask(completer, seat, messages, timeout_s, params)): seat
         for seat in panel_seats
@@ -85,7 +87,9 @@ async def fan_out(
                 result = task.result()
                 (answers if isinstance(result, PanelAnswer) else failures).append(result)
             if grace_until is None and len(answers) >= quorum:
-                grace_until = loop.time() + grace_s
+                now = loop.time()
+                grace_s = min(grace_s, grace_ratio * (now - started))
+                grace_until = now + grace_s
             if len(answers) + len(pending) < quorum:
                 break  # the quorum can no longer be met
     finally:
@@ -94,7 +98,7 @@ async def fan_out(
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
     reason = (
-        f"still running {grace_s:g}s after the quorum answered"
+        f"still running {grace_s:.3g}s after the quorum answered"
         if len(answers) >= quorum
         else "cancelled: the quorum could no longer be met"
     )
