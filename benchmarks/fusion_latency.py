@@ -145,7 +145,8 @@ def main() -> None:
     parser.add_argument("--grace", type=float, default=None, help="panel.quorum_grace_s (default: the profile default)")
     parser.add_argument("--requests", type=int, default=128, help="requests per case at concurrency 64")
     parser.add_argument("--sequential", type=int, default=5, help="requests per case at concurrency 1")
-    parser.add_argument("--workers", type=int, default=1, help="proxy worker processes")
+    parser.add_argument("--workers", type=int, default=__import__("os").cpu_count() or 1,
+                        help="proxy worker processes (default: one per core, as `chorus serve`)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fusion_latency"))
     args = parser.parse_args()
     result = asyncio.run(run(args))

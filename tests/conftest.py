@@ -39,6 +39,8 @@ def e2e_config(upstream: str) -> dict:
             fusion_entry("auto", auto),
             fusion_entry("badjudge", fusion(["model-a", "model-b"], judge="badjson-judge")),
             fusion_entry("nosynth", fusion(["model-a", "model-b"], writer="fail500-writer")),
+            fusion_entry("single-down", {**fusion(["model-a", "model-b"]),
+                                         "router": {"policy": "never_fuse", "single_model": "fail500-a"}}),
         ],
         # The Router retries twice by default here, but each inner deployment says
         # num_retries: 0 (failures surface at once). A fusion error must not be retried:

@@ -115,6 +115,16 @@ def test_easy_prompt_is_forwarded_unchanged(client):
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).startswith("model-a answers")
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_forward_to_a_failing_single_model_is_a_clear_502(client, stream):
+    with pytest.raises(openai.APIStatusError) as err:
+        resp = client.chat.completions.create(model="fusion/single-down", messages=HARD, stream=stream)
+        if stream:
+            list(resp)
+    assert err.value.status_code == 502
+    assert "http_error 500" in str(err.value) and "Traceback" not in str(err.value)
+
+
 def test_tool_turns_go_to_single_model(client, upstream):
     httpx.post(f"{upstream}/reset")
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]

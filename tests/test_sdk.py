@@ -48,16 +48,20 @@ def test_sync_completion(sdk):
     assert resp.choices[0].message.content.startswith("writer answers")
 
 
+def chorus_block(cfg, name):
+    return next(e for e in cfg["model_list"] if e["model_name"] == f"fusion/{name}")["model_info"]["chorus"]
+
+
 def test_register_rejects_bad_config(upstream):
     cfg = e2e_config(upstream)
-    cfg["model_list"][-1]["model_info"]["chorus"]["panel"]["members"] = ["model-a", "fusion/research"]
+    chorus_block(cfg, "nosynth")["panel"]["members"] = ["model-a", "fusion/research"]
     with pytest.raises(chorus_litellm.ConfigError, match="profile 'nosynth': panel.members\\[1\\].model: .*recursion"):
         chorus_litellm.register(cfg)
 
 
 def test_proxy_refuses_to_start_with_a_bad_profile(upstream, tmp_path):
     cfg = e2e_config(upstream)
-    cfg["model_list"][-1]["model_info"]["chorus"]["panel"]["min_quorum"] = 9
+    chorus_block(cfg, "nosynth")["panel"]["min_quorum"] = 9
     with pytest.raises(RuntimeError, match="profile 'nosynth': panel.min_quorum: 9 is more than the 2 seats"):
         with litellm_proxy(cfg, tmp_path):
             pass
@@ -67,9 +71,9 @@ def test_cli_check(tmp_path, upstream):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(e2e_config(upstream)))
     out = subprocess.run([sys.executable, "-m", "chorus_litellm.cli", "check", str(good)], capture_output=True, text=True)
-    assert out.returncode == 0 and "7 fusion profile(s) valid" in out.stdout
+    assert out.returncode == 0 and "8 fusion profile(s) valid" in out.stdout
     cfg = e2e_config(upstream)
-    del cfg["model_list"][-1]["model_info"]["chorus"]["aggregator"]["judge"]
+    del chorus_block(cfg, "nosynth")["aggregator"]["judge"]
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(cfg))
     out = subprocess.run([sys.executable, "-m", "chorus_litellm.cli", "check", str(bad)], capture_output=True, text=True)

@@ -137,7 +137,7 @@ class FusionHandler(CustomLLM):
         try:
             response = await router.acompletion(**self._forward_args(req), timeout=req.profile.panel.timeout_s)
         except Exception as exc:  # noqa: BLE001 - mapped once
-            raise map_exception(exc) from exc
+            raise _forward_error(req, exc) from exc
         cost = float((response._hidden_params or {}).get("response_cost") or 0.0)
         usage = getattr(response, "usage", None)
         report.add("forward", "single_model", Completion(
@@ -174,7 +174,7 @@ class FusionHandler(CustomLLM):
                 _charge(logging_obj, report)
                 yield held
         except Exception as exc:  # noqa: BLE001 - mapped once
-            raise to_litellm_error(map_exception(exc), req.profile_name) from exc
+            raise to_litellm_error(_forward_error(req, exc), req.profile_name) from exc
 
     # -- async entry points ----------------------------------------------------------
     async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
@@ -277,6 +277,12 @@ def proxy_router_or(completer: Completer) -> Any:
     if router is None:
         raise UpstreamError("error", "no LiteLLM router is configured for forwarding")
     return router
+
+
+def _forward_error(req: FusionRequest, exc: BaseException) -> UpstreamError:
+    err = map_exception(exc)
+    model = req.profile.router.single_model
+    return UpstreamError(err.kind, f"single_model {model!r} failed: {err.describe()}", status=err.status)
 
 
 def _charge(logging_obj, report: RunReport) -> None:
