@@ -126,7 +126,8 @@ async def run(args) -> dict:
 
 def table(result: dict) -> str:
     lines = [
-        f"L = {result['latency_L_s']} s per upstream call, quorum grace {result['quorum_grace_s'] or 'default'} s, "
+        f"L = {result['latency_L_s']} s per upstream call, quorum grace "
+        f"{result['quorum_grace_s'] or 'min(2 s, 0.2 x time-to-quorum) (profile default)'}, "
         f"{result['proxy_workers']} proxy worker(s), {result['machine']['cpus']} CPUs.",
         "",
         "| case | concurrency | requests | floor (s) | p50 (s) | p95 (s) | p50 / floor | p95 / floor | target | req/s |",

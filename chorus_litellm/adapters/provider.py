@@ -99,6 +99,7 @@ class FusionHandler(CustomLLM):
         super().__init__()
         self.profiles = dict(profiles or {})
         self.completer = completer or RouterCompleter(get_router)
+        self._get_router = get_router
         self._parsed: dict[str, ProfileConfig] = {}
         self._sync_loop: asyncio.AbstractEventLoop | None = None
 
@@ -131,11 +132,18 @@ class FusionHandler(CustomLLM):
         params = {k: v for k, v in req.params.items() if k != "chorus"}
         return {"model": req.profile.router.single_model, "messages": req.messages, **params}
 
+    def _router(self) -> Any:
+        router = self._get_router()
+        if router is None:
+            raise UpstreamError("error", "no LiteLLM router is configured for forwarding")
+        return router
+
     async def _forward(self, req: FusionRequest, report: RunReport) -> ModelResponse:
-        router = proxy_router_or(self.completer)
         started = time.perf_counter()
         try:
-            response = await router.acompletion(**self._forward_args(req), timeout=req.profile.panel.timeout_s)
+            response = await self._router().acompletion(
+                **self._forward_args(req), timeout=req.profile.panel.timeout_s
+            )
         except Exception as exc:  # noqa: BLE001 - mapped once
             raise _forward_error(req, exc) from exc
         cost = float((response._hidden_params or {}).get("response_cost") or 0.0)
@@ -150,14 +158,17 @@ class FusionHandler(CustomLLM):
         return response
 
     async def _forward_stream(self, req: FusionRequest, report: RunReport, logging_obj) -> AsyncIterator:
-        router = proxy_router_or(self.completer)
+        """Relay the single model's chunks as they come. Its usage (which arrives after the
+        finish chunk) is moved onto the last content chunk, where LiteLLM keeps it, and its
+        cost (plus any classifier call) is charged before that chunk goes out."""
         started = time.perf_counter()
+        _charge(logging_obj, report)  # the classifier call, if the gate made one
         try:
-            stream = await router.acompletion(
+            stream = await self._router().acompletion(
                 **self._forward_args(req), stream=True, stream_options={"include_usage": True},
                 timeout=req.profile.panel.timeout_s,
             )
-            held = None
+            pending: list = []  # the last content chunk and whatever followed it
             async for chunk in stream:
                 usage = getattr(chunk, "usage", None)
                 if usage is not None and getattr(usage, "cost", None) is not None:
@@ -167,11 +178,15 @@ class FusionHandler(CustomLLM):
                         float(usage.cost), time.perf_counter() - started,
                     ))
                     _charge(logging_obj, report)
-                if held is not None:
-                    yield held
-                held = chunk
-            if held is not None:
-                _charge(logging_obj, report)
+                if _has_payload(chunk):
+                    for held in pending:
+                        yield held
+                    pending = [chunk]
+                elif usage is not None and pending and _has_payload(pending[0]):
+                    pending[0].usage = usage
+                else:
+                    pending.append(chunk)
+            for held in pending:
                 yield held
         except Exception as exc:  # noqa: BLE001 - mapped once
             raise to_litellm_error(_forward_error(req, exc), req.profile_name) from exc
@@ -270,13 +285,12 @@ class FusionHandler(CustomLLM):
         return model_response
 
 
-def proxy_router_or(completer: Completer) -> Any:
-    """The Router to forward through: the completer's own (SDK) or the proxy's."""
-    getter = getattr(completer, "_get_router", None)
-    router = getter() if getter else proxy_router()
-    if router is None:
-        raise UpstreamError("error", "no LiteLLM router is configured for forwarding")
-    return router
+def _has_payload(chunk: Any) -> bool:
+    return any(
+        getattr(c.delta, "content", None) or getattr(c.delta, "tool_calls", None)
+        or getattr(c.delta, "function_call", None)
+        for c in getattr(chunk, "choices", None) or ()
+    )
 
 
 def _forward_error(req: FusionRequest, exc: BaseException) -> UpstreamError:
