@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import threading
 import time
 import uuid
@@ -40,8 +39,6 @@ from ..report import RunReport
 from ..request import FusionRequest, build_request
 from ..types import Caller, Completion, Delta, Done, Progress, Usage
 from .llm import Completer, RouterCompleter, map_exception, proxy_router
-
-log = logging.getLogger("chorus_litellm")
 
 # Keys LiteLLM adds to optional_params that are not the client's request params.
 _INTERNAL = {"stream", "stream_options", "extra_body", "metadata"}
@@ -154,7 +151,7 @@ class FusionHandler(CustomLLM):
             cost, time.perf_counter() - started,
         ))
         response._hidden_params["response_cost"] = report.cost
-        setattr(response, "chorus", report.extension())
+        response.chorus = report.extension()  # type: ignore[attr-defined]
         return response
 
     async def _forward_stream(self, req: FusionRequest, report: RunReport, logging_obj) -> AsyncIterator:
@@ -194,7 +191,7 @@ class FusionHandler(CustomLLM):
     # -- async entry points ----------------------------------------------------------
     async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
                           print_verbose, encoding, api_key, logging_obj, optional_params,
-                          acompletion=None, litellm_params=None, logger_fn=None, headers={},
+                          acompletion=None, litellm_params=None, logger_fn=None, headers=None,
                           timeout=None, client=None) -> ModelResponse:
         try:
             req = self._prepare(model, messages, optional_params, litellm_params, stream=False)
@@ -215,7 +212,7 @@ class FusionHandler(CustomLLM):
 
     async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response,
                          print_verbose, encoding, api_key, logging_obj, optional_params,
-                         acompletion=None, litellm_params=None, logger_fn=None, headers={},
+                         acompletion=None, litellm_params=None, logger_fn=None, headers=None,
                          timeout=None, client=None) -> AsyncIterator[ModelResponseStream]:
         # An async generator (LiteLLM iterates it without awaiting): errors raised before
         # the first chunk still reach the client as a plain HTTP error, not a broken stream.
@@ -281,7 +278,7 @@ class FusionHandler(CustomLLM):
         model_response.model = f"{PREFIX}{model}"
         model_response.usage = _usage(report)  # type: ignore[attr-defined]
         model_response._hidden_params["response_cost"] = report.cost
-        setattr(model_response, "chorus", report.extension(include_panel=req.options.include_panel))
+        model_response.chorus = report.extension(include_panel=req.options.include_panel)  # type: ignore[attr-defined]
         return model_response
 
 
