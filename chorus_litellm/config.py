@@ -56,12 +56,14 @@ class RouterConfig(_Strict):
 
 
 class MemberConfig(_Strict):
-    """One panel seat: a model (a `model_name` from model_list) and optional sampling."""
+    """One panel seat: a model (a `model_name` from model_list), a persona, sampling."""
 
     model: str
     # Seat id shown in metadata and usage; defaults to the model name (#n when repeated).
     name: str | None = None
     temperature: float | None = Field(None, ge=0, le=2)
+    # A built-in persona (skeptic, optimist, analyst, contrarian) or one from `personas`.
+    persona: str | None = None
 
 
 class SelfMoAConfig(_Strict):
@@ -142,6 +144,39 @@ class AggregatorConfig(_Strict):
     synthesizer_in_panel: Literal["allow", "warn", "error"] = "warn"
 
 
+class EchoConfig(_Strict):
+    """Echo watchdog thresholds (stages/echo.py explains the measurements)."""
+
+    # Residual norm below 0.35 means cosine > 0.94 with the question: a restatement.
+    parrot_residual: float = Field(0.35, ge=0, le=1)
+    # Cosine >= 0.98 with an answer the agent was shown (plus 90% identical text): a copy.
+    copy_similarity: float = Field(0.98, ge=0, le=1)
+
+
+class DebateConfig(_Strict):
+    """How the panel deliberates. `moa` is one layer (panel -> judge -> synthesis)."""
+
+    protocol: Literal["moa", "debate", "consensus"] = "moa"
+    # debate: rounds in all, round 1 included; consensus: vote/revise loops. Three rounds
+    # is where Du et al. saw most of the gain; more rounds mostly add conformity.
+    max_rounds: int = Field(3, ge=1, le=10)
+    strict_unanimity: bool = False  # consensus: unanimous acceptance instead of a majority
+    max_total_tokens: int = Field(0, ge=0)  # 0 = unlimited; else stop early, best candidate
+    max_retries: int | None = Field(None, ge=0, le=10)  # LiteLLM num_retries for inner calls
+    output_mode: Literal["clean", "debug", "audit"] = "clean"
+    dissent: bool = True  # inject the dissent voice next to the consensus voice
+    # Mean pairwise cosine at which answers "agree". MiniLM scores paraphrases ~0.97 and
+    # distinct on-topic answers ~0.5-0.8; 0.85 means "saying the same thing".
+    agreement: float = Field(0.85, ge=0, le=1)
+    # Round-over-round centroid shift (1 - cosine) under which answers "stopped moving":
+    # 0.02 is about the change from rewording the same answers.
+    shift: float = Field(0.02, ge=0, le=1)
+    # kNN graph edges below this cosine do not join clusters (on-topic but different).
+    link: float = Field(0.75, ge=0, le=1)
+    embedding_model: str = "packaged:all-MiniLM-L6-v2"
+    echo: EchoConfig = EchoConfig()
+
+
 class LimitsConfig(_Strict):
     # ~50k tokens of prompt; fusion multiplies the prompt by the panel size, so cap it.
     max_prompt_chars: int = Field(200_000, ge=1)
@@ -152,7 +187,20 @@ class ProfileConfig(_Strict):
     router: RouterConfig = RouterConfig()
     panel: PanelConfig
     aggregator: AggregatorConfig
+    debate: DebateConfig = DebateConfig()
+    # Custom personas: name -> system prompt. Built-ins: skeptic, optimist, analyst, contrarian.
+    personas: dict[str, str] = {}
     limits: LimitsConfig = LimitsConfig()
+
+    @model_validator(mode="after")
+    def _personas_exist(self) -> ProfileConfig:
+        from .stages.prompts import PERSONAS
+
+        for i, member in enumerate(self.panel.members):
+            if member.persona and member.persona not in PERSONAS and member.persona not in self.personas:
+                known = ", ".join(sorted({*PERSONAS, *self.personas}))
+                raise ValueError(f"panel: members[{i}].persona {member.persona!r} is not one of: {known}")
+        return self
 
     def referenced_models(self) -> dict[str, str]:
         """Every inner model this profile calls, keyed by the field that names it."""

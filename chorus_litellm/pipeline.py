@@ -1,12 +1,15 @@
 """The whole fusion request, top to bottom.
 
-    gate -> (forward to one model) | panel fan-out -> judge -> streamed synthesis -> report
+    gate -> (forward to one model)
+         | deliberate (moa: one panel round | debate: rounds in embedding space
+                       | consensus: draft, critique, vote, revise)
+           -> judge -> streamed synthesis -> report
 
-`run()` yields Events: `Progress` (stage updates), `Delta` (answer text, as the
+`run()` yields Events: `Progress` (stage and round updates), `Delta` (answer text, as the
 synthesizer writes it), `Forward` (the gate chose one model: the provider relays that
 model's own response untouched), and finally `Done` with the `RunReport`. The
 non-streaming path collects the same events. Everything here talks to models only
-through the `Completer` it is given.
+through the `Completer` (and, for debates, the `Embedder`) it is given.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from .adapters.llm import Completer
+from .adapters.embeddings import Embedder
+from .adapters.llm import Completer, DefaultParams
 from .report import RunReport
 from .request import FusionRequest, prompt_text
-from .stages import judge, panel, router, synthesis
-from .types import Delta, Done, Progress, Route, Synthesis
+from .stages import consensus, debate, judge, panel, router, synthesis
+from .stages.prompts import PERSONAS
+from .types import Delta, Done, Message, Progress, Route, Synthesis
 
 
 @dataclass(frozen=True)
@@ -31,9 +36,15 @@ class Forward:
     report: RunReport
 
 
-async def run(req: FusionRequest, completer: Completer, rng: random.Random | None = None) -> AsyncIterator:
-    profile = req.profile
-    report = RunReport(req.request_id, req.profile_name, req.caller)
+async def run(
+    req: FusionRequest,
+    completer: Completer,
+    rng: random.Random | None = None,
+    embedder: Embedder | None = None,
+) -> AsyncIterator:
+    profile, preset = req.profile, req.debate
+    report = RunReport(req.request_id, req.profile_name, req.caller, protocol=preset.protocol)
+    rng = rng or random.Random()
     clock = time.perf_counter
     started = clock()
 
@@ -50,30 +61,74 @@ async def run(req: FusionRequest, completer: Completer, rng: random.Random | Non
     if route.decision == "single":
         yield Forward(profile.router.single_model or "", report)
         return
+    if preset.max_retries is not None:  # LiteLLM's Router retries transient errors with backoff
+        completer = DefaultParams(completer, num_retries=preset.max_retries)
 
-    # 2) Panel: every seat answers the whole conversation in parallel, down to the quorum.
-    # No event goes out before the quorum is known, so a missed quorum is a clean HTTP
-    # error even for streaming clients (not an error in the middle of a 200 stream).
+    # 2) Deliberate. No event goes out before round 1's quorum is known, so a missed
+    #    quorum is a clean HTTP error even for streaming clients.
     seats = panel.seats(profile.panel)
+    personas = {**PERSONAS, **profile.personas}
     draft_params = dict(req.sampling)
     if profile.panel.max_tokens:
         draft_params["max_tokens"] = profile.panel.max_tokens
+    common = dict(personas=personas, quorum=req.quorum, params=draft_params,
+                  tokens_used=lambda: report.usage.total_tokens)
     t = clock()
-    result = await panel.fan_out(
-        completer, seats, req.messages, quorum=req.quorum, timeout_s=profile.panel.timeout_s,
-        grace_s=profile.panel.quorum_grace_s, grace_ratio=profile.panel.quorum_grace_ratio,
-        params=draft_params,
-    )
-    report.panel = result
+    minority: list[str] = []
+    if preset.protocol == "consensus":
+        result = None
+        async for item in consensus.run(
+            completer, seats, req.messages, preset, profile.panel, profile.aggregator, rng=rng,
+            record=report.add, **common,
+        ):
+            if isinstance(item, Progress):
+                yield item
+            else:
+                result = item
+        report.panel, report.deliberation = result.drafts, result.summary()
+        report.timings["consensus"] = clock() - t
+        async for event in _finish(report, started, result.text, preset.output_mode):
+            yield event
+        return
+    if preset.protocol == "debate":
+        result = None
+        async for item in debate.run(
+            completer, embedder, seats, req.messages, _question(req.messages), preset, profile.panel,
+            record=lambda p, r: [report.add("panel" if r == 1 else "debate", a.seat.name, a.completion)
+                                 for a in p.answers],
+            **common,
+        ):
+            if isinstance(item, Progress):
+                yield item
+            else:
+                result = item
+        report.deliberation, report.transcript = result.summary(), result.transcript()
+        report.timings["debate"] = clock() - t
+        panel_result, minority = result.final, result.minority
+        if result.budget_exceeded:  # stop early: the last round's consensus voice stands
+            report.panel = panel_result
+            async for event in _finish(report, started, result.best.completion.text, preset.output_mode,
+                                       source=result.best.seat.name):
+                yield event
+            return
+    else:
+        panel_result = await panel.fan_out(
+            completer, seats, req.messages, grace_s=profile.panel.quorum_grace_s,
+            grace_ratio=profile.panel.quorum_grace_ratio, timeout_s=profile.panel.timeout_s,
+            quorum=req.quorum, params=draft_params,
+            per_seat=panel.seat_messages(seats, req.messages, personas),
+        )
+        for answer in panel_result.answers:
+            report.add("panel", answer.seat.name, answer.completion)
+    report.panel = panel_result
     report.timings["panel"] = clock() - t
-    for answer in result.answers:
-        report.add("panel", answer.seat.name, answer.completion)
-    failed = "".join(f"; {f.seat.name} {f.kind}" for f in result.failures)
-    yield Progress("panel", f"Panel: {len(result.answers)} of {len(seats)} answered{failed}.")
+    failed = "".join(f"; {f.seat.name} {f.kind}" for f in panel_result.failures)
+    yield Progress("panel", f"Panel: {len(panel_result.answers)} of {len(seats)} answered{failed}.")
 
-    # 3) Judge: anonymized, length-normalized structured analysis.
+    # 3) Judge: anonymized, length-normalized structured analysis (minority flagged).
     t = clock()
-    verdict = await judge.analyze(completer, profile.aggregator, req.messages, result.answers, rng or random.Random())
+    verdict = await judge.analyze(completer, profile.aggregator, req.messages, panel_result.answers, rng,
+                                  minority=minority)
     report.verdict = verdict
     report.timings["judge"] = clock() - t
     for call in verdict.completions:
@@ -84,7 +139,7 @@ async def run(req: FusionRequest, completer: Completer, rng: random.Random | Non
     #    here and only here.
     t = clock()
     async for piece in synthesis.write(
-        completer, profile.aggregator, req.messages, verdict, result.answers,
+        completer, profile.aggregator, req.messages, verdict, panel_result.answers,
         {**req.sampling, **req.final_params}, stream=req.stream,
     ):
         if isinstance(piece, Synthesis):
@@ -93,5 +148,23 @@ async def run(req: FusionRequest, completer: Completer, rng: random.Random | Non
         else:
             yield Delta(piece)
     report.timings["synthesis"] = clock() - t
-    report.timings["total"] = clock() - started
+    async for event in _finish(report, started, None, preset.output_mode):
+        yield event
+
+
+async def _finish(report: RunReport, started: float, text: str | None, output_mode: str,
+                  source: str | None = None) -> AsyncIterator:
+    """Emit a final answer not produced by the synthesizer, the debug summary, and Done."""
+    if text is not None:
+        report.synthesis = Synthesis(text, None, fallback=source is not None, fallback_source=source)
+        yield Delta(text)
+    if output_mode == "debug":
+        yield Delta("\n\n---\n" + report.debug_text())
+    report.timings["total"] = time.perf_counter() - started
     yield Done(report)
+
+
+def _question(messages: list[Message]) -> str:
+    """The last user turn: what the echo watchdog compares answers against."""
+    last = next(m for m in reversed(messages) if m.get("role") == "user")
+    return prompt_text([last])

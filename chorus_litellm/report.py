@@ -29,6 +29,9 @@ class RunReport:
     synthesis: Synthesis | None = None
     calls: list[Call] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    protocol: str = "moa"
+    deliberation: dict | None = None  # debate / consensus summary
+    transcript: list | None = None  # debate: every agent's answer per round (audit mode)
 
     def add(self, stage: str, seat: str, completion: Completion | None) -> None:
         if completion is not None:
@@ -55,7 +58,30 @@ class RunReport:
                 entry[key] += value
         return stages
 
-    def extension(self, *, include_panel: bool = False) -> dict:
+    def debug_text(self) -> str:
+        """A readable run summary, appended to the answer in output_mode `debug`."""
+        lines = [f"chorus {self.profile} ({self.protocol}), route: "
+                 f"{self.route.decision if self.route else '-'}"]
+        if self.panel is not None:
+            failed = ", ".join(f"{f.seat.name} ({f.kind})" for f in self.panel.failures) or "none"
+            lines.append(f"panel: {len(self.panel.answers)} answered; failed: {failed}")
+        if self.deliberation:
+            d = self.deliberation
+            lines.append(f"deliberation: {d['rounds']} round(s), stop: {d['stop_reason']}, "
+                         f"consensus confidence {d['consensus_confidence']}")
+            for s in d.get("stats", []):
+                lines.append(f"  round {s['round']}: agreement {s['agreement']}, shift {s['shift']}, "
+                             f"consensus {s['consensus']}, dissent {s['dissent']}, filtered {s['filtered'] or '-'}")
+        if self.verdict is not None:
+            lines.append("judge: " + ("degraded: " + str(self.verdict.error) if self.verdict.degraded else "ok"))
+        if self.synthesis is not None and self.synthesis.fallback:
+            lines.append(f"answer: fallback to {self.synthesis.fallback_source}")
+        u = self.usage
+        lines.append(f"usage: {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
+                     f"cost {self.cost:.6f} USD over {len(self.calls)} calls")
+        return "\n".join(lines)
+
+    def extension(self, *, include_panel: bool = False, audit: bool = False) -> dict:
         route = self.route
         ext: dict = {
             "id": self.run_id,
@@ -95,6 +121,15 @@ class RunReport:
                 "fallback": self.synthesis.fallback,
                 "fallback_source": self.synthesis.fallback_source,
                 "error": self.synthesis.error,
+            }
+        if self.deliberation is not None:
+            ext["deliberation"] = {"protocol": self.protocol, **self.deliberation}
+        if audit:
+            ext["transcript"] = {
+                "rounds": self.transcript,
+                "panel": {a.seat.name: a.completion.text for a in self.panel.answers} if self.panel else None,
+                "judge": self.verdict.raw if self.verdict else None,
+                "answer": self.synthesis.text if self.synthesis else None,
             }
         if include_panel and self.panel is not None:
             ext["panel"]["answers"] = {a.seat.name: a.completion.text for a in self.panel.answers}

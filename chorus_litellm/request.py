@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .config import ProfileConfig
+from .config import DebateConfig, ProfileConfig
 from .errors import RequestError
 from .types import Caller, Message
 
@@ -35,6 +35,11 @@ class RunOptions(BaseModel):
     min_quorum: int | None = Field(None, ge=1)
     # Add the panel answers, judge analysis and timings to the `chorus` extension field.
     include_panel: bool = False
+    # Debate presets, within the profile's limits (see effective_debate).
+    max_rounds: int | None = Field(None, ge=1)
+    strict_unanimity: bool | None = None
+    max_total_tokens: int | None = Field(None, ge=1)
+    output_mode: Literal["clean", "debug", "audit"] | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class FusionRequest:
     forward_reason: str | None = None  # set when the request must go to single_model as is
     sampling: dict[str, Any] = field(default_factory=dict)
     final_params: dict[str, Any] = field(default_factory=dict)
+    debate: DebateConfig = DebateConfig()
 
     @property
     def quorum(self) -> int:
@@ -121,6 +127,25 @@ def parse_options(raw: Any) -> RunOptions:
         raise RequestError(f"chorus.{field_name}: {err['msg']}", param=f"chorus.{field_name}") from None
 
 
+def effective_debate(profile: ProfileConfig, options: RunOptions) -> DebateConfig:
+    """The profile's debate preset with the request's overrides, never past its limits."""
+    preset = profile.debate
+    if options.max_rounds is not None and options.max_rounds > preset.max_rounds:
+        raise RequestError(
+            f"chorus.max_rounds: {options.max_rounds} is more than this profile's limit of "
+            f"{preset.max_rounds}", param="chorus.max_rounds",
+        )
+    if options.max_total_tokens is not None and preset.max_total_tokens and \
+            options.max_total_tokens > preset.max_total_tokens:
+        raise RequestError(
+            f"chorus.max_total_tokens: {options.max_total_tokens} is more than this profile's "
+            f"limit of {preset.max_total_tokens}", param="chorus.max_total_tokens",
+        )
+    updates = {k: v for k in ("max_rounds", "strict_unanimity", "max_total_tokens", "output_mode")
+               if (v := getattr(options, k)) is not None}
+    return preset.model_copy(update=updates)
+
+
 def build_request(
     profile_name: str,
     profile: ProfileConfig,
@@ -160,6 +185,7 @@ def build_request(
         forward_reason=forward,
         sampling={k: params[k] for k in SAMPLING if params.get(k) is not None},
         final_params={k: params[k] for k in FINAL_ONLY if params.get(k) is not None},
+        debate=effective_debate(profile, options),
     )
 
 

@@ -29,6 +29,7 @@ def register(config: str | Path | dict) -> Any:
     inner = [e for e in data.get("model_list") or [] if not _is_fusion(e)]
     router = litellm.Router(model_list=inner, **(data.get("router_settings") or {}))
     handler = FusionHandler(profiles, get_router=lambda: router)
+    _warm_embeddings(profiles)
     litellm.custom_provider_map = [
         *(p for p in litellm.custom_provider_map if p.get("provider") != PROVIDER),
         {"provider": PROVIDER, "custom_handler": handler},
@@ -60,7 +61,18 @@ def proxy_handler() -> Any:
             log.error("chorus: invalid config %s:\n%s", path, exc)
             raise
         log.info("chorus: %d fusion profile(s) valid in %s: %s", len(profiles), path, ", ".join(profiles))
+    _warm_embeddings(profiles)
     return FusionHandler(profiles)
+
+
+def _warm_embeddings(profiles: dict) -> None:
+    """Load debate embedding models in the background now, not on the first request."""
+    import threading
+
+    from .adapters.embeddings import load_model
+
+    for name in {p.debate.embedding_model for p in profiles.values() if p.debate.protocol == "debate"}:
+        threading.Thread(target=load_model, args=(name,), daemon=True, name=f"chorus-warm-{name}").start()
 
 
 def _proxy_config_path() -> str | None:

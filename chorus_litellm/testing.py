@@ -13,9 +13,13 @@ valid analysis JSON, everything else a short deterministic answer). It records c
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from .errors import UpstreamError
 from .fake_upstream import _answer
@@ -99,3 +103,27 @@ class FakeCompleter:
 
     def supports_json_mode(self, model: str) -> bool:
         return model in self.json_models
+
+
+class HashEmbedder:
+    """A deterministic bag-of-words embedder: cosine similarity = shared-word overlap.
+
+    Stands in for sentence-transformers where a test is about debate logic, not semantics.
+    """
+
+    model_id = "test:hash-bow-256"
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+        self.calls = 0
+
+    async def encode(self, texts):
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                out[row, int(hashlib.md5(word.encode()).hexdigest()[:8], 16) % self.dim] += 1.0
+            norm = np.linalg.norm(out[row])
+            if norm:
+                out[row] /= norm
+        return out

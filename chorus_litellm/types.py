@@ -70,6 +70,7 @@ class Seat:
     name: str
     model: str
     temperature: float | None = None
+    persona: str | None = None  # a persona name (stages/prompts.PERSONAS or the profile's)
 
 
 @dataclass(frozen=True)

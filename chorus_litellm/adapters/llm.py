@@ -147,3 +147,20 @@ def _completion(model, text, usage, cost, started, finish) -> Completion:
         latency_s=time.perf_counter() - started,
         finish_reason=finish,
     )
+
+
+class DefaultParams:
+    """A Completer that adds default params (e.g. LiteLLM's `num_retries`) to every call."""
+
+    def __init__(self, inner: Completer, **defaults: Any) -> None:
+        self.inner = inner
+        self.defaults = defaults
+
+    async def complete(self, model, messages, *, timeout, **params) -> Completion:
+        return await self.inner.complete(model, messages, timeout=timeout, **{**self.defaults, **params})
+
+    def stream(self, model, messages, *, timeout, **params):
+        return self.inner.stream(model, messages, timeout=timeout, **{**self.defaults, **params})
+
+    def supports_json_mode(self, model: str) -> bool:
+        return self.inner.supports_json_mode(model)

@@ -38,6 +38,7 @@ from ..errors import ConfigError, QuorumError, RequestError, RunError, UpstreamE
 from ..report import RunReport
 from ..request import FusionRequest, build_request
 from ..types import Caller, Completion, Delta, Done, Progress, Usage
+from .embeddings import Embedder, SentenceTransformerEmbedder
 from .llm import Completer, RouterCompleter, map_exception, proxy_router
 
 # Keys LiteLLM adds to optional_params that are not the client's request params.
@@ -92,9 +93,12 @@ class FusionHandler(CustomLLM):
         profiles: dict[str, ProfileConfig] | None = None,
         completer: Completer | None = None,
         get_router: Callable[[], Any] = proxy_router,
+        embedder: Embedder | None = None,
     ) -> None:
         super().__init__()
         self.profiles = dict(profiles or {})
+        self._embedder = embedder  # tests inject one; otherwise one per model name, shared
+        self._embedders: dict[str, Embedder] = {}
         self.completer = completer or RouterCompleter(get_router)
         self._get_router = get_router
         self._parsed: dict[str, ProfileConfig] = {}
@@ -123,6 +127,13 @@ class FusionHandler(CustomLLM):
             stream=stream,
             request_id=str(litellm_params.get("litellm_call_id") or uuid.uuid4()),
         )
+
+    def _run(self, req: FusionRequest) -> AsyncIterator:
+        embedder = None
+        if req.debate.protocol == "debate":
+            name = req.debate.embedding_model
+            embedder = self._embedder or self._embedders.setdefault(name, SentenceTransformerEmbedder(name))
+        return pipeline.run(req, self.completer, embedder=embedder)
 
     # -- forwarding (gate chose one model) -------------------------------------------
     def _forward_args(self, req: FusionRequest) -> dict:
@@ -196,7 +207,7 @@ class FusionHandler(CustomLLM):
         try:
             req = self._prepare(model, messages, optional_params, litellm_params, stream=False)
             text: list[str] = []
-            async for event in pipeline.run(req, self.completer):
+            async for event in self._run(req):
                 if isinstance(event, pipeline.Forward):
                     return await self._forward(req, event.report)
                 if isinstance(event, Delta):
@@ -227,7 +238,7 @@ class FusionHandler(CustomLLM):
         chunk_id = f"chatcmpl-{req.request_id}"
         held: str | None = None  # the latest delta, kept so the last one can carry usage
         try:
-            async for event in pipeline.run(req, self.completer):
+            async for event in self._run(req):
                 if isinstance(event, pipeline.Forward):
                     async for chunk in self._forward_stream(req, event.report, logging_obj):
                         yield chunk
@@ -244,7 +255,7 @@ class FusionHandler(CustomLLM):
                     last = _chunk(chunk_id, model, content=held or "")
                     last.usage = _usage(report)  # type: ignore[attr-defined]
                     last.provider_specific_fields = {
-                        "chorus": report.extension(include_panel=req.options.include_panel)
+                        "chorus": _extension(report, req)
                     }
                     yield last
                     yield _chunk(chunk_id, model, finish_reason="stop")
@@ -278,7 +289,7 @@ class FusionHandler(CustomLLM):
         model_response.model = f"{PREFIX}{model}"
         model_response.usage = _usage(report)  # type: ignore[attr-defined]
         model_response._hidden_params["response_cost"] = report.cost
-        model_response.chorus = report.extension(include_panel=req.options.include_panel)  # type: ignore[attr-defined]
+        model_response.chorus = _extension(report, req)  # type: ignore[attr-defined]
         return model_response
 
 
@@ -294,6 +305,10 @@ def _forward_error(req: FusionRequest, exc: BaseException) -> UpstreamError:
     err = map_exception(exc)
     model = req.profile.router.single_model
     return UpstreamError(err.kind, f"single_model {model!r} failed: {err.describe()}", status=err.status)
+
+
+def _extension(report: RunReport, req: FusionRequest) -> dict:
+    return report.extension(include_panel=req.options.include_panel, audit=req.debate.output_mode == "audit")
 
 
 def _charge(logging_obj, report: RunReport) -> None:

@@ -108,9 +108,14 @@ async def analyze(
     messages: list[Message],
     answers: tuple[PanelAnswer, ...],
     rng: random.Random,
+    minority: list[str] = (),
 ) -> Verdict:
+    """`minority` names seats whose answers disagree with the majority (debate's minority
+    report): the judge is told to weigh them on the merits, so a correct one is not lost."""
     labels, labelled = label_answers(answers, config, rng)
-    request = prompts.with_context(messages, prompts.JUDGE_SYSTEM, prompts.judge_user(labelled))
+    by_seat = {seat: label for label, seat in labels.items()}
+    minority_labels = sorted(by_seat[s] for s in minority if s in by_seat)
+    request = prompts.with_context(messages, prompts.JUDGE_SYSTEM, prompts.judge_user(labelled, minority_labels))
     params: dict = {"max_tokens": config.judge_max_tokens, "temperature": 0}
     mode = config.judge_response_format
     if mode == "json_object" or (mode == "auto" and completer.supports_json_mode(config.judge)):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from ..adapters.llm import Completer
 from ..config import PanelConfig
 from ..errors import QuorumError, UpstreamError
 from ..types import Message, Panel, PanelAnswer, PanelFailure, Seat
+from . import prompts
 
 
 def seats(config: PanelConfig) -> list[Seat]:
@@ -36,8 +38,15 @@ def seats(config: PanelConfig) -> list[Seat]:
         name = member.name or (
             f"{member.model}#{seen[member.model]}" if counts[member.model] > 1 else member.model
         )
-        result.append(Seat(name, member.model, member.temperature))
+        result.append(Seat(name, member.model, member.temperature, member.persona))
     return result
+
+
+def seat_messages(
+    panel_seats: list[Seat], messages: list[Message], personas: dict[str, str]
+) -> dict[str, list[Message]]:
+    """Each seat's view of the conversation: with its persona's instructions, if any."""
+    return {s.name: prompts.persona_messages(messages, personas[s.persona]) for s in panel_seats if s.persona}
 
 
 async def _ask(
@@ -66,11 +75,16 @@ async def fan_out(
     grace_s: float,
     params: dict[str, Any],
     grace_ratio: float = float("inf"),
+    per_seat: dict[str, list[Message]] | None = None,
+    on_answer: Callable[[PanelAnswer], None] | None = None,
 ) -> Panel:
+    """`per_seat` gives some seats their own messages (personas, debate rounds);
+    `on_answer` sees each answer as it arrives (the debate starts embedding it)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
+    per_seat = per_seat or {}
     tasks = {
-        asyncio.create_task(_ask(completer, seat, messages, timeout_s, params)): seat
+        asyncio.create_task(_ask(completer, seat, per_seat.get(seat.name, messages), timeout_s, params)): seat
         for seat in panel_seats
     }
     answers: list[PanelAnswer] = []
@@ -86,6 +100,8 @@ async def fan_out(
             for task in done:
                 result = task.result()
                 (answers if isinstance(result, PanelAnswer) else failures).append(result)
+                if on_answer is not None and isinstance(result, PanelAnswer):
+                    on_answer(result)
             if grace_until is None and len(answers) >= quorum:
                 now = loop.time()
                 grace_s = min(grace_s, grace_ratio * (now - started))

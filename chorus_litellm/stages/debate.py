@@ -1,0 +1,237 @@
+"""Multi-round debate in embedding space.
+
+Round 1 is the panel fan-out (each seat with its persona). After every round:
+1) embed the answers (started as each answer arrives, so only the last one waits);
+2) drop echoes (stages/echo.py) from the pool for the round, recording why;
+3) build the cosine kNN graph, pick the consensus voice (most central answer of the
+   largest cluster) and the dissent voice (the eligible answer farthest from the rest);
+4) measure: agreement (mean pairwise cosine), centroid shift, clusters, extracted answers
+   and their confidence-weighted vote;
+5) stop if round 1 already agrees, if extracted answers are unanimous, if the answers
+   stopped moving while agreeing, if the token budget is spent, or at max_rounds;
+6) otherwise every agent gets both voices, anonymized, plus its own previous answer, and
+   answers again.
+Yields `Progress` per round, then one `Debate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..adapters.embeddings import Embedder
+from ..adapters.llm import Completer
+from ..config import DebateConfig, PanelConfig
+from ..errors import QuorumError
+from ..types import Message, Panel, PanelAnswer, Progress, Seat
+from . import echo, geometry, prompts
+from .extract import confidence, extract, weighted_vote
+from .panel import fan_out, seat_messages
+
+
+@dataclass(frozen=True)
+class Turn:
+    seat: str
+    round: int
+    text: str
+    extracted: str | None
+    confidence: float
+    echo: str | None  # why the watchdog filtered it, or None
+
+
+@dataclass(frozen=True)
+class RoundStats:
+    round: int
+    agreement: float
+    shift: float | None
+    clusters: list[list[str]]
+    consensus: str | None
+    dissent: str | None
+    filtered: dict[str, str]
+    vote: tuple[str | None, float]
+
+
+@dataclass
+class Debate:
+    turns: list[list[Turn]]
+    stats: list[RoundStats]
+    stop_reason: str
+    final: Panel  # the last completed round's eligible answers
+    best: PanelAnswer  # its consensus voice: the best candidate if the budget ran out
+    vote: tuple[str | None, float]
+    confidence: float
+    minority: list[str]
+    flips: list[dict] = field(default_factory=list)
+    embedding_model: str = ""
+
+    @property
+    def budget_exceeded(self) -> bool:
+        return self.stop_reason == "token_budget_exceeded"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rounds": len(self.stats),
+            "stop_reason": self.stop_reason,
+            "consensus_confidence": round(self.confidence, 4),
+            "vote": {"answer": self.vote[0], "share": round(self.vote[1], 4)} if self.vote[0] else None,
+            "minority": self.minority,
+            "flips": self.flips,
+            "embedding_model": self.embedding_model,
+            "token_budget_exceeded": self.budget_exceeded,
+            "stats": [
+                {"round": s.round, "agreement": round(s.agreement, 4),
+                 "shift": None if s.shift is None else round(s.shift, 4), "clusters": s.clusters,
+                 "consensus": s.consensus, "dissent": s.dissent, "filtered": s.filtered,
+                 "vote": {"answer": s.vote[0], "share": round(s.vote[1], 4)} if s.vote[0] else None}
+                for s in self.stats
+            ],
+        }
+
+    def transcript(self) -> list[list[dict]]:
+        return [[t.__dict__ for t in round_turns] for round_turns in self.turns]
+
+
+def _flips(turns: list[list[Turn]], stats: list[RoundStats]) -> list[dict]:
+    flips = []
+    for before, after, st in zip(turns, turns[1:], stats[1:], strict=False):
+        old = {t.seat: t.extracted for t in before}
+        for t in after:
+            if old.get(t.seat) and t.extracted and old[t.seat] != t.extracted:
+                flips.append({"seat": t.seat, "round": t.round, "from": old[t.seat], "to": t.extracted,
+                              "to_majority": t.extracted == st.vote[0]})
+    return flips
+
+
+async def run(
+    completer: Completer,
+    embedder: Embedder,
+    seats: list[Seat],
+    messages: list[Message],
+    question: str,
+    config: DebateConfig,
+    panel: PanelConfig,
+    *,
+    personas: dict[str, str],
+    quorum: int,
+    params: dict[str, Any],
+    tokens_used: Callable[[], int],
+    record: Callable[[Panel, int], None],
+) -> AsyncIterator[Progress | Debate]:
+    base = {s.name: messages for s in seats} | seat_messages(seats, messages, personas)
+    q_vec = (await embedder.encode([question]))[0]
+    turns: list[list[Turn]] = []
+    stats: list[RoundStats] = []
+    shown: dict[str, list[tuple[str, np.ndarray]]] = {}
+    per_seat = base
+    prev: tuple[Panel, np.ndarray, list[int], list[Turn]] | None = None
+    active = seats
+    stop = "max_rounds"
+    for round_no in range(1, config.max_rounds + 1):
+        vectors: dict[str, asyncio.Task] = {}
+
+        def embed(answer: PanelAnswer) -> None:
+            vectors[answer.seat.name] = asyncio.create_task(embedder.encode([answer.completion.text]))
+
+        try:
+            result = await fan_out(
+                completer, active, messages, quorum=quorum, timeout_s=panel.timeout_s,
+                grace_s=panel.quorum_grace_s, grace_ratio=panel.quorum_grace_ratio,
+                params=params, per_seat=per_seat, on_answer=embed,
+            )
+        except QuorumError:
+            for task in vectors.values():
+                task.cancel()
+            if prev is None:
+                raise
+            stop = "quorum_lost"
+            break
+        record(result, round_no)
+        vecs = np.stack([(await vectors[a.seat.name])[0] for a in result.answers])
+        round_turns, eligible = [], []
+        for i, answer in enumerate(result.answers):
+            text = answer.completion.text
+            reason = echo.check(text, vecs[i], q_vec, shown.get(answer.seat.name, []),
+                                parrot_residual=config.echo.parrot_residual,
+                                copy_similarity=config.echo.copy_similarity)
+            round_turns.append(Turn(answer.seat.name, round_no, text, extract(text), confidence(text), reason))
+            if reason is None:
+                eligible.append(i)
+        turns.append(round_turns)
+        if len(eligible) < min(quorum, len(result.answers)) or not eligible:
+            if prev is None:
+                detail = "; ".join(f"{t.seat}: echo ({t.echo})" for t in round_turns if t.echo)
+                raise QuorumError(f"panel quorum not met after the echo watchdog: {detail}")
+            stop = "quorum_lost"
+            break
+        names = [result.answers[i].seat.name for i in eligible]
+        sim = geometry.similarity(vecs[eligible])
+        clusters = geometry.knn_clusters(sim, link=config.link)
+        cons = eligible[geometry.consensus_voice(sim, clusters)]
+        diss = geometry.dissent_voice(vecs, eligible, cons) if config.dissent else None
+        vote = weighted_vote([(round_turns[i].extracted, round_turns[i].confidence) for i in eligible])
+        extracted = {round_turns[i].extracted for i in eligible}
+        unanimous = len(eligible) > 1 and None not in extracted and len(extracted) == 1
+        agreement = geometry.mean_pairwise(sim)
+        shift = geometry.centroid_shift(prev[1][prev[2]], vecs[eligible]) if prev else None
+        stats.append(RoundStats(
+            round_no, agreement, shift, [[names[j] for j in c] for c in clusters],
+            result.answers[cons].seat.name, result.answers[diss].seat.name if diss is not None else None,
+            {t.seat: t.echo for t in round_turns if t.echo}, vote,
+        ))
+        prev = (result, vecs, eligible, round_turns)
+        yield Progress("debate", _progress(stats[-1], len(result.answers)))
+
+        if round_no == 1 and (agreement >= config.agreement or unanimous):
+            stop = "agreed_in_round_1"
+        elif round_no > 1 and unanimous:
+            stop = "unanimous"
+        elif shift is not None and shift < config.shift and agreement >= config.agreement:
+            stop = "converged"
+        elif config.max_total_tokens and tokens_used() >= config.max_total_tokens:
+            stop = "token_budget_exceeded"
+        elif round_no == config.max_rounds:
+            stop = "max_rounds"
+        else:
+            voices = [("shared by most panelists", cons)] + ([("most different", diss)] if diss is not None else [])
+            per_seat, shown = {}, {}
+            for i, answer in enumerate(result.answers):
+                name = answer.seat.name
+                peer = [(label, j) for label, j in voices if j != i]
+                shown[name] = [(result.answers[j].completion.text, vecs[j]) for _, j in peer]
+                per_seat[name] = [*base[name], {"role": "user", "content": prompts.debate_user(
+                    round_no + 1, answer.completion.text,
+                    [(label, result.answers[j].completion.text) for label, j in peer])}]
+            active = [a.seat for a in result.answers]
+            continue
+        break
+
+    assert prev is not None
+    result, vecs, eligible, round_turns = prev
+    final_stats = stats[-1]
+    winner, share = final_stats.vote
+    if winner is not None:
+        minority = [round_turns[i].seat for i in eligible if round_turns[i].extracted != winner]
+        conf = share
+    else:
+        majority = set(final_stats.clusters[0])
+        minority = [n for c in final_stats.clusters[1:] for n in c] if len(majority) > 1 else []
+        conf = max(0.0, min(1.0, final_stats.agreement))
+    by_name = {a.seat.name: a for a in result.answers}
+    yield Debate(
+        turns=turns, stats=stats, stop_reason=stop,
+        final=Panel(tuple(result.answers[i] for i in eligible), result.failures),
+        best=by_name[final_stats.consensus], vote=final_stats.vote, confidence=conf,
+        minority=minority, flips=_flips(turns, stats), embedding_model=embedder.model_id,
+    )
+
+
+def _progress(s: RoundStats, answered: int) -> str:
+    shift = "" if s.shift is None else f", shift {s.shift:.3f}"
+    vote = f", vote {s.vote[0]} ({s.vote[1]:.0%})" if s.vote[0] else ""
+    filtered = "".join(f"; {seat} filtered ({why})" for seat, why in s.filtered.items())
+    return (f"Round {s.round}: {answered} answers, agreement {s.agreement:.2f}{shift}, "
+            f"{len(s.clusters)} cluster(s){vote}{filtered}.")
