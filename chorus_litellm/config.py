@@ -199,7 +199,7 @@ class ProfileConfig(_Strict):
         for i, member in enumerate(self.panel.members):
             if member.persona and member.persona not in PERSONAS and member.persona not in self.personas:
                 known = ", ".join(sorted({*PERSONAS, *self.personas}))
-                raise ValueError(f"panel: members[{i}].persona {member.persona!r} is not one of: {known}")
+                raise ValueError(f"panel.members[{i}].persona: {member.persona!r} is not one of: {known}")
         return self
 
     def referenced_models(self) -> dict[str, str]:
@@ -224,7 +224,7 @@ def _format_error(profile: str, exc: ValidationError) -> str:
         field = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
         msg = err["msg"].removeprefix("Value error, ")
         # Cross-field validators name their field as "field: message".
-        if (m := re.match(r"^(\w+): (.*)$", msg, re.DOTALL)) and err["type"] == "value_error":
+        if (m := re.match(r"^([\w.\[\]]+): (.*)$", msg, re.DOTALL)) and err["type"] == "value_error":
             field, msg = f"{field}.{m[1]}" if field else m[1], m[2]
         lines.append(f"profile {profile!r}: {field or '(profile)'}: {msg}")
     return "\n".join(lines)

@@ -12,7 +12,8 @@ behaviour is chosen by words in the requested model name:
 
 Otherwise it answers after `latency` seconds: judge requests (JSON mode) get a valid
 analysis built from the labels in the prompt, classifier requests get a difficulty
-score, everything else a short deterministic answer. Streams send one word per chunk
+score, consensus votes accept (unless the model name says "reject"), everything else a
+short deterministic answer. Streams send one word per chunk
 and a usage chunk when asked. GET /stats counts calls per model; POST /reset clears it.
 
 Run: python -m chorus_litellm.fake_upstream --port 8001 --latency 0.5
@@ -50,6 +51,8 @@ def _answer(model: str, body: dict) -> str:
     messages = body.get("messages") or []
     text = _prompt_text(messages)
     json_mode = (body.get("response_format") or {}).get("type") == "json_object"
+    if "CHORUS-VOTE" in text:
+        return json.dumps({"accept": "reject" not in model, "objection": "" if "reject" not in model else "no"})
     if "CHORUS-CLASSIFIER" in text:
         return json.dumps({"difficulty": 0.9 if "hard" in text.lower() else 0.1})
     if json_mode or "CHORUS-JUDGE" in text:

@@ -177,3 +177,32 @@ def test_unknown_key_is_rejected(proxy):
     with pytest.raises(openai.APIStatusError) as err:
         bad.chat.completions.create(model="fusion/research", messages=HARD)
     assert err.value.status_code in (401, 500)  # 500 without the prisma package; see docs
+
+
+@pytest.mark.parametrize("profile, stop", [("debate", "agreed_in_round_1"), ("debate2", "max_rounds")])
+def test_debate_through_the_proxy_with_the_packaged_embedding_model(client, profile, stop):
+    stream = client.chat.completions.create(model=f"fusion/{profile}", messages=HARD, stream=True,
+                                            extra_body={"chorus": {"output_mode": "audit"}})
+    content, reasoning, ext = [], [], None
+    for chunk in stream:
+        for choice in chunk.choices:
+            content.append(choice.delta.content or "")
+            reasoning.append((choice.delta.model_extra or {}).get("reasoning_content") or "")
+        ext = (chunk.model_extra or {}).get("provider_specific_fields", {}) or ext
+    d = ext["chorus"]["deliberation"]
+    assert d["protocol"] == "debate" and d["stop_reason"] == stop
+    assert d["embedding_model"] == "packaged:all-MiniLM-L6-v2"
+    assert "Round 1:" in "".join(reasoning)  # live progress as reasoning_content
+    assert "".join(content).startswith("writer answers")
+    assert len(ext["chorus"]["transcript"]["rounds"]) == d["rounds"]
+    if profile == "debate2":
+        assert d["rounds"] == 2 and ext["chorus"]["usage"]["stages"]["debate"]["calls"] == 3
+
+
+def test_consensus_through_the_proxy(client):
+    resp = client.chat.completions.create(model="fusion/consensus", messages=HARD)
+    d = resp.model_extra["chorus"]["deliberation"]
+    assert d["protocol"] == "consensus" and d["reached"] and d["stop_reason"] == "consensus"
+    assert resp.choices[0].message.content.startswith("writer answers")
+    stages = resp.model_extra["chorus"]["usage"]["stages"]
+    assert stages["critique"]["calls"] == 3 and stages["vote"]["calls"] == 3

@@ -71,7 +71,7 @@ def test_cli_check(tmp_path, upstream):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(e2e_config(upstream)))
     out = subprocess.run([sys.executable, "-m", "chorus_litellm.cli", "check", str(good)], capture_output=True, text=True)
-    assert out.returncode == 0 and "8 fusion profile(s) valid" in out.stdout
+    assert out.returncode == 0 and "11 fusion profile(s) valid" in out.stdout
     cfg = e2e_config(upstream)
     del chorus_block(cfg, "nosynth")["aggregator"]["judge"]
     bad = tmp_path / "bad.yaml"

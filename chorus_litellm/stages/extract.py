@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-FINAL = re.compile(r"(?:final answer|answer)\s*(?:is|:)\s*\**\s*\(?([^\n.;,)*]+)", re.IGNORECASE)
-NUMBER = re.compile(r"^-?\d+(?:[.,]\d+)?$")
+FINAL = re.compile(
+    r"(?:final answer|answer)\s*(?:is|:)\s*\**\s*\(?(-?\d+(?:\.\d+)?(?![\d.]*\w)|[^\n.;,)*]+)", re.IGNORECASE
+)
+NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 OPTION = re.compile(r"^\(?([A-Ea-e])\)?$")
 CONFIDENCE = re.compile(r"confidence\s*[:=]?\s*(\d+(?:\.\d+)?)\s*(%)?", re.IGNORECASE)
 
@@ -22,7 +24,7 @@ def extract(text: str) -> str | None:
         return None
     value = match.group(1).strip().strip("*\"' ").rstrip(".")
     if NUMBER.match(value):
-        return value.replace(",", ".").rstrip("0").rstrip(".") if "." in value or "," in value else value
+        return value.rstrip("0").rstrip(".") if "." in value else value
     if m := OPTION.match(value):
         return m.group(1).upper()
     lowered = value.lower()

