@@ -165,6 +165,9 @@ class DebateConfig(_Strict):
     max_retries: int | None = Field(None, ge=0, le=10)  # LiteLLM num_retries for inner calls
     output_mode: Literal["clean", "debug", "audit"] = "clean"
     dissent: bool = True  # inject the dissent voice next to the consensus voice
+    # Stop early on round-1 agreement, unanimity or convergence. Off = fixed max_rounds
+    # (a compute-matched baseline for comparisons; adaptive stopping beats fixed rounds).
+    adaptive_stop: bool = True
     # Mean pairwise cosine at which answers "agree". MiniLM scores paraphrases ~0.97 and
     # distinct on-topic answers ~0.5-0.8; 0.85 means "saying the same thing".
     agreement: float = Field(0.85, ge=0, le=1)

@@ -6,8 +6,8 @@ import pytest
 
 from chorus_litellm import pipeline
 from chorus_litellm.errors import QuorumError, RequestError
-from chorus_litellm.testing import FakeCompleter, HashEmbedder, Reply
-from chorus_litellm.types import Delta, Done, Progress
+from chorus_litellm.testing import FakeCompleter, HashEmbedder
+from chorus_litellm.types import Delta, Progress
 from tests.factories import profile, request
 
 Q = "What is six times seven? Give the final answer."
@@ -183,3 +183,12 @@ async def test_debug_and_audit_output_modes():
     ext = report.extension(audit=True)
     assert ext["transcript"]["rounds"][0][0]["round"] == 1
     assert ext["deliberation"]["protocol"] == "debate"
+
+
+async def test_adaptive_stop_off_runs_every_round():
+    fake = FakeCompleter()
+    for m in "abc":
+        fake.enqueue(m, f"{m} says the answer is 42.", f"{m} again: the answer is 42, surely.",
+                     f"{m} finally: 42 it is, the answer is 42.")
+    _, report = await run(ask(debating(adaptive_stop=False)), fake)
+    assert report.deliberation["rounds"] == 3 and report.deliberation["stop_reason"] == "max_rounds"

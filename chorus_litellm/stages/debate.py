@@ -133,7 +133,7 @@ async def run(
     for round_no in range(1, config.max_rounds + 1):
         vectors: dict[str, asyncio.Task] = {}
 
-        def embed(answer: PanelAnswer) -> None:
+        def embed(answer: PanelAnswer, vectors: dict[str, asyncio.Task] = vectors) -> None:
             vectors[answer.seat.name] = asyncio.create_task(embedder.encode([answer.completion.text]))
 
         try:
@@ -185,11 +185,12 @@ async def run(
         prev = (result, vecs, eligible, round_turns)
         yield Progress("debate", _progress(stats[-1], len(result.answers)))
 
-        if round_no == 1 and (agreement >= config.agreement or unanimous):
+        adaptive = config.adaptive_stop
+        if adaptive and round_no == 1 and (agreement >= config.agreement or unanimous):
             stop = "agreed_in_round_1"
-        elif round_no > 1 and unanimous:
+        elif adaptive and round_no > 1 and unanimous:
             stop = "unanimous"
-        elif shift is not None and shift < config.shift and agreement >= config.agreement:
+        elif adaptive and shift is not None and shift < config.shift and agreement >= config.agreement:
             stop = "converged"
         elif config.max_total_tokens and tokens_used() >= config.max_total_tokens:
             stop = "token_budget_exceeded"

@@ -89,6 +89,7 @@ async def fan_out(
     }
     answers: list[PanelAnswer] = []
     failures: list[PanelFailure] = []
+    order = {seat.name: i for i, seat in enumerate(panel_seats)}
     pending = set(tasks)
     grace_until: float | None = None
     try:
@@ -97,7 +98,7 @@ async def fan_out(
             done, pending = await asyncio.wait(pending, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED)
             if not done:
                 break  # grace expired
-            for task in done:
+            for task in sorted(done, key=lambda t: order[tasks[t].name]):  # stable, not set order
                 result = task.result()
                 (answers if isinstance(result, PanelAnswer) else failures).append(result)
                 if on_answer is not None and isinstance(result, PanelAnswer):
@@ -119,7 +120,6 @@ async def fan_out(
         else "cancelled: the quorum could no longer be met"
     )
     failures += [PanelFailure(tasks[t], "cancelled", reason) for t in pending]
-    order = {seat.name: i for i, seat in enumerate(panel_seats)}
     failures.sort(key=lambda f: order[f.seat.name])
     if len(answers) < quorum:
         detail = "; ".join(f.describe() for f in failures)
