@@ -36,12 +36,18 @@ async def test_loaded_once_and_concurrent_calls_share_a_batch(embedder):
             calls.append(len(texts))
             return real.encode(texts, **kw)
 
+        @property
+        def max_seq_length(self):
+            return real.max_seq_length
+
     embedder._model = Counting()
     try:
         out = await asyncio.gather(*(embedder.encode([f"text number {i}", "shared"]) for i in range(8)))
     finally:
         embedder._model = real
-    assert calls == [16] and all(o.shape == (2, 384) for o in out)
+    # 8 callers, 16 texts, one flush: two model calls of max_batch=8 texts, not eight
+    assert calls == [8, 8] and all(o.shape == (2, 384) for o in out)
+    assert real.max_seq_length == 128
 
 
 async def test_debate_with_real_embeddings_filters_a_parrot(embedder):

@@ -15,6 +15,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -42,6 +43,16 @@ _models: dict[str, Any] = {}
 _models_lock = threading.Lock()
 
 
+# all-MiniLM-L6-v2 was trained on 128-token inputs (its card); its config allows 256.
+# 128 tokens (~100 words) hold an answer's thesis and halve the cost per answer
+# (benchmarks/embedding_cost.py: ~55 ms -> ~25 ms per 300-word answer on 2 cores).
+MAX_TOKENS = 128
+
+# One encoding at a time, on all cores: concurrent encodes would only fight for them,
+# while texts that arrive meanwhile gather into the next batch.
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chorus-embed")
+
+
 def load_model(name: str) -> Any:
     """Load once per process (thread-safe); later calls return the same model."""
     with _models_lock:
@@ -49,14 +60,17 @@ def load_model(name: str) -> Any:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
 
-            _models[name] = SentenceTransformer(resolve_model(name), device="cpu")
+            model = SentenceTransformer(resolve_model(name), device="cpu")
+            model.max_seq_length = min(model.max_seq_length or MAX_TOKENS, MAX_TOKENS)
+            _models[name] = model
         return _models[name]
 
 
 class SentenceTransformerEmbedder:
-    """Batches concurrent `encode()` calls: waits up to `window_s` or `max_batch` texts."""
+    """Batches concurrent `encode()` calls: waits up to `window_s` or `max_batch` texts;
+    each model call gets at most `max_batch` texts, so the GIL is never held for long."""
 
-    def __init__(self, name: str = PACKAGED, *, window_s: float = 0.005, max_batch: int = 128) -> None:
+    def __init__(self, name: str = PACKAGED, *, window_s: float = 0.005, max_batch: int = 8) -> None:
         self.model_id = name
         self.window_s = window_s
         self.max_batch = max_batch
@@ -65,7 +79,8 @@ class SentenceTransformerEmbedder:
         self._model: Any = None
 
     async def warm_up(self) -> None:
-        self._model = await asyncio.to_thread(load_model, self.model_id)
+        loop = asyncio.get_running_loop()
+        self._model = await loop.run_in_executor(_executor, load_model, self.model_id)
 
     async def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -77,6 +92,12 @@ class SentenceTransformerEmbedder:
         elif self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_later())
         return await future
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self._model.encode(
+            texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False,
+        )
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self.window_s)
@@ -97,13 +118,15 @@ class SentenceTransformerEmbedder:
         if not batch:
             return
         texts = [t for group, _ in batch for t in group]
+        loop = asyncio.get_running_loop()
         try:
             if self._model is None:
                 await self.warm_up()
-            vectors = await asyncio.to_thread(
-                self._model.encode, texts, batch_size=64, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=False,
-            )
+            parts = [
+                await loop.run_in_executor(_executor, self._encode, texts[i : i + self.max_batch])
+                for i in range(0, len(texts), self.max_batch)
+            ]
+            vectors = np.concatenate(parts)
         except Exception as exc:  # noqa: BLE001 - delivered to every waiting caller
             for _, future in batch:
                 if not future.done():
