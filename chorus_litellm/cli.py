@@ -29,7 +29,7 @@ def check(path: str) -> int:
     for name, p in profiles.items():
         panel = f"self-MoA {p.panel.self_moa.model} x{p.panel.self_moa.samples}" if p.panel.self_moa else \
             ", ".join(m.model for m in p.panel.members)
-        print(f"fusion/{name}: router={p.router.policy} panel=[{panel}] quorum={p.panel.quorum} "
+        print(f"fusion/{name}: protocol={p.debate.protocol} router={p.router.policy} panel=[{panel}] quorum={p.panel.quorum} "
               f"judge={p.aggregator.judge} synthesizer={p.aggregator.synthesizer}")
     print(f"chorus: {path}: {len(profiles)} fusion profile(s) valid")
     return 0

