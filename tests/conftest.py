@@ -35,7 +35,7 @@ def e2e_config(upstream: str) -> dict:
             fusion_entry("research", fusion(["model-a", "model-b", "model-c"])),
             fusion_entry("flaky", fusion(["model-a", "fail500-b", "model-c"])),
             fusion_entry("down", fusion(["fail500-a", "fail429-b", "hang-c"], timeout_s=1)),
-            fusion_entry("straggler", fusion(["model-a", "model-b", "slow-c"])),
+            fusion_entry("straggler", fusion(["model-a", "model-b", "hang-c"])),
             fusion_entry("auto", auto),
             fusion_entry("badjudge", fusion(["model-a", "model-b"], judge="badjson-judge")),
             fusion_entry("nosynth", fusion(["model-a", "model-b"], writer="fail500-writer")),

@@ -99,13 +99,13 @@ def test_missed_quorum_is_an_openai_error_naming_members(client, upstream, strea
 
 
 def test_straggler_is_cut_after_grace(client):
-    # slow-c takes 10x the others; grace = min(0.3 s, 0.2 x time-to-quorum) is far shorter
+    # hang-c never answers; once a and b answered it gets min(0.3 s, 0.2 x time-to-quorum)
     resp = client.chat.completions.create(model="fusion/straggler", messages=HARD)
     ext = resp.model_extra["chorus"]
     assert resp.choices[0].message.content
     assert sorted(ext["panel"]["answered"]) == ["model-a", "model-b"]
-    assert [(f["seat"], f["kind"]) for f in ext["panel"]["failed"]] == [("slow-c", "cancelled")]
-    assert ext["timings_s"]["panel"] < 0.2  # did not wait for slow-c's 0.2 s
+    assert [(f["seat"], f["kind"]) for f in ext["panel"]["failed"]] == [("hang-c", "cancelled")]
+    assert ext["timings_s"]["panel"] < 2.0  # far below the 5 s member timeout
 
 
 @pytest.mark.parametrize("stream", [False, True])
