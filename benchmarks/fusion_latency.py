@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import statistics
 import sys
@@ -28,6 +27,8 @@ import openai
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _results import write  # noqa: E402
 from tests.servers import fake_upstream, fusion_entry, litellm_proxy, model_entry  # noqa: E402
 
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs in detail."}]
@@ -151,10 +152,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fusion_latency"))
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    md = table(result)
-    Path(args.out + ".json").write_text(json.dumps(result, indent=2) + "\n")
-    Path(args.out + ".md").write_text(md)
-    print(md)
+    write(args.out, result, table(result))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _results import write  # noqa: E402
 
 from chorus_litellm.config import DebateConfig, PanelConfig  # noqa: E402
 from chorus_litellm.stages import debate  # noqa: E402
@@ -159,9 +161,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "simulate_debate"))
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
-    Path(args.out + ".json").write_text(json.dumps(result, indent=2) + "\n")
-    Path(args.out + ".md").write_text(table(result))
-    print(table(result))
+    write(args.out, result, table(result))
 
 
 if __name__ == "__main__":

@@ -112,10 +112,8 @@ async def run(
                 yield event
             return
     else:
-        panel_result = await panel.fan_out(
-            completer, seats, req.messages, grace_s=profile.panel.quorum_grace_s,
-            grace_ratio=profile.panel.quorum_grace_ratio, timeout_s=profile.panel.timeout_s,
-            quorum=req.quorum, params=draft_params,
+        panel_result = await panel.convene(
+            completer, profile.panel, seats, req.messages, quorum=req.quorum, params=draft_params,
             per_seat=panel.seat_messages(seats, req.messages, personas),
         )
         for answer in panel_result.answers:

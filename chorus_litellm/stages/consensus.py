@@ -20,7 +20,7 @@ from ..config import AggregatorConfig, DebateConfig, PanelConfig
 from ..types import Completion, Message, Panel, Progress, Seat
 from . import prompts
 from .judge import make_labels
-from .panel import fan_out, seat_messages
+from .panel import convene, seat_messages
 
 
 @dataclass
@@ -72,11 +72,8 @@ async def run(
     base = {s.name: messages for s in seats} | seat_messages(seats, messages, personas)
 
     async def everyone(phase: str, per_seat: dict[str, list[Message]], among: list[Seat]) -> Panel:
-        result = await fan_out(
-            completer, among, messages, quorum=quorum, timeout_s=panel.timeout_s,
-            grace_s=panel.quorum_grace_s, grace_ratio=panel.quorum_grace_ratio,
-            params=params, per_seat=per_seat,
-        )
+        result = await convene(completer, panel, among, messages, quorum=quorum, params=params,
+                               per_seat=per_seat)
         for answer in result.answers:
             record(phase, answer.seat.name, answer.completion)
         return result

@@ -30,7 +30,7 @@ from ..errors import QuorumError
 from ..types import Message, Panel, PanelAnswer, Progress, Seat
 from . import echo, geometry, prompts
 from .extract import confidence, extract, weighted_vote
-from .panel import fan_out, seat_messages
+from .panel import convene, seat_messages
 
 
 @dataclass(frozen=True)
@@ -137,11 +137,8 @@ async def run(
             vectors[answer.seat.name] = asyncio.create_task(embedder.encode([answer.completion.text]))
 
         try:
-            result = await fan_out(
-                completer, active, messages, quorum=quorum, timeout_s=panel.timeout_s,
-                grace_s=panel.quorum_grace_s, grace_ratio=panel.quorum_grace_ratio,
-                params=params, per_seat=per_seat, on_answer=embed,
-            )
+            result = await convene(completer, panel, active, messages, quorum=quorum, params=params,
+                                   per_seat=per_seat, on_answer=embed)
         except QuorumError:
             for task in vectors.values():
                 task.cancel()

@@ -130,3 +130,22 @@ async def fan_out(
         )
     # Answers stay in completion order here; the judge shuffles labels before anyone sees them.
     return Panel(tuple(answers), tuple(failures))
+
+
+async def convene(
+    completer: Completer,
+    config: PanelConfig,
+    panel_seats: list[Seat],
+    messages: list[Message],
+    *,
+    quorum: int,
+    params: dict[str, Any],
+    per_seat: dict[str, list[Message]] | None = None,
+    on_answer: Callable[[PanelAnswer], None] | None = None,
+) -> Panel:
+    """`fan_out` with the profile's deadlines and grace."""
+    return await fan_out(
+        completer, panel_seats, messages, quorum=quorum, timeout_s=config.timeout_s,
+        grace_s=config.quorum_grace_s, grace_ratio=config.quorum_grace_ratio, params=params,
+        per_seat=per_seat, on_answer=on_answer,
+    )
