@@ -1,6 +1,9 @@
 """`chorus` command line: validate a config, or run the LiteLLM proxy with fusion models.
 
     chorus check [litellm_config.yaml]     validate every fusion profile, print a summary
+    chorus keygen [--out key.json]         make an Ed25519 signing key (prints only the public key)
+    chorus verify receipt.json --public-key KEY [--public-key OLD_KEY ...]
+                                           check a receipt offline (exit 0 valid, 1 not)
     chorus serve [--config F] [--port N] [--workers N] [--demo]
                                            run `litellm --config F`; --demo also starts the
                                            fake upstream on 127.0.0.1:8001 that the shipped
@@ -10,11 +13,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from .config import load_profiles, read_config_file
 from .errors import ConfigError
@@ -32,6 +37,37 @@ def check(path: str) -> int:
         print(f"fusion/{name}: protocol={p.debate.protocol} router={p.router.policy} panel=[{panel}] quorum={p.panel.quorum} "
               f"judge={p.aggregator.judge} synthesizer={p.aggregator.synthesizer}")
     print(f"chorus: {path}: {len(profiles)} fusion profile(s) valid")
+    return 0
+
+
+def keygen(out: str) -> int:
+    from .adapters.signing import generate
+
+    key = generate()
+    path = Path(out)
+    if path.exists():
+        print(f"chorus: {out} exists; not overwriting a signing key", file=sys.stderr)
+        return 1
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(key, fh, indent=2)
+    print(f"wrote {out} (mode 600). key_id {key['key_id']}\npublic key {key['public_key']}\n"
+          f"use it with CHORUS_SIGNING_KEY_FILE={out}")
+    return 0
+
+
+def verify(path: str, keys: list[str]) -> int:
+    from .adapters.signing import SigningError, public_key_from
+    from .adapters.signing import verify as verify_receipt
+
+    try:
+        receipt = json.loads(Path(path).read_text())
+        signer = verify_receipt(receipt, [public_key_from(k) for k in keys])
+    except (OSError, ValueError, SigningError) as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 1
+    payload = receipt["payload"]
+    print(f"valid: receipt {payload.get('receipt_id')} for debate {payload.get('debate_id')}, signed by {signer}")
     return 0
 
 
@@ -78,7 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     # all on the benchmark machine), so one process saturates one core at high concurrency.
     p_serve.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="proxy worker processes")
     p_serve.add_argument("--demo", action="store_true", help="also start the fake upstream on :8001")
+    p_keygen = sub.add_parser("keygen", help="make an Ed25519 receipt signing key")
+    p_keygen.add_argument("--out", default="chorus-signing-key.json")
+    p_verify = sub.add_parser("verify", help="verify a receipt offline")
+    p_verify.add_argument("receipt")
+    p_verify.add_argument("--public-key", action="append", required=True,
+                          help="base64 public key or a file with one; repeat for rotated keys")
     args = parser.parse_args(argv)
+    if args.command == "keygen":
+        return keygen(args.out)
+    if args.command == "verify":
+        return verify(args.receipt, args.public_key)
     return check(args.config) if args.command == "check" else serve(args)
 
 

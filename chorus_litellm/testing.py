@@ -127,3 +127,7 @@ class HashEmbedder:
             if norm:
                 out[row] /= norm
         return out
+
+
+# A fixed Ed25519 seed for golden receipts in tests. Never use it to sign anything real.
+TEST_SIGNING_SEED = bytes(range(32))

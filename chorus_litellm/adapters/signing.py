@@ -1,0 +1,117 @@
+"""Ed25519 receipts: RFC 8785 canonical JSON, signed with pynacl.
+
+A receipt is `{"payload": {...}, "alg": "Ed25519", "key_id": ..., "signature": base64}`;
+the signature covers `rfc8785.dumps(payload)` (the payload carries the key id too). The
+key id is `ed25519:` + the first 16 hex digits of SHA-256 over the raw public key, so
+any holder of the public key can check which key signed. After a rotation, old public
+keys keep verifying old receipts: verification takes a keyring, not one key.
+
+The signing key comes from `CHORUS_SIGNING_KEY` (base64 of the 32-byte seed) or
+`CHORUS_SIGNING_KEY_FILE` (the JSON `chorus keygen` writes). It is never logged,
+printed or returned; `repr()` of a Signer shows only the key id.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import rfc8785
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+ALG = "Ed25519"
+
+
+class SigningError(Exception):
+    """No usable signing key, or a receipt that does not verify."""
+
+
+def key_id(public_key: bytes) -> str:
+    return "ed25519:" + hashlib.sha256(public_key).hexdigest()[:16]
+
+
+def canonical(payload: dict) -> bytes:
+    return rfc8785.dumps(payload)
+
+
+def generate() -> dict[str, str]:
+    key = SigningKey.generate()
+    public = bytes(key.verify_key)
+    return {"alg": ALG, "key_id": key_id(public),
+            "public_key": base64.b64encode(public).decode(),
+            "private_key": base64.b64encode(bytes(key)).decode()}
+
+
+class Signer:
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != 32:
+            raise SigningError("an Ed25519 signing key is 32 bytes (base64 of the seed)")
+        self._key = SigningKey(seed)
+        self.public_key = bytes(self._key.verify_key)
+        self.key_id = key_id(self.public_key)
+
+    def __repr__(self) -> str:
+        return f"Signer(key_id={self.key_id!r})"
+
+    @classmethod
+    def from_env(cls, environ: dict | None = None) -> Signer | None:
+        env = os.environ if environ is None else environ
+        if env.get("CHORUS_SIGNING_KEY"):
+            return cls(_b64(env["CHORUS_SIGNING_KEY"], "CHORUS_SIGNING_KEY"))
+        if env.get("CHORUS_SIGNING_KEY_FILE"):
+            path = Path(env["CHORUS_SIGNING_KEY_FILE"])
+            try:
+                data = json.loads(path.read_text())
+                return cls(_b64(data["private_key"], str(path)))
+            except (OSError, ValueError, KeyError) as exc:
+                raise SigningError(f"CHORUS_SIGNING_KEY_FILE {path}: not a chorus key file ({type(exc).__name__})") from None
+        return None
+
+    def sign(self, payload: dict) -> dict:
+        if payload.get("key_id") != self.key_id:
+            raise SigningError("the payload's key_id must be the signer's")
+        signature = self._key.sign(canonical(payload)).signature
+        return {"payload": payload, "alg": ALG, "key_id": self.key_id,
+                "signature": base64.b64encode(signature).decode()}
+
+
+def _b64(value: str, source: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        raise SigningError(f"{source}: not valid base64") from None
+
+
+def public_key_from(value: str) -> bytes:
+    """A public key given as base64, or a file holding it (raw, or a keygen JSON)."""
+    path = Path(value)
+    if path.is_file():
+        text = path.read_text().strip()
+        value = json.loads(text)["public_key"] if text.startswith("{") else text
+    key = _b64(value, "public key")
+    if len(key) != 32:
+        raise SigningError("an Ed25519 public key is 32 bytes")
+    return key
+
+
+def verify(receipt: dict, public_keys: list[bytes]) -> str:
+    """Return the key id that signed `receipt`, or raise SigningError saying why not."""
+    try:
+        payload, signature = receipt["payload"], base64.b64decode(receipt["signature"], validate=True)
+    except (KeyError, TypeError, ValueError):
+        raise SigningError("not a chorus receipt (payload and base64 signature required)") from None
+    if receipt.get("alg") != ALG:
+        raise SigningError(f"unsupported algorithm {receipt.get('alg')!r}")
+    keyring = {key_id(k): k for k in public_keys}
+    claimed = payload.get("key_id")
+    if claimed not in keyring:
+        raise SigningError(f"signed by key {claimed!r}, which is not among the given public keys")
+    try:
+        VerifyKey(keyring[claimed]).verify(canonical(payload), signature)
+    except BadSignatureError:
+        raise SigningError("signature does not match the payload (tampered or wrong key)") from None
+    return claimed
