@@ -64,6 +64,9 @@ class MemberConfig(_Strict):
     temperature: float | None = Field(None, ge=0, le=2)
     # A built-in persona (skeptic, optimist, analyst, contrarian) or one from `personas`.
     persona: str | None = None
+    # Who is paid for this seat's contributions (the peer hosting the model); default
+    # "model:<model>".
+    payee: str | None = None
 
 
 class SelfMoAConfig(_Strict):
@@ -74,6 +77,7 @@ class SelfMoAConfig(_Strict):
     # Temperatures are spread evenly over [min, max] so samples differ but stay on topic.
     temperature_min: float = Field(0.5, ge=0, le=2)
     temperature_max: float = Field(1.0, ge=0, le=2)
+    payee: str | None = None  # default "model:<model>"
 
     @model_validator(mode="after")
     def _ordered(self) -> SelfMoAConfig:
@@ -180,6 +184,19 @@ class DebateConfig(_Strict):
     echo: EchoConfig = EchoConfig()
 
 
+class BountyConfig(_Strict):
+    amount: int = Field(ge=0)  # integer minor units (cents for USD)
+    currency: str = "USD"
+
+
+class SettlementConfig(_Strict):
+    # Paid when a request brings no bounty of its own; none by default.
+    default_bounty: BountyConfig | None = None
+    # The largest bounty a request may carry, in minor units ($100,000.00 for USD):
+    # a guard against typos and abuse, not a business limit; raise it per profile.
+    max_bounty: int = Field(10_000_000, ge=0)
+
+
 class LimitsConfig(_Strict):
     # ~50k tokens of prompt; fusion multiplies the prompt by the panel size, so cap it.
     max_prompt_chars: int = Field(200_000, ge=1)
@@ -193,11 +210,17 @@ class ProfileConfig(_Strict):
     debate: DebateConfig = DebateConfig()
     # Custom personas: name -> system prompt. Built-ins: skeptic, optimist, analyst, contrarian.
     personas: dict[str, str] = {}
+    settlement: SettlementConfig = SettlementConfig()
     limits: LimitsConfig = LimitsConfig()
 
     @model_validator(mode="after")
     def _personas_exist(self) -> ProfileConfig:
         from .stages.prompts import PERSONAS
+        from .stages.settlement import CURRENCIES
+
+        bounty = self.settlement.default_bounty
+        if bounty and bounty.currency not in CURRENCIES:
+            raise ValueError(f"settlement.default_bounty.currency: {bounty.currency!r} is not a known ISO 4217 code")
 
         for i, member in enumerate(self.panel.members):
             if member.persona and member.persona not in PERSONAS and member.persona not in self.personas:

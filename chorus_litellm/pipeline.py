@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from .adapters.embeddings import Embedder
 from .adapters.llm import Completer, DefaultParams
@@ -41,12 +42,14 @@ async def run(
     completer: Completer,
     rng: random.Random | None = None,
     embedder: Embedder | None = None,
+    settle: Callable[[RunReport, FusionRequest, str], Awaitable[None]] | None = None,
 ) -> AsyncIterator:
     profile, preset = req.profile, req.debate
     report = RunReport(req.request_id, req.profile_name, req.caller, protocol=preset.protocol)
+    started = time.perf_counter()
+    finish = partial(_finish, report, req, started, settle)
     rng = rng or random.Random()
     clock = time.perf_counter
-    started = clock()
 
     # 1) Gate: tool turns and easy prompts go to single_model unchanged.
     if req.forward_reason:
@@ -87,7 +90,7 @@ async def run(
                 result = item
         report.panel, report.deliberation = result.drafts, result.summary()
         report.timings["consensus"] = clock() - t
-        async for event in _finish(report, started, result.text, preset.output_mode):
+        async for event in finish(result.text):
             yield event
         return
     if preset.protocol == "debate":
@@ -107,8 +110,7 @@ async def run(
         panel_result, minority = result.final, result.minority
         if result.budget_exceeded:  # stop early: the last round's consensus voice stands
             report.panel = panel_result
-            async for event in _finish(report, started, result.best.completion.text, preset.output_mode,
-                                       source=result.best.seat.name):
+            async for event in finish(result.best.completion.text, source=result.best.seat.name):
                 yield event
             return
     else:
@@ -146,17 +148,21 @@ async def run(
         else:
             yield Delta(piece)
     report.timings["synthesis"] = clock() - t
-    async for event in _finish(report, started, None, preset.output_mode):
+    async for event in finish(None):
         yield event
 
 
-async def _finish(report: RunReport, started: float, text: str | None, output_mode: str,
+async def _finish(report: RunReport, req: FusionRequest, started: float, settle, text: str | None,
                   source: str | None = None) -> AsyncIterator:
-    """Emit a final answer not produced by the synthesizer, the debug summary, and Done."""
+    """The end of every path: a final answer not written by the synthesizer, 5) settlement
+    of the bounty (the receipt is stored before the response completes), the debug
+    summary, and Done."""
     if text is not None:
         report.synthesis = Synthesis(text, None, fallback=source is not None, fallback_source=source)
         yield Delta(text)
-    if output_mode == "debug":
+    if settle is not None and req.bounty is not None:
+        await settle(report, req, report.synthesis.text if report.synthesis else "")
+    if req.debate.output_mode == "debug":
         yield Delta("\n\n---\n" + report.debug_text())
     report.timings["total"] = time.perf_counter() - started
     yield Done(report)

@@ -32,6 +32,8 @@ class RunReport:
     protocol: str = "moa"
     deliberation: dict | None = None  # debate / consensus summary
     transcript: list | None = None  # debate: every agent's answer per round (audit mode)
+    settlement: dict | None = None  # receipt id and payout summary, when a bounty was paid
+    receipt: dict | None = None  # the full signed receipt (audit mode; always retrievable)
 
     def add(self, stage: str, seat: str, completion: Completion | None) -> None:
         if completion is not None:
@@ -122,6 +124,8 @@ class RunReport:
                 "fallback_source": self.synthesis.fallback_source,
                 "error": self.synthesis.error,
             }
+        if self.settlement is not None:
+            ext["settlement"] = self.settlement
         if self.deliberation is not None:
             ext["deliberation"] = {"protocol": self.protocol, **self.deliberation}
         if audit:
@@ -130,6 +134,7 @@ class RunReport:
                 "panel": {a.seat.name: a.completion.text for a in self.panel.answers} if self.panel else None,
                 "judge": self.verdict.raw if self.verdict else None,
                 "answer": self.synthesis.text if self.synthesis else None,
+                "receipt": self.receipt,
             }
         if include_panel and self.panel is not None:
             ext["panel"]["answers"] = {a.seat.name: a.completion.text for a in self.panel.answers}

@@ -40,6 +40,9 @@ class RunOptions(BaseModel):
     strict_unanimity: bool | None = None
     max_total_tokens: int | None = Field(None, ge=1)
     output_mode: Literal["clean", "debug", "audit"] | None = None
+    # A client-chosen debate id (per team): a retried request reuses it and is never
+    # paid twice. Default: LiteLLM's call id.
+    debate_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class FusionRequest:
     sampling: dict[str, Any] = field(default_factory=dict)
     final_params: dict[str, Any] = field(default_factory=dict)
     debate: DebateConfig = DebateConfig()
+    bounty: tuple[int, str] | None = None  # (minor units, ISO 4217 currency)
 
     @property
     def quorum(self) -> int:
@@ -146,6 +150,30 @@ def effective_debate(profile: ProfileConfig, options: RunOptions) -> DebateConfi
     return preset.model_copy(update=updates)
 
 
+def parse_bounty(raw: Any, profile: ProfileConfig) -> tuple[int, str] | None:
+    """`{"amount": <int minor units>, "currency": "USD"}`, or the profile's default."""
+    from .stages.settlement import CURRENCIES
+
+    if raw is None:
+        default = profile.settlement.default_bounty
+        return (default.amount, default.currency) if default else None
+    if not isinstance(raw, dict) or set(raw) - {"amount", "currency"} or "amount" not in raw:
+        raise RequestError('bounty must be {"amount": <integer minor units>, "currency": "<ISO 4217>"}',
+                           param="bounty")
+    amount, currency = raw["amount"], raw.get("currency", "USD")
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise RequestError("bounty.amount must be an integer number of minor units (cents)", param="bounty.amount")
+    if amount < 0:
+        raise RequestError("bounty.amount must not be negative", param="bounty.amount")
+    limit = profile.settlement.max_bounty
+    if amount > limit:
+        raise RequestError(f"bounty.amount {amount} is more than this profile's limit of {limit}",
+                           param="bounty.amount")
+    if not isinstance(currency, str) or currency not in CURRENCIES:
+        raise RequestError(f"bounty.currency {currency!r} is not a supported ISO 4217 code", param="bounty.currency")
+    return amount, currency
+
+
 def build_request(
     profile_name: str,
     profile: ProfileConfig,
@@ -186,6 +214,7 @@ def build_request(
         sampling={k: params[k] for k in SAMPLING if params.get(k) is not None},
         final_params={k: params[k] for k in FINAL_ONLY if params.get(k) is not None},
         debate=effective_debate(profile, options),
+        bounty=parse_bounty(params.get("bounty"), profile),
     )
 
 

@@ -62,7 +62,20 @@ def proxy_handler() -> Any:
             raise
         log.info("chorus: %d fusion profile(s) valid in %s: %s", len(profiles), path, ", ".join(profiles))
     _warm_embeddings(profiles)
-    return FusionHandler(profiles)
+    handler = FusionHandler(profiles)
+    _mount_routes(handler)
+    return handler
+
+
+def _mount_routes(handler: Any) -> None:
+    import sys
+
+    module = sys.modules.get("litellm.proxy.proxy_server")
+    app = getattr(module, "app", None) if module else None
+    if app is not None:
+        from .adapters.routes import mount
+
+        mount(app, handler)
 
 
 def _warm_embeddings(profiles: dict) -> None:

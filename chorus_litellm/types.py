@@ -71,6 +71,11 @@ class Seat:
     model: str
     temperature: float | None = None
     persona: str | None = None  # a persona name (stages/prompts.PERSONAS or the profile's)
+    payee: str | None = None  # who is paid for this seat; None means "model:<model>"
+
+    @property
+    def payee_id(self) -> str:
+        return self.payee or f"model:{self.model}"
 
 
 @dataclass(frozen=True)

@@ -69,12 +69,28 @@ def upstream():
 
 
 @pytest.fixture(scope="session")
-def proxy(upstream, tmp_path_factory):
+def signing_key(tmp_path_factory):
+    from chorus_litellm.adapters.signing import generate
+
+    key = generate()
+    path = tmp_path_factory.mktemp("keys") / "key.json"
+    path.write_text(json.dumps(key))
+    return {**key, "path": str(path)}
+
+
+def proxy_env(workdir: Path, signing_key: dict, spend: Path) -> dict:
+    return {"CHORUS_SPEND_LOG": str(spend), "CHORUS_SIGNING_KEY_FILE": signing_key["path"],
+            "CHORUS_DB_PATH": str(workdir / "chorus.sqlite3")}
+
+
+@pytest.fixture(scope="session")
+def proxy(upstream, tmp_path_factory, signing_key):
     workdir = tmp_path_factory.mktemp("proxy")
     spend = workdir / "spend.jsonl"
     spend.touch()
-    with litellm_proxy(e2e_config(upstream), workdir, env={"CHORUS_SPEND_LOG": str(spend)}) as (url, log):
-        yield type("Proxy", (), {"url": url, "log": log, "spend": spend})
+    env = proxy_env(workdir, signing_key, spend)
+    with litellm_proxy(e2e_config(upstream), workdir, env=env) as (url, log):
+        yield type("Proxy", (), {"url": url, "log": log, "spend": spend, "workdir": workdir, "env": env})
 
 
 def spend_records(path: Path, call_id: str | None = None, wait: float = 10.0, count: int = 1) -> list[dict]:

@@ -76,6 +76,7 @@ def fusion_entry(name: str, chorus: dict) -> dict:
 @contextlib.contextmanager
 def litellm_proxy(config: dict, workdir: Path, env: dict | None = None, workers: int = 1):
     port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "litellm_config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     log = workdir / "proxy.log"

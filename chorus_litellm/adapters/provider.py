@@ -38,7 +38,10 @@ from ..errors import ConfigError, QuorumError, RequestError, RunError, UpstreamE
 from ..report import RunReport
 from ..request import FusionRequest, build_request
 from ..types import Caller, Completion, Delta, Done, Progress, Usage
+from ..settle import Settler
 from .embeddings import Embedder, SentenceTransformerEmbedder
+from .signing import Signer
+from .store_sqlite import SQLiteStore
 from .llm import Completer, RouterCompleter, map_exception, proxy_router
 
 # Keys LiteLLM adds to optional_params that are not the client's request params.
@@ -94,9 +97,14 @@ class FusionHandler(CustomLLM):
         completer: Completer | None = None,
         get_router: Callable[[], Any] = proxy_router,
         embedder: Embedder | None = None,
+        signer: Signer | None = None,
+        store: Any = None,
     ) -> None:
         super().__init__()
         self.profiles = dict(profiles or {})
+        # Receipts: the signing key from the environment, the SQLite store by default.
+        self.signer = signer if signer is not None else Signer.from_env()
+        self._store = store
         self._embedder = embedder  # tests inject one; otherwise one per model name, shared
         self._embedders: dict[str, Embedder] = {}
         self.completer = completer or RouterCompleter(get_router)
@@ -118,7 +126,7 @@ class FusionHandler(CustomLLM):
 
     def _prepare(self, model: str, messages: list, optional_params: dict, litellm_params: dict, stream: bool) -> FusionRequest:
         litellm_params = litellm_params or {}
-        return build_request(
+        req = build_request(
             model,
             self._profile(model, litellm_params),
             messages,
@@ -127,17 +135,31 @@ class FusionHandler(CustomLLM):
             stream=stream,
             request_id=str(litellm_params.get("litellm_call_id") or uuid.uuid4()),
         )
+        if req.bounty is not None and self.signer is None:
+            raise RequestError(
+                "bounties need a receipt signing key on this proxy (CHORUS_SIGNING_KEY_FILE, made by "
+                "`chorus keygen`); none is configured", param="bounty",
+            )
+        return req
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            self._store = SQLiteStore.from_env()
+        return self._store
 
     def _run(self, req: FusionRequest) -> AsyncIterator:
-        embedder = None
-        if req.debate.protocol == "debate":
+        embedder = settle = None
+        if req.debate.protocol == "debate" or req.bounty is not None:
             name = req.debate.embedding_model
             embedder = self._embedder or self._embedders.setdefault(name, SentenceTransformerEmbedder(name))
-        return pipeline.run(req, self.completer, embedder=embedder)
+        if req.bounty is not None:
+            settle = Settler(self.signer, self.store, embedder)
+        return pipeline.run(req, self.completer, embedder=embedder, settle=settle)
 
     # -- forwarding (gate chose one model) -------------------------------------------
     def _forward_args(self, req: FusionRequest) -> dict:
-        params = {k: v for k, v in req.params.items() if k != "chorus"}
+        params = {k: v for k, v in req.params.items() if k not in ("chorus", "bounty")}
         return {"model": req.profile.router.single_model, "messages": req.messages, **params}
 
     def _router(self) -> Any:

@@ -27,7 +27,7 @@ def seats(config: PanelConfig) -> list[Seat]:
         moa = config.self_moa
         step = (moa.temperature_max - moa.temperature_min) / (moa.samples - 1)
         return [
-            Seat(f"{moa.model}#{i + 1}", moa.model, round(moa.temperature_min + i * step, 3))
+            Seat(f"{moa.model}#{i + 1}", moa.model, round(moa.temperature_min + i * step, 3), payee=moa.payee)
             for i in range(moa.samples)
         ]
     counts = Counter(m.model for m in config.members)
@@ -38,7 +38,7 @@ def seats(config: PanelConfig) -> list[Seat]:
         name = member.name or (
             f"{member.model}#{seen[member.model]}" if counts[member.model] > 1 else member.model
         )
-        result.append(Seat(name, member.model, member.temperature, member.persona))
+        result.append(Seat(name, member.model, member.temperature, member.persona, member.payee))
     return result
 
 
