@@ -10,7 +10,7 @@ The `chorus` field then carries the receipt id and a payout summary.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone, UTC
+from datetime import datetime, UTC
 
 from .adapters.embeddings import Embedder
 from .adapters.signing import Signer
