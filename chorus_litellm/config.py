@@ -197,6 +197,13 @@ class SettlementConfig(_Strict):
     max_bounty: int = Field(10_000_000, ge=0)
 
 
+class StorageConfig(_Strict):
+    # Keep every fused run's transcript for its team (GET /chorus/v1/runs/{debate_id}).
+    transcripts: bool = True
+    # A week: long enough to debug last week's answer, short enough not to hoard prompts.
+    transcript_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+
+
 class LimitsConfig(_Strict):
     # ~50k tokens of prompt; fusion multiplies the prompt by the panel size, so cap it.
     max_prompt_chars: int = Field(200_000, ge=1)
@@ -211,6 +218,7 @@ class ProfileConfig(_Strict):
     # Custom personas: name -> system prompt. Built-ins: skeptic, optimist, analyst, contrarian.
     personas: dict[str, str] = {}
     settlement: SettlementConfig = SettlementConfig()
+    storage: StorageConfig = StorageConfig()
     limits: LimitsConfig = LimitsConfig()
 
     @model_validator(mode="after")

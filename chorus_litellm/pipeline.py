@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -42,12 +42,14 @@ async def run(
     completer: Completer,
     rng: random.Random | None = None,
     embedder: Embedder | None = None,
-    settle: Callable[[RunReport, FusionRequest, str], Awaitable[None]] | None = None,
+    finishers: Sequence[Callable[[RunReport, FusionRequest], Awaitable[None]]] = (),
 ) -> AsyncIterator:
+    """`finishers` run in order once the answer is complete, before `Done`: settlement
+    (receipt stored before the response completes), then the transcript."""
     profile, preset = req.profile, req.debate
-    report = RunReport(req.request_id, req.profile_name, req.caller, protocol=preset.protocol)
+    report = RunReport(req.debate_id, req.profile_name, req.caller, protocol=preset.protocol)
     started = time.perf_counter()
-    finish = partial(_finish, report, req, started, settle)
+    finish = partial(_finish, report, req, started, finishers)
     rng = rng or random.Random()
     clock = time.perf_counter
 
@@ -152,16 +154,15 @@ async def run(
         yield event
 
 
-async def _finish(report: RunReport, req: FusionRequest, started: float, settle, text: str | None,
+async def _finish(report: RunReport, req: FusionRequest, started: float, finishers, text: str | None,
                   source: str | None = None) -> AsyncIterator:
-    """The end of every path: a final answer not written by the synthesizer, 5) settlement
-    of the bounty (the receipt is stored before the response completes), the debug
-    summary, and Done."""
+    """The end of every path: a final answer not written by the synthesizer, 5) settle
+    and persist (the finishers), the debug summary, and Done."""
     if text is not None:
         report.synthesis = Synthesis(text, None, fallback=source is not None, fallback_source=source)
         yield Delta(text)
-    if settle is not None and req.bounty is not None:
-        await settle(report, req, report.synthesis.text if report.synthesis else "")
+    for finisher in finishers:
+        await finisher(report, req)
     if req.debate.output_mode == "debug":
         yield Delta("\n\n---\n" + report.debug_text())
     report.timings["total"] = time.perf_counter() - started

@@ -62,6 +62,11 @@ class FusionRequest:
     bounty: tuple[int, str] | None = None  # (minor units, ISO 4217 currency)
 
     @property
+    def debate_id(self) -> str:
+        """The run's id: the client's `chorus.debate_id`, else LiteLLM's call id."""
+        return self.options.debate_id or self.request_id
+
+    @property
     def quorum(self) -> int:
         return max(self.profile.panel.quorum, self.options.min_quorum or 0)
 

@@ -14,7 +14,7 @@ from datetime import datetime, UTC
 
 from .adapters.embeddings import Embedder
 from .adapters.signing import Signer
-from .adapters.store_sqlite import owner_of
+from .adapters.store import owner_of
 from .report import RunReport
 from .request import FusionRequest
 from .stages import settlement as s
@@ -61,7 +61,10 @@ class Settler:
     def __init__(self, signer: Signer, store, embedder: Embedder | None) -> None:
         self.signer, self.store, self.embedder = signer, store, embedder
 
-    async def __call__(self, report: RunReport, req: FusionRequest, answer: str) -> None:
+    async def __call__(self, report: RunReport, req: FusionRequest) -> None:
+        if req.bounty is None:
+            return
+        answer = report.synthesis.text if report.synthesis else ""
         amount, currency = req.bounty
         contribs = contributions(report)
         weights = await impact(report, answer, self.embedder, contribs)
@@ -69,7 +72,7 @@ class Settler:
                     for c in contribs]
         result = s.split(amount, contribs)
         owner = owner_of(req.caller)
-        debate_id = req.options.debate_id or req.request_id
+        debate_id = req.debate_id
         payload = s.receipt_payload(
             receipt_id="rcpt_" + hashlib.sha256(f"{owner}\n{debate_id}".encode()).hexdigest()[:24],
             debate_id=debate_id, issued_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -90,3 +93,17 @@ class Settler:
             "duplicate": stored["signature"] != receipt["signature"],  # a retry: paid once, earlier
             "receipt_url": f"/chorus/v1/receipts/{p['debate_id']}",
         }
+
+
+class TranscriptKeeper:
+    """Stores the run's structured transcript for its team, with the profile's TTL."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    async def __call__(self, report: RunReport, req: FusionRequest) -> None:
+        storage = req.profile.storage
+        if storage.transcripts:
+            record = {"caller": {"team_id": req.caller.team_id, "user_id": req.caller.user_id},
+                      **report.extension(include_panel=True, audit=True)}
+            await self.store.put_transcript(owner_of(req.caller), req.debate_id, record, storage.transcript_ttl_s)

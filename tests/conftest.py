@@ -2,6 +2,8 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# In-process handlers keep transcripts in SQLite: never in the working tree.
+os.environ["CHORUS_DB_PATH"] = os.path.join(__import__("tempfile").mkdtemp(prefix="chorus-test-"), "chorus.sqlite3")
 
 import json
 import time
@@ -103,3 +105,56 @@ def spend_records(path: Path, call_id: str | None = None, wait: float = 10.0, co
         if len(records) >= count or time.monotonic() > deadline:
             return records
         time.sleep(0.1)
+
+
+class RedisServer:
+    """A real redis-server on 127.0.0.1 (apt package redis-server), persisting to `dir`."""
+
+    def __init__(self, workdir: Path) -> None:
+        import shutil
+
+        from tests.servers import free_port
+
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            raise RuntimeError("redis-server is not installed: apt-get install -y redis-server (see README)")
+        self.dir, self.port, self.proc = workdir, free_port(), None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import subprocess
+
+        import redis
+
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        from tests.servers import stop
+
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

@@ -85,3 +85,34 @@ def test_receipt_survives_a_restart(client, proxy, upstream):
     with litellm_proxy(e2e_config(upstream), proxy.workdir / "second", env=proxy.env) as (url, _):
         again = httpx.get(f"{url}/chorus/v1/receipts/{debate_id}", headers={"Authorization": "Bearer sk-team-a"})
     assert again.status_code == 200 and again.json()["payload"]["debate_id"] == debate_id
+
+
+def test_transcript_is_kept_for_the_team_only(client, proxy):
+    resp = client.chat.completions.create(model="fusion/debate", messages=HARD)
+    run_id = resp.model_extra["chorus"]["id"]
+    run = get(proxy, f"/chorus/v1/runs/{run_id}")
+    assert run.status_code == 200
+    t = run.json()
+    assert t["route"]["decision"] == "fuse" and t["caller"]["team_id"] == "team-a"
+    assert t["deliberation"]["protocol"] == "debate" and t["transcript"]["rounds"]
+    assert t["usage"]["total"]["total_tokens"] == resp.usage.total_tokens and "panel" in t["timings_s"]
+    assert t["judge"]["analysis"]["consensus"]
+    assert get(proxy, f"/chorus/v1/runs/{run_id}", key="sk-team-b").status_code == 404
+
+
+def test_redis_store_survives_a_proxy_restart(upstream, redis_server, signing_key, tmp_path):
+    from tests.conftest import proxy_env
+
+    env = {**proxy_env(tmp_path, signing_key, tmp_path / "spend.jsonl"), "CHORUS_STORE": "redis",
+           "CHORUS_REDIS_URL": redis_server.url}
+    (tmp_path / "spend.jsonl").touch()
+    with litellm_proxy(e2e_config(upstream), tmp_path / "one", env=env) as (url, _):
+        c = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-team-a", max_retries=0)
+        resp = c.chat.completions.create(model="fusion/research", messages=HARD, extra_body=BOUNTY)
+    s = resp.model_extra["chorus"]["settlement"]
+    assert not (tmp_path / "chorus.sqlite3").exists()  # it really used Redis
+    with litellm_proxy(e2e_config(upstream), tmp_path / "two", env=env) as (url, _):
+        r = httpx.get(f"{url}/chorus/v1/receipts/{s['debate_id']}", headers={"Authorization": "Bearer sk-team-a"})
+        t = httpx.get(f"{url}/chorus/v1/runs/{s['debate_id']}", headers={"Authorization": "Bearer sk-team-a"})
+    assert r.status_code == 200 and r.json()["payload"]["receipt_id"] == s["receipt_id"]
+    assert t.status_code == 200 and t.json()["settlement"]["receipt_id"] == s["receipt_id"]

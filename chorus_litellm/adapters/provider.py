@@ -38,10 +38,10 @@ from ..errors import ConfigError, QuorumError, RequestError, RunError, UpstreamE
 from ..report import RunReport
 from ..request import FusionRequest, build_request
 from ..types import Caller, Completion, Delta, Done, Progress, Usage
-from ..settle import Settler
+from ..settle import Settler, TranscriptKeeper
 from .embeddings import Embedder, SentenceTransformerEmbedder
 from .signing import Signer
-from .store_sqlite import SQLiteStore
+from .store import store_from_env
 from .llm import Completer, RouterCompleter, map_exception, proxy_router
 
 # Keys LiteLLM adds to optional_params that are not the client's request params.
@@ -145,17 +145,18 @@ class FusionHandler(CustomLLM):
     @property
     def store(self) -> Any:
         if self._store is None:
-            self._store = SQLiteStore.from_env()
+            self._store = store_from_env()
         return self._store
 
     def _run(self, req: FusionRequest) -> AsyncIterator:
-        embedder = settle = None
+        embedder = None
         if req.debate.protocol == "debate" or req.bounty is not None:
             name = req.debate.embedding_model
             embedder = self._embedder or self._embedders.setdefault(name, SentenceTransformerEmbedder(name))
+        finishers = [TranscriptKeeper(self.store)] if req.profile.storage.transcripts else []
         if req.bounty is not None:
-            settle = Settler(self.signer, self.store, embedder)
-        return pipeline.run(req, self.completer, embedder=embedder, settle=settle)
+            finishers.insert(0, Settler(self.signer, self.store, embedder))
+        return pipeline.run(req, self.completer, embedder=embedder, finishers=finishers)
 
     # -- forwarding (gate chose one model) -------------------------------------------
     def _forward_args(self, req: FusionRequest) -> dict:

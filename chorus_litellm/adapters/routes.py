@@ -3,6 +3,8 @@
     GET /chorus/v1/receipts/{debate_id}   the signed receipt; only for the team (or, with
                                           no team, the key) that made the request: anyone
                                           else gets 404, as if it did not exist
+    GET /chorus/v1/runs/{debate_id}       the run's transcript (stages, seats, rounds, judge
+                                          analysis, usage, timings, decision), same scoping
     GET /chorus/v1/keys                   current and previous Ed25519 public keys
 
 Mounted on the LiteLLM proxy's FastAPI app and guarded by LiteLLM's own
@@ -20,7 +22,7 @@ from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
 
 from ..types import Caller
 from .signing import ALG, key_id, public_key_from
-from .store_sqlite import owner_of
+from .store import owner_of
 
 
 AUTH = Depends(user_api_key_auth)  # LiteLLM's own key check, as on every proxy route
@@ -45,6 +47,14 @@ def build_router(handler: Any) -> APIRouter:
         if receipt is None:
             raise HTTPException(status_code=404, detail=f"no receipt {debate_id!r} for this team")
         return receipt
+
+    @router.get("/runs/{debate_id}")
+    async def get_run(debate_id: str, auth: UserAPIKeyAuth = AUTH) -> dict:
+        owner = owner_of(Caller(key_hash=auth.api_key, team_id=auth.team_id))
+        transcript = await handler.store.get_transcript(owner, debate_id)
+        if transcript is None:
+            raise HTTPException(status_code=404, detail=f"no run {debate_id!r} for this team (or it expired)")
+        return transcript
 
     @router.get("/keys")
     async def get_keys(auth: UserAPIKeyAuth = AUTH) -> dict:
