@@ -4,6 +4,7 @@
     chorus keygen [--out key.json]         make an Ed25519 signing key (prints only the public key)
     chorus verify receipt.json --public-key KEY [--public-key OLD_KEY ...]
                                            check a receipt offline (exit 0 valid, 1 not)
+    chorus reputation                      payees' scores from the store (CHORUS_STORE, CHORUS_DB_PATH)
     chorus serve [--config F] [--port N] [--workers N] [--demo]
                                            run `litellm --config F`; --demo also starts the
                                            fake upstream on 127.0.0.1:8001 that the shipped
@@ -71,6 +72,22 @@ def verify(path: str, keys: list[str]) -> int:
     return 0
 
 
+def show_reputation() -> int:
+    import asyncio
+
+    from .adapters.store import store_from_env
+    from .stages.reputation import summary
+
+    counters = asyncio.run(store_from_env().reputation())
+    print(f"{'payee':32s} {'runs':>6s} {'score':>6s} {'impact':>7s} {'echo':>6s} {'fail':>6s} {'latency':>8s}")
+    for payee, c in sorted(counters.items()):
+        st = summary(c)
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        print(f"{payee:32s} {st['runs']:6d} {fmt(st['score']):>6s} {fmt(st['impact_ratio']):>7s} "
+              f"{fmt(st['echo_rate']):>6s} {fmt(st['failure_rate']):>6s} {fmt(st['latency_s']):>8s}")
+    return 0
+
+
 def serve(args: argparse.Namespace) -> int:
     if check(args.config):
         return 1
@@ -120,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     p_verify.add_argument("receipt")
     p_verify.add_argument("--public-key", action="append", required=True,
                           help="base64 public key or a file with one; repeat for rotated keys")
+    sub.add_parser("reputation", help="show payees' reputation from the store")
     args = parser.parse_args(argv)
+    if args.command == "reputation":
+        return show_reputation()
     if args.command == "keygen":
         return keygen(args.out)
     if args.command == "verify":

@@ -86,6 +86,14 @@ class SelfMoAConfig(_Strict):
         return self
 
 
+class ReputationConfig(_Strict):
+    """Use payees' reputation (stages/reputation.py) to order or filter the seats."""
+
+    order: bool = False  # best-scoring seats first (first in line for the quorum)
+    min_score: float | None = Field(None, ge=0, le=1)  # drop seats scoring below this...
+    min_runs: int = Field(5, ge=1)  # ...once their payee has this many runs on record
+
+
 class PanelConfig(_Strict):
     members: tuple[MemberConfig, ...] = ()
     self_moa: SelfMoAConfig | None = None
@@ -102,6 +110,7 @@ class PanelConfig(_Strict):
     quorum_grace_ratio: float = Field(0.2, ge=0, le=10)
     # Panel answers are drafts; this caps them without ever touching the final answer.
     max_tokens: int | None = Field(None, ge=1)
+    reputation: ReputationConfig = ReputationConfig()
 
     @field_validator("members", mode="before")
     @classmethod

@@ -26,7 +26,7 @@ from .report import RunReport
 from .request import FusionRequest, prompt_text
 from .stages import consensus, debate, judge, panel, router, synthesis
 from .stages.prompts import PERSONAS
-from .types import Delta, Done, Message, Progress, Route, Synthesis
+from .types import Delta, Done, Message, Progress, Route, Seat, Synthesis
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ async def run(
     rng: random.Random | None = None,
     embedder: Embedder | None = None,
     finishers: Sequence[Callable[[RunReport, FusionRequest], Awaitable[None]]] = (),
+    seats: list[Seat] | None = None,
 ) -> AsyncIterator:
     """`finishers` run in order once the answer is complete, before `Done`: settlement
     (receipt stored before the response completes), then the transcript."""
@@ -71,7 +72,7 @@ async def run(
 
     # 2) Deliberate. No event goes out before round 1's quorum is known, so a missed
     #    quorum is a clean HTTP error even for streaming clients.
-    seats = panel.seats(profile.panel)
+    seats = seats or panel.seats(profile.panel)  # the provider may order them by reputation
     personas = {**PERSONAS, **profile.personas}
     draft_params = dict(req.sampling)
     if profile.panel.max_tokens:

@@ -17,6 +17,7 @@ from .adapters.signing import Signer
 from .adapters.store import owner_of
 from .report import RunReport
 from .request import FusionRequest
+from .stages import reputation
 from .stages import settlement as s
 
 
@@ -107,3 +108,21 @@ class TranscriptKeeper:
             record = {"caller": {"team_id": req.caller.team_id, "user_id": req.caller.user_id},
                       **report.extension(include_panel=True, audit=True)}
             await self.store.put_transcript(owner_of(req.caller), req.debate_id, record, storage.transcript_ttl_s)
+
+
+class ReputationKeeper:
+    """Adds this run's per-payee observations (judge-attributed impact) to the store."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    async def __call__(self, report: RunReport, req: FusionRequest) -> None:
+        if report.panel is None:
+            return
+        contribs = contributions(report)
+        analysis = report.verdict.analysis if report.verdict else None
+        points = [(p.claim, p.support) for p in (analysis.consensus + analysis.unique_insights)] if analysis else []
+        impact_by_seat = s.judge_shares(points, [c.seat for c in contribs if c.eligible])
+        latencies = {a.seat.name: a.completion.latency_s for a in report.panel.answers}
+        latencies |= {f.seat.name: f.latency_s for f in report.panel.failures}
+        await self.store.add_reputation(reputation.observations(contribs, impact_by_seat, latencies))

@@ -116,3 +116,11 @@ def test_redis_store_survives_a_proxy_restart(upstream, redis_server, signing_ke
         t = httpx.get(f"{url}/chorus/v1/runs/{s['debate_id']}", headers={"Authorization": "Bearer sk-team-a"})
     assert r.status_code == 200 and r.json()["payload"]["receipt_id"] == s["receipt_id"]
     assert t.status_code == 200 and t.json()["settlement"]["receipt_id"] == s["receipt_id"]
+
+
+def test_reputation_route_reports_payees(client, proxy):
+    for _ in range(2):
+        client.chat.completions.create(model="fusion/flaky", messages=HARD)
+    payees = get(proxy, "/chorus/v1/reputation").json()["payees"]
+    assert payees["model:fail500-b"]["failure_rate"] == 1.0
+    assert payees["model:model-a"]["runs"] >= 2 and payees["model:model-a"]["failure_rate"] == 0.0

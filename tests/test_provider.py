@@ -94,3 +94,22 @@ def test_sync_completion(fake):
     assert resp.choices[0].message.content
     chunks = list(litellm.completion(model="fusion/test", messages=HARD, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+async def test_reputation_filters_seats(tmp_path):
+    from chorus_litellm.adapters.store_sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "db.sqlite3")
+    await store.add_reputation({"model:model-a": {"runs": 10, "failures": 10},  # score 0
+                                "model:model-b": {"runs": 10, "eligible": 10, "impact_ratio": 20}})
+    prof = profile(panel={"members": ["model-a", "model-b", "model-c"], "min_quorum": 2,
+                          "reputation": {"order": True, "min_score": 0.5}})
+    fake = FakeCompleter()
+    handler = FusionHandler({"test": prof}, completer=fake, store=store)
+    litellm.custom_provider_map = [{"provider": "fusion", "custom_handler": handler}]
+    resp = await litellm.acompletion(model="fusion/test", messages=HARD)
+    assert fake.calls_to("model-a") == []  # filtered out by reputation
+    assert resp.chorus["panel"]["answered"] == ["model-b", "model-c"]
+    counters = await store.reputation()
+    assert counters["model:model-b"]["runs"] == 11  # this run was recorded too
+    litellm.custom_provider_map = []

@@ -75,7 +75,7 @@ async def test_redis_records_survive_a_server_restart(redis_server, tmp_path):
 def test_sqlite_migrations_are_recorded(tmp_path):
     SQLiteStore(tmp_path / "db.sqlite3")._conn()
     versions = sqlite3.connect(tmp_path / "db.sqlite3").execute("SELECT version FROM chorus_migrations").fetchall()
-    assert versions == [(1,)]
+    assert versions == [(1,), (2,)]
 
 
 def test_owner_and_backend_selection(monkeypatch, tmp_path):
@@ -89,3 +89,13 @@ def test_owner_and_backend_selection(monkeypatch, tmp_path):
     monkeypatch.setenv("CHORUS_STORE", "mongo")
     with pytest.raises(ValueError, match="use 'sqlite' or 'redis'"):
         store_from_env()
+
+
+async def test_reputation_counters_add_up(make_store):
+    store = make_store()
+    await store.add_reputation({"model:a": {"runs": 1, "eligible": 1, "impact_ratio": 1.5}})
+    await store.add_reputation({"model:a": {"runs": 1, "failures": 1}, "model:b": {"runs": 1}})
+    got = await store.reputation()
+    assert got["model:a"]["runs"] == 2 and got["model:a"]["impact_ratio"] == 1.5
+    assert got["model:a"]["failures"] == 1 and set(got) >= {"model:a", "model:b"}
+    assert set(await store.reputation(["model:b"])) == {"model:b"}

@@ -38,7 +38,9 @@ from ..errors import ConfigError, QuorumError, RequestError, RunError, UpstreamE
 from ..report import RunReport
 from ..request import FusionRequest, build_request
 from ..types import Caller, Completion, Delta, Done, Progress, Usage
-from ..settle import Settler, TranscriptKeeper
+from ..settle import ReputationKeeper, Settler, TranscriptKeeper
+from ..stages import reputation
+from ..stages.panel import seats as panel_seats
 from .embeddings import Embedder, SentenceTransformerEmbedder
 from .signing import Signer
 from .store import store_from_env
@@ -148,15 +150,29 @@ class FusionHandler(CustomLLM):
             self._store = store_from_env()
         return self._store
 
-    def _run(self, req: FusionRequest) -> AsyncIterator:
+    async def _run(self, req: FusionRequest) -> AsyncIterator:
         embedder = None
         if req.debate.protocol == "debate" or req.bounty is not None:
             name = req.debate.embedding_model
             embedder = self._embedder or self._embedders.setdefault(name, SentenceTransformerEmbedder(name))
-        finishers = [TranscriptKeeper(self.store)] if req.profile.storage.transcripts else []
+        finishers: list = [ReputationKeeper(self.store)]
+        if req.profile.storage.transcripts:
+            finishers.append(TranscriptKeeper(self.store))
         if req.bounty is not None:
             finishers.insert(0, Settler(self.signer, self.store, embedder))
-        return pipeline.run(req, self.completer, embedder=embedder, finishers=finishers)
+        async for event in pipeline.run(req, self.completer, embedder=embedder, finishers=finishers,
+                                        seats=await self._seats(req)):
+            yield event
+
+    async def _seats(self, req: FusionRequest) -> list | None:
+        """The panel ordered / filtered by payee reputation, when the profile asks for it."""
+        rep = req.profile.panel.reputation
+        if not rep.order and rep.min_score is None:
+            return None
+        seats = panel_seats(req.profile.panel)
+        counters = await self.store.reputation(sorted({s.payee_id for s in seats}))
+        scores = {p: reputation.summary(c, rep.min_runs)["score"] for p, c in counters.items()}
+        return reputation.select(seats, scores, order=rep.order, min_score=rep.min_score, quorum=req.quorum)
 
     # -- forwarding (gate chose one model) -------------------------------------------
     def _forward_args(self, req: FusionRequest) -> dict:

@@ -6,6 +6,7 @@
     GET /chorus/v1/runs/{debate_id}       the run's transcript (stages, seats, rounds, judge
                                           analysis, usage, timings, decision), same scoping
     GET /chorus/v1/keys                   current and previous Ed25519 public keys
+    GET /chorus/v1/reputation             every payee's running score and rates
 
 Mounted on the LiteLLM proxy's FastAPI app and guarded by LiteLLM's own
 `user_api_key_auth`. (No `from __future__ import annotations` here: FastAPI must see the
@@ -20,6 +21,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from litellm.proxy._types import UserAPIKeyAuth
 from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
 
+from ..stages import reputation
 from ..types import Caller
 from .signing import ALG, key_id, public_key_from
 from .store import owner_of
@@ -55,6 +57,11 @@ def build_router(handler: Any) -> APIRouter:
         if transcript is None:
             raise HTTPException(status_code=404, detail=f"no run {debate_id!r} for this team (or it expired)")
         return transcript
+
+    @router.get("/reputation")
+    async def get_reputation(auth: UserAPIKeyAuth = AUTH) -> dict:
+        counters = await handler.store.reputation()
+        return {"payees": {p: reputation.summary(c) for p, c in sorted(counters.items())}}
 
     @router.get("/keys")
     async def get_keys(auth: UserAPIKeyAuth = AUTH) -> dict:

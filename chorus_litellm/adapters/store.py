@@ -24,6 +24,8 @@ from ..types import Caller
 log = logging.getLogger("chorus_litellm")
 
 RECEIPT, TRANSCRIPT = "receipt", "transcript"
+# Per-payee running counters; scores are derived from them (stages/reputation.py).
+COUNTERS = ("runs", "eligible", "echoes", "failures", "impact_ratio", "latency_s")
 
 
 def owner_of(caller: Caller) -> str:
@@ -50,6 +52,12 @@ class Store:
         raise NotImplementedError
 
     def _get(self, kind: str, owner: str, debate_id: str) -> dict | None:
+        raise NotImplementedError
+
+    def _add_counters(self, payee: str, deltas: dict[str, float]) -> None:
+        raise NotImplementedError
+
+    def _counters(self, payees: list[str] | None) -> dict[str, dict[str, float]]:
         raise NotImplementedError
 
     def _put_or_outbox(self, kind: str, owner: str, debate_id: str, record: dict, ttl_s: int | None) -> dict:
@@ -90,6 +98,20 @@ class Store:
 
     async def get_transcript(self, owner: str, debate_id: str) -> dict | None:
         return await asyncio.to_thread(self._get, TRANSCRIPT, owner, debate_id)
+
+    async def add_reputation(self, observations: dict[str, dict[str, float]]) -> None:
+        """Add one run's observations per payee (atomic increments; best effort)."""
+        def add() -> None:
+            for payee, deltas in observations.items():
+                self._add_counters(payee, deltas)
+
+        try:
+            await asyncio.to_thread(add)
+        except Exception as exc:  # noqa: BLE001 - reputation is advisory: never fail a request for it
+            log.warning("chorus: reputation not updated (%s: %s)", type(exc).__name__, exc)
+
+    async def reputation(self, payees: list[str] | None = None) -> dict[str, dict[str, float]]:
+        return await asyncio.to_thread(self._counters, payees)
 
     async def flush_outbox(self) -> int:
         return await asyncio.to_thread(self._flush_outbox)

@@ -32,3 +32,21 @@ class RedisStore(Store):
     def _get(self, kind, owner, debate_id):
         value = self.client.get(self._key(kind, owner, debate_id))
         return json.loads(value) if value is not None else None
+
+    def _add_counters(self, payee, deltas):
+        key = f"{self.prefix}:reputation:{payee}"
+        pipe = self.client.pipeline(transaction=True)
+        for counter, value in deltas.items():
+            pipe.hincrbyfloat(key, counter, float(value))
+        pipe.sadd(f"{self.prefix}:reputation", payee)
+        pipe.execute()
+
+    def _counters(self, payees):
+        names = payees if payees is not None else sorted(
+            p.decode() for p in self.client.smembers(f"{self.prefix}:reputation"))
+        out = {}
+        for payee in names:
+            data = self.client.hgetall(f"{self.prefix}:reputation:{payee}")
+            if data:
+                out[payee] = {k.decode(): float(v) for k, v in data.items()}
+        return out

@@ -25,7 +25,12 @@ def _m1_records(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_records]
+def _m2_reputation(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE reputation (payee TEXT NOT NULL, counter TEXT NOT NULL, value REAL NOT NULL, "
+               "PRIMARY KEY (payee, counter))")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_records, _m2_reputation]
 
 
 class SQLiteStore(Store):
@@ -68,3 +73,21 @@ class SQLiteStore(Store):
                 "AND (expires_at IS NULL OR expires_at >= ?)", (kind, owner, debate_id, time.time()),
             ).fetchone()
         return json.loads(row[0]) if row else None
+
+    def _add_counters(self, payee, deltas):
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN")
+            for counter, value in deltas.items():
+                db.execute("INSERT INTO reputation VALUES (?, ?, ?) ON CONFLICT (payee, counter) "
+                           "DO UPDATE SET value = value + excluded.value", (payee, counter, float(value)))
+            db.execute("COMMIT")
+
+    def _counters(self, payees):
+        with self._lock:
+            rows = self._conn().execute("SELECT payee, counter, value FROM reputation").fetchall()
+        out: dict[str, dict[str, float]] = {}
+        for payee, counter, value in rows:
+            if payees is None or payee in payees:
+                out.setdefault(payee, {})[counter] = value
+        return out
