@@ -124,3 +124,20 @@ def test_reputation_route_reports_payees(client, proxy):
     payees = get(proxy, "/chorus/v1/reputation").json()["payees"]
     assert payees["model:fail500-b"]["failure_rate"] == 1.0
     assert payees["model:model-a"]["runs"] >= 2 and payees["model:model-a"]["failure_rate"] == 0.0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_forwarded_request_is_settled_too(client, proxy, stream):
+    easy = [{"role": "user", "content": "hi"}]
+    if stream:
+        ext = None
+        for chunk in client.chat.completions.create(model="fusion/auto", messages=easy, stream=True,
+                                                    extra_body=BOUNTY):
+            ext = (chunk.model_extra or {}).get("provider_specific_fields", {}) or ext
+        ext = ext["chorus"]
+    else:
+        ext = client.chat.completions.create(model="fusion/auto", messages=easy, extra_body=BOUNTY).model_extra["chorus"]
+    assert ext["route"]["decision"] == "single"
+    assert ext["settlement"]["payouts"] == [{"seat": "single_model", "payee": "model:model-a", "amount": 1000}]
+    run = get(proxy, f"/chorus/v1/runs/{ext['id']}").json()
+    assert run["settlement"]["receipt_id"] == ext["settlement"]["receipt_id"]

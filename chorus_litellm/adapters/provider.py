@@ -37,7 +37,7 @@ from ..config import PREFIX, ProfileConfig, parse_profile
 from ..errors import ConfigError, QuorumError, RequestError, RunError, UpstreamError
 from ..report import RunReport
 from ..request import FusionRequest, build_request
-from ..types import Caller, Completion, Delta, Done, Progress, Usage
+from ..types import Caller, Completion, Delta, Done, Panel, PanelAnswer, Progress, Seat, Synthesis, Usage
 from ..settle import ReputationKeeper, Settler, TranscriptKeeper
 from ..stages import reputation
 from ..stages.panel import seats as panel_seats
@@ -150,19 +150,36 @@ class FusionHandler(CustomLLM):
             self._store = store_from_env()
         return self._store
 
-    async def _run(self, req: FusionRequest) -> AsyncIterator:
+    def _plan(self, req: FusionRequest) -> tuple[Embedder | None, list]:
+        """The embedder this run needs (debate, bounty impact) and its finishers, in order:
+        settle the bounty, keep the transcript, add to reputation."""
         embedder = None
         if req.debate.protocol == "debate" or req.bounty is not None:
             name = req.debate.embedding_model
             embedder = self._embedder or self._embedders.setdefault(name, SentenceTransformerEmbedder(name))
-        finishers: list = [ReputationKeeper(self.store)]
+        finishers: list = [Settler(self.signer, self.store, embedder)] if req.bounty is not None else []
         if req.profile.storage.transcripts:
             finishers.append(TranscriptKeeper(self.store))
-        if req.bounty is not None:
-            finishers.insert(0, Settler(self.signer, self.store, embedder))
+        finishers.append(ReputationKeeper(self.store))
+        return embedder, finishers
+
+    async def _run(self, req: FusionRequest) -> AsyncIterator:
+        embedder, finishers = self._plan(req)
         async for event in pipeline.run(req, self.completer, embedder=embedder, finishers=finishers,
                                         seats=await self._seats(req)):
             yield event
+
+    async def _finish_forward(self, req: FusionRequest, report: RunReport, text: str) -> None:
+        """A forwarded run is settled and kept like a fused one, with one contributor."""
+        model = req.profile.router.single_model or ""
+        seat = Seat("single_model", model)
+        calls = [c.completion for c in report.calls if c.stage == "forward"]
+        last = calls[-1] if calls else Completion("", model)
+        completion = Completion(text, model, last.usage, last.cost, last.latency_s)
+        report.panel = Panel((PanelAnswer(seat, completion),), ())
+        report.synthesis = Synthesis(text, None)
+        for finisher in self._plan(req)[1]:
+            await finisher(report, req)
 
     async def _seats(self, req: FusionRequest) -> list | None:
         """The panel ordered / filtered by payee reputation, when the profile asks for it."""
@@ -201,7 +218,8 @@ class FusionHandler(CustomLLM):
             cost, time.perf_counter() - started,
         ))
         response._hidden_params["response_cost"] = report.cost
-        response.chorus = report.extension()  # type: ignore[attr-defined]
+        await self._finish_forward(req, report, response.choices[0].message.content or "")
+        response.chorus = _extension(report, req)  # type: ignore[attr-defined]
         return response
 
     async def _forward_stream(self, req: FusionRequest, report: RunReport, logging_obj) -> AsyncIterator:
@@ -216,6 +234,7 @@ class FusionHandler(CustomLLM):
                 timeout=req.profile.panel.timeout_s,
             )
             pending: list = []  # the last content chunk and whatever followed it
+            text = ""
             async for chunk in stream:
                 usage = getattr(chunk, "usage", None)
                 if usage is not None and getattr(usage, "cost", None) is not None:
@@ -225,6 +244,7 @@ class FusionHandler(CustomLLM):
                         float(usage.cost), time.perf_counter() - started,
                     ))
                     _charge(logging_obj, report)
+                text += "".join(getattr(c.delta, "content", None) or "" for c in chunk.choices or ())
                 if _has_payload(chunk):
                     for held in pending:
                         yield held
@@ -233,6 +253,9 @@ class FusionHandler(CustomLLM):
                     pending[0].usage = usage
                 else:
                     pending.append(chunk)
+            await self._finish_forward(req, report, text)
+            if pending and _has_payload(pending[0]):
+                pending[0].provider_specific_fields = {"chorus": _extension(report, req)}
             for held in pending:
                 yield held
         except Exception as exc:  # noqa: BLE001 - mapped once
