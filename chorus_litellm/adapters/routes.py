@@ -42,21 +42,19 @@ def public_keys(handler: Any) -> list[dict]:
 def build_router(handler: Any) -> APIRouter:
     router = APIRouter(prefix="/chorus/v1", tags=["chorus"])
 
+    async def owned(get: Any, debate_id: str, auth: UserAPIKeyAuth, what: str) -> dict:
+        record = await get(owner_of(Caller(key_hash=auth.api_key, team_id=auth.team_id)), debate_id)
+        if record is None:  # another team's record looks exactly like a missing one
+            raise HTTPException(status_code=404, detail=f"no {what} {debate_id!r} for this team")
+        return record
+
     @router.get("/receipts/{debate_id}")
     async def get_receipt(debate_id: str, auth: UserAPIKeyAuth = AUTH) -> dict:
-        owner = owner_of(Caller(key_hash=auth.api_key, team_id=auth.team_id))
-        receipt = await handler.store.get_receipt(owner, debate_id)
-        if receipt is None:
-            raise HTTPException(status_code=404, detail=f"no receipt {debate_id!r} for this team")
-        return receipt
+        return await owned(handler.store.get_receipt, debate_id, auth, "receipt")
 
     @router.get("/runs/{debate_id}")
     async def get_run(debate_id: str, auth: UserAPIKeyAuth = AUTH) -> dict:
-        owner = owner_of(Caller(key_hash=auth.api_key, team_id=auth.team_id))
-        transcript = await handler.store.get_transcript(owner, debate_id)
-        if transcript is None:
-            raise HTTPException(status_code=404, detail=f"no run {debate_id!r} for this team (or it expired)")
-        return transcript
+        return await owned(handler.store.get_transcript, debate_id, auth, "run (or it expired)")
 
     @router.get("/reputation")
     async def get_reputation(auth: UserAPIKeyAuth = AUTH) -> dict:
