@@ -100,8 +100,7 @@ async def run(
         result = None
         async for item in debate.run(
             completer, embedder, seats, req.messages, _question(req.messages), preset, profile.panel,
-            record=lambda p, r: [report.add("panel" if r == 1 else "debate", a.seat.name, a.completion)
-                                 for a in p.answers],
+            record=report.add_round,
             **common,
         ):
             if isinstance(item, Progress):

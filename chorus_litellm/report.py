@@ -39,6 +39,11 @@ class RunReport:
         if completion is not None:
             self.calls.append(Call(stage, seat, completion))
 
+    def add_round(self, result: Panel, round_no: int) -> None:
+        """A debate round's answers: round 1 is the panel, later rounds are the debate."""
+        for answer in result.answers:
+            self.add("panel" if round_no == 1 else "debate", answer.seat.name, answer.completion)
+
     @property
     def usage(self) -> Usage:
         total = Usage()

@@ -89,3 +89,20 @@ def test_shipped_config_is_valid():
 
     profiles = load_profiles(read_config_file("litellm_config.yaml"))
     assert {"research", "self-moa", "debate", "consensus"} <= set(profiles)
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ({"settlement": {"default_bounty": {"amount": 5, "currency": "XXX"}}}, "settlement.default_bounty.currency"),
+        ({"settlement": {"default_bounty": {"amount": -1}}}, "settlement.default_bounty.amount"),
+        ({"storage": {"transcript_ttl_s": 5}}, "storage.transcript_ttl_s"),
+        ({"debate": {"protocol": "chat"}}, "debate.protocol"),
+        ({"debate": {"max_rounds": 0}}, "debate.max_rounds"),
+        ({"panel": {"members": ["a", "b"], "reputation": {"min_score": 2}}}, "panel.reputation.min_score"),
+    ],
+)
+def test_new_sections_name_the_field(override, field):
+    with pytest.raises(ConfigError) as err:
+        parse_profile("research", {**BASE, **override})
+    assert f"profile 'research': {field}" in str(err.value)

@@ -70,3 +70,9 @@ def test_tools_are_forwarded_or_refused():
                   "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
                  {"role": "tool", "tool_call_id": "1", "content": "42"}]
     assert request(p, messages=tool_turn).forward_reason == "tools"
+
+
+@pytest.mark.parametrize("debate_id", ["", "has space", "x" * 129, "semi;colon"])
+def test_bad_debate_ids(debate_id):
+    with pytest.raises(RequestError, match="chorus.debate_id"):
+        request(chorus={"debate_id": debate_id})

@@ -91,6 +91,11 @@ def test_cli_keygen_and_verify(tmp_path):
     out = run("keygen", "--out", "key.json")
     key = json.loads((tmp_path / "key.json").read_text())
     assert out.returncode == 0 and key["private_key"] not in out.stdout
+    again = run("keygen", "--out", "key.json")
+    assert again.returncode == 1 and "not overwriting" in again.stderr
+    assert json.loads((tmp_path / "key.json").read_text()) == key
+    missing = run("verify", "nope.json", "--public-key", "key.json")
+    assert missing.returncode == 1 and missing.stderr.startswith("invalid:")
     assert oct((tmp_path / "key.json").stat().st_mode & 0o777) == "0o600"
     signer = Signer(base64.b64decode(key["private_key"]))
     receipt = golden_receipt()

@@ -24,8 +24,6 @@ from ..types import Caller
 log = logging.getLogger("chorus_litellm")
 
 RECEIPT, TRANSCRIPT = "receipt", "transcript"
-# Per-payee running counters; scores are derived from them (stages/reputation.py).
-COUNTERS = ("runs", "eligible", "echoes", "failures", "impact_ratio", "latency_s")
 
 
 def owner_of(caller: Caller) -> str:
