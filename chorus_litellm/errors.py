@@ -4,8 +4,11 @@
     ├── ConfigError            a profile in litellm_config.yaml is wrong (raised at startup)
     └── RunError               one request could not be served
         ├── RequestError       the client sent something invalid          -> HTTP 400
+        ├── ConflictError      a debate_id reused for a different request  -> HTTP 409
         ├── QuorumError        too few panel members answered              -> HTTP 502
-        └── UpstreamError      one inner call failed (timeout, HTTP, filter) -> HTTP 502
+        ├── UpstreamError      one inner call failed (timeout, HTTP, filter) -> HTTP 502
+        ├── DeadlineError      the whole run outlived its deadline          -> HTTP 504
+        └── StoreUnavailable   neither the store nor the outbox took a write -> HTTP 503
 
 A failed panel member is not an exception: it is a `PanelFailure` value. Only a missed
 quorum, a failed forward to `single_model` or a failed client request become errors,
@@ -65,3 +68,21 @@ class QuorumError(RunError):
     def __init__(self, message: str, failures: tuple = ()) -> None:
         super().__init__(message)
         self.failures = failures
+
+
+class ConflictError(RunError):
+    """An idempotency key (`chorus.debate_id`) was already used for a different request."""
+
+    status_code = 409
+
+
+class DeadlineError(RunError):
+    """The run's end-to-end deadline (`run_timeout_s` or the client's `timeout`) passed."""
+
+    status_code = 504
+
+
+class StoreUnavailable(RunError):
+    """The store could not be read or written, and neither could the local outbox."""
+
+    status_code = 503
