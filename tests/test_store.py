@@ -1,101 +1,329 @@
-"""One contract, two stores: SQLite (embedded) and Redis (a real redis-server)."""
+"""One contract, two stores: SQLite (embedded) and Redis (a real redis-server).
 
+Outages are real: a SQLite db whose parent is a regular file, a Redis URL where nothing
+listens, or the redis_server fixture stopped. Time is a virtual clock.
+"""
+
+import asyncio
+import json
+import multiprocessing
 import sqlite3
-import time
 import uuid
 
 import pytest
-import redis
 
-from chorus_litellm.adapters.store import owner_of, store_from_env
+from chorus_litellm.adapters.store import owner_of, store_from_env, store_from_settings
 from chorus_litellm.adapters.store_redis import RedisStore
 from chorus_litellm.adapters.store_sqlite import SQLiteStore
+from chorus_litellm.errors import StoreUnavailable
+from chorus_litellm.settings import load_settings
 from chorus_litellm.types import Caller
+from tests.servers import free_port
+
+FORK = multiprocessing.get_context("fork")
 
 
 def receipt(n):
     return {"payload": {"receipt_id": f"r{n}"}, "signature": f"s{n}"}
 
 
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def a_file(tmp_path):
+    """A regular file: nothing can be created under it (even as root)."""
+    path = tmp_path / "a-file"
+    path.touch()
+    return path
+
+
+def rows(path, sql):
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
 @pytest.fixture(params=["sqlite", "redis"])
-def make_store(request, tmp_path):
+async def stores(request, tmp_path, clock):
+    """`stores(down=False, outbox=<shared>, **options)`: a store on this test's backend;
+    `down=True` gives one whose backend cannot be reached. All share the outbox file."""
     if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "db.sqlite3", outbox=tmp_path / "outbox.jsonl")
-    server = request.getfixturevalue("redis_server")
-    prefix = f"test-{uuid.uuid4().hex[:8]}"  # isolates tests sharing the server
-    return lambda: RedisStore(server.url, outbox=tmp_path / "outbox.jsonl", prefix=prefix)
+        reachable, unreachable = tmp_path / "db.sqlite3", a_file(tmp_path) / "db.sqlite3"
+        build = SQLiteStore
+    else:
+        server = request.getfixturevalue("redis_server")
+        reachable, unreachable = server.url, f"redis://127.0.0.1:{free_port()}/0"
+        prefix = f"test-{uuid.uuid4().hex[:8]}"  # isolates tests sharing the server
+
+        def build(url, **options):
+            return RedisStore(url, prefix=prefix, **options)
+
+    made = []
+
+    def stores(*, down=False, **options):
+        options = {"outbox": tmp_path / "outbox.sqlite3", "legacy_outbox": tmp_path / "legacy.jsonl",
+                   "clock": clock, **options}
+        made.append(build(unreachable if down else reachable, **options))
+        return made[-1]
+
+    stores.reader = lambda: stores(outbox=tmp_path / "reader-outbox.sqlite3")  # sees the backend only
+    yield stores
+    for store in made:
+        await store.aclose()
 
 
-async def test_receipts_are_idempotent_and_team_scoped(make_store):
-    store = make_store()
+async def test_receipts_are_idempotent_and_team_scoped(stores):
+    store = stores()
     assert await store.put_receipt("team:a", "d1", receipt(1)) == receipt(1)
     assert await store.put_receipt("team:a", "d1", receipt(2)) == receipt(1)  # a retry is paid once
     assert await store.get_receipt("team:a", "d1") == receipt(1)
+    assert await store.find_receipt("team:a", "d1") == receipt(1)
     assert await store.get_receipt("team:b", "d1") is None  # another team sees nothing
-    assert await make_store().get_receipt("team:a", "d1") == receipt(1)  # a new process sees it
+    assert await stores.reader().get_receipt("team:a", "d1") == receipt(1)  # a new process sees it
 
 
-async def test_transcripts_expire(make_store):
-    store = make_store()
+@pytest.mark.parametrize("down", [False, True], ids=["backend", "outbox"])
+async def test_owner_and_debate_id_may_contain_colons(stores, down):
+    store = stores(down=down)
+    team_a, team_ab = owner_of(Caller(team_id="a")), owner_of(Caller(team_id="a:b"))
+    await store.put_receipt(team_ab, "c", receipt(1))
+    await store.put_transcript(team_ab, "c", {"secret": 1}, ttl_s=60)
+    assert await store.get_receipt(team_a, "b:c") is None  # "team:a" + "b:c" is not "team:a:b" + "c"
+    assert await store.get_transcript(team_a, "b:c") is None
+    assert await store.put_receipt(team_a, "b:c", receipt(2)) == receipt(2)
+    assert await store.get_receipt(team_ab, "c") == receipt(1)
+
+
+async def test_unauthenticated_callers_own_nothing(stores):
+    store = stores()
+    assert owner_of(Caller()) is None
+    assert owner_of(Caller(team_id="t", key_hash="k")) == "team:t" and owner_of(Caller(key_hash="k")) == "key:k"
+    with pytest.raises(ValueError, match="needs an owner"):
+        await store.put_receipt(None, "d1", receipt(1))
+    await store.put_transcript(None, "d1", {"x": 1}, ttl_s=60)  # nobody could read it: not kept
+    assert await store.get_receipt(None, "d1") is None and await store.get_transcript(None, "d1") is None
+
+
+async def test_transcripts_expire_by_the_clock(stores, clock):
+    store = stores()
     await store.put_transcript("team:a", "d1", {"stages": ["panel"]}, ttl_s=1)
     await store.put_transcript("team:a", "d2", {"stages": ["judge"]}, ttl_s=60)
     assert await store.get_transcript("team:a", "d1") == {"stages": ["panel"]}
     assert await store.get_transcript("team:b", "d1") is None
     assert await store.get_receipt("team:a", "d1") is None  # kinds do not mix
-    time.sleep(1.1)
+    clock.now += 1.5
     assert await store.get_transcript("team:a", "d1") is None
     assert await store.get_transcript("team:a", "d2") == {"stages": ["judge"]}
+    await store.put_transcript("team:a", "d1", {"stages": ["again"]}, ttl_s=1)  # expired: the key is free
+    assert await store.get_transcript("team:a", "d1") == {"stages": ["again"]}
 
 
-async def test_unreachable_store_keeps_records_in_the_outbox(make_store, tmp_path, redis_server):
-    store = make_store()
-    if isinstance(store, SQLiteStore):
-        store.path = str(tmp_path / "missing-dir" / "db.sqlite3")
-    else:
-        live, store.client = store.client, redis.Redis(port=1, socket_connect_timeout=0.2)
-    assert await store.put_receipt("team:a", "d1", receipt(1)) == receipt(1)
-    assert (tmp_path / "outbox.jsonl").read_text().count("\n") == 1
-    if isinstance(store, SQLiteStore):
-        (tmp_path / "missing-dir").mkdir()
-    else:
-        store.client = live
-    await store.put_receipt("team:a", "d2", receipt(2))  # the next good write flushes the outbox
-    assert not (tmp_path / "outbox.jsonl").exists()
-    assert await store.get_receipt("team:a", "d1") == receipt(1)
+async def test_outboxed_records_expire_by_the_clock_too(stores, clock):
+    down = stores(down=True)
+    await down.put_transcript("team:a", "d1", {"t": 1}, ttl_s=1)
+    assert await down.get_transcript("team:a", "d1") == {"t": 1}
+    clock.now += 2
+    assert await down.get_transcript("team:a", "d1") is None
+    assert await stores().flush_outbox() == 0  # dropped, not delivered
+    assert await stores.reader().get_transcript("team:a", "d1") is None
 
 
-async def test_redis_records_survive_a_server_restart(redis_server, tmp_path):
-    store = RedisStore(redis_server.url, outbox=tmp_path / "outbox.jsonl", prefix="restart")
-    await store.put_receipt("team:a", "d1", receipt(1))
-    redis_server.stop()
-    redis_server.start()
-    assert await RedisStore(redis_server.url, prefix="restart").get_receipt("team:a", "d1") == receipt(1)
+async def test_a_down_backend_outboxes_and_a_flush_delivers(stores, tmp_path):
+    down = stores(down=True)
+    assert await down.put_receipt("team:a", "d1", receipt(1)) == receipt(1)
+    await down.put_transcript("team:a", "d1", {"t": 1}, ttl_s=60)
+    assert rows(tmp_path / "outbox.sqlite3", "SELECT count(*) FROM outbox") == [(2,)]
+    assert await down.flush_outbox() == 0  # still down: nothing delivered, nothing lost
+    assert await stores().flush_outbox() == 2  # another worker, backend up, same outbox
+    assert rows(tmp_path / "outbox.sqlite3", "SELECT count(*) FROM outbox") == [(0,)]
+    reader = stores.reader()
+    assert await reader.get_receipt("team:a", "d1") == receipt(1)
+    assert await reader.get_transcript("team:a", "d1") == {"t": 1}
 
 
-def test_sqlite_migrations_are_recorded(tmp_path):
-    SQLiteStore(tmp_path / "db.sqlite3")._conn()
-    versions = sqlite3.connect(tmp_path / "db.sqlite3").execute("SELECT version FROM chorus_migrations").fetchall()
-    assert versions == [(1,), (2,)]
+async def test_an_outage_never_accepts_a_second_receipt(stores):
+    down = stores(down=True)
+    assert await down.put_receipt("team:a", "d1", receipt(1)) == receipt(1)
+    assert await down.put_receipt("team:a", "d1", receipt(2)) == receipt(1)  # found in the outbox
+    assert await down.find_receipt("team:a", "d1") == receipt(1)  # the outage does not raise
+    # The backend is back but nothing was flushed yet: the first receipt still wins.
+    assert await stores().put_receipt("team:a", "d1", receipt(3)) == receipt(1)
+    assert await stores.reader().get_receipt("team:a", "d1") == receipt(1)
 
 
-def test_owner_and_backend_selection(monkeypatch, tmp_path):
-    assert owner_of(Caller(team_id="t", key_hash="k")) == "team:t"
-    assert owner_of(Caller(key_hash="k")) == "key:k"
-    assert owner_of(Caller()) == "anonymous"
-    monkeypatch.setenv("CHORUS_DB_PATH", str(tmp_path / "x.sqlite3"))
-    assert isinstance(store_from_env(), SQLiteStore)
-    monkeypatch.setenv("CHORUS_STORE", "redis")
-    assert isinstance(store_from_env(), RedisStore)
-    monkeypatch.setenv("CHORUS_STORE", "mongo")
-    with pytest.raises(ValueError, match="use 'sqlite' or 'redis'"):
-        store_from_env()
+async def test_with_no_backend_and_no_outbox_only_receipts_raise(stores, tmp_path):
+    store = stores(down=True, outbox=a_file(tmp_path) / "outbox.sqlite3")
+    with pytest.raises(StoreUnavailable) as info:
+        await store.put_receipt("team:a", "d1", receipt(1))
+    assert info.value.status_code == 503
+    await store.put_transcript("team:a", "d1", {"t": 1}, ttl_s=60)  # best effort: no raise
+    await store.add_reputation({"model:a": {"runs": 1}})
+    assert await store.flush_outbox() == 0
+    with pytest.raises(StoreUnavailable):
+        await store.find_receipt("team:a", "d1")  # neither can be read
+    assert await stores(outbox=a_file(tmp_path) / "outbox.sqlite3").find_receipt("team:a", "d1") is None
 
 
-async def test_reputation_counters_add_up(make_store):
-    store = make_store()
+async def test_background_flush_delivers_with_no_further_write(stores):
+    await stores(down=True).put_receipt("team:a", "d1", receipt(1))
+    worker = stores(flush_interval_s=0.05)
+    await worker.start()
+    reader = stores.reader()
+    for _ in range(100):
+        if await reader.get_receipt("team:a", "d1") is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert await reader.get_receipt("team:a", "d1") == receipt(1)
+    await worker.aclose()
+
+
+async def test_a_torn_legacy_outbox_line_is_quarantined(stores, tmp_path):
+    legacy = tmp_path / "legacy.jsonl"
+    line = '{{"kind": "receipt", "owner": "team:a", "debate_id": "d{0}", "record": {{"n": {0}}}, "ttl_s": null}}'
+    legacy.write_text(f"{line.format(1)}\n{line.format(2)[:30]}\n{line.format(3)}\n")
+    store = stores()
+    assert await store.put_receipt("team:a", "d4", receipt(4)) == receipt(4)  # the torn line blocks nothing
+    assert not legacy.exists() and len(list(tmp_path.glob("legacy.jsonl.imported-*"))) == 1
+    reader = stores.reader()
+    assert [await reader.get_receipt("team:a", f"d{n}") for n in (1, 2, 3)] == [{"n": 1}, None, {"n": 3}]
+    quarantined = rows(tmp_path / "outbox.sqlite3", "SELECT source, raw FROM outbox_quarantine")
+    assert quarantined == [(f"{legacy}:2", line.format(2)[:30])]
+
+
+async def test_an_undecodable_outbox_row_is_quarantined(stores, tmp_path):
+    await stores(down=True).put_receipt("team:a", "d1", receipt(1))
+    db = sqlite3.connect(tmp_path / "outbox.sqlite3")
+    db.execute("INSERT INTO outbox (kind, owner, debate_id, record, created_at) "
+               "VALUES ('receipt', 'team:a', 'd0', '{torn', 0)")
+    db.commit()
+    db.close()
+    store = stores()
+    assert await store.flush_outbox() == 1
+    assert await store.put_receipt("team:a", "d0", receipt(0)) == receipt(0)  # the key is free again
+    assert rows(tmp_path / "outbox.sqlite3", "SELECT count(*) FROM outbox") == [(0,)]
+    (raw,), = rows(tmp_path / "outbox.sqlite3", "SELECT raw FROM outbox_quarantine")
+    assert json.loads(raw)["debate_id"] == "d0" and json.loads(raw)["record"] == "{torn"
+
+
+async def test_reputation_counters_add_up(stores):
+    store = stores()
     await store.add_reputation({"model:a": {"runs": 1, "eligible": 1, "impact_ratio": 1.5}})
     await store.add_reputation({"model:a": {"runs": 1, "failures": 1}, "model:b": {"runs": 1}})
     got = await store.reputation()
     assert got["model:a"]["runs"] == 2 and got["model:a"]["impact_ratio"] == 1.5
     assert got["model:a"]["failures"] == 1 and set(got) >= {"model:a", "model:b"}
     assert set(await store.reputation(["model:b"])) == {"model:b"}
+
+
+async def test_reputation_raises_when_the_backend_is_down(stores):
+    down = stores(down=True)
+    await down.add_reputation({"model:a": {"runs": 1}})  # best effort
+    with pytest.raises(StoreUnavailable):
+        await down.reputation(["model:a"])
+
+
+async def test_redis_outage_by_stopping_the_server(redis_server, tmp_path):
+    store = RedisStore(redis_server.url, outbox=tmp_path / "outbox.sqlite3", prefix=f"stop-{uuid.uuid4().hex[:8]}",
+                       legacy_outbox=tmp_path / "legacy.jsonl")
+    await store.put_receipt("team:a", "d0", receipt(0))  # a live connection, about to go stale
+    redis_server.stop()
+    try:
+        assert await store.put_receipt("team:a", "d1", receipt(1)) == receipt(1)
+        assert await store.find_receipt("team:a", "d1") == receipt(1)
+        with pytest.raises(StoreUnavailable):
+            await store.reputation()
+    finally:
+        redis_server.start()
+    assert await store.put_receipt("team:a", "d2", receipt(2)) == receipt(2)  # a good write flushes too
+    assert rows(tmp_path / "outbox.sqlite3", "SELECT count(*) FROM outbox") == [(0,)]
+    await store.aclose()
+    fresh = RedisStore(redis_server.url, outbox=tmp_path / "other.sqlite3", prefix=store.prefix)
+    assert await fresh.get_receipt("team:a", "d1") == receipt(1)  # survived the restart, in Redis
+    await fresh.aclose()
+
+
+async def test_a_redis_password_stays_out_of_errors(tmp_path):
+    store = RedisStore(f"redis://:sekret@127.0.0.1:{free_port()}/0", outbox=tmp_path / "outbox.sqlite3",
+                       legacy_outbox=tmp_path / "legacy.jsonl")
+    with pytest.raises(StoreUnavailable) as info:
+        await store.reputation()
+    assert "sekret" not in str(info.value) and "127.0.0.1" in str(info.value)
+    await store.aclose()
+
+
+def _run_workers(target, *args, count):
+    barrier = FORK.Barrier(count)
+    procs = [FORK.Process(target=target, args=(n, barrier, *args)) for n in range(count)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(30)
+    assert [proc.exitcode for proc in procs] == [0] * count
+
+
+def _first_open(n, barrier, tmp_path):
+    async def work():
+        store = SQLiteStore(tmp_path / "db.sqlite3", legacy_outbox=tmp_path / "legacy.jsonl")
+        await store.put_receipt(f"team:{n}", "d", receipt(n))
+        await store.aclose()
+
+    barrier.wait()
+    asyncio.run(work())
+
+
+def test_concurrent_migrations_from_several_processes(tmp_path):
+    _run_workers(_first_open, tmp_path, count=6)
+    assert rows(tmp_path / "db.sqlite3", "SELECT version FROM chorus_migrations ORDER BY version") == [(1,), (2,)]
+    assert rows(tmp_path / "db.outbox.sqlite3", "SELECT version FROM chorus_migrations") == [(1,), (2,)]
+    assert rows(tmp_path / "db.sqlite3", "SELECT count(*) FROM records") == [(6,)]
+    assert rows(tmp_path / "db.sqlite3", "PRAGMA journal_mode") == [("wal",)]
+
+
+def _outbox_worker(n, barrier, tmp_path, per_worker):
+    async def work():
+        options = {"outbox": tmp_path / "outbox.sqlite3", "legacy_outbox": tmp_path / "legacy.jsonl"}
+        down = SQLiteStore(tmp_path / "a-file" / "db.sqlite3", **options)
+        up = SQLiteStore(tmp_path / "db.sqlite3", **options)
+        for i in range(per_worker):
+            assert await down.put_receipt(f"team:{n}", f"d{i}", receipt(i)) == receipt(i)
+            if i % 4 == 3:
+                await up.flush_outbox()
+        await up.flush_outbox()
+        await down.aclose()
+        await up.aclose()
+
+    barrier.wait()
+    asyncio.run(work())
+
+
+def test_two_processes_append_and_flush_one_outbox_and_lose_nothing(tmp_path):
+    a_file(tmp_path)
+    _run_workers(_outbox_worker, tmp_path, 40, count=2)
+    assert rows(tmp_path / "outbox.sqlite3", "SELECT count(*) FROM outbox") == [(0,)]
+    assert rows(tmp_path / "outbox.sqlite3", "SELECT count(*) FROM outbox_quarantine") == [(0,)]
+    stored = rows(tmp_path / "db.sqlite3", "SELECT owner, debate_id, record FROM records")
+    assert len(stored) == 80 and len({(o, d) for o, d, _ in stored}) == 80
+
+
+def test_backend_selection(monkeypatch, tmp_path):
+    settings = load_settings({"CHORUS_DB_PATH": str(tmp_path / "x.sqlite3")})
+    store = store_from_settings(settings)
+    assert isinstance(store, SQLiteStore) and store.outbox.path == tmp_path / "x.outbox.sqlite3"
+    redis_store = store_from_settings(load_settings({"CHORUS_STORE": "redis", "XDG_DATA_HOME": str(tmp_path),
+                                                     "CHORUS_OUTBOX_FLUSH_INTERVAL_S": "0.5"}))
+    assert isinstance(redis_store, RedisStore) and redis_store.flush_interval_s == 0.5
+    assert redis_store.outbox.path == tmp_path / "chorus-litellm" / "chorus-redis.outbox.sqlite3"
+    monkeypatch.setenv("CHORUS_STORE", "redis")
+    assert isinstance(store_from_env(), RedisStore)

@@ -16,12 +16,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import rfc8785
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
+
+from ..settings import Settings, load_settings
 
 ALG = "Ed25519"
 
@@ -58,18 +60,24 @@ class Signer:
         return f"Signer(key_id={self.key_id!r})"
 
     @classmethod
-    def from_env(cls, environ: dict | None = None) -> Signer | None:
-        env = os.environ if environ is None else environ
-        if env.get("CHORUS_SIGNING_KEY"):
-            return cls(_b64(env["CHORUS_SIGNING_KEY"], "CHORUS_SIGNING_KEY"))
-        if env.get("CHORUS_SIGNING_KEY_FILE"):
-            path = Path(env["CHORUS_SIGNING_KEY_FILE"])
+    def from_settings(cls, settings: Settings) -> Signer | None:
+        """The key in `CHORUS_SIGNING_KEY`, else `CHORUS_SIGNING_KEY_FILE`; None when neither is set."""
+        if settings.signing_key is not None:
+            return cls(_b64(settings.signing_key.get_secret_value(), "CHORUS_SIGNING_KEY"))
+        if settings.signing_key_file is not None:
+            path = settings.signing_key_file
             try:
                 data = json.loads(path.read_text())
                 return cls(_b64(data["private_key"], str(path)))
-            except (OSError, ValueError, KeyError) as exc:
-                raise SigningError(f"CHORUS_SIGNING_KEY_FILE {path}: not a chorus key file ({type(exc).__name__})") from None
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise SigningError(
+                    f"CHORUS_SIGNING_KEY_FILE {path}: not a chorus key file ({type(exc).__name__})") from None
         return None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Signer | None:
+        """`from_settings` over `environ` (default os.environ); creates no directory."""
+        return cls.from_settings(load_settings(environ, create_dirs=False))
 
     def sign(self, payload: dict) -> dict:
         if payload.get("key_id") != self.key_id:

@@ -1,128 +1,280 @@
-"""Durable, team-scoped storage: one interface, two backends (SQLite, Redis).
+"""Durable, team-scoped storage: one async facade, two backends (SQLite, Redis).
 
-Records are owned by the caller's team (or, without a team, their key hash); reads for
-another owner find nothing. Receipts are idempotent by (owner, debate id): a second put
-returns the receipt already stored, so a retried request is never paid twice.
-Transcripts expire after their TTL. If the backend cannot be written, the record goes
-to a local outbox file (appended and fsync'd) and is flushed on the next successful
-write: nothing promised is lost. Backend calls run in a worker thread, never on the
-event loop. `store_from_env()` picks the backend: `CHORUS_STORE=sqlite` (default, file
-`CHORUS_DB_PATH`) or `CHORUS_STORE=redis` (`CHORUS_REDIS_URL`).
+Boundary: this module holds the rules every backend shares; the backends
+(`store_sqlite.py`, `store_redis.py`) only put, get and count, and raise
+`StoreUnavailable` when they cannot. Nothing here knows SQL or Redis commands.
+
+Ownership: records belong to `owner_of(caller)` (`team:<id>`, else `key:<hash>`); an
+unauthenticated caller owns nothing (None). Owner and debate id are separate parts of
+every key, never joined ambiguously, so one team cannot name another team's record.
+
+The outbox rule (storage never fails or duplicates a run):
+- A write goes to the backend; if the backend is down, to the local outbox (a SQLite
+  file, first write wins per (kind, owner, debate id)). A record still waiting in the
+  outbox is the one promised first, so it is what a later put of the same key stores.
+- Receipts: `put_receipt` returns the stored receipt when the backend or the outbox took
+  it, else raises `StoreUnavailable` (503): the caller must not promise it.
+- Transcripts and reputation are best effort: never raised, a warning logged.
+- The outbox is flushed by a background task every `flush_interval_s` after
+  `await store.start()` (without it, by the next good write after an outbox write);
+  a row is deleted only after the backend accepted it. `aclose()` stops it all.
+- Reads (`find_receipt`, `get_transcript`) look in the backend, then the outbox; they
+  raise `StoreUnavailable` only when neither can be read. `reputation()` raises it when
+  the backend is down (the caller falls back).
+
+Time comes from the injected `clock` (seconds since the epoch), so tests move it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
+import functools
 import logging
-import os
-import threading
-from pathlib import Path
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from ..errors import StoreUnavailable
 from ..types import Caller
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from .store_sqlite import Outbox
 
 log = logging.getLogger("chorus_litellm")
 
 RECEIPT, TRANSCRIPT = "receipt", "transcript"
+FLUSH_BATCH = 100
 
 
-def owner_of(caller: Caller) -> str:
+def owner_of(caller: Caller) -> str | None:
+    """`team:<id>`, else `key:<hash>`; None for a caller with neither (owns nothing)."""
     if caller.team_id:
         return f"team:{caller.team_id}"
     if caller.key_hash:
         return f"key:{caller.key_hash}"
-    return "anonymous"
+    return None
+
+
+def record_key(owner: str, debate_id: str) -> str:
+    """Owner and debate id in one unambiguous string: `<len(owner)>:<owner>:<debate_id>`."""
+    return f"{len(owner)}:{owner}:{debate_id}"
+
+
+def unavailable_on(*errors: type[BaseException]) -> Callable:
+    """Decorate a backend's async method: `errors` leave it as StoreUnavailable naming `self.name`."""
+    def decorate(method: Callable) -> Callable:
+        @functools.wraps(method)
+        async def mapped(self, *args, **kwargs):
+            try:
+                return await method(self, *args, **kwargs)
+            except errors as exc:
+                raise StoreUnavailable(f"{self.name} unavailable ({type(exc).__name__}: {exc})") from exc
+        return mapped
+    return decorate
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One record on its way to a backend; `row` is its outbox row id, if it has one."""
+
+    kind: str
+    owner: str
+    debate_id: str
+    record: dict
+    expires_at: float | None = None
+    row: int | None = None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 class Store:
-    """Async, outbox-backed facade; subclasses implement the blocking `_put` and `_get`.
+    """The facade; subclasses implement the backend methods `_put`, `_get`,
+    `_add_counters`, `_counters` and `_close`, each raising StoreUnavailable when the
+    backend cannot answer."""
 
-    `_put(kind, owner, debate_id, record, ttl_s)` stores the record unless one exists
-    (first write wins) and returns the stored one; `_get` returns None when absent or
-    expired.
-    """
+    def __init__(self, outbox: Outbox, *, clock: Callable[[], float] = time.time,
+                 flush_interval_s: float = 5.0) -> None:
+        self.outbox, self.clock, self.flush_interval_s = outbox, clock, flush_interval_s
+        self._flusher: asyncio.Task | None = None
+        self._outboxed = True  # rows may be waiting from an earlier process: flush after a good write
 
-    def __init__(self, outbox: str | Path) -> None:
-        self.outbox = Path(outbox)
-        self._outbox_lock = threading.Lock()
-
-    def _put(self, kind: str, owner: str, debate_id: str, record: dict, ttl_s: int | None) -> dict:
+    # -- backend (subclasses) ---------------------------------------------------------
+    async def _put(self, item: Pending) -> dict:
+        """Store `item` unless a live record has its key (first write wins); return the stored one."""
         raise NotImplementedError
 
-    def _get(self, kind: str, owner: str, debate_id: str) -> dict | None:
+    async def _get(self, kind: str, owner: str, debate_id: str) -> dict | None:
+        """The live record, or None when absent or expired (by `self.clock`)."""
         raise NotImplementedError
 
-    def _add_counters(self, payee: str, deltas: dict[str, float]) -> None:
+    async def _add_counters(self, observations: dict[str, dict[str, float]]) -> None:
         raise NotImplementedError
 
-    def _counters(self, payees: list[str] | None) -> dict[str, dict[str, float]]:
+    async def _counters(self, payees: list[str] | None) -> dict[str, dict[str, float]]:
         raise NotImplementedError
 
-    def _put_or_outbox(self, kind: str, owner: str, debate_id: str, record: dict, ttl_s: int | None) -> dict:
-        try:
-            stored = self._put(kind, owner, debate_id, record, ttl_s)
-        except Exception as exc:  # noqa: BLE001 - any backend failure: keep the record locally
-            log.error("chorus: store unavailable (%s: %s); %s %s kept in the outbox",
-                      type(exc).__name__, exc, kind, debate_id)
-            line = json.dumps({"kind": kind, "owner": owner, "debate_id": debate_id, "record": record,
-                               "ttl_s": ttl_s})
-            with self._outbox_lock, open(self.outbox, "a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            return record
-        self._flush_outbox()
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+    # -- records ---------------------------------------------------------------------
+    async def put_receipt(self, owner: str, debate_id: str, receipt: dict) -> dict:
+        """The stored receipt (the first one for this key); StoreUnavailable if nothing took it."""
+        if not owner:
+            raise ValueError("a receipt needs an owner: owner_of(caller) was None (unauthenticated)")
+        stored = await self._keep(Pending(RECEIPT, owner, debate_id, receipt))
+        if stored is None:
+            raise StoreUnavailable(f"receipt {debate_id!r} could not be stored: store and outbox unavailable")
         return stored
 
-    def _flush_outbox(self) -> int:
-        with self._outbox_lock:
-            if not self.outbox.exists():
-                return 0
-            lines = self.outbox.read_text(encoding="utf-8").splitlines()
-            for line in lines:
-                item = json.loads(line)
-                self._put(item["kind"], item["owner"], item["debate_id"], item["record"], item["ttl_s"])
-            self.outbox.unlink()
-        return len(lines)
+    async def put_transcript(self, owner: str | None, debate_id: str, record: dict, ttl_s: int | None) -> None:
+        """Best effort: kept for `ttl_s` seconds (None or 0: no expiry); never raises for an outage."""
+        if not owner:
+            return  # nobody could read it back
+        expires_at = self.clock() + ttl_s if ttl_s else None
+        if await self._keep(Pending(TRANSCRIPT, owner, debate_id, record, expires_at)) is None:
+            log.warning("chorus: transcript %s not kept: store and outbox unavailable", debate_id)
 
-    async def put_receipt(self, owner: str, debate_id: str, receipt: dict) -> dict:
-        return await asyncio.to_thread(self._put_or_outbox, RECEIPT, owner, debate_id, receipt, None)
+    async def find_receipt(self, owner: str | None, debate_id: str) -> dict | None:
+        """The stored receipt from the backend, else the outbox; None if neither has one.
+        Raises StoreUnavailable only when neither can be read."""
+        return await self._find(RECEIPT, owner, debate_id)
 
-    async def get_receipt(self, owner: str, debate_id: str) -> dict | None:
-        return await asyncio.to_thread(self._get, RECEIPT, owner, debate_id)
+    get_receipt = find_receipt  # the HTTP route's name
 
-    async def put_transcript(self, owner: str, debate_id: str, transcript: dict, ttl_s: int) -> dict:
-        return await asyncio.to_thread(self._put_or_outbox, TRANSCRIPT, owner, debate_id, transcript, ttl_s)
 
-    async def get_transcript(self, owner: str, debate_id: str) -> dict | None:
-        return await asyncio.to_thread(self._get, TRANSCRIPT, owner, debate_id)
+    async def get_transcript(self, owner: str | None, debate_id: str) -> dict | None:
+        return await self._find(TRANSCRIPT, owner, debate_id)
 
-    async def add_reputation(self, observations: dict[str, dict[str, float]]) -> None:
-        """Add one run's observations per payee (atomic increments; best effort)."""
-        def add() -> None:
-            for payee, deltas in observations.items():
-                self._add_counters(payee, deltas)
-
+    async def _keep(self, item: Pending) -> dict | None:
+        """Backend, else outbox: the stored record, or None when neither took it."""
+        waiting = await self._waiting(item)
         try:
-            await asyncio.to_thread(add)
-        except Exception as exc:  # noqa: BLE001 - reputation is advisory: never fail a request for it
-            log.warning("chorus: reputation not updated (%s: %s)", type(exc).__name__, exc)
+            stored = await self._put(waiting or item)
+        except StoreUnavailable as down:
+            try:
+                kept = waiting or await self.outbox.add(item)
+            except StoreUnavailable as no_outbox:
+                log.error("chorus: %s %s lost: %s; %s", item.kind, item.debate_id, down, no_outbox)
+                return None
+            self._outboxed = True
+            log.warning("chorus: %s; %s %s kept in the outbox", down, item.kind, item.debate_id)
+            return kept.record
+        if waiting is not None:
+            with contextlib.suppress(StoreUnavailable):  # delivered; a leftover row is re-sent harmlessly
+                await self.outbox.remove([waiting])
+        if self._outboxed and not self._flushing():  # without start(), the next good write flushes
+            await self.flush_outbox()
+        return stored
+
+    async def _waiting(self, item: Pending) -> Pending | None:
+        """The outboxed record with this key, promised before `item` (None if none or unreadable)."""
+        try:
+            return await self.outbox.find(item.kind, item.owner, item.debate_id)
+        except StoreUnavailable:
+            return None
+
+    async def _find(self, kind: str, owner: str | None, debate_id: str) -> dict | None:
+        if not owner:
+            return None
+        backend_down = None
+        try:
+            found = await self._get(kind, owner, debate_id)
+            if found is not None:
+                return found
+        except StoreUnavailable as exc:
+            backend_down = exc
+        try:
+            waiting = await self.outbox.find(kind, owner, debate_id)
+        except StoreUnavailable as exc:
+            if backend_down is not None:
+                raise StoreUnavailable(f"{backend_down}; {exc}") from exc
+            return None
+        return waiting.record if waiting is not None else None
+
+    # -- reputation -----------------------------------------------------------------
+    async def add_reputation(self, observations: dict[str, dict[str, float]]) -> None:
+        """Add one run's observations per payee (atomic increments); best effort, never raises."""
+        try:
+            await self._add_counters(observations)
+        except StoreUnavailable as exc:
+            log.warning("chorus: reputation not updated (%s)", exc)
 
     async def reputation(self, payees: list[str] | None = None) -> dict[str, dict[str, float]]:
-        return await asyncio.to_thread(self._counters, payees)
+        """Counters per payee; raises StoreUnavailable when the backend is down."""
+        return await self._counters(payees)
 
+    # -- outbox delivery and lifecycle --------------------------------------------------
     async def flush_outbox(self) -> int:
-        return await asyncio.to_thread(self._flush_outbox)
+        """Deliver claimable outbox rows to the backend; how many were delivered.
+
+        Safe beside other workers flushing the same outbox (rows are claimed first, and a
+        row is deleted only after the backend took it). Never raises for an outage."""
+        delivered = 0
+        try:
+            while batch := await self.outbox.claim(FLUSH_BATCH):
+                for n, item in enumerate(batch):
+                    if not item.expired(self.clock()):
+                        try:
+                            await self._put(item)
+                        except StoreUnavailable as exc:
+                            await self.outbox.release(batch[n:])
+                            log.info("chorus: outbox flush waits for the backend (%s)", exc)
+                            return delivered
+                        delivered += 1
+                    await self.outbox.remove([item])
+            self._outboxed = False
+        except StoreUnavailable as exc:
+            log.warning("chorus: outbox not flushed (%s)", exc)
+        return delivered
+
+    async def start(self) -> None:
+        """Flush the outbox now and every `flush_interval_s`, in a background task."""
+        if not self._flushing():
+            self._flusher = asyncio.create_task(self._flush_forever(), name="chorus-outbox-flush")
+            self._flusher.add_done_callback(_report_crash)
+
+    def _flushing(self) -> bool:
+        return self._flusher is not None and not self._flusher.done()
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self.flush_outbox()
+            await asyncio.sleep(self.flush_interval_s)
+
+    async def aclose(self) -> None:
+        """Stop the background flush and close every connection."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self.outbox.aclose()
+        await self._close()
+
+
+def _report_crash(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("chorus: outbox flush stopped", exc_info=task.exception())
+
+
+def store_from_settings(settings: Settings) -> Store:
+    """The backend `settings.store` names, with its outbox and flush interval."""
+    options = {"outbox": settings.outbox_path, "flush_interval_s": settings.outbox_flush_interval_s}
+    if settings.store == "redis":
+        from .store_redis import RedisStore
+
+        return RedisStore(settings.redis_url, **options)
+    from .store_sqlite import SQLiteStore
+
+    return SQLiteStore(settings.db_path, **options)
 
 
 def store_from_env() -> Store:
-    kind = os.environ.get("CHORUS_STORE", "sqlite")
-    if kind == "redis":
-        from .store_redis import RedisStore
+    """`store_from_settings(load_settings())`: raises ConfigError naming a bad variable."""
+    from ..settings import load_settings
 
-        return RedisStore(os.environ.get("CHORUS_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    if kind != "sqlite":
-        raise ValueError(f"CHORUS_STORE={kind!r}: use 'sqlite' or 'redis'")
-    from .store_sqlite import SQLiteStore
-
-    return SQLiteStore(os.environ.get("CHORUS_DB_PATH", "chorus.sqlite3"))
+    return store_from_settings(load_settings())

@@ -1,52 +1,124 @@
-"""The shared store: Redis, for several proxy replicas (see adapters/store.py).
+"""The shared store: Redis, for several proxy replicas (rules in adapters/store.py).
 
-Keys are `chorus:{kind}:{owner}:{debate_id}`; first write wins (`SET NX`), transcripts
-carry their TTL (`EX`).
+Boundary: Redis commands only; every Redis or socket error leaves this module as
+`StoreUnavailable`, and the outbox (a local SQLite file, see store_sqlite.Outbox) takes
+what Redis could not.
+
+Keys are `{prefix}:{kind}:{len(owner)}:{owner}:{debate_id}`: the length prefix makes
+owner and debate id unambiguous, though both may contain `:`. A value is
+`{"expires_at": seconds or null, "record": {...}}`; expiry is checked against the
+store's clock on every read and write, and a server-side PX (the TTL plus
+`GC_MARGIN_S`) only collects garbage. First write wins, atomically, in one Lua script
+(an expired value counts as absent).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+import weakref
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import redis
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
-from .store import Store
+from ..settings import data_dir
+from .store import Pending, Store, record_key, unavailable_on
+from .store_sqlite import Outbox
+
+GC_MARGIN_S = 60  # the server keeps an expired value this much longer than the clock says
+
+# KEYS[1] key; ARGV[1] value; ARGV[2] now; ARGV[3] PX in ms, or "" for no expiry.
+_PUT_FIRST = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local expires_at = cjson.decode(current)['expires_at']
+  if type(expires_at) ~= 'number' or expires_at > tonumber(ARGV[2]) then return current end
+end
+if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[1])
+else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
+return ARGV[1]
+"""
+
+
+mapped = unavailable_on(RedisError, OSError)
 
 
 class RedisStore(Store):
-    def __init__(self, url: str, outbox: str | Path | None = None, prefix: str = "chorus") -> None:
-        super().__init__(outbox or "chorus-redis.outbox.jsonl")
-        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-        self.prefix = prefix
+    """Records and reputation in Redis under `prefix`; the outbox defaults to the data dir,
+    and `legacy_outbox` (default `./chorus-redis.outbox.jsonl`, the old outbox) is imported once."""
 
-    def _key(self, kind, owner, debate_id) -> str:
-        return f"{self.prefix}:{kind}:{owner}:{debate_id}"
+    def __init__(self, url: str, outbox: str | Path | None = None, prefix: str = "chorus", *,
+                 clock: Callable[[], float] = time.time, flush_interval_s: float = 5.0,
+                 legacy_outbox: str | Path | None = None) -> None:
+        legacy = Path(legacy_outbox or "chorus-redis.outbox.jsonl").absolute()
+        box = Outbox(Path(outbox) if outbox else data_dir() / "chorus-redis.outbox.sqlite3", legacy=legacy,
+                     clock=clock)
+        super().__init__(box, clock=clock, flush_interval_s=flush_interval_s)
+        self.url, self.prefix = url, prefix
+        netloc = urlsplit(url).netloc
+        self.name = f"Redis store {urlsplit(url)._replace(netloc=netloc.rpartition('@')[2]).geturl()}"  # no password
+        # redis.asyncio clients belong to one event loop; the sync SDK path runs its own.
+        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def _put(self, kind, owner, debate_id, record, ttl_s):
-        key = self._key(kind, owner, debate_id)
-        self.client.set(key, json.dumps(record), nx=True, ex=ttl_s or None)
-        stored = self.client.get(key)
-        return json.loads(stored) if stored is not None else record
+    def _client(self) -> redis.Redis:
+        loop = asyncio.get_running_loop()
+        if loop not in self._clients:
+            # One immediate retry replaces a connection the server closed (a restart);
+            # a server that is down fails at once and the outbox takes over.
+            self._clients[loop] = redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2,
+                                                       retry=Retry(NoBackoff(), 1))
+        return self._clients[loop]
 
-    def _get(self, kind, owner, debate_id):
-        value = self.client.get(self._key(kind, owner, debate_id))
-        return json.loads(value) if value is not None else None
+    def _key(self, kind: str, owner: str, debate_id: str) -> str:
+        return f"{self.prefix}:{kind}:{record_key(owner, debate_id)}"
 
-    def _add_counters(self, payee, deltas):
-        key = f"{self.prefix}:reputation:{payee}"
-        pipe = self.client.pipeline(transaction=True)
-        for counter, value in deltas.items():
-            pipe.hincrbyfloat(key, counter, float(value))
-        pipe.sadd(f"{self.prefix}:reputation", payee)
-        pipe.execute()
+    @mapped
+    async def _put(self, item: Pending) -> dict:
+        now = self.clock()
+        value = json.dumps({"expires_at": item.expires_at, "record": item.record})
+        px = "" if item.expires_at is None else str(max(1, int((item.expires_at - now + GC_MARGIN_S) * 1000)))
+        stored = await self._client().eval(_PUT_FIRST, 1, self._key(item.kind, item.owner, item.debate_id),
+                                           value, repr(now), px)
+        return json.loads(stored)["record"]
 
-    def _counters(self, payees):
+    @mapped
+    async def _get(self, kind: str, owner: str, debate_id: str) -> dict | None:
+        value = await self._client().get(self._key(kind, owner, debate_id))
+        if value is None:
+            return None
+        stored = json.loads(value)
+        expires_at = stored["expires_at"]
+        return None if expires_at is not None and expires_at <= self.clock() else stored["record"]
+
+    @mapped
+    async def _add_counters(self, observations: dict[str, dict[str, float]]) -> None:
+        pipe = self._client().pipeline(transaction=True)  # one MULTI: a run's increments land together
+        for payee, deltas in observations.items():
+            for counter, value in deltas.items():
+                pipe.hincrbyfloat(f"{self.prefix}:reputation:{payee}", counter, float(value))
+            pipe.sadd(f"{self.prefix}:reputation", payee)
+        await pipe.execute()
+
+    @mapped
+    async def _counters(self, payees: list[str] | None) -> dict[str, dict[str, float]]:
+        client = self._client()
         names = payees if payees is not None else sorted(
-            p.decode() for p in self.client.smembers(f"{self.prefix}:reputation"))
-        out = {}
+            p.decode() for p in await client.smembers(f"{self.prefix}:reputation"))
+        pipe = client.pipeline(transaction=False)
         for payee in names:
-            data = self.client.hgetall(f"{self.prefix}:reputation:{payee}")
-            if data:
-                out[payee] = {k.decode(): float(v) for k, v in data.items()}
-        return out
+            pipe.hgetall(f"{self.prefix}:reputation:{payee}")
+        rows = await pipe.execute()
+        found = {payee: data for payee, data in zip(names, rows, strict=True) if data}
+        return {payee: {k.decode(): float(v) for k, v in data.items()} for payee, data in found.items()}
+
+    async def _close(self) -> None:
+        clients, self._clients = self._clients, weakref.WeakKeyDictionary()
+        loop = asyncio.get_running_loop()
+        if loop in clients:  # a client of another (stopped) loop cannot be closed from here
+            await clients[loop].aclose()

@@ -1,93 +1,96 @@
-"""The embedded default store: one SQLite file, no setup (see adapters/store.py).
+"""The embedded default store: records and reputation in one SQLite file.
 
-Schema changes are an ordered list of small migrations, applied once and recorded in
-`chorus_migrations`.
+Boundary: the records' SQL; the rules (when to outbox, what may raise) are in
+adapters/store.py, connections and migrations in adapters/sqlite.py, the outbox in
+adapters/outbox.py. Every SQLite or OS error leaves this module as `StoreUnavailable`.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .store import Store
+import aiosqlite
 
+from ..settings import outbox_beside
+from .outbox import Outbox
+from .sqlite import Database, Migration, mapped
+from .store import Pending, Store
 
-def _m1_records(db: sqlite3.Connection) -> None:
-    db.execute(
+async def _m1_records(db: aiosqlite.Connection) -> None:
+    await db.execute(
         "CREATE TABLE records (kind TEXT NOT NULL, owner TEXT NOT NULL, debate_id TEXT NOT NULL, "
         "record TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL, "
         "PRIMARY KEY (kind, owner, debate_id))"
     )
-    db.execute("CREATE INDEX records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL")
+    await db.execute("CREATE INDEX records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL")
 
 
-def _m2_reputation(db: sqlite3.Connection) -> None:
-    db.execute("CREATE TABLE reputation (payee TEXT NOT NULL, counter TEXT NOT NULL, value REAL NOT NULL, "
-               "PRIMARY KEY (payee, counter))")
+async def _m2_reputation(db: aiosqlite.Connection) -> None:
+    await db.execute("CREATE TABLE reputation (payee TEXT NOT NULL, counter TEXT NOT NULL, "
+                     "value REAL NOT NULL, PRIMARY KEY (payee, counter))")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_records, _m2_reputation]
+MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation]
+
+_LIVE = "kind = ? AND owner = ? AND debate_id = ? AND (expires_at IS NULL OR expires_at > ?)"
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str | Path, outbox: str | Path | None = None) -> None:
-        super().__init__(outbox or f"{path}.outbox.jsonl")
-        self.path = str(path)
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+    """Records and reputation in one SQLite file; owner and debate id are separate columns.
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS chorus_migrations (version INTEGER PRIMARY KEY)")
-            done = {row[0] for row in db.execute("SELECT version FROM chorus_migrations")}
-            for version, migrate in enumerate(MIGRATIONS, start=1):
-                if version not in done:
-                    db.execute("BEGIN")
-                    migrate(db)
-                    db.execute("INSERT INTO chorus_migrations VALUES (?)", (version,))
-                    db.execute("COMMIT")
-            self._db = db
-        return self._db
+    `outbox` defaults to `<db stem>.outbox.sqlite3` beside the db; `legacy_outbox` (a
+    JSONL outbox of older versions, default `<db>.outbox.jsonl`) is imported once."""
 
-    def _put(self, kind, owner, debate_id, record, ttl_s):
-        now = time.time()
-        with self._lock:
-            db = self._conn()
-            db.execute("DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at < ?", (now,))
-            db.execute("INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?)",
-                       (kind, owner, debate_id, json.dumps(record), now, now + ttl_s if ttl_s else None))
-            row = db.execute("SELECT record FROM records WHERE kind = ? AND owner = ? AND debate_id = ?",
-                             (kind, owner, debate_id)).fetchone()
-        return json.loads(row[0])
+    def __init__(self, path: str | Path, outbox: str | Path | None = None, *,
+                 clock: Callable[[], float] = time.time, flush_interval_s: float = 5.0,
+                 legacy_outbox: str | Path | None = None) -> None:
+        self.path = Path(path)
+        self.name = f"SQLite store {self.path}"
+        legacy = Path(legacy_outbox) if legacy_outbox else Path(f"{self.path}.outbox.jsonl")
+        box = Outbox(Path(outbox) if outbox else outbox_beside(self.path), legacy=legacy, clock=clock)
+        super().__init__(box, clock=clock, flush_interval_s=flush_interval_s)
+        self.db = Database(self.path, MIGRATIONS)
 
-    def _get(self, kind, owner, debate_id):
-        with self._lock:
-            row = self._conn().execute(
-                "SELECT record FROM records WHERE kind = ? AND owner = ? AND debate_id = ? "
-                "AND (expires_at IS NULL OR expires_at >= ?)", (kind, owner, debate_id, time.time()),
-            ).fetchone()
-        return json.loads(row[0]) if row else None
+    @mapped
+    async def _put(self, item: Pending) -> dict:
+        now = self.clock()
+        db = await self.db.conn()
+        await db.execute("DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+        await db.execute("INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?)",
+                         (item.kind, item.owner, item.debate_id, json.dumps(item.record), now, item.expires_at))
+        rows = await db.execute_fetchall(f"SELECT record FROM records WHERE {_LIVE}",
+                                         (item.kind, item.owner, item.debate_id, now))
+        return json.loads(rows[0][0]) if rows else item.record
 
-    def _add_counters(self, payee, deltas):
-        with self._lock:
-            db = self._conn()
-            db.execute("BEGIN")
-            for counter, value in deltas.items():
-                db.execute("INSERT INTO reputation VALUES (?, ?, ?) ON CONFLICT (payee, counter) "
-                           "DO UPDATE SET value = value + excluded.value", (payee, counter, float(value)))
-            db.execute("COMMIT")
+    @mapped
+    async def _get(self, kind: str, owner: str, debate_id: str) -> dict | None:
+        db = await self.db.conn()
+        rows = await db.execute_fetchall(f"SELECT record FROM records WHERE {_LIVE}",
+                                         (kind, owner, debate_id, self.clock()))
+        return json.loads(rows[0][0]) if rows else None
 
-    def _counters(self, payees):
-        with self._lock:
-            rows = self._conn().execute("SELECT payee, counter, value FROM reputation").fetchall()
+    @mapped
+    async def _add_counters(self, observations: dict[str, dict[str, float]]) -> None:
+        rows = [(payee, counter, float(value)) for payee, deltas in observations.items()
+                for counter, value in deltas.items()]
+        if rows:  # one statement: all of a run's increments land together or not at all
+            db = await self.db.conn()
+            await db.execute("INSERT INTO reputation VALUES " + ", ".join(["(?, ?, ?)"] * len(rows))
+                             + " ON CONFLICT (payee, counter) DO UPDATE SET value = value + excluded.value",
+                             [v for row in rows for v in row])
+
+    @mapped
+    async def _counters(self, payees: list[str] | None) -> dict[str, dict[str, float]]:
+        db = await self.db.conn()
+        rows = await db.execute_fetchall("SELECT payee, counter, value FROM reputation")
         out: dict[str, dict[str, float]] = {}
         for payee, counter, value in rows:
             if payees is None or payee in payees:
                 out.setdefault(payee, {})[counter] = value
         return out
+
+    async def _close(self) -> None:
+        await self.db.close()

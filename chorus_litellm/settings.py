@@ -1,0 +1,139 @@
+"""Process settings: every `CHORUS_*` environment variable the package reads, validated once.
+
+Boundary: this module reads the environment (or a mapping given instead) and resolves
+paths; it opens no file and no connection (it creates at most the data directories). `load_settings()` turns a validation error
+into a `ConfigError` naming the variable (`CHORUS_STORE: Input should be 'sqlite' or
+'redis'`). Profile configuration (litellm_config.yaml) lives in `config.py`, not here.
+
+Paths are made absolute at load time, so a later `chdir` changes nothing, and the
+default data directory is `$XDG_DATA_HOME/chorus-litellm` (else
+`~/.local/share/chorus-litellm`), never the working directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+
+ENV_PREFIX = "CHORUS_"
+
+# The mapping `load_settings` reads; None means os.environ (what `Settings()` reads).
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("chorus_environ", default=None)
+
+
+def data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """`$XDG_DATA_HOME/chorus-litellm`, else `~/.local/share/chorus-litellm` (XDG spec:
+    a relative XDG_DATA_HOME is ignored)."""
+    xdg = (os.environ if environ is None else environ).get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "chorus-litellm"
+
+
+def outbox_beside(db_path: Path) -> Path:
+    """The default outbox of a SQLite store: `chorus.sqlite3` -> `chorus.outbox.sqlite3`."""
+    return db_path.with_name(f"{db_path.stem}.outbox.sqlite3")
+
+
+def _default_db_path() -> Path:
+    return data_dir(_ENVIRON.get()) / "chorus.sqlite3"
+
+
+class _EnvironSource(PydanticBaseSettingsSource):
+    """The non-empty `CHORUS_<FIELD>` variables of the mapping being loaded."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        env = _ENVIRON.get()
+        env = os.environ if env is None else env
+        names = {name: ENV_PREFIX + name.upper() for name in self.settings_cls.model_fields}
+        return {name: env[var] for name, var in names.items() if env.get(var)}
+
+
+class Settings(BaseSettings):
+    """The process's settings; frozen. Build it with `load_settings()`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    # SQLite needs no server; Redis is the choice only when several replicas share records.
+    store: Literal["sqlite", "redis"] = "sqlite"
+    # The user's data directory: the working directory may be read-only or shared.
+    db_path: Path = Field(default_factory=_default_db_path)
+    # Where `redis-server` listens out of the box.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Local disk that outlives a backend outage: beside the db (sqlite), in the data dir (redis).
+    outbox_path: Path | None = None
+    # Records kept during an outage reach the backend seconds after it recovers, at no cost.
+    outbox_flush_interval_s: float = Field(5.0, gt=0)
+    # No key, no bounties: receipts cannot be signed. SecretStr keeps it out of reprs.
+    signing_key: SecretStr | None = None
+    # The JSON `chorus keygen` writes; None: the key (if any) comes from signing_key.
+    signing_key_file: Path | None = None
+    # Empty until the first key rotation: only the current key verifies receipts.
+    previous_public_keys: str = ""
+    # None: torch's own default (all cores); set it when several workers share a host.
+    torch_threads: int | None = Field(None, ge=1)
+    # None: only the test proxy writes a spend log; nothing in the package needs one.
+    spend_log: str | None = None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any,
+                                   *_: Any, **__: Any) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _EnvironSource(settings_cls)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_outbox(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("outbox_path"):
+            if data.get("store") == "redis":
+                outbox = data_dir(_ENVIRON.get()) / "chorus-redis.outbox.sqlite3"
+            else:
+                outbox = outbox_beside(Path(data.get("db_path") or _default_db_path()))
+            data = {**data, "outbox_path": outbox}
+        return data
+
+    @field_validator("db_path", "outbox_path", "signing_key_file")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        return None if path is None else Path(os.path.abspath(path.expanduser()))
+
+    @property
+    def previous_keys(self) -> list[str]:
+        """`previous_public_keys` split on commas: base64 public keys or key files."""
+        return [item.strip() for item in self.previous_public_keys.split(",") if item.strip()]
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, create_dirs: bool = True) -> Settings:
+    """Validate the `CHORUS_*` variables of `environ` (default: os.environ).
+
+    With `create_dirs`, the parent directories of the db and outbox are created when
+    possible (a failure here is not an error: the store reports it when it opens).
+    """
+    token = _ENVIRON.set(environ)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe(err) for err in exc.errors())) from None
+    finally:
+        _ENVIRON.reset(token)
+    if create_dirs:
+        for path in (settings.db_path if settings.store == "sqlite" else None, settings.outbox_path):
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def _describe(err: Any) -> str:
+    loc = err.get("loc") or ()
+    return f"{ENV_PREFIX}{str(loc[0]).upper()}: {err['msg']}" if loc else err["msg"]
