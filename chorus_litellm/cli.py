@@ -92,7 +92,8 @@ def serve(args: argparse.Namespace) -> int:
     if check(args.config):
         return 1
     # The packaged price map: the proxy otherwise tries to download one at start.
-    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **os.environ}
+    # NUM_WORKERS tells each worker how many share the cores (embedding threads per worker).
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **os.environ, "NUM_WORKERS": str(args.workers)}
     children: list[subprocess.Popen] = []
     if args.demo:
         children.append(subprocess.Popen(

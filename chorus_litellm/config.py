@@ -217,6 +217,10 @@ class LimitsConfig(_Strict):
     # ~50k tokens of prompt; fusion multiplies the prompt by the panel size, so cap it.
     max_prompt_chars: int = Field(200_000, ge=1)
     max_messages: int = Field(256, ge=1)
+    # One deadline for the whole run, every stage and round included (the client's own
+    # `timeout`, if shorter, wins). 300 s lets a default MoA run (panel 60 + judge 60 +
+    # synthesis 120) finish, and bounds a multi-round debate or consensus loop.
+    run_timeout_s: float = Field(300.0, gt=0, le=3600)
 
 
 class ProfileConfig(_Strict):

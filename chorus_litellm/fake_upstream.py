@@ -9,6 +9,8 @@ behaviour is chosen by words in the requested model name:
     hang                never answer (exercises deadlines)
     slow                take 10x the base latency (a straggler)
     badjson             answer JSON-mode requests with text that is not JSON
+    drip                stream 0.2 s per word (a long synthesis to disconnect from)
+    midfail             stream three words, then break the connection
 
 Otherwise it answers after `latency` seconds: judge requests (JSON mode) get a valid
 analysis built from the labels in the prompt, classifier requests get a difficulty
@@ -137,8 +139,11 @@ class FakeUpstream:
         yield chunk({"role": "assistant", "content": ""})
         words = text.split(" ") if text else []
         for i, word in enumerate(words):
-            if self.token_delay:
-                await asyncio.sleep(self.token_delay)
+            if "midfail" in model and i == 3:
+                raise ConnectionResetError("fake upstream: the stream broke mid-answer")
+            delay = 0.2 if "drip" in model else self.token_delay
+            if delay:
+                await asyncio.sleep(delay)
             yield chunk({"content": word if i == 0 else " " + word})
         yield chunk({}, finish)
         if usage:

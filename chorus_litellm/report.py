@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .types import Caller, Completion, Panel, Route, Synthesis, Usage, Verdict
+from .types import Caller, Completion, Outcome, Panel, Route, Synthesis, Usage, Verdict
 
 
 @dataclass(frozen=True)
 class Call:
-    stage: str  # classifier | forward | panel | judge | synthesis
+    stage: str  # classifier | forward | panel | debate | critique | vote | candidate | judge | synthesis
     seat: str
     completion: Completion
+    status: str = "ok"  # ok | partial | cancelled | timeout (the ledger's word for how it ended)
+    estimated: bool = False  # usage and cost estimated (the call never reported its own)
 
 
 @dataclass
@@ -34,15 +36,13 @@ class RunReport:
     transcript: list | None = None  # debate: every agent's answer per round (audit mode)
     settlement: dict | None = None  # receipt id and payout summary, when a bounty was paid
     receipt: dict | None = None  # the full signed receipt (audit mode; always retrievable)
+    outcome: Outcome | None = None  # what the deliberation produced, every round's seats included
+    request_hash: str | None = None  # what the run answered (idempotency checks)
+    notes: list[str] = field(default_factory=list)  # what went wrong but did not fail the run
 
-    def add(self, stage: str, seat: str, completion: Completion | None) -> None:
-        if completion is not None:
-            self.calls.append(Call(stage, seat, completion))
-
-    def add_round(self, result: Panel, round_no: int) -> None:
-        """A debate round's answers: round 1 is the panel, later rounds are the debate."""
-        for answer in result.answers:
-            self.add("panel" if round_no == 1 else "debate", answer.seat.name, answer.completion)
+    def add(self, stage: str, seat: str, completion: Completion, *, status: str = "ok",
+            estimated: bool = False) -> None:
+        self.calls.append(Call(stage, seat, completion, status, estimated))
 
     @property
     def usage(self) -> Usage:
@@ -105,7 +105,8 @@ class RunReport:
                 "calls": [
                     {"stage": c.stage, "seat": c.seat, "model": c.completion.model,
                      **c.completion.usage.as_dict(), "cost": c.completion.cost,
-                     "latency_s": round(c.completion.latency_s, 4)}
+                     "latency_s": round(c.completion.latency_s, 4), "status": c.status,
+                     **({"estimated": True} if c.estimated else {})}
                     for c in self.calls
                 ],
             },
@@ -131,6 +132,8 @@ class RunReport:
             }
         if self.settlement is not None:
             ext["settlement"] = self.settlement
+        if self.notes:
+            ext["notes"] = list(self.notes)
         if self.deliberation is not None:
             ext["deliberation"] = {"protocol": self.protocol, **self.deliberation}
         if audit:

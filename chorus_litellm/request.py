@@ -18,10 +18,20 @@ from .types import Caller, Message
 # Content part types a text panel can read. Images and audio would reach only some members.
 TEXT_PARTS = {"text"}
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
-# Sampling params forwarded to the panel and the synthesizer; everything else is dropped.
-SAMPLING = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "user")
-# Params only the final answer honours (the panel's drafts have their own limits).
-FINAL_ONLY = ("max_tokens", "max_completion_tokens", "stop")
+# Sampling params forwarded to the panel and the synthesizer.
+SAMPLING = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "user", "reasoning_effort")
+# Params only the final answer honours (the panel's drafts have their own limits and
+# are free text; the synthesizer writes the JSON a response_format asks for).
+FINAL_ONLY = ("max_tokens", "max_completion_tokens", "stop", "response_format")
+# Params a fused answer cannot honour: refused with a 400 rather than silently dropped.
+REFUSED = {
+    "logprobs": "a fused answer is written from several models' drafts; no one model's log-probabilities describe it",
+    "top_logprobs": "a fused answer has no single model's log-probabilities",
+    "logit_bias": "token ids differ between the panel's models",
+    "modalities": "fusion profiles answer in text only",
+    "audio": "fusion profiles answer in text only",
+    "prediction": "predicted outputs need one model writing the whole answer",
+}
 TOOL_PARAMS = ("tools", "tool_choice", "functions", "function_call", "parallel_tool_calls")
 
 
@@ -60,6 +70,7 @@ class FusionRequest:
     final_params: dict[str, Any] = field(default_factory=dict)
     debate: DebateConfig = DebateConfig()
     bounty: tuple[int, str] | None = None  # (minor units, ISO 4217 currency)
+    owner: str | None = None  # who owns what the run stores (team or key); None: nothing readable is kept
 
     @property
     def debate_id(self) -> str:
@@ -200,6 +211,13 @@ def build_request(
     n = params.get("n")
     if n not in (None, 1):
         raise RequestError("n: fusion returns exactly one choice; n must be 1", param="n")
+    for name, why in REFUSED.items():
+        if params.get(name) not in (None, False, [], {}):
+            raise RequestError(f"{name} is not supported by fusion profiles: {why}", param=name)
+    debate = effective_debate(profile, options)
+    if wants_json(params) and debate.protocol == "consensus":
+        raise RequestError("response_format is not supported with the consensus protocol: the panel votes on "
+                           "a free-text candidate", param="response_format")
     forward = "tools" if uses_tools(messages, params) else None
     if forward and not profile.router.single_model:
         raise RequestError(
@@ -218,9 +236,15 @@ def build_request(
         forward_reason=forward,
         sampling={k: params[k] for k in SAMPLING if params.get(k) is not None},
         final_params={k: params[k] for k in FINAL_ONLY if params.get(k) is not None},
-        debate=effective_debate(profile, options),
+        debate=debate,
         bounty=parse_bounty(params.get("bounty"), profile),
     )
+
+
+def wants_json(params: dict[str, Any]) -> bool:
+    """Whether the client asked for JSON (`response_format` other than plain text)."""
+    fmt = params.get("response_format")
+    return isinstance(fmt, dict) and fmt.get("type", "text") != "text"
 
 
 def prompt_text(messages: list[Message]) -> str:

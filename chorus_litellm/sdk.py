@@ -13,12 +13,13 @@ from .errors import ConfigError
 log = logging.getLogger("chorus_litellm")
 
 
-def register(config: str | Path | dict) -> Any:
+def register(config: str | Path | dict, *, owner: str = "local") -> Any:
     """Make `litellm.completion(model="fusion/<profile>")` work in this process.
 
     Reads a litellm_config.yaml (path or dict), validates every fusion profile, builds a
     `litellm.Router` from its `model_list` for the inner calls, and installs the handler
-    in `litellm.custom_provider_map`. Returns the handler.
+    in `litellm.custom_provider_map`. Returns the handler. SDK calls carry no LiteLLM key,
+    so their receipts and transcripts belong to `owner` (this process's own records).
     """
     import litellm
 
@@ -28,7 +29,7 @@ def register(config: str | Path | dict) -> Any:
     profiles = load_profiles(data)
     inner = [e for e in data.get("model_list") or [] if not _is_fusion(e)]
     router = litellm.Router(model_list=inner, **(data.get("router_settings") or {}))
-    handler = FusionHandler(profiles, get_router=lambda: router)
+    handler = FusionHandler(profiles, get_router=lambda: router, anonymous_owner=owner)
     _warm_embeddings(profiles)
     litellm.custom_provider_map = [
         *(p for p in litellm.custom_provider_map if p.get("provider") != PROVIDER),
@@ -51,7 +52,9 @@ def proxy_handler() -> Any:
     profile stops the proxy with a message naming the profile and field.
     """
     from .adapters.provider import FusionHandler
+    from .settings import load_settings
 
+    load_settings()  # every CHORUS_* variable, checked now: a bad one stops the proxy, named
     profiles = {}
     path = _proxy_config_path()
     if path:

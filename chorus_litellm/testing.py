@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import UpstreamError
 from .fake_upstream import _answer
-from .types import Completion, Message, Usage
+from .types import Completion, Message, Relay, Usage
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Reply:
     # For streams: fail with this error after sending `fail_after` words.
     error: UpstreamError | None = None
     fail_after: int = 0
+    word_delay: float = 0.0  # streams: seconds before each word
 
 
 @dataclass
@@ -44,11 +45,18 @@ class Call:
     params: dict[str, Any]
     stream: bool = False
     cancelled: bool = False
+    stage: str = ""
+    seat: str = ""
+
+
+# What `FakeCompleter.estimate` charges per token of a call that never reported usage.
+ESTIMATE_PRICE = 1e-4
 
 
 @dataclass
 class FakeCompleter:
     json_models: set[str] = field(default_factory=set)
+    schema_models: set[str] = field(default_factory=set)
     calls: list[Call] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -78,8 +86,9 @@ class FakeCompleter:
             call.cancelled = True
             raise
 
-    async def complete(self, model: str, messages: list[Message], *, timeout: float, **params: Any) -> Completion:
-        call = Call(model, list(messages), dict(params))
+    async def complete(self, model: str, messages: list[Message], *, timeout: float, stage: str = "",
+                       seat: str = "", run: str = "", **params: Any) -> Completion:
+        call = Call(model, list(messages), dict(params), stage=stage, seat=seat)
         self.calls.append(call)
         reply = self._next(model, messages, params)
         await self._wait(call, reply.delay, timeout)
@@ -87,22 +96,56 @@ class FakeCompleter:
             raise reply.error
         return Completion(reply.text, model, reply.usage, reply.cost, reply.delay, "stop")
 
-    async def stream(self, model: str, messages: list[Message], *, timeout: float, **params: Any):
-        call = Call(model, list(messages), dict(params), stream=True)
+    async def stream(self, model: str, messages: list[Message], *, timeout: float, stage: str = "",
+                     seat: str = "", run: str = "", **params: Any):
+        call = Call(model, list(messages), dict(params), stream=True, stage=stage, seat=seat)
         self.calls.append(call)
         reply = self._next(model, messages, params)
         await self._wait(call, reply.delay, timeout)
         words = reply.text.split(" ") if reply.text else []
-        for i, word in enumerate(words):
-            if reply.error is not None and i >= reply.fail_after:
-                break
-            yield word if i == 0 else " " + word
+        try:
+            for i, word in enumerate(words):
+                if reply.error is not None and i >= reply.fail_after:
+                    break
+                if reply.word_delay:
+                    await self._wait(call, reply.word_delay, timeout)
+                yield word if i == 0 else " " + word
+        except GeneratorExit:  # the consumer closed the stream mid-answer
+            call.cancelled = True
+            raise
         if reply.error is not None:
             raise reply.error
         yield Completion(reply.text, model, reply.usage, reply.cost, reply.delay, "stop")
 
+    def estimate(self, model: str, messages: list[Message], text: str) -> Completion:
+        """Prompt: its words; completion: the words of `text`; ESTIMATE_PRICE a token."""
+        prompt = sum(len(str(m.get("content") or "").split()) for m in messages)
+        usage = Usage(prompt, len(text.split()))
+        return Completion(text, model, usage, usage.total_tokens * ESTIMATE_PRICE)
+
     def supports_json_mode(self, model: str) -> bool:
-        return model in self.json_models
+        return model in self.json_models or model in self.schema_models
+
+    def supports_response_schema(self, model: str) -> bool:
+        return model in self.schema_models
+
+
+class FakeForwarder:
+    """The forward leg's test double: the gate's single model answers through a
+    FakeCompleter; each text piece (or the whole answer) is relayed as is."""
+
+    def __init__(self, completer: FakeCompleter) -> None:
+        self.completer = completer
+
+    async def forward(self, model: str, messages: list[Message], params: dict[str, Any], *, stream: bool,
+                      timeout: float):
+        if not stream:
+            completion = await self.completer.complete(model, messages, timeout=timeout, **params)
+            yield Relay(completion.text)
+            yield completion
+            return
+        async for piece in self.completer.stream(model, messages, timeout=timeout, **params):
+            yield piece if isinstance(piece, Completion) else Relay(piece)
 
 
 class HashEmbedder:

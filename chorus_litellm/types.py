@@ -104,6 +104,52 @@ class Panel:
 
 
 @dataclass(frozen=True)
+class SeatResult:
+    """What one seat did in one round: answered (used or filtered as an echo) or failed.
+
+    Every deliberation records one per seat per round, so settlement and reputation see
+    seats that failed or echoed in any round, not only the survivors of the last one."""
+
+    seat: Seat
+    round: int
+    text: str = ""
+    failure: PanelFailure | None = None
+    echo: str | None = None  # why the watchdog filtered the answer
+
+    @property
+    def reason(self) -> str | None:
+        """Why this result is not usable, or None."""
+        if self.failure is not None:
+            return self.failure.kind
+        return f"echo: {self.echo}" if self.echo else None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The common result of every deliberation protocol (moa, debate, consensus).
+
+    `panel` holds the answers the judge and synthesizer work from; `history` every seat's
+    result in every round; `answer` is set when the protocol already wrote the final
+    answer (consensus, or a debate stopped by its token budget), so judge and synthesis
+    are skipped."""
+
+    panel: Panel
+    history: tuple[SeatResult, ...]
+    minority: tuple[str, ...] = ()
+    answer: str | None = None
+    answer_source: str | None = None  # the seat whose answer stands in, if not synthesized
+    summary: dict | None = None  # protocol summary for the `chorus.deliberation` field
+    transcript: list | None = None  # per-round display records (audit mode)
+
+    def last_results(self) -> dict[str, SeatResult]:
+        """Each seat's latest result: where it stood when the run ended."""
+        latest: dict[str, SeatResult] = {}
+        for result in self.history:
+            latest[result.seat.name] = result
+        return latest
+
+
+@dataclass(frozen=True)
 class Point:
     claim: str
     support: tuple[str, ...]  # seat names (de-anonymized)
@@ -157,8 +203,15 @@ class Delta:
 
 
 @dataclass(frozen=True)
+class Relay:
+    """A forwarded model's own response or stream chunk, relayed untouched (LiteLLM type)."""
+
+    item: Any
+
+
+@dataclass(frozen=True)
 class Done:
     report: Any  # report.RunReport
 
 
-Event = Progress | Delta | Done
+Event = Progress | Delta | Relay | Done

@@ -14,7 +14,8 @@ import pytest
 from tests.servers import fake_upstream, fusion_entry, litellm_proxy, model_entry
 
 MODELS = ["model-a", "model-b", "model-c", "slow-c", "fail500-b", "fail500-a", "fail429-b",
-          "hang-c", "filter-b", "judge", "badjson-judge", "writer", "fail500-writer"]
+          "hang-c", "filter-b", "judge", "badjson-judge", "writer", "fail500-writer", "drip-writer",
+          "midfail-writer"]
 
 
 def fusion(members, judge="judge", writer="writer", **panel):
@@ -48,6 +49,9 @@ def e2e_config(upstream: str) -> dict:
                                                 "echo": {"copy_similarity": 1.0}}}),
             fusion_entry("consensus", {**fusion(["model-a", "model-b", "model-c"]),
                                        "debate": {"protocol": "consensus", "max_rounds": 2}}),
+            fusion_entry("half", fusion(["model-a", "fail500-b", "fail429-b"])),
+            fusion_entry("drip", fusion(["model-a", "model-b"], writer="drip-writer")),
+            fusion_entry("midfail", fusion(["model-a", "model-b"], writer="midfail-writer")),
             fusion_entry("single-down", {**fusion(["model-a", "model-b"]),
                                          "router": {"policy": "never_fuse", "single_model": "fail500-a"}}),
         ],
@@ -82,7 +86,7 @@ def signing_key(tmp_path_factory):
 
 def proxy_env(workdir: Path, signing_key: dict, spend: Path) -> dict:
     return {"CHORUS_SPEND_LOG": str(spend), "CHORUS_SIGNING_KEY_FILE": signing_key["path"],
-            "CHORUS_DB_PATH": str(workdir / "chorus.sqlite3")}
+            "CHORUS_DB_PATH": str(workdir / "chorus.sqlite3"), "CHORUS_OUTBOX_PATH": str(workdir / "outbox.sqlite3")}
 
 
 @pytest.fixture(scope="session")

@@ -25,3 +25,19 @@ def request(prof=None, messages=None, stream=False, **params):
         stream=stream,
         request_id="run-1",
     )
+
+
+def context(req, completer, *, embedder=None, seed=0, **ports):
+    """A run context as the provider builds one, with test ports."""
+    import random
+
+    from chorus_litellm.context import RunContext
+
+    return RunContext.create(req, completer, embedder=embedder, rng=random.Random(seed), **ports)
+
+
+async def run_events(req, completer, **kwargs):
+    """Every event `pipeline.run` yields for `req`."""
+    from chorus_litellm import pipeline
+
+    return [e async for e in pipeline.run(context(req, completer, **kwargs))]

@@ -24,7 +24,27 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     return UserAPIKeyAuth(api_key=hashlib.sha256(key.encode()).hexdigest(), team_id=team, user_id=user)
 
 
+def _write(record: dict) -> None:
+    with open(os.environ["CHORUS_SPEND_LOG"], "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
 class SpendLog(CustomLogger):
+    """What LiteLLM's own spend tracking (`_ProxyDBLogger`) would charge, per logged call:
+    success events (including the one LiteLLM dispatches when a client disconnects
+    mid-stream) and failures (the partial usage and cost lifted onto the request)."""
+
+    async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
+                                           traceback_str=None):
+        import litellm
+
+        billed = isinstance(request_data.get("combined_usage_object"), litellm.Usage)
+        _write({"failure": True, "status": getattr(original_exception, "status_code", None),
+                "model_group": request_data.get("model"),
+                "response_cost": float(request_data.get("response_cost") or 0.0) if billed else 0.0,
+                "team_id": user_api_key_dict.team_id, "key_hash": user_api_key_dict.api_key,
+                "call_id": request_data.get("litellm_call_id")})
+
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
         slo = kwargs.get("standard_logging_object") or {}
         meta = slo.get("metadata") or {}
@@ -36,9 +56,9 @@ class SpendLog(CustomLogger):
             "team_id": meta.get("user_api_key_team_id"),
             "key_hash": meta.get("user_api_key_hash"),
             "call_id": kwargs.get("litellm_call_id"),
+            "tags": meta.get("tags") or (slo.get("request_tags") or []),
         }
-        with open(os.environ["CHORUS_SPEND_LOG"], "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        _write(record)
 
 
 spend_log = SpendLog()

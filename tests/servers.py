@@ -80,7 +80,7 @@ def litellm_proxy(config: dict, workdir: Path, env: dict | None = None, workers:
     path = workdir / "litellm_config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     log = workdir / "proxy.log"
-    environ = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    environ = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "NUM_WORKERS": str(workers),
                "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), **(env or {})}
     with open(log, "w") as fh:
         proc = subprocess.Popen(

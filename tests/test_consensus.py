@@ -1,12 +1,9 @@
 """The consensus protocol through the pipeline with scripted agents."""
 
-import random
-
-from chorus_litellm import pipeline
 from chorus_litellm.stages.consensus import parse_vote
 from chorus_litellm.testing import FakeCompleter
 from chorus_litellm.types import Delta
-from tests.factories import profile, request
+from tests.factories import profile, request, run_events
 
 ACCEPT = '{"accept": true, "objection": ""}'
 REJECT = '{"accept": false, "objection": "misses the cost of partitions"}'
@@ -18,7 +15,7 @@ def consensus(**debate):
 
 
 async def run(prof, fake):
-    events = [e async for e in pipeline.run(request(prof), fake, random.Random(0))]
+    events = await run_events(request(prof), fake)
     return "".join(e.text for e in events if isinstance(e, Delta)), events[-1].report
 
 

@@ -1,14 +1,11 @@
 """The debate protocol through the pipeline: scripted agents, bag-of-words embeddings."""
 
-import random
-
 import pytest
 
-from chorus_litellm import pipeline
 from chorus_litellm.errors import QuorumError, RequestError
 from chorus_litellm.testing import FakeCompleter, HashEmbedder
 from chorus_litellm.types import Delta, Progress
-from tests.factories import profile, request
+from tests.factories import profile, request, run_events
 
 Q = "What is six times seven? Give the final answer."
 
@@ -19,7 +16,7 @@ def debating(**debate):
 
 
 async def run(req, fake):
-    events = [e async for e in pipeline.run(req, fake, random.Random(0), embedder=HashEmbedder())]
+    events = await run_events(req, fake, embedder=HashEmbedder())
     return events, events[-1].report
 
 

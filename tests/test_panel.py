@@ -40,7 +40,7 @@ async def test_whole_conversation_and_params_reach_every_member():
 async def test_partial_failure_is_a_value():
     fake = FakeCompleter().enqueue("b", UpstreamError("http_error", "boom", status=500))
     panel = await run(fake, three())
-    assert [a.seat.name for a in panel.answers] == ["a", "c"] or len(panel.answers) == 2
+    assert sorted(a.seat.name for a in panel.answers) == ["a", "c"]
     (failure,) = panel.failures
     assert (failure.seat.name, failure.kind, failure.status) == ("b", "http_error", 500)
 
@@ -107,15 +107,15 @@ async def test_caller_cancellation_cancels_members():
 
 
 async def test_grace_is_relative_to_the_quorum_time():
-    # quorum after 0.2 s; ratio 0.25 gives stragglers 0.05 s, not the 5 s cap
+    # quorum after 0.2 s; ratio 1.0 gives stragglers 0.2 s more (until ~0.4 s), not the 5 s cap
     fake = FakeCompleter().enqueue("a", Reply("x", delay=0.2)).enqueue("b", Reply("x", delay=0.2))
-    fake.enqueue("c", Reply("x", delay=0.6))
+    fake.enqueue("c", Reply("x", delay=3.0))
     loop = asyncio.get_running_loop()
     started = loop.time()
-    panel = await run(fake, three(), grace=5.0, ratio=0.25)
-    assert 0.2 <= loop.time() - started < 0.45
-    assert [f.kind for f in panel.failures] == ["cancelled"]
+    panel = await run(fake, three(), grace=5.0, ratio=1.0)
+    assert loop.time() - started < 2.0  # cut at the relative grace, far below the 5 s cap
+    assert [f.kind for f in panel.failures] == ["cancelled"] and fake.calls_to("c")[0].cancelled
     fake = FakeCompleter().enqueue("a", Reply("x", delay=0.2)).enqueue("b", Reply("x", delay=0.2))
-    fake.enqueue("c", Reply("x", delay=0.22))
-    panel = await run(fake, three(), grace=5.0, ratio=0.25)
-    assert len(panel.answers) == 3  # 10% behind: waited for
+    fake.enqueue("c", Reply("x", delay=0.25))
+    panel = await run(fake, three(), grace=5.0, ratio=1.0)
+    assert len(panel.answers) == 3  # 25% behind, inside a 100% grace: waited for

@@ -1,16 +1,14 @@
-import random
-
 import pytest
 
 from chorus_litellm import pipeline
 from chorus_litellm.errors import QuorumError, UpstreamError
-from chorus_litellm.testing import FakeCompleter, Reply
-from chorus_litellm.types import Delta, Done, Progress
-from tests.factories import profile, request
+from chorus_litellm.testing import FakeCompleter, FakeForwarder, Reply
+from chorus_litellm.types import Delta, Done, Progress, Relay, Usage
+from tests.factories import context, profile, request, run_events
 
 
-async def events(req, fake):
-    return [e async for e in pipeline.run(req, fake, random.Random(0))]
+async def events(req, fake, **ports):
+    return await run_events(req, fake, **ports)
 
 
 async def test_story_and_usage_sum_over_every_stage():
@@ -52,17 +50,23 @@ async def test_quorum_error_comes_before_any_event():
     fake = FakeCompleter()
     for m in ("model-a", "model-b"):
         fake.enqueue(m, UpstreamError("timeout", "deadline exceeded"))
-    gen = pipeline.run(request(), fake)
+    gen = pipeline.run(context(request(), fake))
     with pytest.raises(QuorumError, match="model-a .*timeout.*model-b .*timeout"):
         await gen.__anext__()
 
 
-async def test_easy_prompt_is_forwarded():
+@pytest.mark.parametrize("stream", [False, True])
+async def test_easy_prompt_is_forwarded_and_recorded_like_a_run(stream):
     p = profile(router={"policy": "auto", "single_model": "model-a"})
-    out = await events(request(p, messages=[{"role": "user", "content": "hello"}]), FakeCompleter())
-    (forward,) = out
-    assert isinstance(forward, pipeline.Forward) and forward.model == "model-a"
-    assert forward.report.route.decision == "single"
+    fake = FakeCompleter().enqueue("model-a", Reply("hi there", usage=Usage(3, 2), cost=0.25))
+    out = await events(request(p, messages=[{"role": "user", "content": "hello"}], stream=stream), fake,
+                       forwarder=FakeForwarder(fake))
+    relayed = "".join(e.item for e in out if isinstance(e, Relay))
+    assert relayed == "hi there" and isinstance(out[-1], Done)
+    report = out[-1].report
+    assert report.route.decision == "single" and [c.stage for c in report.calls] == ["forward"]
+    assert report.cost == 0.25 and report.usage.total_tokens == 5
+    assert [a.seat.name for a in report.panel.answers] == ["single_model"]
 
 
 async def test_request_quorum_override_and_include_panel():

@@ -4,7 +4,7 @@ import litellm
 import pytest
 
 from chorus_litellm.adapters.provider import FusionHandler
-from chorus_litellm.errors import UpstreamError
+from chorus_litellm.errors import RequestError, UpstreamError
 from chorus_litellm.testing import FakeCompleter, Reply
 from chorus_litellm.types import Usage
 from tests.factories import profile
@@ -90,10 +90,14 @@ async def test_caller_identity_is_captured(fake):
 
 
 def test_sync_completion(fake):
+    fake.enqueue("writer", Reply("fused sync", usage=Usage(7, 3), cost=0.5), Reply("streamed sync"))
     resp = litellm.completion(model="fusion/test", messages=HARD)
-    assert resp.choices[0].message.content
-    chunks = list(litellm.completion(model="fusion/test", messages=HARD, stream=True))
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert resp.choices[0].message.content == "fused sync"
+    assert resp.usage.total_tokens == 4 * 15 + 10 and resp.chorus["cost"]["total"] == pytest.approx(0.504)
+    chunks = list(litellm.completion(model="fusion/test", messages=HARD, stream=True,
+                                     stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "streamed sync"
+    assert [c.usage for c in chunks if getattr(c, "usage", None)][-1].total_tokens == 5 * 15
 
 
 async def test_reputation_filters_seats(tmp_path):
@@ -113,3 +117,307 @@ async def test_reputation_filters_seats(tmp_path):
     counters = await store.reputation()
     assert counters["model:model-b"]["runs"] == 11  # this run was recorded too
     litellm.custom_provider_map = []
+
+
+# -- the one error boundary ----------------------------------------------------------------
+class FakeLogging:
+    """Stands in for LiteLLM's logging object: what the provider tells it to charge."""
+
+    def __init__(self):
+        self.model_call_details = {}
+        self.partial = None
+
+    def record_partial_usage_for_failure(self, usage, cost):
+        self.partial = (usage.total_tokens, cost)
+
+
+def direct(handler, method, messages=HARD, logging_obj=None, litellm_params=None, timeout=None, **params):
+    """Call the handler as LiteLLM does (positional args), without LiteLLM in between."""
+    from litellm.types.utils import ModelResponse
+
+    return getattr(handler, method)("test", messages, None, {}, ModelResponse(), print, None, None,
+                                    logging_obj, params, litellm_params=litellm_params or {}, timeout=timeout)
+
+
+class BrokenStore:
+    """A store whose every write fails with a plain bug (not an outage it could outbox)."""
+
+    async def start(self):
+        pass
+
+    async def put_transcript(self, *a, **k):
+        raise RuntimeError("disk on fire")
+
+    async def get_transcript(self, *a, **k):
+        return None
+
+    async def add_reputation(self, *a, **k):
+        raise RuntimeError("disk on fire")
+
+    async def reputation(self, *a, **k):
+        raise RuntimeError("disk on fire")
+
+
+class BrokenSigner:
+    key_id = "ed25519:broken"
+
+    def sign(self, payload):
+        from chorus_litellm.adapters.signing import SigningError
+
+        raise SigningError("the key is unusable")
+
+
+class BrokenEmbedder:
+    model_id = "broken"
+
+    async def encode(self, texts):
+        raise OSError("model weights missing")
+
+
+KEYED = {"metadata": {"user_api_key_hash": "h", "user_api_key_team_id": "team-a"}}
+CASES = {
+    "store bug": (dict(store=BrokenStore()), {}, profile(), 500, "RuntimeError: disk on fire"),
+    "signing error": (dict(signer=BrokenSigner()), {"bounty": {"amount": 100}}, profile(), 500, "SigningError"),
+    "embedder load failure": (dict(embedder=BrokenEmbedder()), {}, profile(debate={"protocol": "debate"}), 500,
+                              "OSError: model weights missing"),
+    "missed quorum": ({}, {}, profile(panel={"members": ["model-a", "fail-b", "fail-c"], "min_quorum": 2}), 502,
+                      "quorum not met"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_no_exception_ever_triggers_a_router_retry(case, tmp_path):
+    ports, body, prof, status, match = CASES[case]
+    fake = FakeCompleter().enqueue("fail-b", UpstreamError("http_error", "no", status=500))
+    fake.enqueue("fail-c", UpstreamError("http_error", "no", status=500))
+    ports.setdefault("store", __import__("chorus_litellm.adapters.store_sqlite", fromlist=["x"])
+                     .SQLiteStore(tmp_path / "db.sqlite3"))
+    handler = FusionHandler({"test": prof}, completer=fake, **ports)
+    runs, prepare = [], handler._prepare
+    handler._prepare = lambda *a, **k: runs.append(1) or prepare(*a, **k)
+    litellm.custom_provider_map = [{"provider": "fusion", "custom_handler": handler}]
+    from litellm.utils import custom_llm_setup
+
+    custom_llm_setup()
+    router = litellm.Router(model_list=[{"model_name": "fusion/test", "litellm_params": {"model": "fusion/test"}}],
+                            num_retries=3, retry_after=0)
+    try:
+        with pytest.raises(Exception) as err:
+            await router.acompletion(model="fusion/test", messages=HARD, metadata=KEYED["metadata"], **body)
+    finally:
+        litellm.custom_provider_map = []
+    assert err.value.status_code == status and match in str(err.value)
+    assert "Traceback" not in str(err.value)
+    assert runs == [1]  # the fusion ran once: never replayed by the Router
+    assert all(len(fake.calls_to(m)) <= 1 for m in ("model-a", "fail-b", "fail-c"))
+
+
+def test_every_run_error_keeps_its_status_and_nothing_retries():
+    from chorus_litellm.adapters.provider import to_litellm_error
+    from chorus_litellm.errors import ConflictError, DeadlineError, QuorumError, StoreUnavailable
+
+    for exc, status in [(RequestError("bad"), 400), (ConflictError("used"), 409), (QuorumError("few"), 502),
+                        (UpstreamError("timeout", "slow"), 502), (StoreUnavailable("down"), 503),
+                        (DeadlineError("late"), 504), (ValueError("bug"), 500), (KeyError("x"), 500)]:
+        err = to_litellm_error(exc, "test")
+        assert err.status_code == status and err.num_retries == 0, exc
+
+
+async def test_an_upstream_with_no_choices_is_a_member_failure_not_a_crash():
+    from chorus_litellm.adapters.llm import RouterCompleter
+    from litellm.types.utils import ModelResponse
+
+    class NoChoices:
+        async def acompletion(self, **kwargs):
+            response = ModelResponse()
+            response.choices = []
+            return response
+
+    with pytest.raises(UpstreamError) as err:
+        await RouterCompleter(lambda: NoChoices()).complete("m", HARD, timeout=1)
+    assert err.value.kind == "empty"
+
+
+# -- charging on every exit --------------------------------------------------------------
+async def test_a_missed_quorum_is_charged_for_the_members_that_answered():
+    fake = FakeCompleter().enqueue("model-b", UpstreamError("http_error", "no", status=500))
+    fake.enqueue("model-c", UpstreamError("http_error", "no", status=500))
+    fake.enqueue("model-a", Reply("only me", usage=Usage(10, 5), cost=0.25))
+    log = FakeLogging()
+    with pytest.raises(litellm.BadGatewayError):
+        await direct(FusionHandler({"test": profile()}, completer=fake), "acompletion", logging_obj=log)
+    assert log.partial == (15, 0.25)  # LiteLLM's failure path bills this to the caller's key
+
+
+async def test_client_disconnect_mid_synthesis_charges_what_was_spent_and_cancels_the_rest():
+    fake = FakeCompleter().enqueue("writer", Reply(" ".join(f"w{i}" for i in range(40)), word_delay=0.02))
+    log = FakeLogging()
+    stream = direct(FusionHandler({"test": profile()}, completer=fake), "astreaming", logging_obj=log)
+    async for chunk in stream:
+        if chunk.choices[0].delta.content:
+            break  # the client hangs up after the first words of the answer
+    await stream.aclose()
+    synth = fake.calls_to("writer")[0]
+    assert synth.cancelled
+    panel_and_judge = 4 * 0.001
+    charged = log.model_call_details["additional_response_cost"]
+    assert charged > panel_and_judge  # plus the partial synthesis, estimated
+    assert log.partial[1] == charged
+
+
+async def test_the_run_deadline_ends_a_slow_synthesis_with_the_fallback_answer():
+    prof = profile(limits={"run_timeout_s": 0.5})
+    fake = FakeCompleter().enqueue("writer", Reply("never", delay=30))
+    resp = await direct(FusionHandler({"test": prof}, completer=fake), "acompletion")
+    ext = resp.chorus
+    assert ext["synthesis"]["fallback"] and "timeout" in ext["synthesis"]["error"]
+    assert ext["timings_s"]["total"] < 2
+    assert resp.choices[0].message.content.split(" ")[0] in {"model-a", "model-b", "model-c"}
+
+
+async def test_a_panel_past_the_run_deadline_is_a_504():
+    prof = profile(limits={"run_timeout_s": 0.3})
+    fake = FakeCompleter()
+    for m in ("model-a", "model-b", "model-c"):
+        fake.enqueue(m, Reply("late", delay=30))
+    with pytest.raises(Exception) as err:
+        await direct(FusionHandler({"test": prof}, completer=fake), "acompletion")
+    assert err.value.status_code == 504 and "deadline" in str(err.value)
+
+
+async def test_the_clients_timeout_shortens_the_run_deadline():
+    fake = FakeCompleter().enqueue("writer", Reply("never", delay=30))
+    resp = await direct(FusionHandler({"test": profile()}, completer=fake), "acompletion", timeout=0.4)
+    assert resp.chorus["synthesis"]["fallback"]
+
+
+# -- consensus, params --------------------------------------------------------------------
+async def test_consensus_failure_after_progress_falls_back_to_a_draft_not_a_broken_stream():
+    prof = profile(debate={"protocol": "consensus"}, panel={"members": ["model-a", "model-b", "model-c"],
+                                                             "max_tokens": 16})
+    fake = FakeCompleter().enqueue("writer", UpstreamError("http_error", "down", status=500))
+    chunks = [c async for c in direct(FusionHandler({"test": prof}, completer=fake), "astreaming",
+                                      max_tokens=300, stop=["END"])]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.split(" ")[0] in {"model-a", "model-b", "model-c"}
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    ext = next(c.provider_specific_fields["chorus"] for c in chunks if getattr(c, "provider_specific_fields", None))
+    assert ext["synthesis"]["fallback"] and "stopped" in ext["deliberation"]["stop_reason"]
+    # the synthesizer wrote with the final answer's params, not the drafts' cap
+    writer = fake.calls_to("writer")[0]
+    assert writer.params["max_tokens"] == 300 and writer.params["stop"] == ["END"]
+
+
+async def test_response_format_reaches_the_synthesizer_only():
+    fmt = {"type": "json_object"}
+    fake = FakeCompleter().enqueue("writer", Reply('{"answer": 42}'))
+    resp = await direct(FusionHandler({"test": profile()}, completer=fake), "acompletion", response_format=fmt,
+                        reasoning_effort="low")
+    assert resp.choices[0].message.content == '{"answer": 42}'
+    assert fake.calls_to("writer")[0].params["response_format"] == fmt
+    assert all("response_format" not in c.params for c in fake.calls_to("model-a"))
+    assert fake.calls_to("model-a")[0].params["reasoning_effort"] == "low"
+
+
+async def test_a_json_answer_is_never_replaced_by_a_free_text_fallback():
+    fake = FakeCompleter().enqueue("writer", UpstreamError("http_error", "down", status=500))
+    with pytest.raises(litellm.BadGatewayError, match="JSON the response_format asks for"):
+        await direct(FusionHandler({"test": profile()}, completer=fake), "acompletion",
+                     response_format={"type": "json_object"})
+
+
+@pytest.mark.parametrize("param, value", [("logprobs", True), ("top_logprobs", 3), ("logit_bias", {"1": 2})])
+async def test_params_a_fusion_cannot_honour_are_refused(param, value):
+    with pytest.raises(litellm.BadRequestError, match=f"{param} is not supported"):
+        await direct(FusionHandler({"test": profile()}, completer=FakeCompleter()), "acompletion", **{param: value})
+
+
+# -- idempotency and owners ---------------------------------------------------------------
+async def test_a_retried_debate_id_replays_the_first_run_and_a_different_request_is_409(tmp_path):
+    from chorus_litellm.adapters.signing import Signer
+    from chorus_litellm.adapters.store_sqlite import SQLiteStore
+    from chorus_litellm.testing import TEST_SIGNING_SEED
+
+    fake = FakeCompleter()
+    handler = FusionHandler({"test": profile()}, completer=fake, store=SQLiteStore(tmp_path / "db.sqlite3"),
+                            signer=Signer(TEST_SIGNING_SEED), embedder=__import__("chorus_litellm.testing",
+                                                                                  fromlist=["x"]).HashEmbedder())
+    body = {"bounty": {"amount": 1000, "currency": "USD"}, "chorus": {"debate_id": "retry-1"}}
+    first = await direct(handler, "acompletion", litellm_params=KEYED, extra_body=body)
+    calls = len(fake.calls)
+    again = await direct(handler, "acompletion", litellm_params=KEYED, extra_body=body)
+    assert len(fake.calls) == calls  # nothing ran again
+    assert again.choices[0].message.content == first.choices[0].message.content
+    assert again.chorus["replayed"] and again.chorus["settlement"]["duplicate"]
+    assert again.chorus["settlement"]["receipt_id"] == first.chorus["settlement"]["receipt_id"]
+    assert again._hidden_params["response_cost"] == 0
+    chunks = [c async for c in direct(handler, "astreaming", litellm_params=KEYED, extra_body=body)]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == first.choices[0].message.content
+    other = [{"role": "user", "content": "A different question about consensus protocols, please."}]
+    with pytest.raises(litellm.BadRequestError, match="already used for a different request") as err:
+        await direct(handler, "acompletion", messages=other, litellm_params=KEYED, extra_body=body)
+    assert err.value.status_code == 409
+
+
+async def test_unauthenticated_callers_get_no_bounty_and_keep_nothing_readable(tmp_path):
+    from chorus_litellm.adapters.signing import Signer
+    from chorus_litellm.adapters.store_sqlite import SQLiteStore
+    from chorus_litellm.testing import TEST_SIGNING_SEED
+
+    store = SQLiteStore(tmp_path / "db.sqlite3")
+    handler = FusionHandler({"test": profile()}, completer=FakeCompleter(), store=store,
+                            signer=Signer(TEST_SIGNING_SEED))
+    with pytest.raises(litellm.BadRequestError, match="authenticated caller"):
+        await direct(handler, "acompletion", extra_body={"bounty": {"amount": 5}})
+    resp = await direct(handler, "acompletion", extra_body={"chorus": {"debate_id": "anon-1"}})
+    assert resp.choices[0].message.content
+    for owner in ("anonymous", "None"):
+        assert await store.get_transcript(owner, "anon-1") is None
+
+
+# -- streams, loops, relayed responses ------------------------------------------------------
+def test_an_abandoned_sync_stream_closes_the_run():
+    import time
+
+    fake = FakeCompleter().enqueue("writer", Reply(" ".join(["word"] * 200), word_delay=0.02))
+    handler = FusionHandler({"test": profile()}, completer=fake)
+    stream = direct(handler, "streaming")
+    while not (next(stream).choices[0].delta.content):
+        pass
+    stream.close()
+    deadline = time.monotonic() + 2
+    while not fake.calls_to("writer")[0].cancelled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake.calls_to("writer")[0].cancelled
+
+
+def test_one_embedder_per_event_loop():
+    import asyncio
+
+    from tests.factories import request
+
+    handler = FusionHandler({"test": profile()}, completer=FakeCompleter())
+    req = request(profile(debate={"protocol": "debate"}))
+
+    async def get():
+        return handler._embedder_for(req), handler._embedder_for(req)
+
+    (a1, a2), (b1, _) = asyncio.run(get()), asyncio.run(get())
+    assert a1 is a2 and a1 is not b1
+
+
+async def test_a_forwarded_response_is_copied_not_mutated():
+    from chorus_litellm.adapters.forward import RouterForwarder
+    from litellm.types.utils import ModelResponse
+
+    original = ModelResponse(choices=[{"message": {"role": "assistant", "content": "hi"}}])
+    original._hidden_params = {"response_cost": 0.3}
+
+    class OneRouter:
+        async def acompletion(self, **kwargs):
+            return original
+
+    items = [i async for i in RouterForwarder(lambda: OneRouter()).forward("m", HARD, {}, stream=False, timeout=5)]
+    relayed, completion = items[0].item, items[1]
+    relayed._hidden_params["response_cost"] = 99
+    assert original._hidden_params == {"response_cost": 0.3} and completion.cost == 0.3

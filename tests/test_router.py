@@ -21,9 +21,9 @@ def test_difficulty_orders_prompts():
 
 async def test_policies_without_model_calls():
     fake = FakeCompleter()
-    fuse, _ = await decide(RouterConfig(), None, msgs("hi"), "hi", fake)
-    single, _ = await decide(RouterConfig(policy="never_fuse", single_model="m"), None, msgs(HARD), HARD, fake)
-    forced, _ = await decide(RouterConfig(policy="never_fuse", single_model="m"), "always_fuse", msgs("hi"), "hi", fake)
+    fuse = await decide(RouterConfig(), None, msgs("hi"), "hi", fake)
+    single = await decide(RouterConfig(policy="never_fuse", single_model="m"), None, msgs(HARD), HARD, fake)
+    forced = await decide(RouterConfig(policy="never_fuse", single_model="m"), "always_fuse", msgs("hi"), "hi", fake)
     assert (fuse.decision, single.decision, forced.decision) == ("fuse", "single", "fuse")
     assert fake.calls == []
 
@@ -31,8 +31,8 @@ async def test_policies_without_model_calls():
 async def test_auto_uses_features_outside_the_band():
     cfg = RouterConfig(policy="auto", single_model="m", classifier={"model": "small", "band": 0.1})
     fake = FakeCompleter()
-    easy, _ = await decide(cfg, None, msgs("hi"), "hi", fake)
-    hard, _ = await decide(cfg, None, msgs(HARD), HARD, fake)
+    easy = await decide(cfg, None, msgs("hi"), "hi", fake)
+    hard = await decide(cfg, None, msgs(HARD), HARD, fake)
     assert (easy.decision, hard.decision) == ("single", "fuse")
     assert easy.reason == "features" and easy.score < 0.1
     assert fake.calls == []
@@ -51,7 +51,7 @@ async def test_auto_uses_features_outside_the_band():
 async def test_classifier_in_the_band_fails_open(reply, decision, reason):
     cfg = RouterConfig(policy="auto", single_model="m", classifier={"model": "small", "band": 0.5})
     fake = FakeCompleter().enqueue("small", reply if isinstance(reply, UpstreamError) else Reply(reply))
-    route, call = await decide(cfg, None, msgs(MID), MID, fake)
+    route = await decide(cfg, None, msgs(MID), MID, fake)
     assert route.decision == decision
     assert reason in route.reason
     assert len(fake.calls_to("small")) == 1

@@ -34,8 +34,11 @@ async def test_acompletion_fuses_through_an_inner_router(sdk, upstream):
 
 async def test_astream_and_forward(sdk):
     stream = await litellm.acompletion(model="fusion/research", messages=HARD, stream=True)
-    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith("writer answers")
+    ext = next(c.provider_specific_fields["chorus"] for c in chunks if getattr(c, "provider_specific_fields", None))
+    assert [c["stage"] for c in ext["usage"]["calls"]] == ["panel"] * 3 + ["judge", "synthesis"]
     resp = await litellm.acompletion(model="fusion/auto", messages=[{"role": "user", "content": "thanks!"}])
     assert resp.choices[0].message.content.startswith("model-a answers")
     assert resp.chorus["route"] == {"decision": "single", "policy": "auto", "reason": "features",
@@ -46,6 +49,11 @@ async def test_astream_and_forward(sdk):
 def test_sync_completion(sdk):
     resp = litellm.completion(model="fusion/research", messages=HARD)
     assert resp.choices[0].message.content.startswith("writer answers")
+    calls = resp.chorus["usage"]["calls"]
+    assert [c["stage"] for c in calls] == ["panel"] * 3 + ["judge", "synthesis"]
+    assert resp.usage.total_tokens == sum(c["total_tokens"] for c in calls) > 0
+    assert resp._hidden_params["response_cost"] == pytest.approx(sum(c["cost"] for c in calls))
+    assert resp._hidden_params["response_cost"] > 0
 
 
 def chorus_block(cfg, name):
@@ -71,7 +79,7 @@ def test_cli_check(tmp_path, upstream):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(e2e_config(upstream)))
     out = subprocess.run([sys.executable, "-m", "chorus_litellm.cli", "check", str(good)], capture_output=True, text=True)
-    assert out.returncode == 0 and "11 fusion profile(s) valid" in out.stdout
+    assert out.returncode == 0 and "14 fusion profile(s) valid" in out.stdout
     cfg = e2e_config(upstream)
     del chorus_block(cfg, "nosynth")["aggregator"]["judge"]
     bad = tmp_path / "bad.yaml"

@@ -53,12 +53,29 @@ MAX_TOKENS = 128
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chorus-embed")
 
 
+def torch_threads(environ: dict | None = None) -> int:
+    """Threads for torch in this process: `CHORUS_TORCH_THREADS`, else the cores shared
+    out among the proxy's workers (`NUM_WORKERS`, LiteLLM's own variable), at least 1,
+    so N workers do not each run the model on every core."""
+    from ..settings import load_settings
+
+    env = os.environ if environ is None else environ
+    configured = load_settings(env, create_dirs=False).torch_threads
+    if configured:
+        return configured
+    workers = max(1, int(env.get("NUM_WORKERS") or 1))
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def load_model(name: str) -> Any:
     """Load once per process (thread-safe); later calls return the same model."""
     with _models_lock:
         if name not in _models:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            import torch
             from sentence_transformers import SentenceTransformer
+
+            torch.set_num_threads(torch_threads())
 
             model = SentenceTransformer(resolve_model(name), device="cpu")
             model.max_seq_length = min(model.max_seq_length or MAX_TOKENS, MAX_TOKENS)
@@ -76,6 +93,7 @@ class SentenceTransformerEmbedder:
         self.max_batch = max_batch
         self._pending: list[tuple[list[str], asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
+        self._runs: set[asyncio.Task] = set()  # encodings in flight (a task needs a reference)
         self._model: Any = None
 
     async def warm_up(self) -> None:
@@ -108,7 +126,9 @@ class SentenceTransformerEmbedder:
         if self._flusher is not None:
             self._flusher.cancel()
             self._flusher = None
-        asyncio.create_task(self._run(self._take()))
+        task = asyncio.create_task(self._run(self._take()))
+        self._runs.add(task)
+        task.add_done_callback(self._runs.discard)
 
     def _take(self) -> list[tuple[list[str], asyncio.Future]]:
         batch, self._pending = self._pending, []

@@ -22,18 +22,31 @@ log = logging.getLogger("chorus_litellm")
 
 
 class Completer(Protocol):
+    """`stage` and `seat` name the call (the ledger records them; LiteLLM sees them as
+    `metadata.tags`); `run` is the run id. Everything else goes to the model."""
+
     async def complete(
-        self, model: str, messages: list[Message], *, timeout: float, **params: Any
+        self, model: str, messages: list[Message], *, timeout: float, stage: str = "", seat: str = "",
+        **params: Any,
     ) -> Completion:
         """One call; returns the whole answer or raises UpstreamError."""
 
     def stream(
-        self, model: str, messages: list[Message], *, timeout: float, **params: Any
+        self, model: str, messages: list[Message], *, timeout: float, stage: str = "", seat: str = "",
+        **params: Any,
     ) -> AsyncIterator[str | Completion]:
-        """Yields text deltas as they arrive, then one final Completion (usage, cost)."""
+        """Yields text deltas as they arrive, then one final Completion (usage, cost).
+        `timeout` bounds the time spent waiting for the model, never the consumer."""
+
+    def estimate(self, model: str, messages: list[Message], text: str) -> Completion:
+        """Usage and cost of a call that never reported its own (cut off or cancelled):
+        the prompt plus `text`, counted with the model's tokenizer and priced."""
 
     def supports_json_mode(self, model: str) -> bool:
         """Whether `response_format={"type": "json_object"}` may be sent to `model`."""
+
+    def supports_response_schema(self, model: str) -> bool:
+        """Whether `response_format={"type": "json_schema", ...}` may be sent to `model`."""
 
 
 def map_exception(exc: BaseException) -> UpstreamError:
@@ -42,6 +55,8 @@ def map_exception(exc: BaseException) -> UpstreamError:
 
     if isinstance(exc, UpstreamError):
         return exc
+    if isinstance(exc, IndexError):  # `choices` was empty
+        return UpstreamError("empty", "the model returned no choices")
     if isinstance(exc, asyncio.TimeoutError | litellm.Timeout):
         return UpstreamError("timeout", "deadline exceeded")
     if isinstance(exc, litellm.ContentPolicyViolationError):
@@ -71,64 +86,122 @@ class RouterCompleter:
     def __init__(self, get_router: Callable[[], Any]) -> None:
         self._get_router = get_router
 
-    def _router(self) -> Any:
+    def router(self) -> Any:
         router = self._get_router()
         if router is None:
             raise UpstreamError("error", "no LiteLLM router is configured for inner calls")
         return router
 
-    async def complete(self, model, messages, *, timeout, **params) -> Completion:
+    async def complete(self, model, messages, *, timeout, stage="", seat="", run="", **params) -> Completion:
         started = time.perf_counter()
         try:
             response = await asyncio.wait_for(
-                self._router().acompletion(model=model, messages=messages, timeout=timeout, **params),
+                self.router().acompletion(model=model, messages=messages, timeout=timeout,
+                                           **_tagged(params, run, stage, seat)),
                 timeout,
             )
-        except Exception as exc:  # noqa: BLE001 - the one mapping boundary
+            choice = response.choices[0]
+        except Exception as exc:  # noqa: BLE001 - the one mapping boundary (an empty `choices` too)
             raise map_exception(exc) from exc
-        choice = response.choices[0]
         usage = getattr(response, "usage", None)
         cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
         return _completion(
             model, choice.message.content or "", usage, cost, started, choice.finish_reason
         )
 
-    async def stream(self, model, messages, *, timeout, **params):
+    async def stream(self, model, messages, *, timeout, stage="", seat="", run="", **params):
         started = time.perf_counter()
         text: list[str] = []
         usage = finish = None
         deadline = asyncio.get_running_loop().time() + timeout
         try:
+            # The deadline covers waiting for the model only: a `yield` inside a timeout
+            # scope would let the deadline fire in the consumer's code instead.
             async with asyncio.timeout_at(deadline):
-                response = await self._router().acompletion(
+                response = await self.router().acompletion(
                     model=model, messages=messages, timeout=timeout, stream=True,
-                    stream_options={"include_usage": True}, **params,
+                    stream_options={"include_usage": True}, **_tagged(params, run, stage, seat),
                 )
-                async for chunk in response:
-                    if getattr(chunk, "usage", None):
-                        usage = chunk.usage
-                    for choice in chunk.choices or ():
-                        finish = choice.finish_reason or finish
-                        piece = getattr(choice.delta, "content", None)
-                        if piece:
-                            text.append(piece)
-                            yield piece
+            chunks = aiter(response)
+            while True:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await anext(chunks, None)
+                if chunk is None:
+                    break
+                if getattr(chunk, "usage", None):
+                    usage = chunk.usage
+                for choice in chunk.choices or ():
+                    finish = choice.finish_reason or finish
+                    piece = getattr(choice.delta, "content", None)
+                    if piece:
+                        text.append(piece)
+                        yield piece
         except Exception as exc:  # noqa: BLE001 - the one mapping boundary
             raise map_exception(exc) from exc
         # LiteLLM puts the computed cost on the streamed usage object.
         cost = getattr(usage, "cost", None) if usage is not None else None
         yield _completion(model, "".join(text), usage, cost, started, finish)
 
+    def estimate(self, model: str, messages: list[Message], text: str) -> Completion:
+        """Counted with LiteLLM's tokenizer for the deployment, priced from its
+        `model_info` prices (else LiteLLM's cost map); 0 when unknown."""
+        import litellm
+
+        deployment = self._deployment(model)
+        params, info = deployment.get("litellm_params") or {}, deployment.get("model_info") or {}
+        underlying = params.get("model", model)
+        try:
+            prompt = litellm.token_counter(model=underlying, messages=messages)
+            completion = litellm.token_counter(model=underlying, text=text) if text else 0
+        except Exception:  # noqa: BLE001 - an estimate: fall back to characters / 4
+            prompt = sum(len(str(m.get("content") or "")) for m in messages) // 4
+            completion = len(text) // 4
+        price_in = info.get("input_cost_per_token", params.get("input_cost_per_token"))
+        price_out = info.get("output_cost_per_token", params.get("output_cost_per_token"))
+        if price_in is None or price_out is None:
+            try:
+                price_in, price_out = litellm.cost_per_token(model=underlying, prompt_tokens=1, completion_tokens=1)
+            except Exception:  # noqa: BLE001 - unpriced model: counted, not charged
+                price_in = price_out = 0.0
+        cost = prompt * float(price_in) + completion * float(price_out)
+        return Completion(text, model, Usage(prompt, completion), cost)
+
+    def _deployment(self, model: str) -> dict:
+        try:
+            found = self.router().get_model_list(model_name=model) or []
+        except Exception:  # noqa: BLE001 - capability probe
+            found = []
+        return found[0] if found else {}
+
     def supports_json_mode(self, model: str) -> bool:
         import litellm
 
         try:
-            deployment = self._router().get_model_list(model_name=model) or []
-            underlying = deployment[0]["litellm_params"]["model"] if deployment else model
+            underlying = (self._deployment(model).get("litellm_params") or {}).get("model", model)
             params = litellm.get_supported_openai_params(model=underlying) or []
         except Exception:  # noqa: BLE001 - capability probe: unknown means "no"
             return False
         return "response_format" in params
+
+    def supports_response_schema(self, model: str) -> bool:
+        import litellm
+
+        try:
+            underlying = (self._deployment(model).get("litellm_params") or {}).get("model", model)
+            return bool(litellm.supports_response_schema(model=underlying))
+        except Exception:  # noqa: BLE001 - capability probe: unknown means "no"
+            return False
+
+
+def _tagged(params: dict, run: str, stage: str, seat: str) -> dict:
+    """The call's params with LiteLLM `metadata.tags` naming run, stage and seat, so
+    logging callbacks (and spend logs) can tell a fusion's inner calls apart."""
+    if not (run or stage or seat):
+        return params
+    metadata = dict(params.get("metadata") or {})
+    tags = [*metadata.get("tags", ()), "chorus", f"chorus-run:{run}", f"chorus-stage:{stage}", f"chorus-seat:{seat}"]
+    metadata.update(tags=tags, chorus={"run": run, "stage": stage, "seat": seat})
+    return {**params, "metadata": metadata}
 
 
 def _completion(model, text, usage, cost, started, finish) -> Completion:
@@ -149,11 +222,27 @@ def _completion(model, text, usage, cost, started, finish) -> Completion:
     )
 
 
-class DefaultParams:
+class Wrapper:
+    """A Completer around another: the capability questions go to the inner one."""
+
+    def __init__(self, inner: Completer) -> None:
+        self.inner = inner
+
+    def estimate(self, model: str, messages: list[Message], text: str) -> Completion:
+        return self.inner.estimate(model, messages, text)
+
+    def supports_json_mode(self, model: str) -> bool:
+        return self.inner.supports_json_mode(model)
+
+    def supports_response_schema(self, model: str) -> bool:
+        return self.inner.supports_response_schema(model)
+
+
+class DefaultParams(Wrapper):
     """A Completer that adds default params (e.g. LiteLLM's `num_retries`) to every call."""
 
     def __init__(self, inner: Completer, **defaults: Any) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.defaults = defaults
 
     async def complete(self, model, messages, *, timeout, **params) -> Completion:
@@ -161,6 +250,3 @@ class DefaultParams:
 
     def stream(self, model, messages, *, timeout, **params):
         return self.inner.stream(model, messages, timeout=timeout, **{**self.defaults, **params})
-
-    def supports_json_mode(self, model: str) -> bool:
-        return self.inner.supports_json_mode(model)

@@ -1,31 +1,41 @@
 """The LiteLLM custom provider: `fusion/<profile>` requests in, OpenAI responses out.
 
-This is the only module that knows LiteLLM's response and exception types. It validates
-the request (400s), runs `pipeline.run`, and turns its events into a `ModelResponse` or
-`ModelResponseStream` chunks:
+Translation only, and the one error boundary. It validates the request (400s), answers
+a retried `debate_id` from what the first run stored (409 if the request differs),
+builds the run's context (ledger, ports, finishers) and turns `pipeline.run` events
+into a `ModelResponse` or `ModelResponseStream` chunks:
 
 - `Progress` -> `delta.reasoning_content` (clients that show reasoning show the stages)
 - `Delta`    -> `delta.content`, forwarded as the synthesizer writes it
-- `Done`     -> usage (sum of every stage) and the `chorus` extension field on the last
-                content chunk, before the chunk that carries `finish_reason`
-- `Forward`  -> the single model's own response or stream, relayed untouched
+- `Relay`    -> the forwarded model's own response or chunk, passed on
+- `Done`     -> usage (sum of every inner call) and the `chorus` extension field on the
+                last content chunk, held back until then, before `finish_reason`
 
-The caller is charged the summed cost of every inner call exactly once: non-streaming
-through `_hidden_params["response_cost"]`, streaming through the logging object's
-`additional_response_cost` (the alias itself is priced at 0).
+Charging: the ledger calls `_Charge` after every inner call, so LiteLLM's logging object
+always holds the run's running total: the success path charges it (non-streaming
+`_hidden_params["response_cost"]`, streaming `additional_response_cost`, also what
+LiteLLM bills when a client disconnects mid-stream), and the failure path bills the
+stashed partial usage (`record_partial_usage_for_failure`). The alias is priced at 0.
+
+Every exception leaves as a LiteLLM exception with `num_retries = 0`: the inner calls had
+the Router's retries already, and a retried outer call would re-run the whole fusion.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
+import logging
 import threading
-import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import litellm
+import openai
 from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import Delta as LDelta
 from litellm.types.utils import Message as LMessage
@@ -34,20 +44,28 @@ from litellm.types.utils import Usage as LUsage
 
 from .. import pipeline
 from ..config import PREFIX, ProfileConfig, parse_profile
-from ..errors import ConfigError, QuorumError, RequestError, RunError, UpstreamError
+from ..context import RunContext
+from ..errors import ChorusError, RequestError, RunError
 from ..report import RunReport
 from ..request import FusionRequest, build_request
-from ..types import Caller, Completion, Delta, Done, Panel, PanelAnswer, Progress, Seat, Synthesis, Usage
-from ..settle import ReputationKeeper, Settler, TranscriptKeeper
-from ..stages import reputation
-from ..stages.panel import seats as panel_seats
+from ..settle import ReputationKeeper, Settler, TranscriptKeeper, prior_run
+from ..types import Caller, Delta, Done, Progress, Relay
 from .embeddings import Embedder, SentenceTransformerEmbedder
+from .forward import RouterForwarder
+from .llm import Completer, RouterCompleter, proxy_router
 from .signing import Signer
-from .store import store_from_env
-from .llm import Completer, RouterCompleter, map_exception, proxy_router
+from .store import owner_of, store_from_env
+
+log = logging.getLogger("chorus_litellm")
 
 # Keys LiteLLM adds to optional_params that are not the client's request params.
 _INTERNAL = {"stream", "stream_options", "extra_body", "metadata"}
+# LiteLLM's exception class per HTTP status our errors carry (409/504 have none: the
+# nearest class, with the status and name set).
+_CLASSES: dict[int, Any] = {400: litellm.BadRequestError, 409: litellm.BadRequestError,
+                            502: litellm.BadGatewayError, 503: litellm.ServiceUnavailableError,
+                            504: litellm.BadGatewayError}
+_NAMES = {409: "ConflictError", 504: "GatewayTimeoutError"}
 
 
 def _caller(litellm_params: dict) -> Caller:
@@ -69,29 +87,53 @@ def _client_params(optional_params: dict) -> dict:
 
 
 def to_litellm_error(exc: BaseException, model: str) -> Exception:
-    """Map our errors to LiteLLM's OpenAI-style exceptions (which the proxy serves as is).
+    """Any exception -> a LiteLLM exception the proxy serves as an OpenAI-style error.
 
-    Each carries `num_retries = 0`: the inner calls already had the Router's retries, so
-    the Router must not re-run the whole fusion (a full panel) for the outer call.
+    Our `RunError`s keep their status (400, 409, 502, 503, 504); anything else (a config
+    mistake, a signing or store bug, an embedder that cannot load) is a 500 that names
+    its type, with the details in the log. Each carries `num_retries = 0`.
     """
     name = f"{PREFIX}{model}"
-    if isinstance(exc, RequestError):
-        error: Exception = litellm.BadRequestError(message=str(exc), model=name, llm_provider="fusion")
-    elif isinstance(exc, QuorumError | UpstreamError):
-        error = litellm.BadGatewayError(message=str(exc), model=name, llm_provider="fusion")
-    elif isinstance(exc, ConfigError):
-        error = litellm.InternalServerError(
-            message=f"fusion profile misconfigured: {exc}", model=name, llm_provider="fusion"
-        )
+    if isinstance(exc, openai.APIStatusError) and getattr(exc, "num_retries", None) == 0:
+        return exc  # already mapped (a re-raise through this boundary)
+    status = exc.status_code if isinstance(exc, RunError) else 500
+    if status == 500:
+        log.error("chorus: fusion/%s failed on an unexpected %s", model, type(exc).__name__, exc_info=exc)
+        kind = "configuration error" if isinstance(exc, ChorusError) else "internal error"
+        error: Any = litellm.InternalServerError(
+            message=f"fusion/{model}: {kind} ({type(exc).__name__}: {exc})", model=name, llm_provider="fusion")
     else:
-        return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
-    error.num_retries = 0  # type: ignore[attr-defined]
+        error = _CLASSES[status](message=str(exc), model=name, llm_provider="fusion")
+        error.status_code = status
+        if status in _NAMES:
+            error.message = f"litellm.{_NAMES[status]}: {exc}"
+    error.num_retries = 0
+    error.max_retries = 0
     return error
+
+
+class _Charge:
+    """The ledger's charge hook: keep LiteLLM's logging object at the running total."""
+
+    def __init__(self, logging_obj: Any, stream: bool) -> None:
+        self.logging_obj, self.stream = logging_obj, stream
+
+    def __call__(self, report: RunReport) -> None:
+        if self.logging_obj is None:
+            return
+        usage, cost = _usage(report), report.cost
+        record = getattr(self.logging_obj, "record_partial_usage_for_failure", None)
+        if record is not None:
+            record(usage, cost)
+        if self.stream:
+            self.logging_obj.model_call_details["additional_response_cost"] = cost
 
 
 class FusionHandler(CustomLLM):
     """One instance serves every profile. `profiles` come from startup validation or
-    `register()`; inside the proxy, the entry's own `model_info.chorus` wins."""
+    `register()`; inside the proxy, the entry's own `model_info.chorus` wins.
+    `anonymous_owner` owns the records of callers LiteLLM did not authenticate (SDK
+    use: the process itself); None (the proxy) keeps nothing readable for them."""
 
     def __init__(
         self,
@@ -101,18 +143,34 @@ class FusionHandler(CustomLLM):
         embedder: Embedder | None = None,
         signer: Signer | None = None,
         store: Any = None,
+        anonymous_owner: str | None = None,
+        forwarder: Any = None,
     ) -> None:
         super().__init__()
         self.profiles = dict(profiles or {})
-        # Receipts: the signing key from the environment, the SQLite store by default.
-        self.signer = signer if signer is not None else Signer.from_env()
+        self.signer = signer if signer is not None else Signer.from_env()  # never logged
         self._store = store
-        self._embedder = embedder  # tests inject one; otherwise one per model name, shared
-        self._embedders: dict[str, Embedder] = {}
+        self._embedder = embedder  # tests inject one; otherwise one per model and event loop
+        self._embedders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.completer = completer or RouterCompleter(get_router)
-        self._get_router = get_router
+        self.forwarder = forwarder or RouterForwarder(get_router)
+        self.anonymous_owner = anonymous_owner
         self._parsed: dict[str, ProfileConfig] = {}
         self._sync_loop: asyncio.AbstractEventLoop | None = None
+        self._store_started = False
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            self._store = store_from_env()
+        return self._store
+
+    async def _started_store(self) -> Any:
+        """The store, its background outbox flush started on this process's first run."""
+        if not self._store_started:
+            self._store_started = True
+            await self.store.start()
+        return self.store
 
     # -- request preparation --------------------------------------------------------
     def _profile(self, name: str, litellm_params: dict) -> ProfileConfig:
@@ -126,140 +184,54 @@ class FusionHandler(CustomLLM):
             return self.profiles[name]
         raise RequestError(f"unknown fusion profile {name!r}", param="model")
 
-    def _prepare(self, model: str, messages: list, optional_params: dict, litellm_params: dict, stream: bool) -> FusionRequest:
+    def _prepare(self, model: str, messages: list, optional_params: dict, litellm_params: dict,
+                 stream: bool) -> FusionRequest:
         litellm_params = litellm_params or {}
+        caller = _caller(litellm_params)
         req = build_request(
-            model,
-            self._profile(model, litellm_params),
-            messages,
-            _client_params(optional_params or {}),
-            _caller(litellm_params),
-            stream=stream,
-            request_id=str(litellm_params.get("litellm_call_id") or uuid.uuid4()),
+            model, self._profile(model, litellm_params), messages, _client_params(optional_params or {}),
+            caller, stream=stream, request_id=str(litellm_params.get("litellm_call_id") or uuid.uuid4()),
         )
+        req = dataclasses.replace(req, owner=owner_of(caller) or self.anonymous_owner)
         if req.bounty is not None and self.signer is None:
             raise RequestError(
                 "bounties need a receipt signing key on this proxy (CHORUS_SIGNING_KEY_FILE, made by "
                 "`chorus keygen`); none is configured", param="bounty",
             )
+        if req.bounty is not None and req.owner is None:
+            raise RequestError("bounties need an authenticated caller (a LiteLLM key): a receipt belongs "
+                               "to the caller's team or key", param="bounty")
         return req
 
-    @property
-    def store(self) -> Any:
-        if self._store is None:
-            self._store = store_from_env()
-        return self._store
-
-    def _plan(self, req: FusionRequest) -> tuple[Embedder | None, list]:
-        """The embedder this run needs (debate, bounty impact) and its finishers, in order:
-        settle the bounty, keep the transcript, add to reputation."""
-        embedder = None
-        if req.debate.protocol == "debate" or req.bounty is not None:
-            name = req.debate.embedding_model
-            embedder = self._embedder or self._embedders.setdefault(name, SentenceTransformerEmbedder(name))
+    def _context(self, req: FusionRequest, logging_obj: Any, timeout: Any) -> RunContext:
+        embedder = self._embedder_for(req) if req.debate.protocol == "debate" or req.bounty is not None else None
         finishers: list = [Settler(self.signer, self.store, embedder)] if req.bounty is not None else []
-        if req.profile.storage.transcripts:
+        if req.profile.storage.transcripts and req.owner is not None:
             finishers.append(TranscriptKeeper(self.store))
         finishers.append(ReputationKeeper(self.store))
-        return embedder, finishers
+        return RunContext.create(req, self.completer, timeout=timeout, on_charge=_Charge(logging_obj, req.stream),
+                                 embedder=embedder, forwarder=self.forwarder, reputation=self.store.reputation,
+                                 finishers=finishers)
 
-    async def _run(self, req: FusionRequest) -> AsyncIterator:
-        embedder, finishers = self._plan(req)
-        async for event in pipeline.run(req, self.completer, embedder=embedder, finishers=finishers,
-                                        seats=await self._seats(req)):
-            yield event
+    def _embedder_for(self, req: FusionRequest) -> Embedder:
+        """One embedder per model and event loop: its batching futures belong to a loop
+        (the SDK's sync loop and the caller's own loop must not share one)."""
+        if self._embedder is not None:
+            return self._embedder
+        per_loop = self._embedders.setdefault(asyncio.get_running_loop(), {})
+        name = req.debate.embedding_model
+        return per_loop.setdefault(name, SentenceTransformerEmbedder(name))
 
-    async def _finish_forward(self, req: FusionRequest, report: RunReport, text: str) -> None:
-        """A forwarded run is settled and kept like a fused one, with one contributor."""
-        model = req.profile.router.single_model or ""
-        seat = Seat("single_model", model)
-        calls = [c.completion for c in report.calls if c.stage == "forward"]
-        last = calls[-1] if calls else Completion("", model)
-        completion = Completion(text, model, last.usage, last.cost, last.latency_s)
-        report.panel = Panel((PanelAnswer(seat, completion),), ())
-        report.synthesis = Synthesis(text, None)
-        for finisher in self._plan(req)[1]:
-            await finisher(report, req)
-
-    async def _seats(self, req: FusionRequest) -> list | None:
-        """The panel ordered / filtered by payee reputation, when the profile asks for it."""
-        rep = req.profile.panel.reputation
-        if not rep.order and rep.min_score is None:
-            return None
-        seats = panel_seats(req.profile.panel)
-        counters = await self.store.reputation(sorted({s.payee_id for s in seats}))
-        scores = {p: reputation.summary(c, rep.min_runs)["score"] for p, c in counters.items()}
-        return reputation.select(seats, scores, order=rep.order, min_score=rep.min_score, quorum=req.quorum)
-
-    # -- forwarding (gate chose one model) -------------------------------------------
-    def _forward_args(self, req: FusionRequest) -> dict:
-        params = {k: v for k, v in req.params.items() if k not in ("chorus", "bounty")}
-        return {"model": req.profile.router.single_model, "messages": req.messages, **params}
-
-    def _router(self) -> Any:
-        router = self._get_router()
-        if router is None:
-            raise UpstreamError("error", "no LiteLLM router is configured for forwarding")
-        return router
-
-    async def _forward(self, req: FusionRequest, report: RunReport) -> ModelResponse:
-        started = time.perf_counter()
-        try:
-            response = await self._router().acompletion(
-                **self._forward_args(req), timeout=req.profile.panel.timeout_s
-            )
-        except Exception as exc:  # noqa: BLE001 - mapped once
-            raise _forward_error(req, exc) from exc
-        cost = float((response._hidden_params or {}).get("response_cost") or 0.0)
-        usage = getattr(response, "usage", None)
-        report.add("forward", "single_model", Completion(
-            "", req.profile.router.single_model or "",
-            Usage(getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0),
-            cost, time.perf_counter() - started,
-        ))
-        response._hidden_params["response_cost"] = report.cost
-        await self._finish_forward(req, report, response.choices[0].message.content or "")
-        response.chorus = _extension(report, req)  # type: ignore[attr-defined]
-        return response
-
-    async def _forward_stream(self, req: FusionRequest, report: RunReport, logging_obj) -> AsyncIterator:
-        """Relay the single model's chunks as they come. Its usage (which arrives after the
-        finish chunk) is moved onto the last content chunk, where LiteLLM keeps it, and its
-        cost (plus any classifier call) is charged before that chunk goes out."""
-        started = time.perf_counter()
-        _charge(logging_obj, report)  # the classifier call, if the gate made one
-        try:
-            stream = await self._router().acompletion(
-                **self._forward_args(req), stream=True, stream_options={"include_usage": True},
-                timeout=req.profile.panel.timeout_s,
-            )
-            pending: list = []  # the last content chunk and whatever followed it
-            text = ""
-            async for chunk in stream:
-                usage = getattr(chunk, "usage", None)
-                if usage is not None and getattr(usage, "cost", None) is not None:
-                    report.add("forward", "single_model", Completion(
-                        "", req.profile.router.single_model or "",
-                        Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0),
-                        float(usage.cost), time.perf_counter() - started,
-                    ))
-                    _charge(logging_obj, report)
-                text += "".join(getattr(c.delta, "content", None) or "" for c in chunk.choices or ())
-                if _has_payload(chunk):
-                    for held in pending:
-                        yield held
-                    pending = [chunk]
-                elif usage is not None and pending and _has_payload(pending[0]):
-                    pending[0].usage = usage
-                else:
-                    pending.append(chunk)
-            await self._finish_forward(req, report, text)
-            if pending and _has_payload(pending[0]):
-                pending[0].provider_specific_fields = {"chorus": _extension(report, req)}
-            for held in pending:
-                yield held
-        except Exception as exc:  # noqa: BLE001 - mapped once
-            raise to_litellm_error(_forward_error(req, exc), req.profile_name) from exc
+    async def _events(self, req: FusionRequest, logging_obj: Any, timeout: Any) -> AsyncIterator:
+        """The run's events, or a replay of the first run for a retried debate_id."""
+        prior = await prior_run(await self._started_store(), req)
+        if prior is not None:
+            yield Delta(prior["answer"])
+            yield Done(prior)
+            return
+        async with contextlib.aclosing(pipeline.run(self._context(req, logging_obj, timeout))) as events:
+            async for event in events:
+                yield event
 
     # -- async entry points ----------------------------------------------------------
     async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
@@ -269,19 +241,17 @@ class FusionHandler(CustomLLM):
         try:
             req = self._prepare(model, messages, optional_params, litellm_params, stream=False)
             text: list[str] = []
-            async for event in self._run(req):
-                if isinstance(event, pipeline.Forward):
-                    return await self._forward(req, event.report)
-                if isinstance(event, Delta):
+            relayed = None
+            async for event in self._events(req, logging_obj, timeout):
+                if isinstance(event, Relay):
+                    relayed = event.item
+                elif isinstance(event, Delta):
                     text.append(event.text)
                 elif isinstance(event, Done):
-                    return self._response(model_response, model, "".join(text), event.report, req)
-        except RunError as exc:
+                    return self._response(relayed or model_response, model, "".join(text), event.report, req)
+        except Exception as exc:  # noqa: BLE001 - the one mapping boundary
             raise to_litellm_error(exc, model) from exc
-        except ConfigError as exc:
-            raise to_litellm_error(exc, model) from exc
-        raise litellm.InternalServerError(message="fusion pipeline ended without an answer",
-                                          model=f"{PREFIX}{model}", llm_provider="fusion")
+        raise to_litellm_error(RuntimeError("the fusion pipeline ended without an answer"), model)
 
     async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response,
                          print_verbose, encoding, api_key, logging_obj, optional_params,
@@ -291,38 +261,45 @@ class FusionHandler(CustomLLM):
         # the first chunk still reach the client as a plain HTTP error, not a broken stream.
         try:
             req = self._prepare(model, messages, optional_params, litellm_params, stream=True)
-        except (RunError, ConfigError) as exc:
+            async with contextlib.aclosing(self._stream(req, model, logging_obj, timeout)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except Exception as exc:  # noqa: BLE001 - the one mapping boundary
             raise to_litellm_error(exc, model) from exc
-        async for chunk in self._stream(req, model, logging_obj):
-            yield chunk
 
-    async def _stream(self, req: FusionRequest, model: str, logging_obj) -> AsyncIterator[ModelResponseStream]:
+    async def _stream(self, req: FusionRequest, model: str, logging_obj, timeout) -> AsyncIterator:
+        """Chunks go out as they come, except the last content chunk and what follows
+        it: held until `Done`, so the usage and the `chorus` field ride on it."""
         chunk_id = f"chatcmpl-{req.request_id}"
-        held: str | None = None  # the latest delta, kept so the last one can carry usage
-        try:
-            async for event in self._run(req):
-                if isinstance(event, pipeline.Forward):
-                    async for chunk in self._forward_stream(req, event.report, logging_obj):
+        tail: list = []
+        events = self._events(req, logging_obj, timeout)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if isinstance(event, Done):
+                    report = event.report
+                    if not tail or not _has_payload(tail[0]):
+                        tail.insert(0, _chunk(chunk_id, model, content=""))
+                    tail[0].usage = _usage(report) if isinstance(report, RunReport) else _replayed_usage()
+                    tail[0].provider_specific_fields = {"chorus": _extension(report, req)}
+                    if all(c.choices[0].finish_reason is None for c in tail if c.choices):
+                        tail.append(_chunk(chunk_id, model, finish_reason="stop"))
+                    for chunk in tail:
                         yield chunk
                     return
-                if isinstance(event, Progress):
-                    yield _chunk(chunk_id, model, reasoning=event.text + "\n")
-                elif isinstance(event, Delta):
-                    if held is not None:
-                        yield _chunk(chunk_id, model, content=held)
-                    held = event.text
-                elif isinstance(event, Done):
-                    report = event.report
-                    _charge(logging_obj, report)
-                    last = _chunk(chunk_id, model, content=held or "")
-                    last.usage = _usage(report)  # type: ignore[attr-defined]
-                    last.provider_specific_fields = {
-                        "chorus": _extension(report, req)
-                    }
-                    yield last
-                    yield _chunk(chunk_id, model, finish_reason="stop")
-        except RunError as exc:
-            raise to_litellm_error(exc, model) from exc
+                if isinstance(event, Relay):
+                    chunk = event.item
+                elif isinstance(event, Progress):
+                    chunk = _chunk(chunk_id, model, reasoning=event.text + "\n")
+                else:
+                    chunk = _chunk(chunk_id, model, content=event.text)
+                if _has_payload(chunk):
+                    for held in tail:
+                        yield held
+                    tail = [chunk]
+                elif tail:
+                    tail.append(chunk)
+                else:
+                    yield chunk
 
     # -- sync entry points (SDK `litellm.completion`) ---------------------------------
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -337,22 +314,34 @@ class FusionHandler(CustomLLM):
     def streaming(self, *args, **kwargs) -> Iterator[ModelResponseStream]:
         loop = self._loop()
         agen = self.astreaming(*args, **kwargs)
-        while True:
-            try:
-                yield asyncio.run_coroutine_threadsafe(agen.__anext__(), loop).result()
-            except StopAsyncIteration:
-                return
+        try:
+            while True:
+                try:
+                    yield asyncio.run_coroutine_threadsafe(agen.__anext__(), loop).result()
+                except StopAsyncIteration:
+                    return
+        finally:  # abandoned by the caller: close the run (cancels its inner calls)
+            asyncio.run_coroutine_threadsafe(agen.aclose(), loop).result()
 
     # -- response building -----------------------------------------------------------
-    def _response(self, model_response: ModelResponse, model: str, text: str, report: RunReport,
+    def _response(self, response: ModelResponse, model: str, text: str, report: Any,
                   req: FusionRequest) -> ModelResponse:
-        model_response.choices[0].message = LMessage(role="assistant", content=text)  # type: ignore[union-attr]
-        model_response.choices[0].finish_reason = "stop"
-        model_response.model = f"{PREFIX}{model}"
-        model_response.usage = _usage(report)  # type: ignore[attr-defined]
-        model_response._hidden_params["response_cost"] = report.cost
-        model_response.chorus = _extension(report, req)  # type: ignore[attr-defined]
-        return model_response
+        if not isinstance(report, RunReport):  # a replay of the first run
+            response.choices[0].message = LMessage(role="assistant", content=text)  # type: ignore[union-attr]
+            response.choices[0].finish_reason = "stop"
+            response.model = f"{PREFIX}{model}"
+            response.usage = _replayed_usage()  # type: ignore[attr-defined]
+            response._hidden_params["response_cost"] = 0.0
+            response.chorus = _extension(report, req)  # type: ignore[attr-defined]
+            return response
+        if report.route.decision == "fuse":
+            response.choices[0].message = LMessage(role="assistant", content=text)  # type: ignore[union-attr]
+            response.choices[0].finish_reason = "stop"
+            response.model = f"{PREFIX}{model}"
+        response.usage = _usage(report)  # type: ignore[attr-defined]
+        response._hidden_params["response_cost"] = report.cost
+        response.chorus = _extension(report, req)  # type: ignore[attr-defined]
+        return response
 
 
 def _has_payload(chunk: Any) -> bool:
@@ -363,25 +352,20 @@ def _has_payload(chunk: Any) -> bool:
     )
 
 
-def _forward_error(req: FusionRequest, exc: BaseException) -> UpstreamError:
-    err = map_exception(exc)
-    model = req.profile.router.single_model
-    return UpstreamError(err.kind, f"single_model {model!r} failed: {err.describe()}", status=err.status)
-
-
-def _extension(report: RunReport, req: FusionRequest) -> dict:
+def _extension(report: Any, req: FusionRequest) -> dict:
+    if not isinstance(report, RunReport):
+        return report["extension"]
     return report.extension(include_panel=req.options.include_panel, audit=req.debate.output_mode == "audit")
-
-
-def _charge(logging_obj, report: RunReport) -> None:
-    if logging_obj is not None:
-        logging_obj.model_call_details["additional_response_cost"] = report.cost
 
 
 def _usage(report: RunReport) -> LUsage:
     u = report.usage
     return LUsage(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
                   total_tokens=u.total_tokens)
+
+
+def _replayed_usage() -> LUsage:
+    return LUsage(prompt_tokens=0, completion_tokens=0, total_tokens=0)
 
 
 def _chunk(chunk_id: str, model: str, *, content: str | None = None, reasoning: str | None = None,

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from litellm.proxy._types import UserAPIKeyAuth
 from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
 
+from ..errors import StoreUnavailable
 from ..stages import reputation
 from ..types import Caller
 from .signing import ALG, key_id, public_key_from
@@ -43,7 +44,11 @@ def build_router(handler: Any) -> APIRouter:
     router = APIRouter(prefix="/chorus/v1", tags=["chorus"])
 
     async def owned(get: Any, debate_id: str, auth: UserAPIKeyAuth, what: str) -> dict:
-        record = await get(owner_of(Caller(key_hash=auth.api_key, team_id=auth.team_id)), debate_id)
+        owner = owner_of(Caller(key_hash=auth.api_key, team_id=auth.team_id))
+        try:
+            record = await get(owner, debate_id) if owner is not None else None
+        except StoreUnavailable as exc:  # neither the store nor the outbox could be read
+            raise HTTPException(status_code=503, detail=f"the store is unavailable: {exc}") from exc
         if record is None:  # another team's record looks exactly like a missing one
             raise HTTPException(status_code=404, detail=f"no {what} {debate_id!r} for this team")
         return record
@@ -58,7 +63,10 @@ def build_router(handler: Any) -> APIRouter:
 
     @router.get("/reputation")
     async def get_reputation(auth: UserAPIKeyAuth = AUTH) -> dict:
-        counters = await handler.store.reputation()
+        try:
+            counters = await handler.store.reputation()
+        except StoreUnavailable as exc:
+            raise HTTPException(status_code=503, detail=f"the store is unavailable: {exc}") from exc
         return {"payees": {p: reputation.summary(c) for p, c in sorted(counters.items())}}
 
     @router.get("/keys")

@@ -4,23 +4,26 @@ Every seat drafts; every seat critiques the anonymized drafts; the synthesizer w
 candidate; every seat votes on it as strict JSON; a majority (or, with
 `strict_unanimity`, every voter) accepting ends the loop, otherwise the synthesizer
 revises against the objections. An unparseable vote counts as a rejection with the
-objection "invalid vote". Yields `Progress` per phase, then one `Consensus`.
+objection "invalid vote". Yields `Progress` per phase, then one `Outcome` whose answer
+is the last candidate (judge and synthesis are not run again).
 """
 
 from __future__ import annotations
 
-import json
-import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..adapters.llm import Completer
-from ..config import AggregatorConfig, DebateConfig, PanelConfig
-from ..types import Completion, Message, Panel, Progress, Seat
+from ..errors import QuorumError, UpstreamError
+from ..types import Message, Outcome, Panel, Progress, Seat
 from . import prompts
+from .jsonout import json_object
 from .judge import make_labels
-from .panel import convene, seat_messages
+from .panel import convene
+from .panel import results as panel_results
+
+if TYPE_CHECKING:
+    from ..context import RunContext
 
 
 @dataclass
@@ -46,83 +49,80 @@ class Consensus:
 
 def parse_vote(text: str) -> dict:
     try:
-        body = text.strip().removeprefix("```json").removesuffix("```").strip()
-        data = json.loads(body[body.find("{"): body.rfind("}") + 1])
+        data = json_object(text)
         return {"accept": bool(data["accept"]) if isinstance(data["accept"], bool) else False,
                 "objection": str(data.get("objection") or "")[:1000]}
     except (ValueError, KeyError, TypeError):
         return {"accept": False, "objection": "invalid vote"}
 
 
-async def run(
-    completer: Completer,
-    seats: list[Seat],
-    messages: list[Message],
-    config: DebateConfig,
-    panel: PanelConfig,
-    aggregator: AggregatorConfig,
-    *,
-    personas: dict[str, str],
-    quorum: int,
-    params: dict[str, Any],
-    rng: random.Random,
-    tokens_used: Callable[[], int],
-    record: Callable[[str, str, Completion], None],
-) -> AsyncIterator[Progress | Consensus]:
-    base = {s.name: messages for s in seats} | seat_messages(seats, messages, personas)
+async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
+    """The `consensus` protocol (module docstring). The synthesizer writes with the final
+    answer's params (the client's max_tokens, stop, response_format), not the drafts'.
+    Once drafts exist, nothing fails the run: a lost quorum or a failed synthesizer call
+    ends the loop with the latest candidate, or the first draft if there is none."""
+    config, seats = ctx.preset, ctx.seats
+    base = ctx.seat_messages()
 
-    async def everyone(phase: str, per_seat: dict[str, list[Message]], among: list[Seat]) -> Panel:
-        result = await convene(completer, panel, among, messages, quorum=quorum, params=params,
-                               per_seat=per_seat)
-        for answer in result.answers:
-            record(phase, answer.seat.name, answer.completion)
-        return result
+    async def everyone(stage: str, per_seat: dict[str, list[Message]], among: list[Seat]) -> Panel:
+        return await convene(ctx.completer, ctx.panel, among, ctx.messages, quorum=ctx.quorum,
+                             params=ctx.draft_params, per_seat=per_seat, stage=stage)
 
     def ask_all(instructions: str, data: object, among: list[Seat]) -> dict[str, list[Message]]:
         user = f"{instructions}\n\n{prompts.json_data(data)}"
         return {s.name: [*base[s.name], {"role": "user", "content": user}] for s in among}
 
-    async def synthesizer(instructions: str, data: object, phase: str) -> str:
-        completion = await completer.complete(
-            aggregator.synthesizer, prompts.with_context(messages, instructions, prompts.json_data(data)),
-            timeout=aggregator.synthesis_timeout_s, **params,
+    async def synthesizer(instructions: str, data: object, stage: str) -> str:
+        completion = await ctx.completer.complete(
+            ctx.profile.aggregator.synthesizer,
+            prompts.with_context(ctx.messages, instructions, prompts.json_data(data)),
+            timeout=ctx.profile.aggregator.synthesis_timeout_s, stage=stage, seat="synthesizer",
+            **ctx.final_params,
         )
-        record(phase, "synthesizer", completion)
         return completion.text
 
-    drafts = await everyone("panel", base, seats)
+    drafts = await everyone("panel", base, seats)  # a missed quorum here fails the run, cleanly
+    history = panel_results(drafts, 1)
     voters = [a.seat for a in drafts.answers]
     order = list(drafts.answers)
-    rng.shuffle(order)
+    ctx.rng.shuffle(order)
     anonymized = [{"label": label, "text": a.completion.text}
                   for label, a in zip(make_labels(len(order)), order, strict=True)]
     yield Progress("consensus", f"Drafts: {len(drafts.answers)} of {len(seats)} answered.")
-    critiques = await everyone("critique", ask_all(prompts.CONSENSUS_CRITIQUE, anonymized, voters), voters)
-    yield Progress("consensus", f"Critiques: {len(critiques.answers)}.")
-    candidate = await synthesizer(
-        prompts.CONSENSUS_CANDIDATE,
-        {"drafts": anonymized, "critiques": [a.completion.text for a in critiques.answers]},
-        "candidate",
-    )
     votes: list[dict[str, dict]] = []
-    stop, reached = "max_rounds", False
-    for round_no in range(1, config.max_rounds + 1):
-        ballot = await everyone("vote", ask_all(prompts.CONSENSUS_VOTE, {"candidate": candidate}, voters), voters)
-        cast = {a.seat.name: parse_vote(a.completion.text) for a in ballot.answers}
-        votes.append(cast)
-        accepted = sum(v["accept"] for v in cast.values())
-        needed = len(voters) if config.strict_unanimity else len(voters) // 2 + 1
-        yield Progress("consensus", f"Vote {round_no}: {accepted} of {len(cast)} accept (need {needed}).")
-        if accepted >= needed:
-            stop, reached = "consensus", True
-            break
-        if config.max_total_tokens and tokens_used() >= config.max_total_tokens:
-            stop = "token_budget_exceeded"
-            break
-        if round_no == config.max_rounds:
-            break
-        objections = [v["objection"] for v in cast.values() if not v["accept"] and v["objection"]]
-        candidate = await synthesizer(
-            prompts.CONSENSUS_REVISE, {"candidate": candidate, "objections": objections}, "revise"
-        )
-    yield Consensus(candidate, reached, stop, drafts, votes)
+    candidate, stop, reached = None, "max_rounds", False
+    try:
+        try:
+            critiques = await everyone("critique", ask_all(prompts.CONSENSUS_CRITIQUE, anonymized, voters), voters)
+            notes = [a.completion.text for a in critiques.answers]
+        except QuorumError:
+            notes = []  # write the candidate from the drafts alone
+        yield Progress("consensus", f"Critiques: {len(notes)}.")
+        candidate = await synthesizer(prompts.CONSENSUS_CANDIDATE, {"drafts": anonymized, "critiques": notes},
+                                      "candidate")
+        for round_no in range(1, config.max_rounds + 1):
+            ballot = await everyone("vote", ask_all(prompts.CONSENSUS_VOTE, {"candidate": candidate}, voters), voters)
+            cast = {a.seat.name: parse_vote(a.completion.text) for a in ballot.answers}
+            votes.append(cast)
+            accepted = sum(v["accept"] for v in cast.values())
+            needed = len(voters) if config.strict_unanimity else len(voters) // 2 + 1
+            yield Progress("consensus", f"Vote {round_no}: {accepted} of {len(cast)} accept (need {needed}).")
+            if accepted >= needed:
+                stop, reached = "consensus", True
+                break
+            if config.max_total_tokens and ctx.tokens_used() >= config.max_total_tokens:
+                stop = "token_budget_exceeded"
+                break
+            if round_no == config.max_rounds:
+                break
+            objections = [v["objection"] for v in cast.values() if not v["accept"] and v["objection"]]
+            candidate = await synthesizer(
+                prompts.CONSENSUS_REVISE, {"candidate": candidate, "objections": objections}, "revise"
+            )
+    except (QuorumError, UpstreamError) as exc:
+        stop = f"stopped: {exc.describe() if isinstance(exc, UpstreamError) else 'vote quorum lost'}"
+        yield Progress("consensus", f"Consensus loop ended early ({stop}).")
+    source = None if candidate is not None else drafts.answers[0].seat.name
+    result = Consensus(candidate if candidate is not None else drafts.answers[0].completion.text,
+                       reached, stop, drafts, votes)
+    yield Outcome(drafts, history, answer=result.text, answer_source=source, summary=result.summary())

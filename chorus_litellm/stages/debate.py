@@ -11,26 +11,27 @@ Round 1 is the panel fan-out (each seat with its persona). After every round:
    stopped moving while agreeing, if the token budget is spent, or at max_rounds;
 6) otherwise every agent gets both voices, anonymized, plus its own previous answer, and
    answers again.
-Yields `Progress` per round, then one `Debate`.
+Yields `Progress` per round, then one `Outcome` (its summary from a `Debate`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..adapters.embeddings import Embedder
-from ..adapters.llm import Completer
-from ..config import DebateConfig, PanelConfig
 from ..errors import QuorumError
-from ..types import Message, Panel, PanelAnswer, Progress, Seat
+from ..types import Message, Outcome, Panel, PanelAnswer, Progress, Seat, SeatResult
 from . import echo, geometry, prompts
 from .extract import confidence, extract, weighted_vote
-from .panel import convene, seat_messages
+from .panel import convene
+from .panel import results as panel_results
+
+if TYPE_CHECKING:
+    from ..context import RunContext
 
 
 @dataclass(frozen=True)
@@ -106,48 +107,27 @@ def _flips(turns: list[list[Turn]], stats: list[RoundStats]) -> list[dict]:
     return flips
 
 
-async def run(
-    completer: Completer,
-    embedder: Embedder,
-    seats: list[Seat],
-    messages: list[Message],
-    question: str,
-    config: DebateConfig,
-    panel: PanelConfig,
-    *,
-    personas: dict[str, str],
-    quorum: int,
-    params: dict[str, Any],
-    tokens_used: Callable[[], int],
-    record: Callable[[Panel, int], None],
-) -> AsyncIterator[Progress | Debate]:
-    base = {s.name: messages for s in seats} | seat_messages(seats, messages, personas)
-    q_vec = (await embedder.encode([question]))[0]
+async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
+    """The `debate` protocol (module docstring): rounds until a stopping rule fires."""
+    config, embedder = ctx.preset, ctx.embedder
+    base = ctx.seat_messages()
+    q_vec = (await embedder.encode([_question(ctx.messages)]))[0]
     turns: list[list[Turn]] = []
     stats: list[RoundStats] = []
+    history: list[SeatResult] = []
     shown: dict[str, list[tuple[str, np.ndarray]]] = {}
     per_seat = base
     prev: tuple[Panel, np.ndarray, list[int], list[Turn]] | None = None
-    active = seats
+    active = ctx.seats
     stop = "max_rounds"
     for round_no in range(1, config.max_rounds + 1):
-        vectors: dict[str, asyncio.Task] = {}
-
-        def embed(answer: PanelAnswer, vectors: dict[str, asyncio.Task] = vectors) -> None:
-            vectors[answer.seat.name] = asyncio.create_task(embedder.encode([answer.completion.text]))
-
         try:
-            result = await convene(completer, panel, active, messages, quorum=quorum, params=params,
-                                   per_seat=per_seat, on_answer=embed)
+            result, vecs = await _round(ctx, active, per_seat, round_no)
         except QuorumError:
-            for task in vectors.values():
-                task.cancel()
             if prev is None:
                 raise
             stop = "quorum_lost"
             break
-        record(result, round_no)
-        vecs = np.stack([(await vectors[a.seat.name])[0] for a in result.answers])
         round_turns, eligible = [], []
         for i, answer in enumerate(result.answers):
             text = answer.completion.text
@@ -158,7 +138,8 @@ async def run(
             if reason is None:
                 eligible.append(i)
         turns.append(round_turns)
-        if len(eligible) < min(quorum, len(result.answers)) or not eligible:
+        history += panel_results(result, round_no, {t.seat: t.echo for t in round_turns if t.echo})
+        if len(eligible) < min(ctx.quorum, len(result.answers)) or not eligible:
             if prev is None:
                 detail = "; ".join(f"{t.seat}: echo ({t.echo})" for t in round_turns if t.echo)
                 raise QuorumError(f"panel quorum not met after the echo watchdog: {detail}")
@@ -189,7 +170,7 @@ async def run(
             stop = "unanimous"
         elif adaptive and shift is not None and shift < config.shift and agreement >= config.agreement:
             stop = "converged"
-        elif config.max_total_tokens and tokens_used() >= config.max_total_tokens:
+        elif config.max_total_tokens and ctx.tokens_used() >= config.max_total_tokens:
             stop = "token_budget_exceeded"
         elif round_no == config.max_rounds:
             stop = "max_rounds"
@@ -208,7 +189,35 @@ async def run(
         break
 
     assert prev is not None
-    result, vecs, eligible, round_turns = prev
+    debate = _conclude(turns, stats, stop, prev, embedder.model_id)
+    best = debate.best if debate.budget_exceeded else None  # stop early: the consensus voice stands
+    yield Outcome(debate.final, tuple(history), tuple(debate.minority),
+                  answer=best.completion.text if best else None, answer_source=best.seat.name if best else None,
+                  summary=debate.summary(), transcript=debate.transcript())
+
+
+async def _round(ctx: RunContext, active: list[Seat], per_seat: dict[str, list[Message]],
+                 round_no: int) -> tuple[Panel, np.ndarray]:
+    """One round's answers and their embeddings (each started as its answer arrives, and
+    cancelled with the round if it fails or is cancelled)."""
+    vectors: dict[str, asyncio.Task] = {}
+
+    def embed(answer: PanelAnswer) -> None:
+        vectors[answer.seat.name] = asyncio.create_task(ctx.embedder.encode([answer.completion.text]))
+
+    try:
+        result = await convene(ctx.completer, ctx.panel, active, ctx.messages, quorum=ctx.quorum,
+                               params=ctx.draft_params, per_seat=per_seat, on_answer=embed,
+                               stage="panel" if round_no == 1 else "debate")
+        return result, np.stack([(await vectors[a.seat.name])[0] for a in result.answers])
+    finally:
+        for task in vectors.values():
+            task.cancel()
+
+
+def _conclude(turns: list[list[Turn]], stats: list[RoundStats], stop: str,
+              last: tuple[Panel, np.ndarray, list[int], list[Turn]], embedding_model: str) -> Debate:
+    result, _vecs, eligible, round_turns = last
     final_stats = stats[-1]
     winner, share = final_stats.vote
     if winner is not None:
@@ -219,12 +228,20 @@ async def run(
         minority = [n for c in final_stats.clusters[1:] for n in c] if len(majority) > 1 else []
         conf = max(0.0, min(1.0, final_stats.agreement))
     by_name = {a.seat.name: a for a in result.answers}
-    yield Debate(
+    return Debate(
         turns=turns, stats=stats, stop_reason=stop,
         final=Panel(tuple(result.answers[i] for i in eligible), result.failures),
         best=by_name[final_stats.consensus], vote=final_stats.vote, confidence=conf,
-        minority=minority, flips=_flips(turns, stats), embedding_model=embedder.model_id,
+        minority=minority, flips=_flips(turns, stats), embedding_model=embedding_model,
     )
+
+
+def _question(messages: list[Message]) -> str:
+    """The last user turn: what the echo watchdog compares answers against."""
+    from ..request import prompt_text
+
+    last = next(m for m in reversed(messages) if m.get("role") == "user")
+    return prompt_text([last])
 
 
 def _progress(s: RoundStats, answered: int) -> str:

@@ -9,7 +9,6 @@ a bad judge: the verdict says what happened.
 
 from __future__ import annotations
 
-import json
 import random
 import string
 
@@ -20,6 +19,7 @@ from ..config import AggregatorConfig
 from ..errors import UpstreamError
 from ..types import Analysis, Completion, Message, PanelAnswer, Point, Verdict
 from . import prompts
+from .jsonout import json_object
 
 
 class _Point(BaseModel):
@@ -35,6 +35,11 @@ class _Output(BaseModel):
     unique_insights: list[_Point] = []
     blind_spots: list[str] = []
     best: str | None = None
+
+
+# The analysis schema, sent as `response_format` where LiteLLM says the judge supports it.
+RESPONSE_SCHEMA = {"type": "json_schema",
+                   "json_schema": {"name": "panel_analysis", "schema": _Output.model_json_schema()}}
 
 
 def make_labels(n: int) -> list[str]:
@@ -67,15 +72,9 @@ def label_answers(
 
 def parse_analysis(text: str, labels: dict[str, str]) -> tuple[Analysis, dict]:
     """Validate the judge's JSON; drop labels it invented. Raises ValueError."""
-    body = text.strip()
-    if body.startswith("```"):
-        body = body.strip("`").removeprefix("json").strip()
-    start, end = body.find("{"), body.rfind("}")
-    if start < 0 or end < start:
-        raise ValueError("no JSON object found")
     try:
-        out = _Output.model_validate(json.loads(body[start : end + 1]))
-    except (json.JSONDecodeError, ValidationError) as exc:
+        out = _Output.model_validate(json_object(text))
+    except ValidationError as exc:
         raise ValueError(str(exc).splitlines()[0]) from None
 
     def points(items: list[_Point]) -> list[_Point]:
@@ -118,14 +117,16 @@ async def analyze(
     request = prompts.with_context(messages, prompts.JUDGE_SYSTEM, prompts.judge_user(labelled, minority_labels))
     params: dict = {"max_tokens": config.judge_max_tokens, "temperature": 0}
     mode = config.judge_response_format
-    if mode == "json_object" or (mode == "auto" and completer.supports_json_mode(config.judge)):
+    if mode == "auto" and completer.supports_response_schema(config.judge):
+        params["response_format"] = RESPONSE_SCHEMA
+    elif mode == "json_object" or (mode == "auto" and completer.supports_json_mode(config.judge)):
         params["response_format"] = {"type": "json_object"}
     calls: list[Completion] = []
     error = "no attempt"
     for attempt in range(2):  # the first try, then one repair
         try:
             completion = await completer.complete(
-                config.judge, request, timeout=config.judge_timeout_s, **params
+                config.judge, request, timeout=config.judge_timeout_s, stage="judge", seat="judge", **params
             )
         except UpstreamError as exc:
             error = f"judge call failed: {exc.describe()}"

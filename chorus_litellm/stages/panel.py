@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..adapters.llm import Completer
 from ..config import PanelConfig
 from ..errors import QuorumError, UpstreamError
-from ..types import Message, Panel, PanelAnswer, PanelFailure, Seat
-from . import prompts
+from ..types import Message, Outcome, Panel, PanelAnswer, PanelFailure, Progress, Seat, SeatResult
+
+if TYPE_CHECKING:
+    from ..context import RunContext
 
 
 def seats(config: PanelConfig) -> list[Seat]:
@@ -42,22 +44,33 @@ def seats(config: PanelConfig) -> list[Seat]:
     return result
 
 
-def seat_messages(
-    panel_seats: list[Seat], messages: list[Message], personas: dict[str, str]
-) -> dict[str, list[Message]]:
-    """Each seat's view of the conversation: with its persona's instructions, if any."""
-    return {s.name: prompts.persona_messages(messages, personas[s.persona]) for s in panel_seats if s.persona}
+async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
+    """The `moa` protocol: one round, every seat answers once."""
+    result = await convene(ctx.completer, ctx.panel, ctx.seats, ctx.messages, quorum=ctx.quorum,
+                           params=ctx.draft_params, per_seat=ctx.seat_messages())
+    yield Outcome(result, results(result, 1))
+
+
+def results(panel: Panel, round_no: int, echoes: dict[str, str] | None = None) -> tuple[SeatResult, ...]:
+    """Every seat's result in one round: answers (with the watchdog's verdict) and failures."""
+    echoes = echoes or {}
+    return (
+        *(SeatResult(a.seat, round_no, a.completion.text, echo=echoes.get(a.seat.name)) for a in panel.answers),
+        *(SeatResult(f.seat, round_no, failure=f) for f in panel.failures),
+    )
 
 
 async def _ask(
-    completer: Completer, seat: Seat, messages: list[Message], timeout_s: float, params: dict[str, Any]
+    completer: Completer, seat: Seat, messages: list[Message], timeout_s: float, params: dict[str, Any],
+    stage: str,
 ) -> PanelAnswer | PanelFailure:
     started = time.perf_counter()
     call_params = dict(params)
     if seat.temperature is not None:
         call_params["temperature"] = seat.temperature
     try:
-        completion = await completer.complete(seat.model, messages, timeout=timeout_s, **call_params)
+        completion = await completer.complete(seat.model, messages, timeout=timeout_s, stage=stage, seat=seat.name,
+                                              **call_params)
     except UpstreamError as exc:
         return PanelFailure(seat, exc.kind, str(exc), exc.status, time.perf_counter() - started)
     if not completion.text.strip():
@@ -77,6 +90,7 @@ async def fan_out(
     grace_ratio: float = float("inf"),
     per_seat: dict[str, list[Message]] | None = None,
     on_answer: Callable[[PanelAnswer], None] | None = None,
+    stage: str = "panel",
 ) -> Panel:
     """`per_seat` gives some seats their own messages (personas, debate rounds);
     `on_answer` sees each answer as it arrives (the debate starts embedding it)."""
@@ -84,7 +98,7 @@ async def fan_out(
     started = loop.time()
     per_seat = per_seat or {}
     tasks = {
-        asyncio.create_task(_ask(completer, seat, per_seat.get(seat.name, messages), timeout_s, params)): seat
+        asyncio.create_task(_ask(completer, seat, per_seat.get(seat.name, messages), timeout_s, params, stage)): seat
         for seat in panel_seats
     }
     answers: list[PanelAnswer] = []
@@ -142,10 +156,11 @@ async def convene(
     params: dict[str, Any],
     per_seat: dict[str, list[Message]] | None = None,
     on_answer: Callable[[PanelAnswer], None] | None = None,
+    stage: str = "panel",
 ) -> Panel:
     """`fan_out` with the profile's deadlines and grace."""
     return await fan_out(
         completer, panel_seats, messages, quorum=quorum, timeout_s=config.timeout_s,
         grace_s=config.quorum_grace_s, grace_ratio=config.quorum_grace_ratio, params=params,
-        per_seat=per_seat, on_answer=on_answer,
+        per_seat=per_seat, on_answer=on_answer, stage=stage,
     )

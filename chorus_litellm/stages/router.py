@@ -8,15 +8,15 @@ a wasted panel costs money, a wrong single answer on a hard prompt costs trust.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 
 from ..adapters.llm import Completer
 from ..config import RouterConfig
 from ..errors import UpstreamError
-from ..types import Completion, Message, Route
+from ..types import Message, Route
 from . import prompts
+from .jsonout import json_object
 
 # Words that signal reasoning, comparison or stakes. Each hit adds evidence of difficulty.
 HARD_WORDS = re.compile(
@@ -59,8 +59,7 @@ def difficulty(text: str) -> tuple[float, dict[str, float]]:
 
 
 def parse_classifier(text: str) -> float:
-    data = json.loads(text.strip().removeprefix("```json").removesuffix("```").strip())
-    value = float(data["difficulty"])
+    value = float(json_object(text)["difficulty"])
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"difficulty {value} is outside [0, 1]")
     return value
@@ -68,33 +67,34 @@ def parse_classifier(text: str) -> float:
 
 async def decide(
     config: RouterConfig, policy: str | None, messages: list[Message], text: str, completer: Completer
-) -> tuple[Route, Completion | None]:
-    """The route for this request, plus the classifier's call (for usage), if one was made."""
+) -> Route:
+    """The route for this request (the completer records the classifier's call, if any)."""
     policy = policy or config.policy
     if policy == "always_fuse":
-        return Route("fuse", policy, "policy"), None
+        return Route("fuse", policy, "policy")
     if policy == "never_fuse":
-        return Route("single", policy, "policy"), None
+        return Route("single", policy, "policy")
     score, _ = difficulty(text)
     cls = config.classifier
     if cls is None or abs(score - config.threshold) > cls.band:
         decision = "fuse" if score >= config.threshold else "single"
-        return Route(decision, policy, "features", score=round(score, 4)), None
+        return Route(decision, policy, "features", score=round(score, 4))
     try:
         completion = await completer.complete(
             cls.model,
             prompts.with_context(messages, prompts.CLASSIFIER_SYSTEM, "Rate the conversation above."),
             timeout=cls.timeout_s,
+            stage="classifier",
+            seat="classifier",
             max_tokens=20,
             temperature=0,
         )
     except UpstreamError as exc:
-        return Route("fuse", policy, f"classifier failed ({exc.kind}); fail open", score=round(score, 4)), None
+        return Route("fuse", policy, f"classifier failed ({exc.kind}); fail open", score=round(score, 4))
     try:
         judged = parse_classifier(completion.text)
     except (ValueError, KeyError, TypeError) as exc:
-        route = Route("fuse", policy, f"classifier gave invalid JSON ({type(exc).__name__}); fail open",
-                      score=round(score, 4))
-        return route, completion
+        return Route("fuse", policy, f"classifier gave invalid JSON ({type(exc).__name__}); fail open",
+                     score=round(score, 4))
     decision = "fuse" if judged >= config.threshold else "single"
-    return Route(decision, policy, "classifier", score=round(score, 4), classifier_score=judged), completion
+    return Route(decision, policy, "classifier", score=round(score, 4), classifier_score=judged)

@@ -121,13 +121,27 @@ def sentences(text: str) -> list[str]:
     return [p.strip() for p in parts if len(p.strip().split()) >= 3]
 
 
+def chunks(text: str, words: int = 60) -> list[str]:
+    """A source answer cut into runs of whole sentences of about `words` words, so its
+    later sentences are embedded too (an embedding model reads only its first ~128
+    tokens) while a long answer stays a handful of texts."""
+    out: list[str] = []
+    for sentence in sentences(text) or [text]:
+        if out and len(out[-1].split()) + len(sentence.split()) <= words:
+            out[-1] += " " + sentence
+        else:
+            out.append(sentence)
+    return out
+
+
 def sentence_shares(answer_vecs: np.ndarray, source_vecs: dict[str, np.ndarray]) -> dict[str, float]:
-    """Each answer sentence credits its closest source (>= SENTENCE_MATCH); ties share."""
+    """Each answer sentence credits its closest source (>= SENTENCE_MATCH); ties share.
+    A source is one vector or several (its chunks): its closest chunk counts."""
     shares = dict.fromkeys(source_vecs, 0.0)
     if not len(answer_vecs) or not source_vecs:
         return shares
     names = list(source_vecs)
-    sims = answer_vecs @ np.stack([source_vecs[n] for n in names]).T
+    sims = np.stack([(answer_vecs @ np.atleast_2d(source_vecs[n]).T).max(axis=1) for n in names], axis=1)
     for row in sims:
         best = row.max()
         if best < SENTENCE_MATCH:
@@ -154,6 +168,12 @@ def sha256(value: str | bytes) -> str:
 
 def request_hash(messages: list[dict]) -> str:
     return sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False, separators=(",", ":")))
+
+
+def idempotency_hash(profile: str, messages: list[dict], bounty: tuple[int, str] | None) -> str:
+    """What a `debate_id` promises to answer: the same profile, conversation and bounty."""
+    return sha256(json.dumps({"profile": profile, "messages": messages, "bounty": bounty}, sort_keys=True,
+                             ensure_ascii=False, separators=(",", ":")))
 
 
 def receipt_payload(

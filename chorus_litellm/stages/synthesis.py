@@ -3,17 +3,22 @@
 Yields text deltas as the synthesizer produces them, then one `Synthesis`. If the
 synthesizer fails before its first token, the judge's best-supported panel answer is
 yielded instead and the `Synthesis` says so; after its first token, the partial answer
-stands and the error is recorded (tokens already sent cannot be taken back).
+stands and the error is recorded (tokens already sent cannot be taken back). When the
+client asked for a `response_format`, a fallback answer must itself be JSON, else the
+failure stands.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from ..adapters.llm import Completer
 from ..config import AggregatorConfig
 from ..errors import UpstreamError
+from ..request import wants_json
 from ..types import Completion, Message, PanelAnswer, Synthesis, Verdict
 from . import prompts
 from .judge import best_answer
@@ -35,22 +40,36 @@ async def write(
     sent: list[str] = []
     call = completer.stream if stream else _whole(completer)
     try:
-        async for piece in call(config.synthesizer, request, timeout=config.synthesis_timeout_s, **params):
-            if isinstance(piece, Completion):
-                yield Synthesis(piece.text, piece)
-                return
-            sent.append(piece)
-            yield piece
+        pieces = call(config.synthesizer, request, timeout=config.synthesis_timeout_s, stage="synthesis",
+                      seat="synthesizer", **params)
+        async with aclosing(pieces):
+            async for piece in pieces:
+                if isinstance(piece, Completion):
+                    yield Synthesis(piece.text, piece)
+                    return
+                sent.append(piece)
+                yield piece
     except UpstreamError as exc:
         if sent:
             yield Synthesis("".join(sent), None, error=f"synthesizer failed mid-answer: {exc.describe()}")
             return
         best = best_answer(verdict, answers)
+        if wants_json(params) and not is_json(best.completion.text):
+            raise UpstreamError(exc.kind, f"synthesizer failed ({exc.describe()}) and no panel answer is the "
+                                          "JSON the response_format asks for", status=exc.status) from exc
         yield best.completion.text
         yield Synthesis(
             best.completion.text, None, fallback=True, fallback_source=best.seat.name,
             error=f"synthesizer failed: {exc.describe()}",
         )
+
+
+def is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _whole(completer: Completer):

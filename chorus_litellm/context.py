@@ -1,0 +1,115 @@
+"""One run's context: what every stage and protocol needs, in one object.
+
+Built by the provider (or a test) from a validated `FusionRequest` and the process's
+ports; the stages read it and never reach for globals. `completer` is the run's
+`Ledger`, so every inner call is recorded and charged as it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .adapters.embeddings import Embedder
+from .adapters.llm import Completer, DefaultParams
+from .config import DebateConfig, PanelConfig, ProfileConfig
+from .ledger import Ledger
+from .report import RunReport
+from .request import FusionRequest
+from .stages import prompts
+from .types import Completion, Message, Relay, Seat
+
+Finisher = Callable[[RunReport, FusionRequest], Awaitable[None]]
+
+
+class Forwarder(Protocol):
+    """The forward leg's port: the gate's single model answers the request as it is."""
+
+    def forward(self, model: str, messages: list[Message], params: dict[str, Any], *, stream: bool,
+                timeout: float) -> AsyncIterator[Relay | Completion]:
+        """Yields the model's own response (or chunks) as `Relay`s, then its `Completion`."""
+
+
+@dataclass
+class RunContext:
+    req: FusionRequest
+    ledger: Ledger
+    embedder: Embedder | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    forwarder: Forwarder | None = None
+    # Payee reputation scores, when the profile orders or filters seats by them.
+    reputation: Callable[[list[str]], Awaitable[dict[str, dict[str, float]]]] | None = None
+    finishers: Sequence[Finisher] = ()  # settle, keep the transcript, add to reputation
+    seats: list[Seat] = field(default_factory=list)  # set by the pipeline's seat step
+
+    @classmethod
+    def create(cls, req: FusionRequest, completer: Completer, *, timeout: float | None = None,
+               on_charge: Callable[[RunReport], None] | None = None, **ports: Any) -> RunContext:
+        """A fresh report and ledger for `req` (inside a running event loop): the run's
+        deadline is the profile's `run_timeout_s`, or the client's `timeout` if shorter."""
+        report = RunReport(req.debate_id, req.profile_name, req.caller, protocol=req.debate.protocol)
+        seconds = req.profile.limits.run_timeout_s
+        if isinstance(timeout, int | float) and timeout > 0:
+            seconds = min(seconds, float(timeout))
+        if req.debate.max_retries is not None:  # LiteLLM's Router retries transient errors with backoff
+            completer = DefaultParams(completer, num_retries=req.debate.max_retries)
+        deadline = asyncio.get_running_loop().time() + seconds
+        return cls(req, Ledger(completer, report, deadline=deadline, on_charge=on_charge), **ports)
+
+    @property
+    def completer(self) -> Ledger:
+        return self.ledger
+
+    @property
+    def report(self) -> RunReport:
+        return self.ledger.report
+
+    @property
+    def profile(self) -> ProfileConfig:
+        return self.req.profile
+
+    @property
+    def panel(self) -> PanelConfig:
+        return self.req.profile.panel
+
+    @property
+    def preset(self) -> DebateConfig:
+        return self.req.debate
+
+    @property
+    def messages(self) -> list[Message]:
+        return self.req.messages
+
+    @property
+    def quorum(self) -> int:
+        return self.req.quorum
+
+    @property
+    def personas(self) -> dict[str, str]:
+        return {**prompts.PERSONAS, **self.profile.personas}
+
+    @property
+    def draft_params(self) -> dict[str, Any]:
+        """Panel calls: the client's sampling params, the panel's own token cap."""
+        params = dict(self.req.sampling)
+        if self.panel.max_tokens:
+            params["max_tokens"] = self.panel.max_tokens
+        return params
+
+    @property
+    def final_params(self) -> dict[str, Any]:
+        """The final answer's calls: sampling plus the client's max_tokens, stop and
+        response_format (never the panel's cap)."""
+        return {**self.req.sampling, **self.req.final_params}
+
+    def tokens_used(self) -> int:
+        return self.report.usage.total_tokens
+
+    def seat_messages(self) -> dict[str, list[Message]]:
+        """Each seat's view of the conversation, with its persona's instructions if any."""
+        personas = self.personas
+        return {s.name: prompts.persona_messages(self.messages, personas[s.persona]) if s.persona
+                else self.messages for s in self.seats}
