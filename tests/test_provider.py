@@ -119,6 +119,28 @@ async def test_reputation_filters_seats(tmp_path):
     litellm.custom_provider_map = []
 
 
+async def test_with_store_and_outbox_unwritable_a_run_still_answers_in_configured_order(tmp_path):
+    """Reputation is advice and transcripts are best effort: a store whose database and outbox
+    both sit under a plain file (so neither can be opened) still answers the request."""
+    from chorus_litellm.adapters.store_sqlite import SQLiteStore
+
+    (tmp_path / "a-file").touch()
+    down = SQLiteStore(tmp_path / "a-file" / "db.sqlite3", outbox=tmp_path / "a-file" / "outbox.sqlite3",
+                       legacy_outbox=tmp_path / "a-file" / "legacy.jsonl")
+    prof = profile(panel={"members": ["model-a", "model-b", "model-c"], "min_quorum": 2,
+                          "reputation": {"order": True, "min_score": 0.5}})
+    handler = FusionHandler({"test": prof}, completer=FakeCompleter(), store=down)
+    litellm.custom_provider_map = [{"provider": "fusion", "custom_handler": handler}]
+    try:
+        resp = await litellm.acompletion(model="fusion/test", messages=HARD, metadata=KEYED["metadata"])
+    finally:
+        litellm.custom_provider_map = []
+        await down.aclose()
+    assert resp.choices[0].message.content
+    assert resp.chorus["panel"]["answered"] == ["model-a", "model-b", "model-c"]  # configured order
+    assert any("reputation unavailable (StoreUnavailable)" in n for n in resp.chorus["notes"])
+
+
 # -- the one error boundary ----------------------------------------------------------------
 class FakeLogging:
     """Stands in for LiteLLM's logging object: what the provider tells it to charge."""
