@@ -6,7 +6,9 @@ panel L + judge L + synthesis L = 3L (the floor), so we report latency / floor:
 - fused, non-streaming, p50 and p95, at concurrency 1 and 64;
 - the same with one panel member answering at 10 x L (a straggler cut by the quorum grace);
 - streaming time to first content token / (panel + judge + synthesizer's first token);
-- a single-model request through the same proxy, for reference (floor L).
+- a single-model request through the same proxy, for reference (floor L);
+- the fused case with the run event log off (`storage.events: false`): the log's cost is
+  the ratio fused / fused-without-events (target <= 1.02 at both concurrencies).
 
 Run: python benchmarks/fusion_latency.py [--latency 2.0] [--requests 128]
 Writes benchmarks/results/fusion_latency.{json,md} and prints the table.
@@ -50,6 +52,7 @@ def config(upstream: str, grace: float | None) -> dict:
             *(model_entry(n, upstream) for n in names),
             fusion_entry("bench", profile(["model-a", "model-b", "model-c"])),
             fusion_entry("straggler", profile(["model-a", "model-b", "slow-c"])),
+            fusion_entry("quiet", {**profile(["model-a", "model-b", "model-c"]), "storage": {"events": False}}),
         ],
         "litellm_settings": {
             "custom_provider_map": [{"provider": "fusion", "custom_handler": "chorus_litellm.proxy_handler"}],
@@ -99,6 +102,7 @@ async def run(args) -> dict:
             ("straggler", "fusion/straggler", False, 3 * L),
             ("stream TTFT", "fusion/bench", True, 3 * L),
             ("single model", "model-a", False, L),
+            ("fused, no events", "fusion/quiet", False, 3 * L),
         ]
         for concurrency in (1, 64):
             n = args.sequential if concurrency == 1 else args.requests
@@ -114,10 +118,15 @@ async def run(args) -> dict:
                     "target": TARGETS.get(name, {}).get(concurrency),
                     "throughput_rps": round(n / wall, 2),
                 })
-                print(f"{name:13s} c={concurrency:<3d} p50/floor={rows[-1]['p50_ratio']:.3f} "
+                print(f"{name:17s} c={concurrency:<3d} p50/floor={rows[-1]['p50_ratio']:.3f} "
                       f"p95/floor={rows[-1]['p95_ratio']:.3f}", flush=True)
+    by = {(r["case"], r["concurrency"]): r for r in rows}
+    events_cost = {c: {"p50_ratio": round(by["fused", c]["p50_s"] / by["fused, no events", c]["p50_s"], 4),
+                       "p95_ratio": round(by["fused", c]["p95_s"] / by["fused, no events", c]["p95_s"], 4),
+                       "target": 1.02} for c in (1, 64)}
     return {
         "benchmark": "fusion_latency",
+        "events_on_over_off": events_cost,
         "latency_L_s": L, "quorum_grace_s": args.grace, "proxy_workers": args.workers,
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
                     "platform": platform.platform()},
@@ -138,6 +147,10 @@ def table(result: dict) -> str:
         target = f"<= {r['target']}" if r["target"] else "-"
         lines.append(f"| {r['case']} | {r['concurrency']} | {r['requests']} | {r['floor_s']:g} | {r['p50_s']} | "
                      f"{r['p95_s']} | {r['p50_ratio']} | {r['p95_ratio']} | {target} | {r['throughput_rps']} |")
+    lines += ["", "Run event log (live view) on / off, fused requests:", "",
+              "| concurrency | p50 on / off | p95 on / off | target |", "|---|---|---|---|"]
+    for c, r in result["events_on_over_off"].items():
+        lines.append(f"| {c} | {r['p50_ratio']} | {r['p95_ratio']} | <= {r['target']} |")
     return "\n".join(lines) + "\n"
 
 

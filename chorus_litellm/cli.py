@@ -8,7 +8,9 @@
     chorus serve [--config F] [--port N] [--workers N] [--demo]
                                            run `litellm --config F`; --demo also starts the
                                            fake upstream on 127.0.0.1:8001 that the shipped
-                                           litellm_config.yaml points at
+                                           litellm_config.yaml points at, and (if no key is
+                                           configured) signs bounty receipts with a demo key
+                                           kept in the data dir
 """
 
 from __future__ import annotations
@@ -41,17 +43,23 @@ def check(path: str) -> int:
     return 0
 
 
-def keygen(out: str) -> int:
+def _write_key(path: Path) -> dict:
+    """A new signing key in `path`, created with mode 600 (never over an existing file)."""
     from .adapters.signing import generate
 
     key = generate()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(key, fh, indent=2)
+    return key
+
+
+def keygen(out: str) -> int:
     path = Path(out)
     if path.exists():
         print(f"chorus: {out} exists; not overwriting a signing key", file=sys.stderr)
         return 1
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(key, fh, indent=2)
+    key = _write_key(path)
     print(f"wrote {out} (mode 600). key_id {key['key_id']}\npublic key {key['public_key']}\n"
           f"use it with CHORUS_SIGNING_KEY_FILE={out}")
     return 0
@@ -101,6 +109,9 @@ def serve(args: argparse.Namespace) -> int:
              "--token-delay", "0.02"]
         ))
         print("chorus: demo upstream on http://127.0.0.1:8001 (a fake OpenAI-compatible server)")
+        if not (env.get("CHORUS_SIGNING_KEY") or env.get("CHORUS_SIGNING_KEY_FILE")):
+            env["CHORUS_SIGNING_KEY_FILE"] = str(_demo_key())
+    print(f"chorus: live view on http://{args.host}:{args.port}/chorus/ui/")
     litellm = shutil.which("litellm") or os.path.join(os.path.dirname(sys.executable), "litellm")
     proxy = subprocess.Popen(
         [litellm, "--config", args.config, "--host", args.host, "--port", str(args.port),
@@ -117,6 +128,18 @@ def serve(args: argparse.Namespace) -> int:
         for child in children:
             if child.poll() is None:
                 child.terminate()
+
+
+def _demo_key() -> Path:
+    """The demo's receipt signing key, made once in the data dir (mode 600)."""
+    from .settings import data_dir
+
+    path = data_dir() / "demo-signing-key.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_key(path)
+        print(f"chorus: demo signing key written to {path} (for bounty receipts; use `chorus keygen` for real)")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -211,6 +211,10 @@ class StorageConfig(_Strict):
     transcripts: bool = True
     # A week: long enough to debug last week's answer, short enough not to hoard prompts.
     transcript_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+    # Keep every run's event log for its team, with the same TTL: the live view
+    # (/chorus/ui/, GET /chorus/v1/runs/{debate_id}/events). A MoA round's map embeds its
+    # answers beside the judge call.
+    events: bool = True
 
 
 class LimitsConfig(_Strict):

@@ -2,7 +2,9 @@
 
 Built by the provider (or a test) from a validated `FusionRequest` and the process's
 ports; the stages read it and never reach for globals. `completer` is the run's
-`Ledger`, so every inner call is recorded and charged as it ends.
+`Ledger`, so every inner call is recorded and charged as it ends; `emit` writes to the
+run's event log (runlog.py), and `spawn` runs work beside the critical path (the live
+view's map of a MoA round) that `drain` collects before the run ends.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .config import DebateConfig, PanelConfig, ProfileConfig
 from .ledger import Ledger
 from .report import RunReport
 from .request import FusionRequest
+from .runlog import RunLog
 from .stages import prompts
 from .types import Completion, Message, Relay, Seat
 
@@ -44,6 +47,8 @@ class RunContext:
     reputation: Callable[[list[str]], Awaitable[dict[str, dict[str, float]]]] | None = None
     finishers: Sequence[Finisher] = ()  # settle, keep the transcript, add to reputation
     seats: list[Seat] = field(default_factory=list)  # set by the pipeline's seat step
+    log: RunLog = field(default_factory=RunLog)  # the run's event log (no listener: dropped)
+    background: set[asyncio.Task] = field(default_factory=set)
 
     @classmethod
     def create(cls, req: FusionRequest, completer: Completer, *, timeout: float | None = None,
@@ -58,6 +63,27 @@ class RunContext:
             completer = DefaultParams(completer, num_retries=req.debate.max_retries)
         deadline = asyncio.get_running_loop().time() + seconds
         return cls(req, Ledger(completer, report, deadline=deadline, on_charge=on_charge), **ports)
+
+    def emit(self, type: str, **data: Any) -> None:
+        self.log.emit(type, **data)
+
+    @property
+    def watched(self) -> bool:
+        """Whether anyone can read this run's events (else payloads need not be built)."""
+        return self.log.deliver is not None
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self.background.add(task)
+
+    async def drain(self, *, cancel: bool = False) -> None:
+        """Wait for (or cancel) the background work; its failures only cost the view."""
+        tasks, self.background = self.background, set()
+        for task in tasks if cancel else ():
+            task.cancel()
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, Exception):
+                self.report.notes.append(f"live view: {type(result).__name__}: {result}")
 
     @property
     def completer(self) -> Ledger:

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 
+from . import runlog
 from .context import RunContext
 from .errors import DeadlineError, QuorumError
 from .request import prompt_text, wants_json
@@ -32,6 +33,25 @@ PROTOCOLS: dict[str, Deliberation] = {
 
 
 async def run(ctx: RunContext) -> AsyncIterator:
+    """The run, on its event log: `run_started` first, `run_done` or `run_failed` last."""
+    ctx.emit("run_started", **runlog.started(ctx.req, panel.seats(ctx.panel)))
+    ended = False
+    try:
+        async with aclosing(_run(ctx)) as events:
+            async for event in events:
+                if isinstance(event, Done):
+                    await ctx.drain()
+                    ctx.emit("run_done", **runlog.done(event.report))
+                    ended = True
+                yield event
+    except BaseException as exc:  # failed, cancelled or closed by a client that left
+        if not ended:
+            await ctx.drain(cancel=True)
+            ctx.emit("run_failed", **runlog.failed(exc), cost=ctx.report.cost)
+        raise
+
+
+async def _run(ctx: RunContext) -> AsyncIterator:
     req, report = ctx.req, ctx.report
     started = time.perf_counter()
     clock = time.perf_counter
@@ -39,6 +59,7 @@ async def run(ctx: RunContext) -> AsyncIterator:
     # 1) Gate: tool turns and easy prompts go to single_model unchanged.
     report.route = await _route(ctx)
     report.timings["gate"] = clock() - started
+    ctx.emit("route", **runlog.routed(report.route))
     if report.route.decision == "single":
         async for event in _forward(ctx):
             yield event
@@ -67,6 +88,7 @@ async def run(ctx: RunContext) -> AsyncIterator:
             # The protocol wrote the final answer (consensus, or a debate out of budget).
             report.synthesis = Synthesis(outcome.answer, None, fallback=outcome.answer_source is not None,
                                          fallback_source=outcome.answer_source)
+            ctx.emit("answer_delta", text=outcome.answer)
             yield Delta(outcome.answer)
         else:
             yield Progress("panel", f"Panel: {len(outcome.panel.answers)} of {len(ctx.seats)} answered{failed}.")
@@ -76,11 +98,14 @@ async def run(ctx: RunContext) -> AsyncIterator:
                                           outcome.panel.answers, ctx.rng, minority=list(outcome.minority))
             report.verdict = verdict
             report.timings["judge"] = clock() - t
+            await ctx.drain()  # the round's map, measured beside the judge
+            ctx.emit("judge_done", **runlog.judged(verdict, report.timings["judge"]))
             yield Progress("judge", "Judge analysis degraded: " + verdict.error if verdict.degraded
                            else "Judge analysis done.")
             # 4) Synthesis, streamed to streaming clients; the client's max_tokens, stop
             #    and response_format apply here and only here.
             t = clock()
+            ctx.emit("synthesis_started", model=ctx.profile.aggregator.synthesizer)
             pieces = synthesis.write(ctx.completer, ctx.profile.aggregator, req.messages, verdict,
                                      outcome.panel.answers, ctx.final_params, stream=req.stream)
             async with aclosing(pieces):
@@ -88,6 +113,7 @@ async def run(ctx: RunContext) -> AsyncIterator:
                     if isinstance(piece, Synthesis):
                         report.synthesis = piece
                     else:
+                        ctx.emit("answer_delta", text=piece)
                         yield Delta(piece)
             report.timings["synthesis"] = clock() - t
 
@@ -95,6 +121,8 @@ async def run(ctx: RunContext) -> AsyncIterator:
     #    keep the transcript, add to reputation; then the debug summary and Done.
     for finisher in ctx.finishers:
         await finisher(report, req)
+    if report.settlement is not None:
+        ctx.emit("settled", **runlog.settled(report.settlement, report.receipt))
     if req.debate.output_mode == "debug" and report.route.decision == "fuse":
         yield Delta("\n\n---\n" + report.debug_text())
     report.timings["total"] = clock() - started
@@ -126,6 +154,7 @@ async def _forward(ctx: RunContext) -> AsyncIterator[Relay]:
                 else:
                     completion = item
                     ledger.record("forward", "single_model", completion)
+                    ctx.emit("answer_delta", text=completion.text)
     except BaseException:
         if completion is None:  # failed or cancelled: the prompt was sent, so it is counted
             ledger.record("forward", "single_model", ledger.estimate(model, req.messages, ""),

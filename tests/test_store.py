@@ -285,7 +285,7 @@ def _first_open(n, barrier, tmp_path):
 
 def test_concurrent_migrations_from_several_processes(tmp_path):
     _run_workers(_first_open, tmp_path, count=6)
-    assert rows(tmp_path / "db.sqlite3", "SELECT version FROM chorus_migrations ORDER BY version") == [(1,), (2,)]
+    assert rows(tmp_path / "db.sqlite3", "SELECT version FROM chorus_migrations ORDER BY version") == [(1,), (2,), (3,)]
     assert rows(tmp_path / "db.outbox.sqlite3", "SELECT version FROM chorus_migrations") == [(1,), (2,)]
     assert rows(tmp_path / "db.sqlite3", "SELECT count(*) FROM records") == [(6,)]
     assert rows(tmp_path / "db.sqlite3", "PRAGMA journal_mode") == [("wal",)]
@@ -327,3 +327,59 @@ def test_backend_selection(monkeypatch, tmp_path):
     assert redis_store.outbox.path == tmp_path / "chorus-litellm" / "chorus-redis.outbox.sqlite3"
     monkeypatch.setenv("CHORUS_STORE", "redis")
     assert isinstance(store_from_env(), RedisStore)
+
+
+# -- run events (the live view's log) ------------------------------------------------------
+def ev(seq, kind="answer", t=None, **data):
+    return {"seq": seq, "type": kind, "time": float(t if t is not None else seq), "data": data}
+
+
+async def test_events_are_kept_by_sequence_once_in_any_order_and_team_scoped(stores):
+    store = stores()
+    started = ev(1, "run_started", profile="p", protocol="moa", model="fusion/p", prompt="q")
+    await store.append_events("team:a", "r1", [ev(3), ev(4, "run_done", cost=0.5)], ttl_s=60)
+    await store.append_events("team:a", "r1", [started, ev(2)], ttl_s=60)
+    await store.append_events("team:a", "r1", [ev(2), ev(3)], ttl_s=60)  # a retried batch: no duplicates
+    assert [e["seq"] for e in await store.read_events("team:a", "r1")] == [1, 2, 3, 4]
+    assert await store.read_events("team:a", "r1", after=2) == [ev(3), ev(4, "run_done", cost=0.5)]
+    assert await store.read_events("team:b", "r1") == [] and await store.read_events(None, "r1") == []
+    [run] = await store.list_runs("team:a")
+    assert run == {"id": "r1", "started": 1.0, "updated": 4.0, "state": "done", "cost": 0.5, "profile": "p",
+                   "protocol": "moa", "model": "fusion/p", "prompt": "q", "rounds": None}
+    assert await store.list_runs("team:b") == []
+    assert [e["seq"] for e in await stores.reader().read_events("team:a", "r1")] == [1, 2, 3, 4]
+
+
+async def test_events_wait_in_the_outbox_during_an_outage(stores):
+    down = stores(down=True)
+    await down.append_events("team:a", "r1", [ev(1, "run_started", profile="p"), ev(2)], ttl_s=60)  # no raise
+    await down.append_events("team:a", "r1", [ev(3, "run_done", cost=0.1)], ttl_s=60)
+    with pytest.raises(StoreUnavailable):
+        await down.read_events("team:a", "r1")
+    assert await stores().flush_outbox() == 2
+    reader = stores.reader()
+    assert [e["seq"] for e in await reader.read_events("team:a", "r1")] == [1, 2, 3]
+    assert [(r["id"], r["state"]) for r in await reader.list_runs("team:a")] == [("r1", "done")]
+
+
+async def test_the_runs_index_lists_live_runs_first_then_newest(stores):
+    store = stores()
+    for run_id, start, end in [("old", 10, "run_done"), ("live", 5, None), ("new", 20, "run_failed")]:
+        batch = [ev(1, "run_started", t=start, profile="p")] + ([ev(2, end, t=start + 1)] if end else [])
+        await store.append_events("team:a", run_id, batch, ttl_s=60)
+    runs = await store.list_runs("team:a")
+    assert [(r["id"], r["state"]) for r in runs] == [("live", "running"), ("new", "failed"), ("old", "done")]
+    assert [r["id"] for r in await store.list_runs("team:a", limit=2)] == ["live", "new"]
+
+
+async def test_events_expire_with_their_run(stores, clock, request):
+    store = stores()
+    await store.append_events("team:a", "r1", [ev(1, "run_started", profile="p")], ttl_s=60)
+    if request.node.callspec.params["stores"] == "redis":  # Redis expires by its own clock: check the TTLs
+        client = store._client()
+        for key in ("events", "run"):
+            ttl_ms = await client.pttl(f"{store.prefix}:{key}:{len('team:a')}:team:a:r1")
+            assert 0 < ttl_ms <= 60_000
+        return
+    clock.now += 61
+    assert await store.read_events("team:a", "r1") == [] and await store.list_runs("team:a") == []

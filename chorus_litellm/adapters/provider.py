@@ -51,6 +51,7 @@ from ..request import FusionRequest, build_request
 from ..settle import ReputationKeeper, Settler, TranscriptKeeper, prior_run
 from ..types import Caller, Delta, Done, Progress, Relay
 from .embeddings import Embedder, SentenceTransformerEmbedder
+from .eventlog import EventLog
 from .forward import RouterForwarder
 from .llm import Completer, RouterCompleter, proxy_router
 from .signing import Signer
@@ -152,6 +153,7 @@ class FusionHandler(CustomLLM):
         self._store = store
         self._embedder = embedder  # tests inject one; otherwise one per model and event loop
         self._embedders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._event_logs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.completer = completer or RouterCompleter(get_router)
         self.forwarder = forwarder or RouterForwarder(get_router)
         self.anonymous_owner = anonymous_owner
@@ -203,15 +205,27 @@ class FusionHandler(CustomLLM):
                                "to the caller's team or key", param="bounty")
         return req
 
+    def event_log(self) -> EventLog:
+        """This event loop's writer and follower of run events (one per loop, like the embedder)."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._event_logs:
+            self._event_logs[loop] = EventLog(self.store)
+        return self._event_logs[loop]
+
     def _context(self, req: FusionRequest, logging_obj: Any, timeout: Any) -> RunContext:
-        embedder = self._embedder_for(req) if req.debate.protocol == "debate" or req.bounty is not None else None
+        storage = req.profile.storage
+        watched = storage.events and req.owner is not None
+        needs_embedder = req.debate.protocol == "debate" or req.bounty is not None or watched
+        embedder = self._embedder_for(req) if needs_embedder else None
         finishers: list = [Settler(self.signer, self.store, embedder)] if req.bounty is not None else []
         if req.profile.storage.transcripts and req.owner is not None:
             finishers.append(TranscriptKeeper(self.store))
         finishers.append(ReputationKeeper(self.store))
         return RunContext.create(req, self.completer, timeout=timeout, on_charge=_Charge(logging_obj, req.stream),
                                  embedder=embedder, forwarder=self.forwarder, reputation=self.store.reputation,
-                                 finishers=finishers)
+                                 finishers=finishers,
+                                 log=self.event_log().run_log(req.owner if watched else None, req.debate_id,
+                                                              storage.transcript_ttl_s))
 
     def _embedder_for(self, req: FusionRequest) -> Embedder:
         """One embedder per model and event loop: its batching futures belong to a loop

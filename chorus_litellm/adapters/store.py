@@ -21,6 +21,11 @@ The outbox rule (storage never fails or duplicates a run):
 - Reads (`find_receipt`, `get_transcript`) look in the backend, then the outbox; they
   raise `StoreUnavailable` only when neither can be read. `reputation()` raises it when
   the backend is down (the caller falls back).
+- Run events (the live view's log, runlog.py) are best effort like transcripts: a batch
+  the backend cannot take waits in the outbox and is delivered later (events are keyed
+  by their sequence number, so batches may arrive in any order and twice). Each batch
+  also updates the owner's runs index (`runlog.summarize`). `read_events` and
+  `list_runs` read the backend only.
 
 Time comes from the injected `clock` (seconds since the epoch), so tests move it.
 """
@@ -45,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chorus_litellm")
 
-RECEIPT, TRANSCRIPT = "receipt", "transcript"
+RECEIPT, TRANSCRIPT, EVENTS = "receipt", "transcript", "events"
 FLUSH_BATCH = 100
 
 
@@ -118,6 +123,18 @@ class Store:
         raise NotImplementedError
 
     async def _close(self) -> None:
+        raise NotImplementedError
+
+    async def _append(self, owner: str, run_id: str, events: list[dict], expires_at: float | None) -> None:
+        """Add events (envelopes) not yet stored, by sequence number, and update the runs index."""
+        raise NotImplementedError
+
+    async def _events(self, owner: str, run_id: str, after: int, limit: int) -> list[dict]:
+        """The live events with seq > `after`, in order, at most `limit`."""
+        raise NotImplementedError
+
+    async def _runs(self, owner: str, limit: int) -> list[dict]:
+        """The owner's live runs index entries (each with its `id`), newest first."""
         raise NotImplementedError
 
     # -- records ---------------------------------------------------------------------
@@ -195,6 +212,36 @@ class Store:
             return None
         return waiting.record if waiting is not None else None
 
+    # -- run events (the live view) -------------------------------------------------
+    async def append_events(self, owner: str | None, run_id: str, events: list[dict], ttl_s: int | None) -> None:
+        """Best effort: the backend, else the outbox; never raises for an outage."""
+        if not owner or not events:
+            return
+        expires_at = self.clock() + ttl_s if ttl_s else None
+        try:
+            await self._append(owner, run_id, events, expires_at)
+            return
+        except StoreUnavailable as down:
+            item = Pending(EVENTS, owner, f"{run_id}#{events[0]['seq']}", {"run_id": run_id, "events": events},
+                           expires_at)
+            try:
+                await self.outbox.add(item)
+            except StoreUnavailable as no_outbox:
+                log.warning("chorus: %d events of run %s lost: %s; %s", len(events), run_id, down, no_outbox)
+                return
+        self._outboxed = True
+
+    async def read_events(self, owner: str | None, run_id: str, after: int = 0, limit: int = 1000) -> list[dict]:
+        """The run's events after `after`; StoreUnavailable when the backend is down."""
+        return await self._events(owner, run_id, after, limit) if owner else []
+
+    async def list_runs(self, owner: str | None, limit: int = 20) -> list[dict]:
+        """The owner's recent runs, live ones first; StoreUnavailable when the backend is down."""
+        if not owner:
+            return []
+        runs = await self._runs(owner, limit)
+        return sorted(runs, key=lambda r: (r.get("state") != "running", -(r.get("started") or 0)))[:limit]
+
     # -- reputation -----------------------------------------------------------------
     async def add_reputation(self, observations: dict[str, dict[str, float]]) -> None:
         """Add one run's observations per payee (atomic increments); best effort, never raises."""
@@ -219,7 +266,7 @@ class Store:
                 for n, item in enumerate(batch):
                     if not item.expired(self.clock()):
                         try:
-                            await self._put(item)
+                            await self._deliver(item)
                         except StoreUnavailable as exc:
                             await self.outbox.release(batch[n:])
                             log.info("chorus: outbox flush waits for the backend (%s)", exc)
@@ -230,6 +277,12 @@ class Store:
         except StoreUnavailable as exc:
             log.warning("chorus: outbox not flushed (%s)", exc)
         return delivered
+
+    async def _deliver(self, item: Pending) -> None:
+        if item.kind == EVENTS:
+            await self._append(item.owner, item.record["run_id"], item.record["events"], item.expires_at)
+        else:
+            await self._put(item)
 
     async def start(self) -> None:
         """Flush the outbox now and every `flush_interval_s`, in a background task."""

@@ -27,6 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from .. import runlog
 from ..settings import data_dir
 from .store import Pending, Store, record_key, unavailable_on
 from .store_sqlite import Outbox
@@ -116,6 +117,44 @@ class RedisStore(Store):
         rows = await pipe.execute()
         found = {payee: data for payee, data in zip(names, rows, strict=True) if data}
         return {payee: {k.decode(): float(v) for k, v in data.items()} for payee, data in found.items()}
+
+    def _px(self, expires_at: float | None) -> int | None:
+        return None if expires_at is None else max(1, int((expires_at - self.clock()) * 1000))
+
+    @mapped
+    async def _append(self, owner: str, run_id: str, events: list[dict], expires_at: float | None) -> None:
+        client, key, px = self._client(), record_key(owner, run_id), self._px(expires_at)
+        pipe = client.pipeline(transaction=True)
+        pipe.zadd(f"{self.prefix}:events:{key}", {json.dumps(e, sort_keys=True): e["seq"] for e in events}, nx=True)
+        if px is not None:
+            pipe.pexpire(f"{self.prefix}:events:{key}", px)
+        pipe.get(f"{self.prefix}:run:{key}")
+        current = (await pipe.execute())[-1]
+        summary = runlog.summarize(sorted(events, key=lambda e: e["seq"]), json.loads(current) if current else None)
+        pipe = client.pipeline(transaction=True)
+        pipe.set(f"{self.prefix}:run:{key}", json.dumps(summary), px=px)
+        index = f"{self.prefix}:runs:{len(owner)}:{owner}"
+        pipe.zadd(index, {run_id: summary.get("started") or self.clock()})
+        if px is not None:
+            pipe.pexpire(index, px)
+        await pipe.execute()
+
+    @mapped
+    async def _events(self, owner: str, run_id: str, after: int, limit: int) -> list[dict]:
+        found = await self._client().zrangebyscore(f"{self.prefix}:events:{record_key(owner, run_id)}",
+                                                   f"({after}", "+inf", start=0, num=limit)
+        return [json.loads(e) for e in found]
+
+    @mapped
+    async def _runs(self, owner: str, limit: int) -> list[dict]:
+        client = self._client()
+        index = f"{self.prefix}:runs:{len(owner)}:{owner}"
+        ids = [i.decode() for i in await client.zrevrange(index, 0, limit * 2 - 1)]
+        values = await client.mget([f"{self.prefix}:run:{record_key(owner, i)}" for i in ids]) if ids else []
+        gone = [i for i, v in zip(ids, values, strict=True) if v is None]  # expired: drop from the index
+        if gone:
+            await client.zrem(index, *gone)
+        return [{"id": i, **json.loads(v)} for i, v in zip(ids, values, strict=True) if v is not None]
 
     async def _close(self) -> None:
         clients, self._clients = self._clients, weakref.WeakKeyDictionary()

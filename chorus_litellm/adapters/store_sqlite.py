@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from .. import runlog
 from ..settings import outbox_beside
 from .outbox import Outbox
 from .sqlite import Database, Migration, mapped
@@ -33,7 +34,16 @@ async def _m2_reputation(db: aiosqlite.Connection) -> None:
                      "value REAL NOT NULL, PRIMARY KEY (payee, counter))")
 
 
-MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation]
+async def _m3_events(db: aiosqlite.Connection) -> None:
+    await db.execute("CREATE TABLE events (owner TEXT NOT NULL, run_id TEXT NOT NULL, seq INTEGER NOT NULL, "
+                     "event TEXT NOT NULL, expires_at REAL, PRIMARY KEY (owner, run_id, seq))")
+    await db.execute("CREATE TABLE runs (owner TEXT NOT NULL, run_id TEXT NOT NULL, summary TEXT NOT NULL, "
+                     "started REAL, expires_at REAL, PRIMARY KEY (owner, run_id))")
+    await db.execute("CREATE INDEX runs_recent ON runs (owner, started)")
+    await db.execute("CREATE INDEX events_expiry ON events (expires_at) WHERE expires_at IS NOT NULL")
+
+
+MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation, _m3_events]
 
 _LIVE = "kind = ? AND owner = ? AND debate_id = ? AND (expires_at IS NULL OR expires_at > ?)"
 
@@ -91,6 +101,38 @@ class SQLiteStore(Store):
             if payees is None or payee in payees:
                 out.setdefault(payee, {})[counter] = value
         return out
+
+    @mapped
+    async def _append(self, owner: str, run_id: str, events: list[dict], expires_at: float | None) -> None:
+        db = await self.db.conn()
+        now = self.clock()
+        if any(e["type"] == "run_started" for e in events):  # one cleanup per run, not per batch
+            await db.execute("DELETE FROM events WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+            await db.execute("DELETE FROM runs WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+        await db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)",
+                             [(owner, run_id, e["seq"], json.dumps(e), expires_at) for e in events])
+        rows = await db.execute_fetchall("SELECT summary FROM runs WHERE owner = ? AND run_id = ?", (owner, run_id))
+        summary = runlog.summarize(sorted(events, key=lambda e: e["seq"]), json.loads(rows[0][0]) if rows else None)
+        await db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner, run_id) DO UPDATE SET "
+                         "summary = excluded.summary, started = excluded.started, expires_at = excluded.expires_at",
+                         (owner, run_id, json.dumps(summary), summary.get("started"), expires_at))
+
+    @mapped
+    async def _events(self, owner: str, run_id: str, after: int, limit: int) -> list[dict]:
+        db = await self.db.conn()
+        rows = await db.execute_fetchall(
+            "SELECT event FROM events WHERE owner = ? AND run_id = ? AND seq > ? "
+            "AND (expires_at IS NULL OR expires_at > ?) ORDER BY seq LIMIT ?",
+            (owner, run_id, after, self.clock(), limit))
+        return [json.loads(row[0]) for row in rows]
+
+    @mapped
+    async def _runs(self, owner: str, limit: int) -> list[dict]:
+        db = await self.db.conn()
+        rows = await db.execute_fetchall(
+            "SELECT run_id, summary FROM runs WHERE owner = ? AND (expires_at IS NULL OR expires_at > ?) "
+            "ORDER BY started DESC LIMIT ?", (owner, self.clock(), limit * 2))
+        return [{"id": run_id, **json.loads(summary)} for run_id, summary in rows]
 
     async def _close(self) -> None:
         await self.db.close()

@@ -14,12 +14,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import runlog
 from ..errors import QuorumError, UpstreamError
 from ..types import Message, Outcome, Panel, Progress, Seat
 from . import prompts
 from .jsonout import json_object
 from .judge import make_labels
-from .panel import convene
+from .panel import mapped, round_of
 from .panel import results as panel_results
 
 if TYPE_CHECKING:
@@ -64,9 +65,10 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     config, seats = ctx.preset, ctx.seats
     base = ctx.seat_messages()
 
+    rounds = iter(range(1, 3 + config.max_rounds))  # drafts, critiques, then one per vote
+
     async def everyone(stage: str, per_seat: dict[str, list[Message]], among: list[Seat]) -> Panel:
-        return await convene(ctx.completer, ctx.panel, among, ctx.messages, quorum=ctx.quorum,
-                             params=ctx.draft_params, per_seat=per_seat, stage=stage)
+        return await round_of(ctx, among, next(rounds), per_seat, stage=stage)
 
     def ask_all(instructions: str, data: object, among: list[Seat]) -> dict[str, list[Message]]:
         user = f"{instructions}\n\n{prompts.json_data(data)}"
@@ -82,6 +84,8 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
         return completion.text
 
     drafts = await everyone("panel", base, seats)  # a missed quorum here fails the run, cleanly
+    if ctx.watched:
+        ctx.spawn(mapped(ctx, drafts, 1))
     history = panel_results(drafts, 1)
     voters = [a.seat for a in drafts.answers]
     order = list(drafts.answers)
@@ -95,6 +99,7 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
         try:
             critiques = await everyone("critique", ask_all(prompts.CONSENSUS_CRITIQUE, anonymized, voters), voters)
             notes = [a.completion.text for a in critiques.answers]
+            ctx.emit("round_done", **runlog.round_done(round=2, clusters=[[a.seat.name for a in critiques.answers]]))
         except QuorumError:
             notes = []  # write the candidate from the drafts alone
         yield Progress("consensus", f"Critiques: {len(notes)}.")
@@ -106,6 +111,10 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
             votes.append(cast)
             accepted = sum(v["accept"] for v in cast.values())
             needed = len(voters) if config.strict_unanimity else len(voters) // 2 + 1
+            share = round(accepted / max(1, len(cast)), 4)
+            split = [[n for n, v in cast.items() if v["accept"]], [n for n, v in cast.items() if not v["accept"]]]
+            ctx.emit("round_done", **runlog.round_done(round=2 + round_no, agreement=share, clusters=split,
+                                                       vote={"answer": "accept", "share": share}))
             yield Progress("consensus", f"Vote {round_no}: {accepted} of {len(cast)} accept (need {needed}).")
             if accepted >= needed:
                 stop, reached = "consensus", True

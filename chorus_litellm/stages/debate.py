@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import runlog
 from ..errors import QuorumError
 from ..types import Message, Outcome, Panel, PanelAnswer, Progress, Seat, SeatResult
-from . import echo, geometry, prompts
+from . import atlas, echo, geometry, prompts
 from .extract import confidence, extract, weighted_vote
-from .panel import convene
 from .panel import results as panel_results
+from .panel import round_of
 
 if TYPE_CHECKING:
     from ..context import RunContext
@@ -54,6 +55,12 @@ class RoundStats:
     dissent: str | None
     filtered: dict[str, str]
     vote: tuple[str | None, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"round": self.round, "agreement": round(self.agreement, 4),
+                "shift": None if self.shift is None else round(self.shift, 4), "clusters": self.clusters,
+                "consensus": self.consensus, "dissent": self.dissent, "filtered": self.filtered,
+                "vote": {"answer": self.vote[0], "share": round(self.vote[1], 4)} if self.vote[0] else None}
 
 
 @dataclass
@@ -83,13 +90,7 @@ class Debate:
             "flips": self.flips,
             "embedding_model": self.embedding_model,
             "token_budget_exceeded": self.budget_exceeded,
-            "stats": [
-                {"round": s.round, "agreement": round(s.agreement, 4),
-                 "shift": None if s.shift is None else round(s.shift, 4), "clusters": s.clusters,
-                 "consensus": s.consensus, "dissent": s.dissent, "filtered": s.filtered,
-                 "vote": {"answer": s.vote[0], "share": round(s.vote[1], 4)} if s.vote[0] else None}
-                for s in self.stats
-            ],
+            "stats": [s.as_dict() for s in self.stats],
         }
 
     def transcript(self) -> list[list[dict]]:
@@ -120,6 +121,7 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     prev: tuple[Panel, np.ndarray, list[int], list[Turn]] | None = None
     active = ctx.seats
     stop = "max_rounds"
+    space = atlas.Atlas(config.link)
     for round_no in range(1, config.max_rounds + 1):
         try:
             result, vecs = await _round(ctx, active, per_seat, round_no)
@@ -137,6 +139,8 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
             round_turns.append(Turn(answer.seat.name, round_no, text, extract(text), confidence(text), reason))
             if reason is None:
                 eligible.append(i)
+            elif ctx.watched:
+                ctx.emit("answer", **runlog.echo(runlog.answer(answer, round_no), reason))
         turns.append(round_turns)
         history += panel_results(result, round_no, {t.seat: t.echo for t in round_turns if t.echo})
         if len(eligible) < min(ctx.quorum, len(result.answers)) or not eligible:
@@ -146,21 +150,22 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
             stop = "quorum_lost"
             break
         names = [result.answers[i].seat.name for i in eligible]
-        sim = geometry.similarity(vecs[eligible])
-        clusters = geometry.knn_clusters(sim, link=config.link)
-        cons = eligible[geometry.consensus_voice(sim, clusters)]
-        diss = geometry.dissent_voice(vecs, eligible, cons) if config.dissent else None
+        lay = atlas.layout(vecs, eligible, link=config.link, dissent=config.dissent)
+        cons, diss, agreement = lay.consensus, lay.dissent, lay.agreement
         vote = weighted_vote([(round_turns[i].extracted, round_turns[i].confidence) for i in eligible])
         extracted = {round_turns[i].extracted for i in eligible}
         unanimous = len(eligible) > 1 and None not in extracted and len(extracted) == 1
-        agreement = geometry.mean_pairwise(sim)
         shift = geometry.centroid_shift(prev[1][prev[2]], vecs[eligible]) if prev else None
         stats.append(RoundStats(
-            round_no, agreement, shift, [[names[j] for j in c] for c in clusters],
+            round_no, agreement, shift, [[names[j] for j in c] for c in lay.clusters],
             result.answers[cons].seat.name, result.answers[diss].seat.name if diss is not None else None,
             {t.seat: t.echo for t in round_turns if t.echo}, vote,
         ))
         prev = (result, vecs, eligible, round_turns)
+        if ctx.watched:
+            flips = _flips(turns[-2:], stats[-2:]) if round_no > 1 else []
+            ctx.emit("round_done", **stats[-1].as_dict(), flips=flips,
+                     **space.add(round_no, [a.seat.name for a in result.answers], vecs, lay))
         yield Progress("debate", _progress(stats[-1], len(result.answers)))
 
         adaptive = config.adaptive_stop
@@ -206,9 +211,8 @@ async def _round(ctx: RunContext, active: list[Seat], per_seat: dict[str, list[M
         vectors[answer.seat.name] = asyncio.create_task(ctx.embedder.encode([answer.completion.text]))
 
     try:
-        result = await convene(ctx.completer, ctx.panel, active, ctx.messages, quorum=ctx.quorum,
-                               params=ctx.draft_params, per_seat=per_seat, on_answer=embed,
-                               stage="panel" if round_no == 1 else "debate")
+        result = await round_of(ctx, active, round_no, per_seat, stage="panel" if round_no == 1 else "debate",
+                                on_answer=embed)
         return result, np.stack([(await vectors[a.seat.name])[0] for a in result.answers])
     finally:
         for task in vectors.values():

@@ -7,6 +7,7 @@
   the largest cluster.
 - `dissent_voice`: among eligible answers outside that choice, the one farthest from the
   round's centroid.
+- `Projection`: a fixed 3-D view of the space for the live view's graph.
 """
 
 from __future__ import annotations
@@ -36,6 +37,24 @@ def centroid_shift(previous: np.ndarray, current: np.ndarray) -> float:
     return float(1.0 - np.clip(centroid(previous) @ centroid(current), -1.0, 1.0))
 
 
+def knn_edges(sim: np.ndarray, k: int = 2, link: float = 0.75) -> list[tuple[int, int]]:
+    """Each answer's links to its `k` closest others with cosine >= `link` (i < j, once)."""
+    edges = set()
+    for i in range(sim.shape[0]):
+        for j in [j for j in np.argsort(-sim[i]) if j != i][:k]:
+            if sim[i, j] >= link:
+                edges.add((min(i, int(j)), max(i, int(j))))
+    return sorted(edges)
+
+
+def centrality(sim: np.ndarray) -> np.ndarray:
+    """Each answer's mean cosine to the others, scaled into 0..1 (1.0 for a lone answer)."""
+    n = sim.shape[0]
+    if n < 2:
+        return np.ones(n)
+    return np.clip(((sim.sum(axis=1) - np.diag(sim)) / (n - 1) + 1.0) / 2.0, 0.0, 1.0)
+
+
 def knn_clusters(sim: np.ndarray, k: int = 2, link: float = 0.75) -> list[list[int]]:
     """Connected components of the symmetric kNN graph, largest first."""
     n = sim.shape[0]
@@ -47,11 +66,8 @@ def knn_clusters(sim: np.ndarray, k: int = 2, link: float = 0.75) -> list[list[i
             i = parent[i]
         return i
 
-    for i in range(n):
-        others = [j for j in np.argsort(-sim[i]) if j != i][:k]
-        for j in others:
-            if sim[i, j] >= link:
-                parent[find(i)] = find(int(j))
+    for i, j in knn_edges(sim, k, link):
+        parent[find(i)] = find(j)
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(find(i), []).append(i)
@@ -72,3 +88,29 @@ def dissent_voice(vectors: np.ndarray, eligible: list[int], exclude: int) -> int
         return None
     c = centroid(vectors[eligible]) if eligible else centroid(vectors)
     return min(candidates, key=lambda i: float(vectors[i] @ c))
+
+
+class Projection:
+    """A fixed 3-D view of embedding space: PCA fitted once (on round 1's answers); every
+    later round is projected with the same basis, so earlier points keep their place.
+    With fewer than 4 answers PCA has fewer than 3 directions; the basis is completed
+    with fixed orthonormal ones. Coordinates are scaled so round 1 spans about [-1, 1]."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.mean = vectors.mean(axis=0)
+        centered = vectors - self.mean
+        _, strength, vt = np.linalg.svd(centered, full_matrices=False)
+        basis = [v for v, s in zip(vt, strength, strict=True) if s > 1e-6][:3]
+        extra = np.random.default_rng(0).standard_normal((3, vectors.shape[1]))
+        for v in extra:
+            if len(basis) == 3:
+                break
+            for b in basis:
+                v = v - (v @ b) * b
+            basis.append(v / np.linalg.norm(v))
+        self.basis = np.stack(basis)
+        spread = np.abs(centered @ self.basis.T).max() if len(vectors) > 1 else 0.0
+        self.scale = 1.0 / spread if spread > 1e-9 else 1.0
+
+    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+        return (vectors - self.mean) @ self.basis.T * self.scale

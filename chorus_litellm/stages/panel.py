@@ -14,10 +14,12 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import runlog
 from ..adapters.llm import Completer
 from ..config import PanelConfig
 from ..errors import QuorumError, UpstreamError
 from ..types import Message, Outcome, Panel, PanelAnswer, PanelFailure, Progress, Seat, SeatResult
+from . import atlas
 
 if TYPE_CHECKING:
     from ..context import RunContext
@@ -46,8 +48,9 @@ def seats(config: PanelConfig) -> list[Seat]:
 
 async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     """The `moa` protocol: one round, every seat answers once."""
-    result = await convene(ctx.completer, ctx.panel, ctx.seats, ctx.messages, quorum=ctx.quorum,
-                           params=ctx.draft_params, per_seat=ctx.seat_messages())
+    result = await round_of(ctx, ctx.seats, 1, ctx.seat_messages())
+    if ctx.watched:
+        ctx.spawn(mapped(ctx, result, 1))
     yield Outcome(result, results(result, 1))
 
 
@@ -89,11 +92,12 @@ async def fan_out(
     params: dict[str, Any],
     grace_ratio: float = float("inf"),
     per_seat: dict[str, list[Message]] | None = None,
-    on_answer: Callable[[PanelAnswer], None] | None = None,
+    on_result: Callable[[PanelAnswer | PanelFailure], None] | None = None,
     stage: str = "panel",
 ) -> Panel:
     """`per_seat` gives some seats their own messages (personas, debate rounds);
-    `on_answer` sees each answer as it arrives (the debate starts embedding it)."""
+    `on_result` sees each answer or failure as it arrives (the event log; the debate
+    starts embedding answers)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     per_seat = per_seat or {}
@@ -115,8 +119,8 @@ async def fan_out(
             for task in sorted(done, key=lambda t: order[tasks[t].name]):  # stable, not set order
                 result = task.result()
                 (answers if isinstance(result, PanelAnswer) else failures).append(result)
-                if on_answer is not None and isinstance(result, PanelAnswer):
-                    on_answer(result)
+                if on_result is not None:
+                    on_result(result)
             if grace_until is None and len(answers) >= quorum:
                 now = loop.time()
                 grace_s = min(grace_s, grace_ratio * (now - started))
@@ -133,7 +137,10 @@ async def fan_out(
         if len(answers) >= quorum
         else "cancelled: the quorum could no longer be met"
     )
-    failures += [PanelFailure(tasks[t], "cancelled", reason) for t in pending]
+    cut = [PanelFailure(tasks[t], "cancelled", reason) for t in sorted(pending, key=lambda t: order[tasks[t].name])]
+    for failure in cut if on_result is not None else ():
+        on_result(failure)
+    failures += cut
     failures.sort(key=lambda f: order[f.seat.name])
     if len(answers) < quorum:
         detail = "; ".join(f.describe() for f in failures)
@@ -155,12 +162,43 @@ async def convene(
     quorum: int,
     params: dict[str, Any],
     per_seat: dict[str, list[Message]] | None = None,
-    on_answer: Callable[[PanelAnswer], None] | None = None,
+    on_result: Callable[[PanelAnswer | PanelFailure], None] | None = None,
     stage: str = "panel",
 ) -> Panel:
     """`fan_out` with the profile's deadlines and grace."""
     return await fan_out(
         completer, panel_seats, messages, quorum=quorum, timeout_s=config.timeout_s,
         grace_s=config.quorum_grace_s, grace_ratio=config.quorum_grace_ratio, params=params,
-        per_seat=per_seat, on_answer=on_answer, stage=stage,
+        per_seat=per_seat, on_result=on_result, stage=stage,
     )
+
+
+async def round_of(ctx: RunContext, among: list[Seat], round_no: int, per_seat: dict[str, list[Message]], *,
+                   stage: str = "panel", on_answer: Callable[[PanelAnswer], None] | None = None) -> Panel:
+    """One round of the run's panel, on the event log: announced, then every answer and
+    failure as it arrives (`on_answer` sees the answers too)."""
+    ctx.emit("round_started", round=round_no, stage=stage, seats=[s.name for s in among])
+
+    def seen(result: PanelAnswer | PanelFailure) -> None:
+        if ctx.watched:
+            ctx.emit("answer", **runlog.answer(result, round_no))
+        if on_answer is not None and isinstance(result, PanelAnswer):
+            on_answer(result)
+
+    return await convene(ctx.completer, ctx.panel, among, ctx.messages, quorum=ctx.quorum,
+                         params=ctx.draft_params, per_seat=per_seat, on_result=seen, stage=stage)
+
+
+async def mapped(ctx: RunContext, panel: Panel, round_no: int) -> None:
+    """`round_done` for a one-shot round (moa, consensus drafts): its layout, measured
+    off the critical path (`ctx.spawn`) when the run has an embedder and a viewer."""
+    answers = panel.answers
+    done = runlog.round_done(round=round_no, clusters=[[a.seat.name for a in answers]])
+    if ctx.embedder is not None and len(answers) > 0:
+        vectors = await ctx.embedder.encode([a.completion.text for a in answers])
+        names = [a.seat.name for a in answers]
+        lay = atlas.layout(vectors, list(range(len(answers))), link=ctx.preset.link)
+        done.update(agreement=round(lay.agreement, 4), clusters=[[names[i] for i in c] for c in lay.clusters],
+                    consensus=names[lay.consensus], dissent=None if lay.dissent is None else names[lay.dissent],
+                    **atlas.Atlas(ctx.preset.link).add(round_no, names, vectors, lay))
+    ctx.emit("round_done", **done)

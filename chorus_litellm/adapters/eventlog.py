@@ -1,0 +1,134 @@
+"""The process's side of every run's event log: written off the request path, followed live.
+
+- `run_log(owner, run_id, ttl_s)` gives a run its `RunLog`; each emitted event is
+  appended to an in-memory batch (no I/O, no await) and one background task per event
+  loop writes the batches to the store every `batch_s` (terminal events at once), so a
+  run never waits for the store. A store outage sends the batch to the outbox
+  (adapters/store.py): it never fails a run.
+- `follow(owner, run_id, after)` replays a run's stored events after `after`, then
+  follows it until `run_done` / `run_failed`: runs on this process wake their followers
+  as soon as a batch is written; runs on another worker or replica are polled every
+  `poll_s`. `None` items are keep-alive ticks for an idle stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from ..runlog import TERMINAL, RunEvent, RunLog
+
+log = logging.getLogger("chorus_litellm")
+
+STALE_S = 900.0  # a followed run with no event for this long is given up (its worker died)
+
+
+class EventLog:
+    def __init__(self, store: Any, *, batch_s: float = 0.05, poll_s: float = 0.25, keepalive_s: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.batch_s, self.poll_s, self.keepalive_s, self.clock = store, batch_s, poll_s, keepalive_s, clock
+        self._pending: dict[tuple[str, str], tuple[int | None, list[RunEvent]]] = {}
+        self._followers: dict[tuple[str, str], set[asyncio.Event]] = {}
+        self._wake = asyncio.Event()
+        self._urgent = False
+        self._writer: asyncio.Task | None = None
+
+    # -- writing ------------------------------------------------------------------
+    def run_log(self, owner: str | None, run_id: str, ttl_s: int | None) -> RunLog:
+        """The run's sink; a run without an owner has no readers, so nothing is kept."""
+        if owner is None:
+            return RunLog()
+        return RunLog(lambda event: self._add(owner, run_id, ttl_s, event))
+
+    def _add(self, owner: str, run_id: str, ttl_s: int | None, event: RunEvent) -> None:
+        self._pending.setdefault((owner, run_id), (ttl_s, []))[1].append(event)
+        self._urgent |= event.type in TERMINAL
+        self._wake.set()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_forever(), name="chorus-events")
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            if not self._urgent:
+                await asyncio.sleep(self.batch_s)  # gather a batch
+            self._wake.clear()
+            self._urgent = False
+            try:
+                await self.flush()
+            except Exception:  # noqa: BLE001 - never stop writing other runs' events
+                log.exception("chorus: run events not written")
+
+    async def flush(self) -> None:
+        """Write every pending batch now (the background task does this every batch_s)."""
+        pending, self._pending = self._pending, {}
+        for (owner, run_id), (ttl_s, events) in pending.items():
+            await self.store.append_events(owner, run_id, [e.envelope() for e in events], ttl_s)
+            for changed in self._followers.get((owner, run_id), ()):
+                changed.set()
+
+    async def aclose(self) -> None:
+        """Write what is pending and stop the writer."""
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        await self.flush()
+
+    # -- following ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def watch(self, owner: str, run_id: str):
+        """An event set whenever this process writes events of the run."""
+        changed = asyncio.Event()
+        self._followers.setdefault((owner, run_id), set()).add(changed)
+        try:
+            yield changed
+        finally:
+            watchers = self._followers[(owner, run_id)]
+            watchers.discard(changed)
+            if not watchers:
+                del self._followers[(owner, run_id)]
+
+    async def first(self, owner: str, run_id: str, after: int, wait_s: float) -> list[dict]:
+        """The stored events after `after`, waiting up to `wait_s` for a run that has none
+        yet (a viewer may attach before the run starts); [] if none came. Raises
+        StoreUnavailable when the store cannot be read."""
+        deadline = self.clock() + wait_s
+        with self.watch(owner, run_id) as changed:
+            while True:
+                events = await self.store.read_events(owner, run_id, after)
+                if events or after > 0 or self.clock() >= deadline:
+                    return events
+                await _until(changed, min(self.poll_s, max(0.0, deadline - self.clock())))
+
+    async def follow(self, owner: str, run_id: str, events: list[dict]) -> AsyncIterator[dict | None]:
+        """`events` (from `first`), then every later one until the run ends; None while idle."""
+        after = events[-1]["seq"] if events else 0
+        quiet_since = last_sent = self.clock()
+        with self.watch(owner, run_id) as changed:
+            while True:
+                for event in events:
+                    yield event
+                    after, quiet_since = event["seq"], self.clock()
+                    if event["type"] in TERMINAL:
+                        return
+                if self.clock() - quiet_since > STALE_S:
+                    return
+                if events:
+                    last_sent = self.clock()
+                elif self.clock() - last_sent >= self.keepalive_s:
+                    last_sent = self.clock()
+                    yield None
+                await _until(changed, self.poll_s)  # another worker's run: the poll interval
+                events = await self.store.read_events(owner, run_id, after)
+
+
+async def _until(changed: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(changed.wait(), timeout)
+    changed.clear()

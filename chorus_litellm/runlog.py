@@ -1,0 +1,215 @@
+"""The run's event log: what a viewer sees, emitted by the pipeline as it goes.
+
+Every event has a per-run sequence number, a type, a time (seconds since the epoch) and
+a JSON payload. The pipeline and the protocols call `ctx.emit(type, **payload)`; a
+`RunLog` numbers the events and hands each to its `deliver` port (the process's
+`adapters/eventlog.EventLog`, which batches them to the store off the request path).
+Nothing here does I/O, and nothing in `stages/` knows who listens.
+
+Types, in the order a run emits them (payloads in docs/live-view.md):
+
+    run_started -> route -> [round_started -> answer ... -> round_done] per round
+    -> judge_done -> synthesis_started -> answer_delta ... -> settled -> run_done
+    (or run_failed at any point: the error the client got)
+
+The synthesizer's pieces are coalesced into one `answer_delta` per `DELTA_WINDOW_S`, so
+a long answer costs a few events a second, not one per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .config import PREFIX
+from .errors import RunError
+from .request import prompt_text
+from .types import PanelAnswer, PanelFailure, Route, Seat, Verdict
+
+if TYPE_CHECKING:
+    from .report import RunReport
+    from .request import FusionRequest
+
+TEXT_LIMIT = 2000  # an answer's text in its `answer` event
+ANSWER_LIMIT = 20000  # the final answer in `run_done`
+DELTA_WINDOW_S = 0.1
+TERMINAL = ("run_done", "run_failed")
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    seq: int
+    type: str
+    time: float
+    data: dict
+
+    def envelope(self) -> dict:
+        return {"seq": self.seq, "type": self.type, "time": self.time, "data": self.data}
+
+    @classmethod
+    def of(cls, envelope: dict) -> RunEvent:
+        return cls(int(envelope["seq"]), envelope["type"], float(envelope["time"]), envelope["data"])
+
+
+class RunLog:
+    """The run's event sink: numbers events from 1 and passes each to `deliver`
+    (None: a run nobody can watch, e.g. an unauthenticated caller; events are dropped)."""
+
+    def __init__(self, deliver: Callable[[RunEvent], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.deliver, self.clock = deliver, clock
+        self.seq = 0
+        self._delta: list[str] = []
+        self._delta_since = 0.0
+
+    def emit(self, type: str, **data: Any) -> None:
+        if self.deliver is None:
+            return
+        if type == "answer_delta":
+            self._add_delta(data["text"])
+            return
+        self._flush_delta()
+        self._send(type, data)
+
+    def _add_delta(self, text: str) -> None:
+        now = self.clock()
+        if self._delta and now - self._delta_since >= DELTA_WINDOW_S:
+            self._flush_delta()
+        if not self._delta:
+            self._delta_since = now
+        self._delta.append(text)
+
+    def _flush_delta(self) -> None:
+        if self._delta:
+            text, self._delta = "".join(self._delta), []
+            self._send("answer_delta", {"text": text})
+
+    def _send(self, type: str, data: dict) -> None:
+        self.seq += 1
+        self.deliver(RunEvent(self.seq, type, self.clock(), data))
+
+
+# -- payloads built from the run's nouns (pure) ------------------------------------------
+def clip(text: str, limit: int = TEXT_LIMIT) -> tuple[str, bool]:
+    return (text, False) if len(text) <= limit else (text[:limit], True)
+
+
+def answer(result: PanelAnswer | PanelFailure, round_no: int) -> dict:
+    """One seat's result in one round, as it arrives."""
+    seat = result.seat
+    if isinstance(result, PanelAnswer):
+        c = result.completion
+        text, truncated = clip(c.text)
+        return {"round": round_no, "seat": seat.name, "model": seat.model, "status": "ok",
+                "latency_s": round(c.latency_s, 4), "tokens": {"prompt": c.usage.prompt_tokens,
+                                                               "completion": c.usage.completion_tokens},
+                "cost": c.cost, "text": text, "truncated": truncated, "kind": None, "detail": None, "reason": None}
+    status = "cancelled" if result.kind == "cancelled" else "failed"
+    return {"round": round_no, "seat": seat.name, "model": seat.model, "status": status,
+            "latency_s": round(result.latency_s, 4), "tokens": {"prompt": 0, "completion": 0}, "cost": 0.0,
+            "text": "", "truncated": False, "kind": result.kind, "detail": result.detail[:500], "reason": None}
+
+
+ROUND_DONE = {"agreement": None, "shift": None, "clusters": [], "consensus": None, "dissent": None, "filtered": {},
+              "flips": [], "vote": None, "links": [], "points": []}
+
+
+def round_done(**data: Any) -> dict:
+    """A `round_done` payload with every field (None or empty where a round has no such
+    measure: a critique or vote round has no map, and keeps the previous points)."""
+    return {**ROUND_DONE, **data}
+
+
+def echo(answer_payload: dict, reason: str) -> dict:
+    """The watchdog's verdict on an answer already sent: the same answer, status `echo`."""
+    return {**answer_payload, "status": "echo", "reason": reason}
+
+
+def judged(verdict: Verdict, duration_s: float) -> dict:
+    a = verdict.analysis
+
+    def points(items) -> list[dict]:
+        return [{"claim": p.claim, "support": list(p.support)} for p in items]
+
+    return {"degraded": verdict.degraded, "error": verdict.error,
+            "consensus": points(a.consensus) if a else [], "contradictions": points(a.contradictions) if a else [],
+            "insights": points(a.unique_insights) if a else [], "blind_spots": list(a.blind_spots) if a else [],
+            "best": a.best if a else None, "duration_s": round(duration_s, 4)}
+
+
+def settled(settlement: dict, receipt: dict | None) -> dict:
+    """The settlement with each payout split into its equal and impact parts."""
+    parts = {c["seat"]: c for c in (receipt or {}).get("payload", {}).get("contributions", [])}
+    return {
+        "status": settlement.get("status"), "receipt_id": settlement.get("receipt_id"),
+        "bounty": settlement.get("bounty"), "unallocated": settlement.get("unallocated"),
+        "payouts": [{**p, "equal": parts.get(p["seat"], {}).get("equal_amount", 0),
+                     "impact": parts.get(p["seat"], {}).get("impact_amount", 0)}
+                    for p in settlement.get("payouts", [])],
+        "receipt_url": settlement.get("receipt_url"), "error": settlement.get("error"),
+    }
+
+
+def started(req: FusionRequest, seats: list[Seat]) -> dict:
+    bounty = {"amount": req.bounty[0], "currency": req.bounty[1]} if req.bounty else None
+    return {"profile": req.profile_name, "protocol": req.debate.protocol, "model": PREFIX + req.profile_name,
+            "prompt": clip(prompt_text(req.messages[-1:]))[0], "stream": req.stream, "quorum": req.quorum,
+            "max_rounds": req.debate.max_rounds if req.debate.protocol != "moa" else 1, "bounty": bounty,
+            "seats": [{"seat": s.name, "model": s.model, "persona": s.persona, "payee": s.payee_id} for s in seats]}
+
+
+def routed(route: Route) -> dict:
+    return {"decision": route.decision, "policy": route.policy, "reason": route.reason, "score": route.score}
+
+
+def done(report: RunReport) -> dict:
+    """The run's end: its answer, usage and cost per stage and per seat, and timings."""
+    seats: dict[str, dict] = {}
+    for call in report.calls:
+        entry = seats.setdefault(call.seat, {"calls": 0, "total_tokens": 0, "cost": 0.0})
+        entry["calls"] += 1
+        entry["total_tokens"] += call.completion.usage.total_tokens
+        entry["cost"] += call.completion.cost
+    ext = report.extension()
+    synthesis = report.synthesis
+    deliberation = report.deliberation or {}
+    return {"answer": clip(synthesis.text if synthesis else "", ANSWER_LIMIT)[0], "usage": report.usage.as_dict(),
+            "cost": report.cost, "stages": ext["usage"]["stages"], "seats": seats,
+            "timings": {k: round(v, 4) for k, v in report.timings.items()},
+            "rounds": deliberation.get("rounds", 1 if report.panel else 0),
+            "stop_reason": deliberation.get("stop_reason"), "decision": report.route and report.route.decision,
+            "fallback": bool(synthesis and synthesis.fallback)}
+
+
+def failed(exc: BaseException) -> dict:
+    """The error the client got, as the provider maps it (adapters/provider.to_litellm_error)."""
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return {"status": 499, "error": {"type": "Cancelled", "message": "the client disconnected"}}
+    if isinstance(exc, RunError) and exc.status_code != 500:
+        return {"status": exc.status_code, "error": {"type": type(exc).__name__, "message": str(exc)}}
+    return {"status": 500, "error": {"type": type(exc).__name__, "message": f"internal error: {exc}"}}
+
+
+def summarize(events: list[dict], current: dict | None = None) -> dict:
+    """The runs index entry (`GET /chorus/v1/runs`) after `events` (envelopes), starting
+    from `current`: id-less fields a store keeps per run."""
+    run = dict(current or {})
+    for e in events:  # batches may arrive out of order (the outbox): never move backwards
+        data, kind = e["data"], e["type"]
+        run["updated"] = max(e["time"], run.get("updated") or 0.0)
+        if kind == "run_started":
+            run.setdefault("state", "running")
+            run.update(started=e["time"], profile=data.get("profile"), protocol=run.get("protocol") or
+                       data.get("protocol"), model=data.get("model"), prompt=data.get("prompt", "")[:200])
+        elif kind == "route" and data.get("decision") == "single":
+            run["protocol"] = "single"
+        elif kind == "round_done":
+            run["rounds"] = max(data.get("round") or 0, run.get("rounds") or 0)
+        elif kind == "run_done":
+            run.update(state="done", cost=data.get("cost"), rounds=data.get("rounds", run.get("rounds")))
+        elif kind == "run_failed":
+            run.update(state="failed", cost=data.get("cost", run.get("cost")))
+    return run

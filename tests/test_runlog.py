@@ -1,0 +1,177 @@
+"""The run's event log as the pipeline writes it: order, completeness, payloads."""
+
+import numpy as np
+import pytest
+
+from chorus_litellm import pipeline
+from chorus_litellm.errors import QuorumError, UpstreamError
+from chorus_litellm.runlog import RunEvent, RunLog, summarize
+from chorus_litellm.stages.geometry import Projection
+from chorus_litellm.testing import FakeCompleter, HashEmbedder, Reply
+from tests.factories import context, profile, request
+
+Q = [{"role": "user", "content": "What is six times seven? Give the final answer."}]
+
+
+async def logged(req, fake, **ports):
+    """The run's events (as envelopes) and what pipeline.run yielded (or the error)."""
+    seen: list[RunEvent] = []
+    ctx = context(req, fake, log=RunLog(seen.append), **ports)
+    out, error = [], None
+    try:
+        async for event in pipeline.run(ctx):
+            out.append(event)
+    except Exception as exc:  # noqa: BLE001 - the test inspects it
+        error = exc
+    return seen, out, error
+
+
+def types(events):
+    return [e.type for e in events]
+
+
+def collapse(kinds):
+    """Runs of one type as one entry: ['answer', 'answer'] -> ['answer']."""
+    return [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
+
+
+async def test_a_moa_run_logs_every_stage_in_order_with_a_map_of_its_round():
+    fake = FakeCompleter(json_models={"judge"}).enqueue("writer", Reply("The answer is 42."))
+    events, out, error = await logged(request(stream=True), fake, embedder=HashEmbedder())
+    assert error is None
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert collapse(types(events)) == ["run_started", "route", "round_started", "answer", "round_done", "judge_done",
+                                       "synthesis_started", "answer_delta", "run_done"]
+    started = events[0].data
+    assert started["protocol"] == "moa" and started["model"] == "fusion/test"
+    assert [s["seat"] for s in started["seats"]] == ["model-a", "model-b", "model-c"]
+    answers = [e.data for e in events if e.type == "answer"]
+    assert {a["seat"] for a in answers} == {"model-a", "model-b", "model-c"}
+    assert all(a["status"] == "ok" and a["round"] == 1 and a["text"] and a["tokens"]["completion"] == 5
+               for a in answers)
+    done = next(e.data for e in events if e.type == "round_done")
+    assert len(done["points"]) == 3 and done["consensus"] in {"model-a", "model-b", "model-c"}
+    assert all(-1.5 <= p[axis] <= 1.5 for p in done["points"] for axis in "xyz")
+    assert "".join(e.data["text"] for e in events if e.type == "answer_delta") == "The answer is 42."
+    end = events[-1].data
+    assert end["answer"] == "The answer is 42." and end["cost"] == pytest.approx(out[-1].report.cost)
+    assert end["stages"]["panel"]["calls"] == 3 and set(end["seats"]) >= {"model-a", "judge", "synthesizer"}
+    assert set(end["timings"]) >= {"gate", "panel", "judge", "synthesis", "total"}
+
+
+async def test_a_debate_logs_rounds_echoes_and_a_map_whose_earlier_points_never_move():
+    fake = FakeCompleter()
+    fake.enqueue("a", "Six times seven: the answer is 42.", "Still six times seven, answer is 42 indeed.",
+                 "Six sevens, final: 42.")
+    fake.enqueue("b", "Seven sixes make it. The answer is 42.", "Rechecked seven sixes. The answer is 42 again.",
+                 "Seven sixes again: 42.")
+    fake.enqueue("c", "I computed six plus seven. The answer is 13.", "I'm sorry, I can't help with that.",
+                 "Plus, so 13.")
+    prof = profile(debate={"protocol": "debate", "max_rounds": 3, "adaptive_stop": False, "link": 0.3},
+                   panel={"members": ["a", "b", "c"], "min_quorum": 2})
+    events, _out, error = await logged(request(prof, messages=Q), fake, embedder=HashEmbedder())
+    assert error is None
+    rounds = [e.data for e in events if e.type == "round_done"]
+    assert [r["round"] for r in rounds] == [1, 2, 3]
+    assert [len(r["points"]) for r in rounds] == [3, 6, 9]  # every answer of every round so far
+    for before, after in zip(rounds, rounds[1:], strict=False):
+        assert after["points"][: len(before["points"])] == before["points"]  # stable projection
+    assert rounds[0]["dissent"] == "c"
+    links = rounds[0]["links"]
+    assert links and all(a in "abc" and b in "abc" and a != b and 0.3 <= sim <= 1 for a, b, sim in links)
+    # c refuses in round 2: filtered by the watchdog, and its answer event updated
+    echoes = [e.data for e in events if e.type == "answer" and e.data["status"] == "echo"]
+    assert [(a["seat"], a["round"], a["reason"]) for a in echoes] == [("c", 2, "refusal")]
+    assert rounds[1]["filtered"] == {"c": echoes[0]["reason"]}
+    assert [p["echo"] for p in rounds[1]["points"] if p["round"] == 2 and p["seat"] == "c"] == [True]
+    started = [e.data["round"] for e in events if e.type == "round_started"]
+    assert started == [1, 2, 3]
+    # each round's events sit between its round_started and round_done
+    kinds = collapse(types(events))
+    assert kinds[:3] == ["run_started", "route", "round_started"]
+    assert events[-1].type == "run_done" and events[-1].data["rounds"] == 3
+
+
+async def test_consensus_logs_drafts_critiques_and_votes_as_rounds():
+    fake = FakeCompleter()
+    fake.enqueue("writer", "Candidate: 42.")
+    for m in ("model-a", "model-b", "model-c"):
+        fake.enqueue(m, "Draft: 42.", "Critique: fine.", '{"accept": true}')
+    prof = profile(debate={"protocol": "consensus", "max_rounds": 2})
+    events, _out, error = await logged(request(prof), fake, embedder=HashEmbedder())
+    assert error is None
+    assert [(e.data["round"], e.data["stage"]) for e in events if e.type == "round_started"] == \
+        [(1, "panel"), (2, "critique"), (3, "vote")]
+    done = {e.data["round"]: e.data for e in events if e.type == "round_done"}
+    assert len(done[1]["points"]) == 3 and done[3]["vote"] == {"answer": "accept", "share": 1.0}
+    assert done[2]["points"] == []  # no map: a viewer keeps the drafts' points
+    assert "".join(e.data["text"] for e in events if e.type == "answer_delta") == "Candidate: 42."
+    assert events[-1].type == "run_done" and events[-1].data["stop_reason"] == "consensus"
+
+
+async def test_a_missed_quorum_ends_the_log_with_the_error_the_client_gets():
+    fake = FakeCompleter()
+    for m in ("model-a", "model-b"):
+        fake.enqueue(m, UpstreamError("timeout", "deadline exceeded"))
+    events, _out, error = await logged(request(), fake)
+    assert isinstance(error, QuorumError)
+    assert collapse(types(events)) == ["run_started", "route", "round_started", "answer", "run_failed"]
+    failed = [e.data for e in events if e.type == "answer" and e.data["status"] == "failed"]
+    assert {(a["seat"], a["kind"]) for a in failed} == {("model-a", "timeout"), ("model-b", "timeout")}
+    end = events[-1].data
+    assert end["status"] == 502 and end["error"]["type"] == "QuorumError" and "quorum not met" in end["error"]["message"]
+    assert end["cost"] > 0  # model-c answered and is charged
+
+
+async def test_a_client_that_leaves_ends_the_log_as_cancelled():
+    fake = FakeCompleter(json_models={"judge"}).enqueue("writer", Reply("word " * 50, word_delay=0.01))
+    seen: list[RunEvent] = []
+    run = pipeline.run(context(request(stream=True), fake, log=RunLog(seen.append)))
+    async for event in run:
+        if type(event).__name__ == "Delta":
+            break
+    await run.aclose()
+    assert seen[-1].type == "run_failed" and seen[-1].data["status"] == 499
+
+
+async def test_answer_pieces_are_coalesced_per_window():
+    now = [0.0]
+    seen: list[RunEvent] = []
+    log = RunLog(seen.append, clock=lambda: now[0])
+    for i in range(10):
+        log.emit("answer_delta", text=f"{i} ")
+        now[0] += 0.03
+    log.emit("run_done", answer="")
+    deltas = [e.data["text"] for e in seen if e.type == "answer_delta"]
+    assert "".join(deltas) == "".join(f"{i} " for i in range(10)) and 2 <= len(deltas) <= 4
+    assert seen[-1].type == "run_done" and [e.seq for e in seen] == list(range(1, len(seen) + 1))
+
+
+def test_an_unwatched_run_emits_nothing():
+    log = RunLog()
+    log.emit("run_started", profile="x")
+    assert log.seq == 0
+
+
+def test_the_projection_is_fitted_once_and_scaled_to_round_one():
+    rng = np.random.default_rng(1)
+    first = rng.standard_normal((5, 16))
+    first /= np.linalg.norm(first, axis=1, keepdims=True)
+    view = Projection(first)
+    assert np.abs(view(first)).max() == pytest.approx(1.0)
+    later = rng.standard_normal((5, 16))
+    assert np.allclose(view(first), Projection(first)(first))  # deterministic
+    assert view(later).shape == (5, 3)
+    two = Projection(first[:2])  # fewer answers than dimensions: completed, still 3-D
+    assert two.basis.shape == (3, 16) and np.allclose(two.basis @ two.basis.T, np.eye(3), atol=1e-9)
+
+
+def test_the_runs_index_follows_the_events():
+    events = [{"seq": 1, "type": "run_started", "time": 10.0,
+               "data": {"profile": "p", "protocol": "debate", "model": "fusion/p", "prompt": "q"}},
+              {"seq": 2, "type": "round_done", "time": 11.0, "data": {"round": 1}}]
+    run = summarize(events)
+    assert run == {"started": 10.0, "updated": 11.0, "state": "running", "profile": "p", "protocol": "debate",
+                   "model": "fusion/p", "prompt": "q", "rounds": 1}
+    done = summarize([{"seq": 3, "type": "run_done", "time": 12.0, "data": {"cost": 0.5, "rounds": 2}}], run)
+    assert done["state"] == "done" and done["cost"] == 0.5 and done["rounds"] == 2 and done["started"] == 10.0
