@@ -1,0 +1,137 @@
+// The proxy's HTTP API, same origin, every call with the caller's Bearer key.
+
+const KEY = "chorus.key";
+
+export function getKey() {
+  try {
+    return sessionStorage.getItem(KEY) || "";
+  } catch {
+    return "";
+  }
+}
+
+export function setKey(key) {
+  try {
+    if (key) sessionStorage.setItem(KEY, key);
+    else sessionStorage.removeItem(KEY);
+  } catch {
+    /* storage disabled: the key lives for this page only */
+  }
+}
+
+/** An HTTP answer that was not 2xx: status plus the proxy's own message when it sent one. */
+export class HttpError extends Error {
+  constructor(status, message, body) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+  get unauthorized() {
+    return this.status === 401 || this.status === 403;
+  }
+}
+
+export function authHeaders(extra = {}) {
+  const key = getKey();
+  return key ? { Authorization: `Bearer ${key}`, ...extra } : { ...extra };
+}
+
+/** Turn a failed response into an HttpError carrying the best message we can find. */
+export async function errorFrom(resp, what) {
+  let text = "";
+  let body = null;
+  try {
+    text = await resp.text();
+    body = JSON.parse(text);
+  } catch {
+    /* not JSON */
+  }
+  let detail = body?.error?.message ?? body?.detail ?? body?.message ?? body?.error ?? text;
+  if (typeof detail !== "string") detail = JSON.stringify(detail);
+  detail = (detail || resp.statusText || "").slice(0, 400).trim().replace(/\.+$/, "");
+  if (resp.status === 401 || resp.status === 403) {
+    return new HttpError(
+      resp.status,
+      `That key was refused by the proxy (${resp.status})${detail ? `: ${detail}` : ""}. Check it and save it again.`,
+      body,
+    );
+  }
+  return new HttpError(resp.status, `${what} failed (HTTP ${resp.status})${detail ? `: ${detail}` : ""}`, body);
+}
+
+/** fetch(), with a network failure turned into a readable HttpError (status 0). */
+export async function request(path, init, what) {
+  try {
+    return await fetch(path, init);
+  } catch (err) {
+    if (err?.name === "AbortError") throw err;
+    throw new HttpError(0, `${what} failed: the proxy could not be reached (${err?.message ?? err}).`);
+  }
+}
+
+export async function getJson(path, what, { signal } = {}) {
+  const resp = await request(path, { headers: authHeaders({ Accept: "application/json" }), signal }, what);
+  if (!resp.ok) throw await errorFrom(resp, what);
+  return resp.json();
+}
+
+/** Model ids the page can run: the fusion/ aliases. */
+export async function listModels() {
+  const body = await getJson("/v1/models", "Listing models");
+  return (body?.data ?? []).map((m) => m.id).filter((id) => typeof id === "string" && id.startsWith("fusion/")).sort();
+}
+
+export async function listRuns(limit = 20) {
+  const body = await getJson(`/chorus/v1/runs?limit=${limit}`, "Listing runs");
+  return Array.isArray(body?.runs) ? body.runs : [];
+}
+
+export function eventsUrl(runId, waitS) {
+  return `/chorus/v1/runs/${encodeURIComponent(runId)}/events?wait_s=${waitS}`;
+}
+
+/**
+ * Start a fusion run: a streaming chat completion tagged with our own debate id.
+ * Resolves once the response headers are in (throws HttpError when not 200); the body is
+ * drained in the background (the page shows the run from its event log instead).
+ */
+export async function startRun({ model, prompt, debateId, bounty = null, signal }) {
+  const resp = await request("/v1/chat/completions", {
+    method: "POST",
+    headers: authHeaders({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+    body: JSON.stringify({
+      model,
+      messages: [{ role: "user", content: prompt }],
+      stream: true,
+      chorus: { debate_id: debateId },
+      ...(bounty ? { bounty: { amount: bounty, currency: "USD" } } : {}),
+    }),
+    signal,
+  }, "Starting the run");
+  if (!resp.ok) throw await errorFrom(resp, "Starting the run");
+  drain(resp.body);
+  return resp;
+}
+
+async function drain(body) {
+  if (!body) return;
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done } = await reader.read();
+      if (done) return;
+    }
+  } catch {
+    /* aborted or dropped: the event stream is what we show */
+  }
+}
+
+/** Fetch a receipt (needs the Bearer header, so no plain link). */
+export async function getReceipt(url) {
+  const target = new URL(url, location.href);
+  if (target.origin !== location.origin) {
+    // Never send the key to another origin.
+    throw new HttpError(0, `The receipt lives on another origin (${target.origin}); open it there.`);
+  }
+  return getJson(target.pathname + target.search, "Fetching the receipt");
+}

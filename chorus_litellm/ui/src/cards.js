@@ -1,0 +1,130 @@
+// One card per seat: who it is, how each round went, and what it said (latest round first).
+import { renderMarkdown } from "./md.js";
+import { fmtInt, fmtSecs, fmtUsd, h, put, seatColor } from "./util.js";
+
+const STATUS_LABEL = { ok: "ok", failed: "failed", cancelled: "cancelled", echo: "echo", pending: "thinking…" };
+
+export class AgentCards {
+  constructor(container) {
+    this.container = container;
+    this.selected = new Map(); // seat -> round chosen in its tabs (absent: latest)
+    this.cards = new Map();
+  }
+
+  clear() {
+    this.selected.clear();
+    this.cards.clear();
+    this.container.replaceChildren();
+  }
+
+  /** Show a seat's answer for a round (from a click in the graph) and bring its card into view. */
+  focus(seat, round, run) {
+    this.selected.set(seat, round);
+    this.update(run);
+    const card = this.cards.get(seat);
+    if (card) {
+      card.scrollIntoView({ behavior: "smooth", block: "nearest" });
+      card.classList.remove("flash");
+      void card.offsetWidth;
+      card.classList.add("flash");
+    }
+  }
+
+  update(run) {
+    for (const seat of run.seats.values()) {
+      let card = this.cards.get(seat.seat);
+      if (!card) {
+        card = h("article", { class: "seat-card", "data-testid": "agent-card", dataset: { seat: seat.seat } });
+        card.style.setProperty("--seat", seatColor(seat.seat));
+        this.cards.set(seat.seat, card);
+        this.container.append(card);
+      }
+      this.render(card, seat, run);
+    }
+  }
+
+  render(card, seat, run) {
+    const rounds = new Set([...seat.answers.keys(), ...seat.pending]);
+    const order = [...rounds].sort((a, b) => b - a); // latest first
+    let round = this.selected.get(seat.seat);
+    if (round == null || !rounds.has(round)) round = order[0];
+    const a = round != null ? seat.answers.get(round) : null;
+    const status = a?.status ?? (round != null && seat.pending.has(round) ? "pending" : null);
+    const done = round != null ? run.roundDone.get(round) : null;
+    const voice = done?.consensus === seat.seat ? "consensus" : done?.dissent === seat.seat ? "dissent" : null;
+    const flip = done?.flips?.find?.((f) => f.seat === seat.seat);
+    const filteredReason = done?.filtered?.[seat.seat];
+    card.dataset.status = status ?? "none";
+    card.classList.toggle("is-consensus", voice === "consensus");
+    card.classList.toggle("is-dissent", voice === "dissent");
+
+    const tokens = a?.tokens ? `${fmtInt(a.tokens.prompt)} → ${fmtInt(a.tokens.completion)}` : "—";
+    put(
+      card,
+      h(
+        "header",
+        { class: "seat-head" },
+        h("span", { class: "seat-dot" }),
+        h("h3", { class: "seat-name", title: seat.seat }, seat.seat),
+        voice && h("span", { class: `voice-tag ${voice}`, title: `${voice} voice in round ${round}` }, voice === "consensus" ? "★ consensus" : "⚑ dissent"),
+        status && h("span", { class: `badge st-${status}`, "data-testid": "status-badge" }, STATUS_LABEL[status] ?? status),
+      ),
+      h(
+        "div",
+        { class: "seat-meta" },
+        h("span", { class: "model", title: "model" }, seat.model ?? "—"),
+        seat.persona && h("span", { class: "persona", title: "persona" }, seat.persona),
+        seat.payee && h("span", { class: "payee", title: "payee" }, `→ ${seat.payee}`),
+      ),
+      h(
+        "dl",
+        { class: "seat-stats" },
+        stat("latency", a?.latency_s != null ? fmtSecs(a.latency_s) : "—"),
+        stat("tokens in → out", tokens),
+        stat("cost", a?.cost != null ? fmtUsd(a.cost) : "—"),
+      ),
+      order.length > 1 &&
+        h(
+          "nav",
+          { class: "round-tabs", role: "tablist" },
+          order.map((r) => {
+            const ar = seat.answers.get(r);
+            const st = ar?.status ?? (seat.pending.has(r) ? "pending" : "none");
+            const dr = run.roundDone.get(r);
+            const mark = dr?.consensus === seat.seat ? " ★" : dr?.dissent === seat.seat ? " ⚑" : "";
+            return h(
+              "button",
+              {
+                class: `tab st-${st}${r === round ? " active" : ""}`,
+                role: "tab",
+                "aria-selected": r === round ? "true" : "false",
+                title: `round ${r}: ${STATUS_LABEL[st] ?? "no answer"}`,
+                onclick: () => {
+                  this.selected.set(seat.seat, r);
+                  this.render(card, seat, run);
+                },
+              },
+              `R${r}${mark}`,
+            );
+          }),
+        ),
+      h(
+        "div",
+        { class: `seat-text${status === "echo" ? " dim" : ""}` },
+        a?.text ? renderMarkdown(a.text) : status === "pending" ? h("span", { class: "typing" }, "answering…") : h("span", { class: "muted" }, !a ? (run.done || run.failed ? "Not called in this run." : "No answer yet.") : a.status === "failed" || a.status === "cancelled" ? `No answer: ${a.status}.` : "(empty answer)"),
+        a?.truncated && h("span", { class: "trunc" }, " … (truncated)"),
+      ),
+      (a?.kind || a?.detail) && h("div", { class: "seat-note bad" }, `${a.kind ?? "error"}${a.detail ? `: ${a.detail}` : ""}`),
+      (status === "echo" || filteredReason) && h("div", { class: "seat-note echo" }, `Echo-filtered${a?.reason || filteredReason ? `: ${a?.reason ?? filteredReason}` : ""}`),
+      flip && h("div", { class: "seat-note flip" }, `Changed its mind in round ${flip.round}: cluster ${fmtCluster(flip.from)} → ${fmtCluster(flip.to)}`),
+    );
+  }
+}
+
+function stat(label, value) {
+  return h("div", null, h("dt", null, label), h("dd", null, value));
+}
+
+function fmtCluster(c) {
+  return typeof c === "number" ? (c >= 0 ? c + 1 : "none") : String(c ?? "?");
+}

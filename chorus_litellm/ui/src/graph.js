@@ -1,0 +1,381 @@
+// The 3D consensus graph: one node per answer per round at the projection's fixed
+// coordinates, kNN links inside a round, and each seat's trail across rounds.
+import ForceGraph3D from "3d-force-graph";
+import * as THREE from "three";
+import { clusterColor, ECHO, esc, excerpt, seatColor, VOICE } from "./util.js";
+
+const SCALE = 110; // projection coords are about [-1, 1]
+
+export function webglAvailable() {
+  try {
+    const c = document.createElement("canvas");
+    return !!(c.getContext("webgl2") || c.getContext("webgl"));
+  } catch {
+    return false;
+  }
+}
+
+export class ConsensusGraph {
+  constructor(container, { onSelect } = {}) {
+    this.container = container;
+    this.onSelect = onSelect;
+    this.show = "all"; // "all" or a round number
+    this.hoverSeat = null;
+    this.autoFit = true;
+    this.latestRound = null;
+    this.fg = null;
+    if (!webglAvailable()) throw new Error("WebGL is not available in this browser");
+    const fg = new ForceGraph3D(container, { controlType: "orbit", rendererConfig: { antialias: true, alpha: true } });
+    this.fg = fg;
+    fg.backgroundColor("rgba(0,0,0,0)")
+      .showNavInfo(false)
+      .width(container.clientWidth || 600)
+      .height(container.clientHeight || 420)
+      // Positions are fixed by the projection: no force simulation at all.
+      .cooldownTicks(0)
+      .warmupTicks(0)
+      .d3AlphaDecay(1)
+      .enableNodeDrag(false)
+      .nodeId("id")
+      .nodeVal((n) => n.val)
+      .nodeRelSize(3.2)
+      .nodeResolution(16)
+      .nodeOpacity(1)
+      .nodeColor((n) => this.nodeColor(n))
+      .nodeLabel((n) => this.label(n))
+      .nodeThreeObjectExtend(true)
+      .nodeThreeObject((n) => this.decoration(n))
+      .nodeVisibility((n) => this.visible(n))
+      .linkVisibility((l) => this.visible(l.source) && this.visible(l.target))
+      .linkOpacity(1)
+      .linkColor((l) => this.linkColor(l))
+      .linkWidth((l) => this.linkWidth(l))
+      .linkDirectionalArrowLength((l) => (l.kind === "trail" ? 5 : 0))
+      .linkDirectionalArrowRelPos(0.92)
+      .linkDirectionalArrowColor((l) => this.linkColor(l, true))
+      .onNodeHover((n) => {
+        container.style.cursor = n ? "pointer" : "";
+        const seat = n?.seat ?? null;
+        if (seat !== this.hoverSeat) {
+          this.hoverSeat = seat;
+          fg.linkColor(fg.linkColor()).linkWidth(fg.linkWidth()); // re-evaluate accessors
+        }
+      })
+      .onNodeClick((n) => this.onSelect?.(n.seat, n.round))
+      .onEngineStop(() => {
+        // Called just before the frame that places the nodes: fit once they are in place.
+        if (this.autoFit) setTimeout(() => this.autoFit && this.fitView(500), 60);
+      });
+    fg.cameraPosition({ x: 0, y: 55, z: 340 });
+    fg.controls().addEventListener?.("start", () => {
+      this.autoFit = false;
+    });
+    // A faint floor grid gives the space some depth.
+    const grid = new THREE.GridHelper(2 * SCALE * 1.4, 14, 0x334155, 0x1f2937);
+    grid.position.y = -SCALE * 1.25;
+    grid.material.transparent = true;
+    grid.material.opacity = 0.5;
+    fg.scene().add(grid);
+
+    new ResizeObserver(() => {
+      const w = container.clientWidth;
+      const hgt = container.clientHeight;
+      if (w && hgt) {
+        this.wake?.();
+        fg.width(w).height(hgt);
+        if (this.autoFit) this.fitView(0);
+      }
+    }).observe(container);
+    // Render only while something can change: a while after an update or an interaction,
+    // and never while scrolled out of view. An idle graph costs nothing.
+    this.inView = true;
+    this.idleTimer = null;
+    for (const type of ["pointerdown", "pointermove", "wheel", "touchstart", "keydown"]) {
+      container.addEventListener(type, () => this.wake(), { capture: true, passive: true });
+    }
+    new IntersectionObserver((entries) => {
+      for (const e of entries) {
+        this.inView = e.isIntersecting;
+        if (this.inView) this.wake();
+        else fg.pauseAnimation();
+      }
+    }).observe(container);
+    this.wake();
+  }
+
+  wake(ms = 4000) {
+    if (!this.inView) return;
+    if (this.paused !== false) {
+      this.fg.resumeAnimation();
+      this.paused = false;
+    }
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      this.fg.pauseAnimation();
+      this.paused = true;
+    }, ms);
+  }
+
+  visible(n) {
+    if (n == null) return false;
+    const node = typeof n === "object" ? n : this.byId.get(n);
+    return this.show === "all" || node?.round === this.show;
+  }
+
+  /** Replace the whole node set with round_done's points (every round so far). */
+  update(run) {
+    const rounds = run.rounds;
+    this.latestRound = rounds.length ? Math.max(...rounds) : null;
+    const nodes = [];
+    this.byId = new Map();
+    const colourOf = clusterColours(run);
+    for (const p of run.points ?? []) {
+      if (p == null || p.seat == null || p.round == null) continue;
+      const id = `${p.seat}#${p.round}`;
+      const x = (+p.x || 0) * SCALE;
+      const y = (+p.y || 0) * SCALE;
+      const z = (+p.z || 0) * SCALE;
+      const answer = run.seats.get(p.seat)?.answers.get(p.round);
+      const echo = !!p.echo || answer?.status === "echo";
+      const age = this.latestRound == null ? 0 : this.latestRound - p.round;
+      const node = {
+        id,
+        seat: p.seat,
+        round: p.round,
+        x, y, z, fx: x, fy: y, fz: z,
+        cluster: p.cluster,
+        centrality: p.centrality ?? 0,
+        voice: p.voice ?? null,
+        echo,
+        latest: age === 0,
+        val: 1 + 5 * Math.max(0, Math.min(1, p.centrality ?? 0)) + (p.voice ? 2 : 0),
+        age,
+        base: echo ? ECHO : clusterColor(p.cluster >= 0 ? colourOf(p.round, p.cluster) : -1),
+        text: answer?.text ?? "",
+        reason: answer?.reason ?? run.roundDone.get(p.round)?.filtered?.[p.seat] ?? null,
+      };
+      nodes.push(node);
+      this.byId.set(id, node);
+    }
+    const links = [];
+    for (const [round, pairs] of run.links) {
+      for (const l of pairs ?? []) {
+        const [a, b, sim] = l;
+        const s = `${a}#${round}`;
+        const t = `${b}#${round}`;
+        if (this.byId.has(s) && this.byId.has(t)) links.push({ source: s, target: t, kind: "knn", sim: +sim || 0, round });
+      }
+    }
+    // Trails: each seat's consecutive rounds.
+    const bySeat = new Map();
+    for (const n of nodes) {
+      if (!bySeat.has(n.seat)) bySeat.set(n.seat, []);
+      bySeat.get(n.seat).push(n);
+    }
+    for (const [seat, list] of bySeat) {
+      list.sort((a, b) => a.round - b.round);
+      for (let i = 1; i < list.length; i++) {
+        links.push({ source: list[i - 1].id, target: list[i].id, kind: "trail", seat, round: list[i].round });
+      }
+    }
+    this.latestCount = nodes.filter((n) => n.latest).length;
+    // A fresh accessor makes the graph rebuild its decorations (labels follow the latest round).
+    this.fg.nodeThreeObject((n) => this.decoration(n)).graphData({ nodes, links });
+    this.wake();
+  }
+
+  setShow(show) {
+    this.wake();
+    this.show = show;
+    const fg = this.fg;
+    fg.nodeVisibility(fg.nodeVisibility()).linkVisibility(fg.linkVisibility()).nodeColor(fg.nodeColor());
+    fg.nodeThreeObject((n) => this.decoration(n));
+    this.fitView(500);
+  }
+
+  fit() {
+    this.wake();
+    this.autoFit = true;
+    this.fitView(500);
+  }
+
+  /** Aim at the centre of the visible nodes, just far enough that they all fit, keeping the angle. */
+  fitView(ms = 0) {
+    const fg = this.fg;
+    const nodes = fg.graphData().nodes.filter((n) => this.visible(n));
+    if (!nodes.length) return;
+    const c = new THREE.Vector3();
+    for (const n of nodes) c.add(new THREE.Vector3(n.x, n.y, n.z));
+    c.divideScalar(nodes.length);
+    const cam = fg.camera();
+    const target = fg.controls()?.target ?? new THREE.Vector3();
+    const back = cam.position.clone().sub(target); // from the scene towards the camera
+    if (back.lengthSq() < 1e-6) back.set(0, 0.15, 1);
+    back.normalize();
+    const right = new THREE.Vector3().crossVectors(cam.up, back).normalize();
+    const up = new THREE.Vector3().crossVectors(back, right).normalize();
+    const tv = Math.tan((cam.fov * Math.PI) / 360);
+    const th = tv * cam.aspect;
+    const pad = 18; // node radius and label room, in scene units
+    let dist = 60;
+    for (const n of nodes) {
+      const o = new THREE.Vector3(n.x, n.y, n.z).sub(c);
+      const w = o.dot(back);
+      dist = Math.max(dist, w + (Math.abs(o.dot(right)) + pad) / th, w + (Math.abs(o.dot(up)) + pad) / tv);
+    }
+    dist *= 1.08;
+    const pos = c.clone().add(back.multiplyScalar(dist));
+    fg.cameraPosition({ x: pos.x, y: pos.y, z: pos.z }, { x: c.x, y: c.y, z: c.z }, ms);
+  }
+
+  clear() {
+    this.wake();
+    this.latestRound = null;
+    this.byId = new Map();
+    this.autoFit = true;
+    this.show = "all";
+    this.fg.graphData({ nodes: [], links: [] });
+  }
+
+  counts() {
+    const d = this.fg.graphData();
+    return { nodes: d.nodes.length, links: d.links.length };
+  }
+
+  /** Cluster colour; earlier rounds fade when all rounds are shown. */
+  nodeColor(n) {
+    if (n.echo) return withAlpha(n.base, 0.5);
+    const alpha = this.show !== "all" || n.age === 0 ? 0.95 : n.age === 1 ? 0.6 : 0.38;
+    return withAlpha(n.base, alpha);
+  }
+
+  linkColor(l, arrow = false) {
+    if (l.kind === "trail") {
+      const hot = this.hoverSeat === l.seat;
+      return withAlpha(seatColor(l.seat), hot ? 1 : arrow ? 0.85 : 0.55);
+    }
+    const hot = this.hoverSeat != null && (l.source?.seat === this.hoverSeat || l.target?.seat === this.hoverSeat);
+    return `rgba(160,190,255,${hot ? 0.85 : (0.12 + 0.45 * Math.max(0, Math.min(1, l.sim))).toFixed(2)})`;
+  }
+
+  linkWidth(l) {
+    if (l.kind !== "trail") return 0;
+    return this.hoverSeat === l.seat ? 1.6 : 0.7;
+  }
+
+  label(n) {
+    const voice = n.voice ? `<span class="tip-voice ${n.voice}">${n.voice} voice</span>` : "";
+    const echo = n.echo ? `<span class="tip-echo">echo-filtered${n.reason ? `: ${esc(n.reason)}` : ""}</span>` : "";
+    const cluster = n.cluster >= 0 ? `cluster ${n.cluster + 1}` : "filtered";
+    return `<div class="tip"><div class="tip-head"><b style="color:${seatColor(n.seat)}">${esc(n.seat)}</b> · round ${n.round} · ${cluster} · centrality ${(+n.centrality).toFixed(2)}</div>${voice}${echo}<div class="tip-text">${esc(excerpt(n.text, 320)) || "<i>(no text)</i>"}</div></div>`;
+  }
+
+  /** Extra objects on top of the default sphere: a ring for the voices, a name on the latest round. */
+  decoration(n) {
+    if (!this.visible(n)) return null;
+    // Name labels: every node of a single round; in the all-rounds view the latest round
+    // (only its voices once the panel is large, to keep it legible; hover shows the rest).
+    const showLabel = this.show !== "all" || (n.latest && (this.latestCount <= 6 || !!n.voice));
+    if (!n.voice && !showLabel && !n.echo) return null;
+    const group = new THREE.Group();
+    const r = Math.cbrt(n.val) * 3.2;
+    if (n.voice) group.add(ringSprite(VOICE[n.voice] ?? "#fff", r * 3.4));
+    if (n.echo) group.add(ringSprite(ECHO, r * 2.8, true));
+    if (showLabel) {
+      const s = textSprite(n.seat, seatColor(n.seat));
+      s.position.set(0, r + 7, 0);
+      group.add(s);
+    }
+    return group;
+  }
+}
+
+/**
+ * Cluster indices are per round; give a round's cluster the colour of the previous round's
+ * cluster it shares most seats with, so a camp keeps its colour as the debate goes on.
+ */
+function clusterColours(run) {
+  const map = new Map(); // "round:index" -> colour index
+  let prev = []; // [{seats: Set, colour}]
+  let next = 0;
+  for (const r of [...run.rounds].sort((a, b) => a - b)) {
+    const clusters = run.roundDone.get(r)?.clusters ?? [];
+    const used = new Set();
+    const cur = [];
+    // biggest clusters choose first
+    const order = clusters.map((c, i) => [i, c]).sort((a, b) => b[1].length - a[1].length);
+    for (const [i, seats] of order) {
+      let best = null;
+      let bestOverlap = 0;
+      for (const p of prev) {
+        if (used.has(p.colour)) continue;
+        const overlap = seats.filter((s) => p.seats.has(s)).length;
+        if (overlap > bestOverlap) [best, bestOverlap] = [p.colour, overlap];
+      }
+      const colour = best ?? next;
+      if (best == null) next += 1;
+      else next = Math.max(next, colour + 1);
+      used.add(colour);
+      map.set(`${r}:${i}`, colour);
+      cur.push({ seats: new Set(seats), colour });
+    }
+    prev = cur;
+  }
+  return (round, index) => map.get(`${round}:${index}`) ?? index;
+}
+
+function withAlpha(hex, a) {
+  const c = new THREE.Color(hex);
+  return `rgba(${Math.round(c.r * 255)},${Math.round(c.g * 255)},${Math.round(c.b * 255)},${a})`;
+}
+
+function ringSprite(color, size, dashed = false) {
+  const cv = document.createElement("canvas");
+  cv.width = cv.height = 128;
+  const g = cv.getContext("2d");
+  g.strokeStyle = color;
+  g.lineWidth = 9;
+  if (dashed) g.setLineDash([14, 10]);
+  g.beginPath();
+  g.arc(64, 64, 52, 0, Math.PI * 2);
+  g.stroke();
+  const tex = new THREE.CanvasTexture(cv);
+  tex.colorSpace = THREE.SRGBColorSpace;
+  const sp = new THREE.Sprite(new THREE.SpriteMaterial({ map: tex, transparent: true, depthWrite: false }));
+  sp.scale.set(size, size, 1);
+  return sp;
+}
+
+function textSprite(text, color) {
+  const font = 600;
+  const cv = document.createElement("canvas");
+  const g = cv.getContext("2d");
+  const px = 40;
+  g.font = `${font} ${px}px system-ui, sans-serif`;
+  const w = Math.ceil(g.measureText(text).width) + 24;
+  cv.width = w;
+  cv.height = px + 20;
+  g.font = `${font} ${px}px system-ui, sans-serif`;
+  g.fillStyle = "rgba(10,14,22,0.72)";
+  roundRect(g, 0, 0, cv.width, cv.height, 14);
+  g.fill();
+  g.fillStyle = color;
+  g.textBaseline = "middle";
+  g.fillText(text, 12, cv.height / 2 + 2);
+  const tex = new THREE.CanvasTexture(cv);
+  tex.colorSpace = THREE.SRGBColorSpace;
+  const sp = new THREE.Sprite(new THREE.SpriteMaterial({ map: tex, transparent: true, depthWrite: false }));
+  const hgt = 7;
+  sp.scale.set((hgt * cv.width) / cv.height, hgt, 1);
+  return sp;
+}
+
+function roundRect(g, x, y, w, h, r) {
+  g.beginPath();
+  g.moveTo(x + r, y);
+  g.arcTo(x + w, y, x + w, y + h, r);
+  g.arcTo(x + w, y + h, x, y + h, r);
+  g.arcTo(x, y + h, x, y, r);
+  g.arcTo(x, y, x + w, y, r);
+  g.closePath();
+}

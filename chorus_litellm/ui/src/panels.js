@@ -1,0 +1,409 @@
+// The run's other views: summary strip, round table, judge, final answer, stage timeline,
+// costs and settlement. Each takes the run and redraws its own element.
+import { getReceipt } from "./api.js";
+import { renderMarkdown } from "./md.js";
+import { seatCosts } from "./state.js";
+import { fmtInt, fmtMinor, fmtNum, fmtPct, fmtSecs, fmtUsd, h, put, seatColor } from "./util.js";
+
+// ---------- summary strip ----------
+
+export function renderSummary(el, run) {
+  const i = run.info ?? {};
+  const done = run.done;
+  const cost = done?.cost ?? [...seatCosts(run).values()].reduce((s, v) => s + (v.cost ?? 0), 0);
+  const tokens = done?.usage?.total_tokens ?? [...seatCosts(run).values()].reduce((s, v) => s + (v.total_tokens ?? 0), 0);
+  const items = [
+    ["run", run.id],
+    ["model", i.model ?? "—"],
+    ["protocol", i.protocol ?? "—"],
+    ["seats", run.seats.size ? `${run.seats.size}${i.quorum != null ? ` (quorum ${i.quorum})` : ""}` : "—"],
+    ["rounds", `${run.rounds.length}${i.max_rounds != null ? ` / ${i.max_rounds}` : ""}`],
+    ["route", run.route ? `${run.route.decision}${run.route.policy ? ` · ${run.route.policy}` : ""}` : "—"],
+    ["bounty", i.bounty ? fmtMinor(i.bounty.amount, i.bounty.currency) : "none"],
+    ["cost", fmtUsd(cost)],
+    ["tokens", fmtInt(tokens)],
+  ];
+  put(
+    el,
+    items.map(([k, v]) => h("div", { class: "kv" }, h("span", { class: "k" }, k), h("span", { class: "v", title: String(v) }, String(v)))),
+  );
+}
+
+export function renderPrompt(el, run) {
+  const p = run.info?.prompt;
+  el.hidden = !p;
+  if (p) put(el, h("span", { class: "k" }, "prompt"), h("span", { class: "prompt-text" }, p));
+}
+
+export function renderRouteNote(el, run) {
+  const single = run.route?.decision === "single";
+  el.hidden = !single;
+  if (single) {
+    put(
+      el,
+      h("b", null, "Forwarded to a single model. "),
+      `The gate (${run.route.policy ?? "policy"}) decided this prompt needs no panel`,
+      run.route.reason ? `: ${run.route.reason}` : "",
+      run.route.score != null ? ` (score ${fmtNum(run.route.score)})` : "",
+      ". There are no rounds to show.",
+    );
+  }
+}
+
+// ---------- round table + stop reason ----------
+
+export function renderRoundTable(el, run) {
+  const rounds = [...run.rounds].sort((a, b) => a - b);
+  if (!rounds.length) {
+    put(el, h("p", { class: "muted small" }, "Rounds appear here as they finish."));
+    return;
+  }
+  put(
+    el,
+    h(
+      "table",
+      { class: "tbl compact" },
+      h("thead", null, h("tr", null, ["Round", "Stage", "Agree", "Shift", "Clusters", "Flips", "Filtered", "Consensus", "Dissent", "Vote"].map((x) => h("th", null, x)))),
+      h(
+        "tbody",
+        null,
+        rounds.map((r) => {
+          const d = run.roundDone.get(r) ?? {};
+          return h(
+            "tr",
+            null,
+            h("td", null, `R${r}`),
+            h("td", null, run.roundStarts.get(r)?.stage ?? "—"),
+            h("td", null, fmtPct(d.agreement)),
+            h("td", null, fmtNum(d.shift, 3)),
+            h("td", null, String(d.clusters?.length ?? 0)),
+            h("td", null, String(d.flips?.length ?? 0)),
+            h("td", { title: Object.entries(d.filtered ?? {}).map(([s, why]) => `${s}: ${why}`).join("\n") }, String(Object.keys(d.filtered ?? {}).length)),
+            h("td", null, seatChip(d.consensus)),
+            h("td", null, seatChip(d.dissent)),
+            h("td", null, d.vote ? `${d.vote.answer} (${fmtPct(d.vote.share)})` : "—"),
+          );
+        }),
+      ),
+    ),
+  );
+}
+
+export function renderStopReason(el, run) {
+  let text;
+  let cls = "";
+  if (run.done) {
+    text = run.done.stop_reason ? humanize(run.done.stop_reason) : run.rounds.length ? "finished" : "no rounds";
+    if (run.done.fallback) text += " · synthesis fell back to a panel answer";
+    cls = "ok";
+  } else if (run.failed) {
+    text = "run failed";
+    cls = "bad";
+  } else if (run.info) {
+    text = run.rounds.length ? `deliberating (after round ${run.rounds[run.rounds.length - 1]})` : "deliberating…";
+  } else {
+    text = "—";
+  }
+  el.className = `stop-reason ${cls}`;
+  el.textContent = text;
+}
+
+// ---------- judge ----------
+
+export function renderJudge(el, run) {
+  const j = run.judge;
+  if (!j) {
+    put(el, h("p", { class: "muted" }, run.done || run.failed ? "No judge analysis in this run." : "The judge reads the panel after the last round."));
+    return;
+  }
+  const list = (title, cls, items) =>
+    items?.length
+      ? h(
+          "section",
+          { class: `judge-list ${cls}` },
+          h("h4", null, title, h("span", { class: "count" }, String(items.length))),
+          h(
+            "ul",
+            null,
+            items.map((c) => h("li", null, h("span", { class: "claim" }, c.claim ?? String(c)), h("span", { class: "chips" }, (c.support ?? []).map(seatChip)))),
+          ),
+        )
+      : null;
+  put(
+    el,
+    j.degraded &&
+      h("div", { class: "notice warn" }, h("b", null, "Degraded analysis. "), "The judge's answer could not be used as is", j.error ? `: ${j.error}` : "", "; the synthesis worked from the raw answers."),
+    h(
+      "div",
+      { class: "judge-meta" },
+      j.best && h("span", null, "best answer: ", seatChip(j.best)),
+      j.duration_s != null && h("span", { class: "muted" }, `judged in ${fmtSecs(j.duration_s)}`),
+    ),
+    list("Consensus", "consensus", j.consensus),
+    list("Contradictions", "contradictions", j.contradictions),
+    list("Insights", "insights", j.insights),
+    j.blind_spots?.length
+      ? h("section", { class: "judge-list blind" }, h("h4", null, "Blind spots", h("span", { class: "count" }, String(j.blind_spots.length))), h("ul", null, j.blind_spots.map((b) => h("li", null, String(b)))))
+      : null,
+  );
+}
+
+// ---------- final answer ----------
+
+export function renderAnswer(el, metaEl, run) {
+  const streaming = !!run.synthesis && !run.done && !run.failed;
+  if (el.dataset.rendered !== run.answer) {
+    put(el, renderMarkdown(run.answer));
+    el.dataset.rendered = run.answer.length ? run.answer : "";
+  }
+  el.classList.toggle("streaming", streaming);
+  el.classList.toggle("empty", !run.answer);
+  if (!run.answer) el.dataset.placeholder = run.failed ? "No final answer: the run failed." : run.synthesis ? "Writing…" : "The synthesized answer streams here.";
+  const bits = [];
+  if (run.synthesis?.model) bits.push(`synthesized by ${run.synthesis.model}`);
+  if (run.done?.fallback) bits.push("fallback to the best panel answer");
+  if (run.answer) bits.push(`${run.answer.length.toLocaleString()} chars`);
+  metaEl.textContent = bits.join(" · ");
+}
+
+// ---------- stage timeline ----------
+
+export function timelineRows(run) {
+  const t0 = run.times.run_started ?? run.firstTime;
+  if (t0 == null) return { rows: [], total: 0 };
+  const end = run.done?.time ?? run.failed?.time ?? null;
+  const now = end ?? Math.max(run.lastTime ?? t0, liveNow(run));
+  const timings = run.done?.timings ?? {};
+  const rows = [];
+  const add = (key, label, start, stop, dur, live = false) => {
+    if (start == null) return;
+    const d = dur ?? (stop != null ? stop - start : null);
+    rows.push({ key, label, start: start - t0, dur: Math.max(0, d ?? 0), live, measured: dur != null });
+  };
+  const roundStartTimes = [...run.roundStarts.values()].map((r) => r.time).filter((x) => x != null);
+  const firstRound = roundStartTimes.length ? Math.min(...roundStartTimes) : null;
+  const gateEnd = firstRound ?? run.times.route ?? run.synthesis?.time ?? end;
+  add("gate", "Gate", t0, gateEnd, timings.gate, gateEnd == null);
+  for (const r of [...run.roundStarts.keys()].sort((a, b) => a - b)) {
+    const s = run.roundStarts.get(r);
+    const d = run.roundDone.get(r);
+    const stop = d?.time ?? (end ?? now);
+    add(`round-${r}`, `Round ${r}${s.stage ? ` · ${s.stage}` : ""}`, s.time, stop, null, !d && !end);
+  }
+  if (run.judge) {
+    const start = run.judge.time - (run.judge.duration_s ?? 0);
+    add("judge", "Judge", start, run.judge.time, timings.judge ?? run.judge.duration_s);
+  }
+  if (run.synthesis) {
+    const stop = run.done?.time ?? run.synthesis.lastTime;
+    add("synthesis", "Synthesis", run.synthesis.time, end == null ? now : stop, timings.synthesis, !end);
+  }
+  if (run.settled) add("settle", "Settlement", run.settled.time, run.settled.time, 0);
+  const total = timings.total ?? (end ?? now) - t0;
+  return { rows, total: Math.max(total, ...rows.map((r) => r.start + r.dur), 0.001) };
+}
+
+let clockSkew = 0; // local clock minus the proxy's, from the newest event
+export function noteClock(envTime) {
+  if (typeof envTime === "number") clockSkew = Date.now() / 1000 - envTime;
+}
+function liveNow() {
+  return Date.now() / 1000 - clockSkew;
+}
+
+export function renderTimeline(el, run) {
+  const { rows, total } = timelineRows(run);
+  if (!rows.length) {
+    put(el, h("p", { class: "muted" }, "Stages appear as the run goes."));
+    return;
+  }
+  put(
+    el,
+    h(
+      "div",
+      { class: "tl" },
+      rows.map((r) =>
+        h(
+          "div",
+          { class: `tl-row ${r.key.startsWith("round") ? "round" : r.key}${r.live ? " live" : ""}`, dataset: { stage: r.key } },
+          h("span", { class: "tl-label" }, r.label),
+          h(
+            "span",
+            { class: "tl-track" },
+            h("span", { class: "tl-bar", style: { left: `${(100 * r.start) / total}%`, width: `max(3px, ${(100 * r.dur) / total}%)` } }),
+          ),
+          h("span", { class: "tl-dur" }, r.key === "settle" ? `@ ${fmtSecs(r.start)}` : r.live ? `${fmtSecs(r.dur)}…` : fmtSecs(r.dur)),
+        ),
+      ),
+      h("div", { class: "tl-total" }, h("span", null, run.done || run.failed ? "Total" : "Elapsed"), h("b", null, fmtSecs(total))),
+    ),
+  );
+}
+
+// ---------- costs ----------
+
+export function renderCosts(el, run) {
+  const seats = seatCosts(run);
+  const stages = run.done?.stages ?? null;
+  const usage = run.done?.usage;
+  const totalCost = run.done?.cost ?? [...seats.values()].reduce((s, v) => s + (v.cost ?? 0), 0);
+  const totalTokens = usage?.total_tokens ?? [...seats.values()].reduce((s, v) => s + (v.total_tokens ?? 0), 0);
+  const maxSeat = Math.max(1e-12, ...[...seats.values()].map((v) => v.cost ?? 0));
+  const stageRows = stages ? Object.entries(stages) : [];
+  const maxStage = Math.max(1e-12, ...stageRows.map(([, v]) => v.cost ?? 0));
+  const bar = (v, max, color) => h("span", { class: "mini-bar" }, h("span", { style: { width: `${Math.min(100, (100 * (v ?? 0)) / max)}%`, background: color } }));
+  put(
+    el,
+    h(
+      "div",
+      { class: "cost-totals" },
+      h("div", null, h("span", { class: "k" }, run.done ? "total cost" : "cost so far"), h("b", null, fmtUsd(totalCost))),
+      h("div", null, h("span", { class: "k" }, "tokens"), h("b", null, fmtInt(totalTokens))),
+      usage && h("div", null, h("span", { class: "k" }, "prompt / completion"), h("b", null, `${fmtInt(usage.prompt_tokens)} / ${fmtInt(usage.completion_tokens)}`)),
+    ),
+    stageRows.length
+      ? h(
+          "table",
+          { class: "tbl" },
+          h("thead", null, h("tr", null, h("th", null, "Stage"), h("th", null, "Calls"), h("th", null, "Tokens"), h("th", { class: "num" }, "Cost"), h("th", null, ""))),
+          h(
+            "tbody",
+            null,
+            stageRows.map(([stage, v]) =>
+              h("tr", null, h("td", null, stage), h("td", null, fmtInt(v.calls)), h("td", null, fmtInt(v.total_tokens)), h("td", { class: "num" }, fmtUsd(v.cost)), h("td", { class: "bar-cell" }, bar(v.cost, maxStage, "#4cc9f0"))),
+            ),
+          ),
+        )
+      : h("p", { class: "muted small" }, run.done ? "No per-stage breakdown." : "Per-stage costs arrive with run_done; per-seat costs add up live."),
+    seats.size
+      ? h(
+          "table",
+          { class: "tbl" },
+          h("thead", null, h("tr", null, h("th", null, "Seat"), h("th", null, "Calls"), h("th", null, "Tokens"), h("th", { class: "num" }, "Cost"), h("th", null, ""))),
+          h(
+            "tbody",
+            null,
+            [...seats].map(([seat, v]) =>
+              h("tr", null, h("td", null, seatChip(seat)), h("td", null, fmtInt(v.calls)), h("td", null, fmtInt(v.total_tokens)), h("td", { class: "num" }, fmtUsd(v.cost)), h("td", { class: "bar-cell" }, bar(v.cost, maxSeat, seatColor(seat)))),
+            ),
+          ),
+        )
+      : null,
+  );
+}
+
+// ---------- settlement ----------
+
+export function renderSettlement(el, run) {
+  const s = run.settled;
+  const bounty = s?.bounty ?? run.info?.bounty ?? null;
+  if (!s) {
+    put(
+      el,
+      h(
+        "p",
+        { class: "muted" },
+        !bounty
+          ? "No bounty on this run."
+          : run.failed
+            ? `Bounty of ${fmtMinor(bounty.amount, bounty.currency)}: not settled, the run failed; nothing was paid.`
+            : run.done
+              ? `Bounty of ${fmtMinor(bounty.amount, bounty.currency)}: no settlement was reported.`
+              : `Bounty of ${fmtMinor(bounty.amount, bounty.currency)}: paid out when the run settles.`,
+      ),
+    );
+    return;
+  }
+  const cur = bounty?.currency ?? "USD";
+  const amount = bounty?.amount ?? 0;
+  const payees = byPayee(s.payouts ?? []);
+  const scale = Math.max(1, ...payees.map((p) => p.amount)); // bars relative to the largest payee
+  put(
+    el,
+    h(
+      "div",
+      { class: "settle-head" },
+      h("span", { class: `badge st-${s.status === "settled" ? "ok" : "failed"}` }, s.status),
+      h("span", null, "bounty ", h("b", null, fmtMinor(amount, cur))),
+      s.unallocated ? h("span", { class: "muted" }, `unallocated ${fmtMinor(s.unallocated, cur)}`) : null,
+    ),
+    s.error && h("div", { class: "notice bad" }, s.error),
+    payees.length
+      ? h(
+          "div",
+          { class: "payouts" },
+          payees.map((p) =>
+            h(
+              "div",
+              { class: "payout", "data-testid": "payout-bar", dataset: { payee: p.payee, seats: p.seats.join(",") }, title: `${p.payee}: equal ${fmtMinor(p.equal, cur)} + impact ${fmtMinor(p.impact, cur)}` },
+              h("div", { class: "payout-label" }, h("span", { class: "payee" }, p.payee), h("span", { class: "muted seats" }, p.seats.length ? ` (${p.seats.join(", ")})` : ""), h("b", null, fmtMinor(p.amount, cur))),
+              h(
+                "div",
+                { class: "payout-track" },
+                h("span", { class: "seg equal", style: { width: `${(100 * p.equal) / scale}%` } }),
+                h("span", { class: "seg impact", style: { width: `${(100 * p.impact) / scale}%` } }),
+              ),
+            ),
+          ),
+          h("div", { class: "legend-row" }, h("span", { class: "sw equal" }), "equal share (75%)", h("span", { class: "sw impact" }), "impact share (25%)"),
+        )
+      : h("p", { class: "muted" }, "No payouts."),
+    s.receipt_id && h("div", { class: "receipt" }, h("span", { class: "k" }, "receipt"), h("code", null, s.receipt_id)),
+    s.receipt_url && receiptViewer(s.receipt_url),
+  );
+}
+
+function receiptViewer(url) {
+  const pre = h("pre", { class: "receipt-json" }, "");
+  const details = h("details", { class: "receipt-details" }, h("summary", null, "Receipt JSON"), pre);
+  const link = h(
+    "a",
+    {
+      href: url,
+      class: "receipt-link",
+      "data-testid": "receipt-link",
+      onclick: async (ev) => {
+        ev.preventDefault();
+        details.open = true;
+        pre.textContent = "Loading…";
+        try {
+          pre.textContent = JSON.stringify(await getReceipt(url), null, 2);
+        } catch (err) {
+          pre.textContent = err.message;
+          if (err.unauthorized) window.dispatchEvent(new CustomEvent("chorus:error", { detail: err }));
+        }
+      },
+    },
+    "View signed receipt",
+  );
+  return h("div", { class: "receipt-view" }, link, details);
+}
+
+// ---------- helpers ----------
+
+/** One row per payee (several seats may pay the same peer), in the order payouts list them. */
+export function byPayee(payouts) {
+  const rows = new Map();
+  for (const p of payouts) {
+    const key = p.payee ?? p.seat ?? "—";
+    const amount = p.amount ?? 0;
+    const equal = p.equal ?? amount;
+    const impact = p.impact ?? Math.max(0, amount - equal);
+    const row = rows.get(key) ?? { payee: key, seats: [], amount: 0, equal: 0, impact: 0 };
+    if (p.seat) row.seats.push(p.seat);
+    row.amount += amount;
+    row.equal += equal;
+    row.impact += impact;
+    rows.set(key, row);
+  }
+  return [...rows.values()];
+}
+
+export function seatChip(seat) {
+  if (!seat) return h("span", { class: "muted" }, "—");
+  return h("span", { class: "chip", style: { "--seat": seatColor(seat) } }, seat);
+}
+
+function humanize(s) {
+  return String(s).replace(/_/g, " ");
+}

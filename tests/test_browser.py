@@ -1,0 +1,155 @@
+"""The live view in a real browser: Debian's Chromium, driven by Playwright, against the
+real proxy (fake upstream, real MiniLM embeddings). What a person would see, checked
+from the page itself (its DOM and its own state, `window.chorusView`)."""
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ROOT / "docs" / "live-view.png"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+KEY = "sk-team-a"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"Debian's chromium is not installed ({CHROMIUM}); the README's test command installs it")
+    with sync_api.sync_playwright() as p:
+        # WebGL on the CPU (SwiftShader): the 3D graph draws without a GPU.
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, proxy):
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, base_url=proxy.url)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"the page raised: {errors}"
+
+
+def view(page, field):
+    return page.evaluate(f"window.chorusView && window.chorusView.{field}")
+
+
+def sign_in(page, key=KEY, query=""):
+    page.goto(f"/chorus/ui/{query}")
+    page.get_by_test_id("key-input").fill(key)
+    page.get_by_test_id("key-save").click()
+
+
+def start(page, model, prompt):
+    page.wait_for_function(f"[...document.querySelectorAll('[data-testid=model-select] option')]"
+                           f".some(o => o.value === '{model}')", timeout=30_000)
+    page.get_by_test_id("model-select").select_option(model)
+    page.get_by_test_id("prompt-input").fill(prompt)
+    page.get_by_test_id("run-button").click()
+
+
+def watch(page, until=("done", "failed"), timeout=90.0):
+    """Poll the page's state while the run goes: [(status, rounds, answer length), ...]."""
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = view(page, "status")
+        seen.append((status, list(view(page, "rounds") or []), len(view(page, "answer") or "")))
+        if status in until:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"the page never reached {until}: {seen[-3:]}")
+
+
+def test_a_debate_started_from_the_page_is_watched_live(page):
+    sign_in(page)
+    start(page, "fusion/debate-paid", "Compare Raft and Paxos and explain the trade-offs.")
+    seen = watch(page)
+    assert seen[-1][0] == "done", seen[-1]
+    # live: the page showed the run before it ended (rounds in, answer still being written)
+    assert any(status == "live" and rounds for status, rounds, _ in seen)
+    assert any(status == "live" and 0 < length < seen[-1][2] for status, _, length in seen)
+    events = view(page, "events")
+    kinds = [e["type"] for e in events]
+    rounds = view(page, "rounds")
+    assert rounds == list(range(1, len(rounds) + 1)) and len(rounds) >= 2  # in order
+    assert kinds[-1] == "run_done" and kinds.index("settled") < kinds.index("run_done")
+    # the graph drew one node per answer of every round (the page's own graph state)
+    last_map = [e for e in events if e["type"] == "round_done"][-1]["data"]["points"]
+    assert view(page, "graphNodes") == len(last_map) > 0
+    canvas = page.get_by_test_id("graph").locator("canvas")
+    assert canvas.count() >= 1 and canvas.first.bounding_box()["width"] > 200
+    # the analytics have one point per round
+    charts = view(page, "chartPoints")
+    for name in ("agreement", "shift", "clusters", "flips", "filtered"):
+        assert charts[name] == len(rounds), (name, charts)
+    # the agent cards, the judge, the answer, the timeline and the payouts
+    seats = [s["seat"] for s in events[0]["data"]["seats"]]
+    assert page.get_by_test_id("agent-card").count() == len(seats)
+    done = events[-1]["data"]
+    assert view(page, "answer") == done["answer"] and done["answer"]
+    assert page.get_by_test_id("answer").inner_text().strip()[:40] in done["answer"]
+    assert page.get_by_test_id("judge").inner_text().strip()
+    assert page.get_by_test_id("timeline").inner_text().strip()
+    payouts = view(page, "payouts")  # the page's bounty box: $10.00 by default
+    assert events[0]["data"]["bounty"] == {"amount": 1000, "currency": "USD"}
+    assert sum(p["amount"] for p in payouts) == 1000
+    assert page.get_by_test_id("payout-bar").count() == len({p["payee"] for p in payouts})
+    assert page.get_by_test_id("receipt-link").count() == 1
+    assert page.get_by_test_id("stop-reason").inner_text().strip()
+    page.wait_for_timeout(500)  # let the graph's last frame settle
+    page.screenshot(path=str(SCREENSHOT), full_page=False)
+    page.screenshot(path=str(SCREENSHOT.with_name("live-view-full.png")), full_page=True)
+
+
+def test_a_wrong_key_gets_a_clear_message(page):
+    sign_in(page, key="sk-not-a-key")
+    page.wait_for_function("window.chorusView && window.chorusView.status === 'unauthorized'", timeout=30_000)
+    message = page.get_by_test_id("message").inner_text()
+    assert "401" in message and "key" in message.lower()
+
+
+def test_another_teams_run_is_not_found(page, proxy):
+    resp = httpx.post(f"{proxy.url}/v1/chat/completions", timeout=60, headers={"Authorization": "Bearer sk-team-b"},
+                      json={"model": "fusion/research", "messages": [{"role": "user", "content": "Compare A and B."}],
+                            "chorus": {"debate_id": "team-b-secret"}})
+    assert resp.status_code == 200
+    sign_in(page, query="?run=team-b-secret")
+    page.wait_for_function("window.chorusView && window.chorusView.status === 'not_found'", timeout=30_000)
+    assert "not found" in page.get_by_test_id("message").inner_text().lower()
+    assert view(page, "graphNodes") == 0
+
+
+def test_a_failed_run_shows_its_error_and_what_came_before(page):
+    sign_in(page)
+    page.get_by_test_id("bounty-input").fill("")  # no bounty: nothing to settle
+    start(page, "fusion/down", "Compare Raft and Paxos and explain the trade-offs.")
+    watch(page)
+    assert view(page, "status") == "failed"
+    assert "quorum" in (view(page, "error") or "").lower()
+    assert "quorum" in page.get_by_test_id("message").inner_text().lower()
+    assert page.get_by_test_id("agent-card").count() == 3  # the seats that failed are still shown
+
+
+def test_ten_seats_by_five_rounds_stay_usable(page, proxy):
+    sign_in(page)
+    start(page, "fusion/wide", "Compare Raft and Paxos and explain the trade-offs.")
+    watch(page, timeout=120)
+    assert view(page, "status") == "done" and view(page, "rounds") == [1, 2, 3, 4, 5]
+    assert view(page, "graphNodes") == 50 and page.get_by_test_id("agent-card").count() == 10
+    # still usable with everything drawn: ten frames of the page take under a second each
+    frames_ms = page.evaluate("""async () => { const t = performance.now();
+        for (let i = 0; i < 10; i++) await new Promise(r => requestAnimationFrame(r));
+        return performance.now() - t; }""")
+    assert frames_ms < 10_000, frames_ms
+    page.get_by_test_id("agent-card").nth(9).scroll_into_view_if_needed()
+    assert page.get_by_test_id("agent-card").nth(9).is_visible()
