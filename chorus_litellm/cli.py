@@ -5,6 +5,9 @@
     chorus verify receipt.json --public-key KEY [--public-key OLD_KEY ...]
                                            check a receipt offline (exit 0 valid, 1 not)
     chorus reputation                      payees' scores from the store (CHORUS_STORE, CHORUS_DB_PATH)
+    chorus eval --data F|--dataset mmlu|mtbench --models a,fusion/x,vote:a:5 [...]
+                                           compare models and fusion profiles on a dataset
+                                           through the proxy (`chorus eval --help`, docs/eval.md)
     chorus serve [--config F] [--port N] [--workers N] [--demo]
                                            run `litellm --config F`; --demo also starts the
                                            fake upstream on 127.0.0.1:8001 that the shipped
@@ -26,6 +29,7 @@ from pathlib import Path
 
 from .config import load_profiles, read_config_file
 from .errors import ConfigError
+from .evaluation import command as eval_command
 
 
 def check(path: str) -> int:
@@ -162,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     p_verify.add_argument("--public-key", action="append", required=True,
                           help="base64 public key or a file with one; repeat for rotated keys")
     sub.add_parser("reputation", help="show payees' reputation from the store")
+    eval_command.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "eval":
+        return eval_command.run(args)
     if args.command == "reputation":
         return show_reputation()
     if args.command == "keygen":

@@ -149,6 +149,10 @@ class AggregatorConfig(_Strict):
     judge_timeout_s: float = Field(60.0, gt=0, le=600)
     # The analysis is a list of short points; 2048 tokens holds ~40 of them.
     judge_max_tokens: int = Field(2048, ge=64)
+    # "full": consensus, contradictions, insights, blind spots and the best answer.
+    # "minimal": only the best answer's label and the points all answers share, for small
+    # models that cannot write the full analysis (docs/real-model.md has the measurements).
+    judge_schema: Literal["full", "minimal"] = "full"
     synthesis_timeout_s: float = Field(120.0, gt=0, le=1800)
     # Length normalization: the judge sees at most this many characters of all answers
     # together, split evenly, so a verbose member cannot win by volume (~6k tokens).

@@ -14,8 +14,10 @@ behaviour is chosen by words in the requested model name:
 
 Otherwise it answers after `latency` seconds: judge requests (JSON mode) get a valid
 analysis built from the labels in the prompt, classifier requests get a difficulty
-score, consensus votes accept (unless the model name says "reject"), everything else a
-short deterministic answer. Streams send one word per chunk
+score, consensus votes accept (unless the model name says "reject"), `chorus eval`'s
+multiple-choice prompts get "Answer: <letter>" (`eval_letter`: a hash of the model and
+the question picks the option) and its pairwise judge prompts a verdict
+(`pairwise_verdict`), everything else a short deterministic answer. Streams send one word per chunk
 and a usage chunk when asked. GET /stats counts calls per model; POST /reset clears it.
 
 Run: python -m chorus_litellm.fake_upstream --port 8001 --latency 0.5
@@ -36,6 +38,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from .evaluation.prompts import MC_ASK_PATTERN, PAIRWISE_ANSWERS, PAIRWISE_MARKER
+
 LABEL = re.compile(r'"label":\s*"([A-Z]{1,2})"')
 
 
@@ -47,6 +51,40 @@ def _prompt_text(messages: list[dict]) -> str:
             content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
         parts.append(str(content or ""))
     return "\n".join(parts)
+
+
+def _hash(*parts: str) -> int:
+    return int(hashlib.sha256("\n".join(parts).encode()).hexdigest(), 16)
+
+
+def eval_letter(model: str, question: str) -> str | None:
+    """The option this fake picks for a `chorus eval` multiple-choice prompt (the whole
+    user message that ends with "Answer with the letter (A, B, C or D) only."), or None
+    if `question` is not one. Public so tests can predict every model's answer."""
+    match = MC_ASK_PATTERN.search(question)
+    if not match:
+        return None
+    letters = [*match.group(1).split(", "), match.group(2)]
+    return letters[_hash(model, question) % len(letters)]
+
+
+def pairwise_verdict(answer_a: str, answer_b: str) -> str:
+    """'A' or 'B' for `chorus eval`'s pairwise judge prompt: each answer has a hashed
+    quality 0-2 and the better one wins; equal quality gets 'A', a position bias that
+    eval's second, swapped ask turns into a tie."""
+    qa, qb = _hash(answer_a) % 3, _hash(answer_b) % 3
+    return "B" if qb > qa else "A"
+
+
+def _eval_answer(model: str, messages: list[dict], text: str) -> str | None:
+    if PAIRWISE_MARKER in text:
+        match = PAIRWISE_ANSWERS.search(text)
+        return f"Both answers address the question. [[{pairwise_verdict(*match.groups()) if match else 'C'}]]"
+    for message in messages:
+        letter = eval_letter(model, _prompt_text([message]))
+        if letter:
+            return f"{model} weighed the options. Answer: {letter}"
+    return None
 
 
 def _answer(model: str, body: dict) -> str:
@@ -68,6 +106,8 @@ def _answer(model: str, body: dict) -> str:
             "blind_spots": ["Nobody cited sources."],
             "best": labels[0] if labels else None,
         })
+    if (answer := _eval_answer(model, messages, text)) is not None:
+        return answer
     digest = hashlib.sha256(text.encode()).hexdigest()[:8]
     words = int(body.get("max_tokens") or 0) or 24
     filler = " ".join(f"w{i}" for i in range(max(0, min(words, 400) - 4)))

@@ -22,7 +22,7 @@ from . import runlog
 from .context import RunContext
 from .errors import DeadlineError, QuorumError
 from .request import prompt_text, wants_json
-from .stages import consensus, debate, judge, panel, reputation, router, synthesis
+from .stages import consensus, debate, extract, judge, panel, reputation, router, synthesis
 from .stages.synthesis import is_json
 from .types import Delta, Done, Outcome, Panel, PanelAnswer, Progress, Relay, Route, Seat, SeatResult, Synthesis
 
@@ -82,6 +82,10 @@ async def _run(ctx: RunContext) -> AsyncIterator:
             raise
         report.outcome, report.panel = outcome, outcome.panel
         report.deliberation, report.transcript = outcome.summary, outcome.transcript
+        # The decision rule for extractable answers (number, option, yes/no), every protocol.
+        vote = extract.panel_vote([a.completion.text for a in outcome.panel.answers])
+        if vote is not None:
+            report.deliberation = {"rounds": 1, "stop_reason": None, **(report.deliberation or {}), "panel_vote": vote}
         report.timings["panel"] = clock() - t  # the whole deliberation, every round
         failed = "".join(f"; {f.seat.name} {f.kind}" for f in outcome.panel.failures)
         if outcome.answer is not None and (not wants_json(req.final_params) or is_json(outcome.answer)):
@@ -107,7 +111,7 @@ async def _run(ctx: RunContext) -> AsyncIterator:
             t = clock()
             ctx.emit("synthesis_started", model=ctx.profile.aggregator.synthesizer)
             pieces = synthesis.write(ctx.completer, ctx.profile.aggregator, req.messages, verdict,
-                                     outcome.panel.answers, ctx.final_params, stream=req.stream)
+                                     outcome.panel.answers, ctx.final_params, stream=req.stream, vote=vote)
             async with aclosing(pieces):
                 async for piece in pieces:
                     if isinstance(piece, Synthesis):

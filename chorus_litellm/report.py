@@ -65,6 +65,18 @@ class RunReport:
                 entry[key] += value
         return stages
 
+    def degraded(self) -> list[str]:
+        """The stages that fell back: `panel` (a member failed), `judge` (no valid
+        analysis), `synthesis` (a draft stood in for the synthesized answer)."""
+        stages = []
+        if self.panel is not None and self.panel.failures:
+            stages.append("panel")
+        if self.verdict is not None and self.verdict.degraded:
+            stages.append("judge")
+        if self.synthesis is not None and self.synthesis.fallback:
+            stages.append("synthesis")
+        return stages
+
     def debug_text(self) -> str:
         """A readable run summary, appended to the answer in output_mode `debug`."""
         lines = [f"chorus {self.profile} ({self.protocol}), route: "
@@ -75,7 +87,10 @@ class RunReport:
         if self.deliberation:
             d = self.deliberation
             lines.append(f"deliberation: {d['rounds']} round(s), stop: {d['stop_reason']}, "
-                         f"consensus confidence {d['consensus_confidence']}")
+                         f"consensus confidence {d.get('consensus_confidence', '-')}")
+            if d.get("panel_vote"):
+                v = d["panel_vote"]
+                lines.append(f"  panel vote: {v['answer']} ({v['share']:.0%} of {v['voters']} stating one)")
             for s in d.get("stats", []):
                 lines.append(f"  round {s['round']}: agreement {s['agreement']}, shift {s['shift']}, "
                              f"consensus {s['consensus']}, dissent {s['dissent']}, filtered {s['filtered'] or '-'}")
@@ -134,6 +149,7 @@ class RunReport:
             ext["settlement"] = self.settlement
         if self.notes:
             ext["notes"] = list(self.notes)
+        ext["degraded"] = self.degraded()
         if self.deliberation is not None:
             ext["deliberation"] = {"protocol": self.protocol, **self.deliberation}
         if audit:

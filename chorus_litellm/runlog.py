@@ -181,7 +181,7 @@ def done(report: RunReport) -> dict:
             "timings": {k: round(v, 4) for k, v in report.timings.items()},
             "rounds": deliberation.get("rounds", 1 if report.panel else 0),
             "stop_reason": deliberation.get("stop_reason"), "decision": report.route and report.route.decision,
-            "fallback": bool(synthesis and synthesis.fallback)}
+            "fallback": bool(synthesis and synthesis.fallback), "degraded": report.degraded()}
 
 
 def failed(exc: BaseException) -> dict:

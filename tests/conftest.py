@@ -169,3 +169,23 @@ def redis_server(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+# -- each tier's time, printed at the end of the run (CI reads it) ----------------------------
+TIERS = {"test_browser": "browser", "test_realmodel": "real model", "test_eval": "end-to-end (proxy)"}
+_tier_seconds: dict[str, float] = {}
+
+
+def _tier(nodeid: str) -> str:
+    module = nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+    return TIERS.get(module, "end-to-end (proxy)" if module.startswith("test_e2e") else "unit and in-process")
+
+
+def pytest_runtest_logreport(report):
+    _tier_seconds[_tier(report.nodeid)] = _tier_seconds.get(_tier(report.nodeid), 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_sep("-", "time per tier (setup + call + teardown)")
+    for tier, seconds in sorted(_tier_seconds.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{tier:24s} {seconds:7.1f} s")

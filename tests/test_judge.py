@@ -1,6 +1,8 @@
 import json
 import random
 
+import pytest
+
 from chorus_litellm.config import AggregatorConfig
 from chorus_litellm.errors import UpstreamError
 from chorus_litellm.stages.judge import analyze, best_answer, label_answers, parse_analysis
@@ -90,3 +92,46 @@ async def test_best_answer_prefers_judges_pick_then_support():
     )))
     verdict = await analyze(fake, CFG.model_copy(update={"anonymize_sources": False}), MSGS, ans, random.Random(0))
     assert best_answer(verdict, ans).seat.name == "m1"
+
+
+# -- what small real models write (SmolLM2-135M's replies, shortened) -------------------------
+LABELS = {"A": "m0", "B": "m1", "C": "m2"}
+
+
+def test_prose_around_several_objects_takes_the_first_that_parses():
+    text = 'Sure! {"consensus": ["Paris is the capital"], "best": "Answer B"} and also {broken'
+    analysis, raw = parse_analysis(text, LABELS)
+    assert analysis.best == "m1" and analysis.consensus[0].claim == "Paris is the capital"
+
+
+def test_bare_strings_a_lone_support_label_and_insights_are_read():
+    text = '{"consensus": [{"claim": "x", "support": "A and C"}], "insights": "only B says y", "best": "(c)"}'
+    analysis, _ = parse_analysis(text, LABELS)
+    assert analysis.consensus[0].support == ("m0", "m2")
+    assert analysis.unique_insights[0].claim == "only B says y" and analysis.best == "m2"
+
+
+def test_an_object_without_any_analysis_field_is_not_an_analysis():
+    """SmolLM2 often echoes the answers' own shape: {"label": "A", "text": ...}."""
+    with pytest.raises(ValueError, match="none of the analysis fields"):
+        parse_analysis('{"label": "A", "text": "The capital of France is Paris.", "support": ["B"]}', LABELS)
+
+
+def test_the_minimal_schema_accepts_a_bare_label_and_the_full_one_does_not():
+    assert parse_analysis("B\n\nA\n\nC", LABELS, bare_label=True)[0].best == "m1"
+    assert parse_analysis("Answer C.", LABELS, bare_label=True)[0].best == "m2"
+    with pytest.raises(ValueError):
+        parse_analysis("B", LABELS)
+    with pytest.raises(ValueError):
+        parse_analysis("Z", LABELS, bare_label=True)  # not a label of this panel
+
+
+async def test_the_minimal_schema_asks_for_less():
+    from chorus_litellm.stages import prompts
+
+    cfg = AggregatorConfig(judge="judge", synthesizer="writer", judge_schema="minimal")
+    fake = FakeCompleter().enqueue("judge", Reply("B"))
+    verdict = await analyze(fake, cfg, MSGS, answers("a", "b"), random.Random(0))
+    assert not verdict.degraded and verdict.analysis.best in {"m0", "m1"}
+    assert prompts.JUDGE_SYSTEM_MINIMAL.splitlines()[0] in fake.calls[0].messages[-1]["content"]
+    assert "contradictions" not in fake.calls[0].messages[-1]["content"]

@@ -86,3 +86,23 @@ async def test_self_moa_samples_one_model():
     temps = sorted(c.params["temperature"] for c in fake.calls_to("model-a"))
     assert len(temps) == 3 and temps[0] < temps[-1]
     assert isinstance(out[-1], Done)
+
+
+async def test_extractable_answers_are_voted_in_moa_and_the_synthesizer_sees_the_vote():
+    fake = FakeCompleter(json_models={"judge"})
+    fake.enqueue("model-a", "Six times seven. The answer is 42.")
+    fake.enqueue("model-b", "The answer is 42.")
+    fake.enqueue("model-c", "The answer is 41.")
+    out = await events(request(), fake)
+    vote = out[-1].report.deliberation["panel_vote"]
+    assert vote == {"answer": "42", "share": pytest.approx(2 / 3, abs=1e-4), "voters": 3, "answers": 3}
+    prompt = fake.calls_to("writer")[0].messages[-1]["content"]
+    assert 'vote "42"' in prompt
+    assert prompt.rstrip().endswith("Compare Raft and Paxos. Explain the trade-offs.")  # the question comes last
+
+
+async def test_open_ended_answers_are_not_voted():
+    fake = FakeCompleter(json_models={"judge"})
+    out = await events(request(), fake)
+    assert "panel_vote" not in (out[-1].report.deliberation or {})
+    assert "vote" not in fake.calls_to("writer")[0].messages[-1]["content"].split("Judge's analysis")[1]

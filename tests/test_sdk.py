@@ -79,7 +79,8 @@ def test_cli_check(tmp_path, upstream):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(e2e_config(upstream)))
     out = subprocess.run([sys.executable, "-m", "chorus_litellm.cli", "check", str(good)], capture_output=True, text=True)
-    assert out.returncode == 0 and "14 fusion profile(s) valid" in out.stdout
+    profiles = sum(1 for m in e2e_config(upstream)["model_list"] if m["model_name"].startswith("fusion/"))
+    assert out.returncode == 0 and f"{profiles} fusion profile(s) valid" in out.stdout
     cfg = e2e_config(upstream)
     del chorus_block(cfg, "nosynth")["aggregator"]["judge"]
     bad = tmp_path / "bad.yaml"

@@ -18,6 +18,7 @@ from .. import runlog
 from ..errors import QuorumError, UpstreamError
 from ..types import Message, Outcome, Panel, Progress, Seat
 from . import prompts
+from .extract import panel_vote
 from .jsonout import json_object
 from .judge import make_labels
 from .panel import mapped, round_of
@@ -103,7 +104,9 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
         except QuorumError:
             notes = []  # write the candidate from the drafts alone
         yield Progress("consensus", f"Critiques: {len(notes)}.")
-        candidate = await synthesizer(prompts.CONSENSUS_CANDIDATE, {"drafts": anonymized, "critiques": notes},
+        vote = panel_vote([a.completion.text for a in drafts.answers])  # the drafts' extractable answers
+        data = {"drafts": anonymized, "critiques": notes, **({"drafts_vote": vote} if vote else {})}
+        candidate = await synthesizer(prompts.CONSENSUS_CANDIDATE, data,
                                       "candidate")
         for round_no in range(1, config.max_rounds + 1):
             ballot = await everyone("vote", ask_all(prompts.CONSENSUS_VOTE, {"candidate": candidate}, voters), voters)

@@ -55,3 +55,15 @@ def weighted_vote(answers: list[tuple[str | None, float]]) -> tuple[str | None, 
         return None, 0.0
     winner = max(sorted(weights), key=lambda v: weights[v])
     return winner, weights[winner] / total
+
+
+def panel_vote(texts: list[str]) -> dict | None:
+    """The decision rule for answers with an extractable form (a number, an option, yes
+    or no), in every protocol: the confidence-weighted vote over the answers that carry
+    one, or None when fewer than two do (open-ended answers are synthesized, not voted)."""
+    cast = [(extract(t), confidence(t)) for t in texts]
+    voters = [c for c in cast if c[0] is not None]
+    if len(voters) < 2:
+        return None
+    winner, share = weighted_vote(voters)
+    return {"answer": winner, "share": round(share, 4), "voters": len(voters), "answers": len(texts)}

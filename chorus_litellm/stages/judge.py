@@ -10,9 +10,11 @@ a bad judge: the verdict says what happened.
 from __future__ import annotations
 
 import random
+import re
 import string
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..adapters.llm import Completer
 from ..config import AggregatorConfig
@@ -27,19 +29,52 @@ class _Point(BaseModel):
     claim: str
     support: list[str] = []
 
+    @model_validator(mode="before")
+    @classmethod
+    def _lenient(cls, value: Any) -> Any:
+        """Small models write a bare string for a point, or one label for `support`."""
+        if isinstance(value, str):
+            return {"claim": value}
+        if isinstance(value, dict) and isinstance(value.get("support"), str):
+            return {**value, "support": LABEL_LIST.findall(value["support"])}
+        return value
+
 
 class _Output(BaseModel):
     model_config = ConfigDict(extra="ignore")
     consensus: list[_Point] = []
     contradictions: list[_Point] = []
-    unique_insights: list[_Point] = []
+    unique_insights: list[_Point] = Field([], validation_alias=AliasChoices("unique_insights", "insights"))
     blind_spots: list[str] = []
     best: str | None = None
+
+    @field_validator("consensus", "contradictions", "unique_insights", "blind_spots", mode="before")
+    @classmethod
+    def _one_is_a_list(cls, value: Any) -> Any:
+        return [] if value is None else [value] if isinstance(value, str | dict) else value
+
+    @field_validator("best", mode="before")
+    @classmethod
+    def _label(cls, value: Any) -> Any:
+        """'A', 'Answer B', '(C)' -> the label; anything else stays for the label check."""
+        if isinstance(value, str) and (match := BEST_LABEL.fullmatch(value.strip())):
+            return match.group(1).upper()
+        return value
+
+
+ANALYSIS_FIELDS = {"consensus", "contradictions", "unique_insights", "insights", "blind_spots", "best"}
+LABEL_LIST = re.compile(r"\b([A-Z]{1,2})\b")
+BEST_LABEL = re.compile(r"(?:answer\s+)?\(?([A-Z]{1,2})\)?\.?", re.IGNORECASE)
 
 
 # The analysis schema, sent as `response_format` where LiteLLM says the judge supports it.
 RESPONSE_SCHEMA = {"type": "json_schema",
                    "json_schema": {"name": "panel_analysis", "schema": _Output.model_json_schema()}}
+
+
+MINIMAL_SCHEMA = {"type": "json_schema", "json_schema": {"name": "panel_pick", "schema": {
+    "type": "object", "properties": {"best": {"type": "string"}, "consensus": {"type": "array", "items": {"type": "string"}}},
+    "required": ["best"]}}}
 
 
 def make_labels(n: int) -> list[str]:
@@ -70,10 +105,19 @@ def label_answers(
     return mapping, labelled
 
 
-def parse_analysis(text: str, labels: dict[str, str]) -> tuple[Analysis, dict]:
-    """Validate the judge's JSON; drop labels it invented. Raises ValueError."""
+def parse_analysis(text: str, labels: dict[str, str], *, bare_label: bool = False) -> tuple[Analysis, dict]:
+    """Validate the judge's JSON; drop labels it invented. With `bare_label` (the minimal
+    schema), a reply that is only a label ("B", "Answer B.") means {"best": "B"}. Raises
+    ValueError."""
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if bare_label and "{" not in first and (match := BEST_LABEL.fullmatch(first)) and match.group(1).upper() in labels:
+        data: dict = {"best": match.group(1).upper()}
+    else:
+        data = json_object(text)
+    if not set(data) & ANALYSIS_FIELDS:
+        raise ValueError(f"the JSON has none of the analysis fields ({', '.join(sorted(ANALYSIS_FIELDS))})")
     try:
-        out = _Output.model_validate(json_object(text))
+        out = _Output.model_validate(data)
     except ValidationError as exc:
         raise ValueError(str(exc).splitlines()[0]) from None
 
@@ -114,11 +158,12 @@ async def analyze(
     labels, labelled = label_answers(answers, config, rng)
     by_seat = {seat: label for label, seat in labels.items()}
     minority_labels = sorted(by_seat[s] for s in minority if s in by_seat)
-    request = prompts.with_context(messages, prompts.JUDGE_SYSTEM, prompts.judge_user(labelled, minority_labels))
+    system = prompts.JUDGE_SYSTEM if config.judge_schema == "full" else prompts.JUDGE_SYSTEM_MINIMAL
+    request = prompts.with_context(messages, system, prompts.judge_user(labelled, minority_labels))
     params: dict = {"max_tokens": config.judge_max_tokens, "temperature": 0}
     mode = config.judge_response_format
     if mode == "auto" and completer.supports_response_schema(config.judge):
-        params["response_format"] = RESPONSE_SCHEMA
+        params["response_format"] = RESPONSE_SCHEMA if config.judge_schema == "full" else MINIMAL_SCHEMA
     elif mode == "json_object" or (mode == "auto" and completer.supports_json_mode(config.judge)):
         params["response_format"] = {"type": "json_object"}
     calls: list[Completion] = []
@@ -133,7 +178,7 @@ async def analyze(
             break
         calls.append(completion)
         try:
-            analysis, raw = parse_analysis(completion.text, labels)
+            analysis, raw = parse_analysis(completion.text, labels, bare_label=config.judge_schema == "minimal")
         except ValueError as exc:
             error = f"invalid judge JSON after {attempt + 1} attempt(s): {exc}"
             request = [

@@ -18,7 +18,7 @@ from typing import Any
 from ..adapters.llm import Completer
 from ..config import AggregatorConfig
 from ..errors import UpstreamError
-from ..request import wants_json
+from ..request import prompt_text, wants_json
 from ..types import Completion, Message, PanelAnswer, Synthesis, Verdict
 from . import prompts
 from .judge import best_answer
@@ -32,10 +32,13 @@ async def write(
     answers: tuple[PanelAnswer, ...],
     params: dict[str, Any],
     stream: bool = True,
+    vote: dict | None = None,
 ) -> AsyncIterator[str | Synthesis]:
-    """`stream=False` makes one plain call (less per-chunk work) and yields it whole."""
+    """`stream=False` makes one plain call (less per-chunk work) and yields it whole;
+    `vote` is the panel's vote on an extractable answer (extract.panel_vote)."""
+    question = prompt_text([m for m in messages if m.get("role") == "user"][-1:])
     request = prompts.with_context(
-        messages, prompts.SYNTH_SYSTEM, prompts.synth_user(list(verdict.labelled), verdict.raw)
+        messages, prompts.SYNTH_SYSTEM, prompts.synth_user(list(verdict.labelled), verdict.raw, vote, question)
     )
     sent: list[str] = []
     call = completer.stream if stream else _whole(completer)
