@@ -82,12 +82,15 @@ def _mount_routes(handler: Any) -> None:
 
 
 def _warm_embeddings(profiles: dict) -> None:
-    """Load debate embedding models in the background now, not on the first request."""
+    """Load the embedding models runs will need (debate geometry, the live view's map,
+    bounty impact) in the background now, not on the first request."""
     import threading
 
     from .adapters.embeddings import load_model
 
-    for name in {p.debate.embedding_model for p in profiles.values() if p.debate.protocol == "debate"}:
+    needed = {p.debate.embedding_model for p in profiles.values()
+              if p.debate.protocol == "debate" or p.storage.events or p.settlement.default_bounty}
+    for name in needed:
         threading.Thread(target=load_model, args=(name,), daemon=True, name=f"chorus-warm-{name}").start()
 
 
