@@ -55,7 +55,7 @@ class RunReport:
     def cost(self) -> float:
         return sum(call.completion.cost for call in self.calls)
 
-    def _by_stage(self) -> dict[str, dict]:
+    def by_stage(self) -> dict[str, dict]:
         stages: dict[str, dict] = {}
         for call in self.calls:
             entry = stages.setdefault(call.stage, {"cost": 0.0, **Usage().as_dict(), "calls": 0})
@@ -116,7 +116,7 @@ class RunReport:
             },
             "usage": {
                 "total": self.usage.as_dict(),
-                "stages": self._by_stage(),
+                "stages": self.by_stage(),
                 "calls": [
                     {"stage": c.stage, "seat": c.seat, "model": c.completion.model,
                      **c.completion.usage.as_dict(), "cost": c.completion.cost,
@@ -163,12 +163,5 @@ class RunReport:
         if include_panel and self.panel is not None:
             ext["panel"]["answers"] = {a.seat.name: a.completion.text for a in self.panel.answers}
             if self.verdict is not None and self.verdict.analysis is not None:
-                a = self.verdict.analysis
-                ext["judge"]["analysis"] = {
-                    "consensus": [{"claim": p.claim, "support": list(p.support)} for p in a.consensus],
-                    "contradictions": [{"claim": p.claim, "support": list(p.support)} for p in a.contradictions],
-                    "unique_insights": [{"claim": p.claim, "support": list(p.support)} for p in a.unique_insights],
-                    "blind_spots": list(a.blind_spots),
-                    "best": a.best,
-                }
+                ext["judge"]["analysis"] = self.verdict.analysis.as_dict()
         return ext

@@ -129,15 +129,11 @@ def echo(answer_payload: dict, reason: str) -> dict:
 
 
 def judged(verdict: Verdict, duration_s: float) -> dict:
-    a = verdict.analysis
-
-    def points(items) -> list[dict]:
-        return [{"claim": p.claim, "support": list(p.support)} for p in items]
-
-    return {"degraded": verdict.degraded, "error": verdict.error,
-            "consensus": points(a.consensus) if a else [], "contradictions": points(a.contradictions) if a else [],
-            "insights": points(a.unique_insights) if a else [], "blind_spots": list(a.blind_spots) if a else [],
-            "best": a.best if a else None, "duration_s": round(duration_s, 4)}
+    a = verdict.analysis.as_dict() if verdict.analysis else {
+        "consensus": [], "contradictions": [], "unique_insights": [], "blind_spots": [], "best": None}
+    return {"degraded": verdict.degraded, "error": verdict.error, "consensus": a["consensus"],
+            "contradictions": a["contradictions"], "insights": a["unique_insights"],
+            "blind_spots": a["blind_spots"], "best": a["best"], "duration_s": round(duration_s, 4)}
 
 
 def settled(settlement: dict, receipt: dict | None) -> dict:
@@ -173,11 +169,10 @@ def done(report: RunReport) -> dict:
         entry["calls"] += 1
         entry["total_tokens"] += call.completion.usage.total_tokens
         entry["cost"] += call.completion.cost
-    ext = report.extension()
     synthesis = report.synthesis
     deliberation = report.deliberation or {}
     return {"answer": clip(synthesis.text if synthesis else "", ANSWER_LIMIT)[0], "usage": report.usage.as_dict(),
-            "cost": report.cost, "stages": ext["usage"]["stages"], "seats": seats,
+            "cost": report.cost, "stages": report.by_stage(), "seats": seats,
             "timings": {k: round(v, 4) for k, v in report.timings.items()},
             "rounds": deliberation.get("rounds", 1 if report.panel else 0),
             "stop_reason": deliberation.get("stop_reason"), "decision": report.route and report.route.decision,

@@ -163,6 +163,14 @@ class Analysis:
     blind_spots: tuple[str, ...] = ()
     best: str | None = None  # seat name of the best-supported answer
 
+    def as_dict(self) -> dict[str, Any]:
+        def points(items: tuple[Point, ...]) -> list[dict]:
+            return [{"claim": p.claim, "support": list(p.support)} for p in items]
+
+        return {"consensus": points(self.consensus), "contradictions": points(self.contradictions),
+                "unique_insights": points(self.unique_insights), "blind_spots": list(self.blind_spots),
+                "best": self.best}
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -106,3 +106,14 @@ def test_new_sections_name_the_field(override, field):
     with pytest.raises(ConfigError) as err:
         parse_profile("research", {**BASE, **override})
     assert f"profile 'research': {field}" in str(err.value)
+
+
+@pytest.mark.parametrize("section,field,value", [
+    ("aggregator", "judge_schema", "tiny"),
+    ("storage", "events", "sometimes"),
+])
+def test_the_live_view_and_small_model_settings_are_validated(section, field, value):
+    raw = {"panel": {"members": ["a", "b"]}, "aggregator": {"judge": "j", "synthesizer": "w"}}
+    raw.setdefault(section, {})[field] = value
+    with pytest.raises(ConfigError, match=rf"profile 'x'.*{section}\.{field}"):
+        parse_profile("x", raw)
