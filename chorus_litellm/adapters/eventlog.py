@@ -33,7 +33,6 @@ class EventLog:
         self.store, self.batch_s, self.poll_s, self.keepalive_s, self.clock = store, batch_s, poll_s, keepalive_s, clock
         self._pending: dict[tuple[str, str], tuple[int | None, list[RunEvent]]] = {}
         self._followers: dict[tuple[str, str], set[asyncio.Event]] = {}
-        self._wake = asyncio.Event()
         self._urgent = False
         self._writer: asyncio.Task | None = None
 
@@ -47,16 +46,15 @@ class EventLog:
     def _add(self, owner: str, run_id: str, ttl_s: int | None, event: RunEvent) -> None:
         self._pending.setdefault((owner, run_id), (ttl_s, []))[1].append(event)
         self._urgent |= event.type in TERMINAL
-        self._wake.set()
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write_forever(), name="chorus-events")
+            self._writer = asyncio.get_running_loop().create_task(self._write(), name="chorus-events")
 
-    async def _write_forever(self) -> None:
-        while True:
-            await self._wake.wait()
+    async def _write(self) -> None:
+        """Write batches while events keep coming; ends when none are pending (the next
+        event starts it again), so no task outlives the work."""
+        while self._pending:
             if not self._urgent:
                 await asyncio.sleep(self.batch_s)  # gather a batch
-            self._wake.clear()
             self._urgent = False
             try:
                 await self.flush()
