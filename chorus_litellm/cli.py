@@ -103,6 +103,7 @@ def show_reputation() -> int:
 def serve(args: argparse.Namespace) -> int:
     if check(args.config):
         return 1
+    prepare_embeddings(args.config)
     # The packaged price map: the proxy otherwise tries to download one at start.
     # NUM_WORKERS tells each worker how many share the cores (embedding threads per worker).
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **os.environ, "NUM_WORKERS": str(args.workers)}
@@ -132,6 +133,17 @@ def serve(args: argparse.Namespace) -> int:
         for child in children:
             if child.poll() is None:
                 child.terminate()
+
+
+def prepare_embeddings(config: str) -> None:
+    """Distil the profiles' static embedding models now, once per machine (cached), so the
+    proxy's workers start with them ready instead of each waiting on the first start."""
+    from .adapters.embeddings import STATIC_PREFIX, distilled
+    from .sdk import embedding_models
+
+    for name in sorted(embedding_models(load_profiles(read_config_file(config)))):
+        if name.startswith(STATIC_PREFIX):
+            print(f"chorus: embedding model {name} ready in {distilled(name)}", flush=True)
 
 
 def _demo_key() -> Path:

@@ -164,10 +164,15 @@ class AggregatorConfig(_Strict):
 class EchoConfig(_Strict):
     """Echo watchdog thresholds (stages/echo.py explains the measurements)."""
 
-    # Residual norm below 0.35 means cosine > 0.94 with the question: a restatement.
-    parrot_residual: float = Field(0.35, ge=0, le=1)
-    # Cosine >= 0.98 with an answer the agent was shown (plus 90% identical text): a copy.
-    copy_similarity: float = Field(0.98, ge=0, le=1)
+    # Residual norm below 0.45 (cosine > 0.89 with the question): a restatement. On the
+    # labelled corpus of benchmarks/embedder_agreement.py, real answers score >= 0.509
+    # (MiniLM) and >= 0.516 (static), parrots <= 0.402 and <= 0.457: 0.45 never drops a
+    # real answer under either model (dropping one costs more than keeping a parrot).
+    parrot_residual: float = Field(0.45, ge=0, le=1)
+    # Cosine >= 0.95 with an answer the agent was shown (plus 90% identical text): a copy.
+    # Same corpus: copies score >= 0.978 (MiniLM) and >= 0.996 (static); paraphrases at
+    # most 0.83 and 0.906.
+    copy_similarity: float = Field(0.95, ge=0, le=1)
 
 
 class DebateConfig(_Strict):
@@ -185,15 +190,21 @@ class DebateConfig(_Strict):
     # Stop early on round-1 agreement, unanimity or convergence. Off = fixed max_rounds
     # (a compute-matched baseline for comparisons; adaptive stopping beats fixed rounds).
     adaptive_stop: bool = True
-    # Mean pairwise cosine at which answers "agree". MiniLM scores paraphrases ~0.97 and
-    # distinct on-topic answers ~0.5-0.8; 0.85 means "saying the same thing".
+    # Mean pairwise cosine at which answers "agree"; 0.85 means "saying the same thing".
+    # On benchmarks/embedder_agreement.py's corpus no round with a dissenting answer
+    # reaches it under either model (mixed pools: MiniLM <= 0.70, static <= 0.817); the
+    # pools overlap below, so a lower value would stop rounds that still disagree.
     agreement: float = Field(0.85, ge=0, le=1)
     # Round-over-round centroid shift (1 - cosine) under which answers "stopped moving":
     # 0.02 is about the change from rewording the same answers.
     shift: float = Field(0.02, ge=0, le=1)
     # kNN graph edges below this cosine do not join clusters (on-topic but different).
+    # Paraphrase and different-claim pairs overlap for both models (the same corpus); at
+    # 0.75 the consensus voice made the majority claim on every question with either.
     link: float = Field(0.75, ge=0, le=1)
-    embedding_model: str = "packaged:all-MiniLM-L6-v2"
+    # A static model distilled from the packaged MiniLM (adapters/embeddings.py); the
+    # transformer itself is "packaged:all-MiniLM-L6-v2", or any sentence-transformers model.
+    embedding_model: str = "static:all-MiniLM-L6-v2"
     echo: EchoConfig = EchoConfig()
 
 

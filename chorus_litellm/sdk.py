@@ -81,16 +81,20 @@ def _mount_routes(handler: Any) -> None:
         mount(app, handler)
 
 
+def embedding_models(profiles: dict) -> set[str]:
+    """The embedding models runs of these profiles may need (debate geometry, the live
+    view's map, bounty impact: a request may bring a bounty to any profile)."""
+    return {p.debate.embedding_model for p in profiles.values()}
+
+
 def _warm_embeddings(profiles: dict) -> None:
-    """Load the embedding models runs will need (debate geometry, the live view's map,
-    bounty impact) in the background now, not on the first request."""
+    """Load (a static model: distil, the first time) the embedding models in the
+    background now, so the first request does not pay for it."""
     import threading
 
     from .adapters.embeddings import load_model
 
-    needed = {p.debate.embedding_model for p in profiles.values()
-              if p.debate.protocol == "debate" or p.storage.events or p.settlement.default_bounty}
-    for name in needed:
+    for name in embedding_models(profiles):
         threading.Thread(target=load_model, args=(name,), daemon=True, name=f"chorus-warm-{name}").start()
 
 

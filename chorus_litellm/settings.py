@@ -38,6 +38,18 @@ def data_dir(environ: Mapping[str, str] | None = None) -> Path:
     return base / "chorus-litellm"
 
 
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """`$XDG_CACHE_HOME/chorus-litellm`, else `~/.cache/chorus-litellm`: files that can be
+    rebuilt (the distilled static embedding model), shared by every data dir."""
+    xdg = (os.environ if environ is None else environ).get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "chorus-litellm"
+
+
+def _default_cache_dir() -> Path:
+    return cache_dir(_ENVIRON.get())
+
+
 def outbox_beside(db_path: Path) -> Path:
     """The default outbox of a SQLite store: `chorus.sqlite3` -> `chorus.outbox.sqlite3`."""
     return db_path.with_name(f"{db_path.stem}.outbox.sqlite3")
@@ -81,6 +93,8 @@ class Settings(BaseSettings):
     signing_key_file: Path | None = None
     # Empty until the first key rotation: only the current key verifies receipts.
     previous_public_keys: str = ""
+    # Rebuildable files: the static embedding model distilled once per machine (~15 MB).
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
     # None: torch's own default (all cores); set it when several workers share a host.
     torch_threads: int | None = Field(None, ge=1)
     # None: only the test proxy writes a spend log; nothing in the package needs one.
@@ -102,7 +116,7 @@ class Settings(BaseSettings):
             data = {**data, "outbox_path": outbox}
         return data
 
-    @field_validator("db_path", "outbox_path", "signing_key_file")
+    @field_validator("db_path", "outbox_path", "signing_key_file", "cache_dir")
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
         return None if path is None else Path(os.path.abspath(path.expanduser()))

@@ -180,7 +180,7 @@ def test_unknown_key_is_rejected(proxy):
 
 
 @pytest.mark.parametrize("profile, stop", [("debate", "agreed_in_round_1"), ("debate2", "max_rounds")])
-def test_debate_through_the_proxy_with_the_packaged_embedding_model(client, profile, stop):
+def test_debate_through_the_proxy_with_the_default_static_embedding_model(client, profile, stop):
     stream = client.chat.completions.create(model=f"fusion/{profile}", messages=HARD, stream=True,
                                             extra_body={"chorus": {"output_mode": "audit"}})
     content, reasoning, ext = [], [], None
@@ -191,7 +191,7 @@ def test_debate_through_the_proxy_with_the_packaged_embedding_model(client, prof
         ext = (chunk.model_extra or {}).get("provider_specific_fields", {}) or ext
     d = ext["chorus"]["deliberation"]
     assert d["protocol"] == "debate" and d["stop_reason"] == stop
-    assert d["embedding_model"] == "packaged:all-MiniLM-L6-v2"
+    assert d["embedding_model"] == "static:all-MiniLM-L6-v2"
     assert "Round 1:" in "".join(reasoning)  # live progress as reasoning_content
     assert "".join(content).startswith("writer answers")
     assert len(ext["chorus"]["transcript"]["rounds"]) == d["rounds"]

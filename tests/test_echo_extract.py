@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 
+from chorus_litellm.config import EchoConfig
 from chorus_litellm.stages import echo
 from chorus_litellm.stages.extract import confidence, extract, weighted_vote
 
 Q = np.array([1.0, 0.0, 0.0])
-KW = {"parrot_residual": 0.35, "copy_similarity": 0.98}
+KW = EchoConfig().model_dump()  # the defaults
 
 
 def test_residual_norm():
@@ -23,6 +24,12 @@ def test_residual_norm():
         ("Paris is the capital.", [0, 1, 0], [("Paris is the capital.", np.array([0, 1, 0]))], "copy"),
         ("Paris, clearly.", [0, 1, 0], [("Lyon is not it; Paris is.", np.array([0, 1, 0]))], None),
         ("A real answer.", [0.6, 0.8, 0], [], None),
+        # at the default 0.45: a residual of 0.44 is a restatement, 0.52 a (terse) answer
+        ("The question, reworded.", [0.898, 0.44, 0], [], "parrot"),
+        ("Only February.", [0.854, 0.52, 0], [], None),
+        # cosine 0.96 with a shown answer and the same text: a copy; 0.94 is not
+        ("Paris is the capital.", [0.28, 0.96, 0], [("Paris is the capital.", np.array([0, 1, 0]))], "copy"),
+        ("Paris is the capital.", [0.341, 0.94, 0], [("Paris is the capital.", np.array([0, 1, 0]))], None),
     ],
 )
 def test_echo_cases(text, vec, shown, reason):

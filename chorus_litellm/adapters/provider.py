@@ -50,7 +50,7 @@ from ..report import RunReport
 from ..request import FusionRequest, build_request
 from ..settle import ReputationKeeper, Settler, TranscriptKeeper, prior_run
 from ..types import Caller, Delta, Done, Progress, Relay
-from .embeddings import Embedder, SentenceTransformerEmbedder
+from .embeddings import BatchedEmbedder, Embedder
 from .eventlog import EventLog
 from .forward import RouterForwarder
 from .llm import Completer, RouterCompleter, proxy_router
@@ -234,7 +234,7 @@ class FusionHandler(CustomLLM):
             return self._embedder
         per_loop = self._embedders.setdefault(asyncio.get_running_loop(), {})
         name = req.debate.embedding_model
-        return per_loop.setdefault(name, SentenceTransformerEmbedder(name))
+        return per_loop.setdefault(name, BatchedEmbedder(name))
 
     async def _events(self, req: FusionRequest, logging_obj: Any, timeout: Any) -> AsyncIterator:
         """The run's events, or a replay of the first run for a retried debate_id."""

@@ -5,11 +5,11 @@ Three checks, each with the reason recorded:
 - `parrot`: the answer restates the question. Residual test: remove the answer
   embedding's projection on the question embedding; if what is left is small
   (norm < `parrot_residual`), the answer says little beyond the question itself.
-  With MiniLM a paraphrase of the question scores cosine ~0.97 (residual ~0.24), an
-  on-topic answer ~0.5-0.8 (residual 0.6-0.87): the default 0.35 (cosine > 0.94) only
-  catches near-restatements.
+  Restatements leave residuals 0.21-0.46, real answers (terse ones included) 0.51 and
+  up, under both the static model and MiniLM (benchmarks/embedder_agreement.py): the
+  default 0.45 (cosine > 0.89) only catches restatements.
 - `copy`: from round 2, an answer near-verbatim equal to a peer answer the agent was
-  shown (cosine >= `copy_similarity`, default 0.98, and >= 90% identical characters):
+  shown (cosine >= `copy_similarity`, default 0.95, and >= 90% identical characters):
   agreeing is fine, pasting is not.
 """
 
