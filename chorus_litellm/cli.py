@@ -100,6 +100,12 @@ def show_reputation() -> int:
     return 0
 
 
+# uvicorn kills a worker that misses one 5 s health ping (answered by a thread that needs
+# the GIL) and with it every request in flight; a saturated worker on a small host can
+# miss one (seen in benchmarks/load.py on 2 cores). A dead worker is still seen at once.
+WORKER_HEALTHCHECK_S = 30
+
+
 def serve(args: argparse.Namespace) -> int:
     if check(args.config):
         return 1
@@ -120,7 +126,7 @@ def serve(args: argparse.Namespace) -> int:
     litellm = shutil.which("litellm") or os.path.join(os.path.dirname(sys.executable), "litellm")
     proxy = subprocess.Popen(
         [litellm, "--config", args.config, "--host", args.host, "--port", str(args.port),
-         "--num_workers", str(args.workers)],
+         "--num_workers", str(args.workers), "--timeout_worker_healthcheck", str(WORKER_HEALTHCHECK_S)],
         env=env,
     )
     children.append(proxy)

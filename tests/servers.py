@@ -85,7 +85,7 @@ def litellm_proxy(config: dict, workdir: Path, env: dict | None = None, workers:
     with open(log, "w") as fh:
         proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("litellm")), "--config", str(path), "--host", "127.0.0.1",
-             "--port", str(port), "--num_workers", str(workers)],
+             "--port", str(port), "--num_workers", str(workers), "--timeout_worker_healthcheck", "30"],
             stdout=fh, stderr=subprocess.STDOUT, env=environ, cwd=workdir,
         )
     try:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import threading
 import uuid
@@ -157,7 +156,7 @@ class FusionHandler(CustomLLM):
         self.completer = completer or RouterCompleter(get_router)
         self.forwarder = forwarder or RouterForwarder(get_router)
         self.anonymous_owner = anonymous_owner
-        self._parsed: dict[str, ProfileConfig] = {}
+        self._parsed: dict[str, tuple[dict, ProfileConfig]] = {}
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._store_started = False
 
@@ -178,10 +177,12 @@ class FusionHandler(CustomLLM):
     def _profile(self, name: str, litellm_params: dict) -> ProfileConfig:
         raw = (litellm_params.get("model_info") or {}).get("chorus")
         if raw is not None:
-            key = name + json.dumps(raw, sort_keys=True, default=str)
-            if key not in self._parsed:
-                self._parsed[key] = parse_profile(name, raw)
-            return self._parsed[key]
+            # Parsed once per process: the same block (or an equal copy) on every request.
+            seen, parsed = self._parsed.get(name, (None, None))
+            if parsed is None or not (seen is raw or seen == raw):
+                parsed = parse_profile(name, raw)
+                self._parsed[name] = (raw, parsed)
+            return parsed
         if name in self.profiles:
             return self.profiles[name]
         raise RequestError(f"unknown fusion profile {name!r}", param="model")
