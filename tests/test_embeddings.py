@@ -124,3 +124,22 @@ def test_torch_threads_are_shared_out_among_the_workers():
     assert torch_threads({"NUM_WORKERS": "2"}) == max(1, cores // 2)
     assert torch_threads({"NUM_WORKERS": str(cores * 4)}) == 1
     assert torch_threads({"CHORUS_TORCH_THREADS": "3", "NUM_WORKERS": "8"}) == 3
+
+
+def test_chorus_serve_distils_the_profiles_static_models_before_the_workers_start(tmp_path, monkeypatch, capsys):
+    """Each static model a profile names, once; a transformer needs no distillation."""
+    import yaml
+
+    from chorus_litellm import cli
+    from chorus_litellm.adapters import embeddings
+    from tests.conftest import e2e_config
+
+    config = e2e_config("http://127.0.0.1:9")
+    entry = next(e for e in config["model_list"] if e["model_name"] == "fusion/research")
+    entry["model_info"]["chorus"]["debate"] = {"embedding_model": PACKAGED}
+    path = tmp_path / "litellm_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    calls = []
+    monkeypatch.setattr(embeddings, "distilled", lambda name: calls.append(name) or tmp_path / "m")
+    cli.prepare_embeddings(str(path))
+    assert calls == [STATIC] and f"embedding model {STATIC} ready" in capsys.readouterr().out
