@@ -171,6 +171,16 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
+def pytest_sessionstart(session):
+    """Distil the default static embedding model before any proxy starts, as `chorus serve`
+    does: once per machine (~30 s, then cached), so no proxy's first request waits for it."""
+    from chorus_litellm.adapters.embeddings import STATIC, distilled
+
+    started = time.monotonic()
+    folder = distilled(STATIC)
+    print(f"\nstatic embedding model {STATIC}: {folder} ({time.monotonic() - started:.1f} s)")
+
+
 # -- each tier's time, printed at the end of the run (CI reads it) ----------------------------
 TIERS = {"test_browser": "browser", "test_realmodel": "real model", "test_eval": "end-to-end (proxy)"}
 _tier_seconds: dict[str, float] = {}
