@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _results import write  # noqa: E402
 
-from chorus_litellm.config import DebateConfig, PanelConfig  # noqa: E402
 from chorus_litellm.stages import debate  # noqa: E402
-from chorus_litellm.stages.panel import seats as make_seats  # noqa: E402
+from chorus_litellm.stages.panel import seats  # noqa: E402
 from chorus_litellm.testing import HashEmbedder  # noqa: E402
 from chorus_litellm.types import Completion, Usage  # noqa: E402
+from tests.factories import context, profile, request  # noqa: E402
 
 OPTIONS = "ABCDE"
 ANSWER = re.compile(r"The answer is ([A-E])\.")
@@ -93,22 +93,19 @@ STRATEGIES = {
 
 async def one_debate(strategy: dict, truth: str, args, rng: random.Random, agents: int) -> tuple[bool, int, int, int]:
     sim = SimAgents(truth, args.accuracy, args.conformity, args.recognize, rng)
-    panel = PanelConfig(members=[f"agent{i}" for i in range(agents)], quorum_grace_s=0)
-    config = DebateConfig(protocol="debate", **strategy)
-    tokens = [0]
-
-    def record(result, _round):
-        tokens[0] += sum(a.completion.usage.total_tokens for a in result.answers)
-
+    prof = profile(panel={"members": [f"agent{i}" for i in range(agents)], "min_quorum": agents // 2 + 1,
+                          "quorum_grace_s": 0},
+                   debate={"protocol": "debate", **strategy})
+    ctx = context(request(prof, messages=[{"role": "user", "content": "Which option is right?"}]), sim,
+                  embedder=HashEmbedder())
+    ctx.seats = seats(ctx.panel)
     out = None
-    async for item in debate.run(
-        sim, HashEmbedder(), make_seats(panel), [{"role": "user", "content": "Which option is right?"}],
-        "Which option is right?", config, panel, personas={}, quorum=agents // 2 + 1, params={},
-        tokens_used=lambda: tokens[0], record=record,
-    ):
+    async for item in debate.deliberate(ctx):
         out = item
-    flips_to_wrong = sum(1 for f in out.flips if f["from"] == truth and f["to"] != truth)
-    return out.vote[0] == truth, tokens[0], len(out.stats), flips_to_wrong
+    summary = out.summary
+    flips_to_wrong = sum(1 for f in summary["flips"] if f["from"] == truth and f["to"] != truth)
+    winner = (summary["vote"] or {}).get("answer")
+    return winner == truth, ctx.tokens_used(), summary["rounds"], flips_to_wrong
 
 
 async def main_async(args) -> dict:

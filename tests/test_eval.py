@@ -300,7 +300,11 @@ def test_eval_end_to_end_with_fusion_debate_and_vote_then_resume(proxy, upstream
 
 
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(proxy, tmp_path):
-    path, questions = mc_dataset(tmp_path)
+    # Ten copies of the six questions (own ids): long enough that Ctrl-C lands mid-run.
+    six = [json.loads(line) for line in mc_dataset(tmp_path)[0].read_text().splitlines()]
+    rows = [{**row, "id": f"{row['id']}-{k}"} for k in range(10) for row in six]
+    path = write_jsonl(tmp_path / "mc60.jsonl", rows)
+    questions = data.load(path)
     out = tmp_path / "interrupted"
     args = ["eval", "--base-url", proxy.url, "--api-key", "sk-team-a", "--data", str(path),
             "--models", "fusion/debate2", "--concurrency", "1", "--out", str(out)]
