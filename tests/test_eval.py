@@ -308,8 +308,11 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(proxy, tmp_path):
     out = tmp_path / "interrupted"
     args = ["eval", "--base-url", proxy.url, "--api-key", "sk-team-a", "--data", str(path),
             "--models", "fusion/debate2", "--concurrency", "1", "--out", str(out)]
+    # As from a terminal: a test run started in the background (`cmd &`, as CI may be)
+    # ignores SIGINT, and the child would inherit that and never see Ctrl-C.
     proc = subprocess.Popen([sys.executable, "-m", "chorus_litellm.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not ((out / "answers.jsonl").exists() and (out / "answers.jsonl").read_text()):
         assert proc.poll() is None and time.monotonic() < deadline
