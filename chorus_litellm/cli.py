@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from .config import load_profiles, read_config_file
@@ -127,18 +128,41 @@ def serve(args: argparse.Namespace) -> int:
     proxy = subprocess.Popen(
         [litellm, "--config", args.config, "--host", args.host, "--port", str(args.port),
          "--num_workers", str(args.workers), "--timeout_worker_healthcheck", str(WORKER_HEALTHCHECK_S)],
-        env=env,
+        # Its own process group: Ctrl-C reaches only this process, which sends the proxy one
+        # SIGTERM (uvicorn takes a second signal as "quit now", dropping runs in flight).
+        env=env, start_new_session=True,
     )
     children.append(proxy)
-    signal.signal(signal.SIGTERM, lambda *_: proxy.terminate())
+    stopped = _stop_on_signals(proxy, args.grace)
     try:
-        return proxy.wait()
-    except KeyboardInterrupt:
-        return 130
+        code = proxy.wait()
     finally:
         for child in children:
             if child.poll() is None:
                 child.terminate()
+    return 0 if stopped.is_set() else code
+
+
+def _stop_on_signals(proxy: subprocess.Popen, grace_s: float) -> threading.Event:
+    """SIGINT (Ctrl-C, or sent to this process alone) and SIGTERM both stop the proxy the
+    same way: SIGTERM to it, so its workers stop taking requests and finish the ones in
+    flight; after `grace_s` whatever is left is killed. Installed explicitly: a process
+    started in the background inherits an ignored SIGINT."""
+    stopped = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        if stopped.is_set() or proxy.poll() is not None:
+            return
+        stopped.set()
+        print(f"chorus: {signal.Signals(signum).name}: stopping; runs in flight get {grace_s:g} s", flush=True)
+        proxy.send_signal(signal.SIGTERM)
+        timer = threading.Timer(grace_s, lambda: proxy.poll() is None and proxy.kill())
+        timer.daemon = True
+        timer.start()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+    return stopped
 
 
 def prepare_embeddings(config: str) -> None:
@@ -177,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     # all on the benchmark machine), so one process saturates one core at high concurrency.
     p_serve.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="proxy worker processes")
     p_serve.add_argument("--demo", action="store_true", help="also start the fake upstream on :8001")
+    p_serve.add_argument("--grace", type=float, default=30.0,
+                         help="seconds runs in flight get to finish on SIGINT / SIGTERM (then killed)")
     p_keygen = sub.add_parser("keygen", help="make an Ed25519 receipt signing key")
     p_keygen.add_argument("--out", default="chorus-signing-key.json")
     p_verify = sub.add_parser("verify", help="verify a receipt offline")

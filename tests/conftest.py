@@ -182,7 +182,8 @@ def pytest_sessionstart(session):
 
 
 # -- each tier's time, printed at the end of the run (CI reads it) ----------------------------
-TIERS = {"test_browser": "browser", "test_realmodel": "real model", "test_eval": "end-to-end (proxy)"}
+TIERS = {"test_browser": "browser", "test_realmodel": "real model", "test_eval": "end-to-end (proxy)",
+         "test_serve": "end-to-end (proxy)"}
 _tier_seconds: dict[str, float] = {}
 
 
