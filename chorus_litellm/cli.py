@@ -110,7 +110,11 @@ WORKER_HEALTHCHECK_S = 30
 def serve(args: argparse.Namespace) -> int:
     if check(args.config):
         return 1
-    prepare_embeddings(args.config)
+    try:
+        prepare_embeddings(args.config)
+    except ConfigError as exc:
+        print(f"chorus: {args.config}: invalid\n{exc}", file=sys.stderr)
+        return 1
     # The packaged price map: the proxy otherwise tries to download one at start.
     # NUM_WORKERS tells each worker how many share the cores (embedding threads per worker).
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **os.environ, "NUM_WORKERS": str(args.workers)}
@@ -165,6 +169,13 @@ def _stop_on_signals(proxy: subprocess.Popen, grace_s: float) -> threading.Event
     return stopped
 
 
+def _seconds(value: str) -> float:
+    seconds = float(value)
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds >= 0")
+    return seconds
+
+
 def prepare_embeddings(config: str) -> None:
     """Distil the profiles' static embedding models now, once per machine (cached), so the
     proxy's workers start with them ready instead of each waiting on the first start."""
@@ -201,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     # all on the benchmark machine), so one process saturates one core at high concurrency.
     p_serve.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="proxy worker processes")
     p_serve.add_argument("--demo", action="store_true", help="also start the fake upstream on :8001")
-    p_serve.add_argument("--grace", type=float, default=30.0,
+    p_serve.add_argument("--grace", type=_seconds, default=30.0,
                          help="seconds runs in flight get to finish on SIGINT / SIGTERM (then killed)")
     p_keygen = sub.add_parser("keygen", help="make an Ed25519 receipt signing key")
     p_keygen.add_argument("--out", default="chorus-signing-key.json")

@@ -143,3 +143,30 @@ def test_chorus_serve_distils_the_profiles_static_models_before_the_workers_star
     monkeypatch.setattr(embeddings, "distilled", lambda name: calls.append(name) or tmp_path / "m")
     cli.prepare_embeddings(str(path))
     assert calls == [STATIC] and f"embedding model {STATIC} ready" in capsys.readouterr().out
+
+
+def test_a_static_model_from_a_source_that_cannot_load_is_a_config_error(tmp_path):
+    from chorus_litellm.adapters.embeddings import distilled
+    from chorus_litellm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"debate.embedding_model 'static:/nonexistent/encoder': cannot distil"):
+        distilled("static:/nonexistent/encoder", cache=tmp_path)
+    assert not [p for p in (tmp_path / "static").iterdir() if p.is_dir()]  # nothing half-written kept
+
+
+def test_chorus_serve_refuses_a_bad_embedding_model_or_grace_before_starting_anything(tmp_path, capsys):
+    import yaml
+
+    from chorus_litellm import cli
+    from tests.conftest import e2e_config
+
+    config = e2e_config("http://127.0.0.1:9")
+    entry = next(e for e in config["model_list"] if e["model_name"] == "fusion/research")
+    entry["model_info"]["chorus"]["debate"] = {"embedding_model": "static:/nonexistent/encoder"}
+    path = tmp_path / "litellm_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["serve", "--config", str(path), "--port", "9"]) == 1
+    assert "debate.embedding_model 'static:/nonexistent/encoder': cannot distil" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve", "--config", str(path), "--grace", "-1"])
+    assert exited.value.code == 2 and "is not a number of seconds >= 0" in capsys.readouterr().err

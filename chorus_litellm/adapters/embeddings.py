@@ -33,6 +33,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..errors import ConfigError
+
 PACKAGED = "packaged:all-MiniLM-L6-v2"
 STATIC_PREFIX = "static:"
 STATIC = "static:all-MiniLM-L6-v2"  # distilled from PACKAGED; the default
@@ -113,7 +115,11 @@ def distilled(name: str, cache: Path | None = None) -> Path:
         from model2vec.distill import distill
 
         torch.set_num_threads(torch_threads())
-        model = distill(model_name=source, pca_dims=PCA_DIMS)
+        try:
+            model = distill(model_name=source, pca_dims=PCA_DIMS)
+        except Exception as exc:  # noqa: BLE001 - any load failure: the configured name is wrong
+            raise ConfigError(f"debate.embedding_model {name!r}: cannot distil a static model from {source!r} "
+                              f"({type(exc).__name__}: {exc})") from exc
         tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(str(tmp))
@@ -161,6 +167,10 @@ class TransformerModel:
                                  convert_to_numpy=True, show_progress_bar=False)
 
 
+def model_kind(name: str) -> type[StaticModel] | type[TransformerModel]:
+    return StaticModel if name.startswith(STATIC_PREFIX) else TransformerModel
+
+
 _models: dict[str, Any] = {}
 _models_lock = threading.Lock()
 
@@ -169,8 +179,7 @@ def load_model(name: str) -> StaticModel | TransformerModel:
     """Load once per process (thread-safe); later calls return the same model."""
     with _models_lock:
         if name not in _models:
-            kind = StaticModel if name.startswith(STATIC_PREFIX) else TransformerModel
-            _models[name] = kind(name)
+            _models[name] = model_kind(name)(name)
         return _models[name]
 
 
@@ -186,7 +195,7 @@ class BatchedEmbedder:
     def __init__(self, name: str = DEFAULT_MODEL, *, window_s: float = 0.005) -> None:
         self.model_id = name
         self.window_s = window_s
-        self.max_batch = (StaticModel if name.startswith(STATIC_PREFIX) else TransformerModel).max_batch
+        self.max_batch = model_kind(name).max_batch
         self._pending: list[tuple[list[str], asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
         self._runs: set[asyncio.Task] = set()  # encodings in flight (a task needs a reference)
