@@ -57,7 +57,8 @@ from _results import write  # noqa: E402
 from fusion_latency import HARD, MASTER, pct  # noqa: E402
 
 from chorus_litellm.testing import TEST_SIGNING_SEED  # noqa: E402
-from tests.servers import fake_upstream, fusion_entry, litellm_proxy, model_entry  # noqa: E402
+from tests.servers import children, fake_upstream, fusion_entry, litellm_proxy, model_entry  # noqa: E402
+from tests.servers import process_tree as tree  # noqa: E402
 
 CASES = {"plain": "model-a", "moa": "fusion/moa", "moa+bounty": "fusion/moa-bounty", "debate2": "fusion/debate2"}
 CPU_TARGETS = {"moa": 5.0, "moa+bounty": 5.5}
@@ -85,23 +86,6 @@ def config(upstream: str, embedding_model: str | None) -> dict:
 
 
 # -- the proxy's process tree, from /proc ------------------------------------------------
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            found += [int(p) for p in task.read_text().split()]
-        except OSError:
-            pass
-    return found
-
-
-def tree(pid: int) -> list[int]:
-    pids = [pid]
-    for p in pids:  # grows while iterating: breadth first
-        pids += children(p)
-    return pids
-
-
 def cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
 

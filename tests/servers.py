@@ -93,3 +93,22 @@ def litellm_proxy(config: dict, workdir: Path, env: dict | None = None, workers:
         yield f"http://127.0.0.1:{port}", log
     finally:
         stop(proc)
+
+
+def children(pid: int) -> list[int]:
+    """The process's direct children (all its threads'), from /proc."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(p) for p in task.read_text().split()]
+        except OSError:
+            pass  # exited meanwhile
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants, breadth first."""
+    pids = [pid]
+    for p in pids:  # grows while iterating
+        pids += children(p)
+    return pids

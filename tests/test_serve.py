@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import e2e_config
-from tests.servers import ROOT, free_port, wait_http
+from tests.servers import ROOT, free_port, process_tree, wait_http
 
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
 
@@ -33,19 +33,6 @@ def serve(upstream: str, workdir: Path, port: int, sigint) -> subprocess.Popen:
     )
 
 
-def descendants(pid: int) -> list[int]:
-    found, queue = [], [pid]
-    while queue:
-        for task in Path(f"/proc/{queue.pop()}/task").glob("*/children"):
-            try:
-                kids = [int(p) for p in task.read_text().split()]
-            except OSError:
-                continue
-            found += kids
-            queue += kids
-    return found
-
-
 @pytest.mark.parametrize("signum, sigint", [(signal.SIGINT, signal.SIG_DFL), (signal.SIGINT, signal.SIG_IGN),
                                             (signal.SIGTERM, signal.SIG_DFL)],
                          ids=["ctrl-c", "sigint-to-a-background-serve", "sigterm"])
@@ -54,7 +41,7 @@ def test_a_signal_to_chorus_alone_stops_everything_after_the_run_in_flight(upstr
     proc = serve(upstream, tmp_path, port, sigint)
     try:
         wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, timeout=120, log=tmp_path / "serve.log")
-        tree = descendants(proc.pid)
+        tree = process_tree(proc.pid)[1:]
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-team-a", max_retries=0,
                                timeout=60)
         words, started = [], threading.Event()
