@@ -47,7 +47,7 @@ class RunContext:
     reputation: Callable[[list[str]], Awaitable[dict[str, dict[str, float]]]] | None = None
     finishers: Sequence[Finisher] = ()  # settle, keep the transcript, add to reputation
     seats: list[Seat] = field(default_factory=list)  # set by the pipeline's seat step
-    log: RunLog = field(default_factory=RunLog)  # the run's event log (no listener: dropped)
+    log: RunLog = field(default_factory=RunLog)  # the run's event log (no listeners: dropped)
     background: set[asyncio.Task] = field(default_factory=set)
 
     @classmethod
@@ -69,8 +69,8 @@ class RunContext:
 
     @property
     def watched(self) -> bool:
-        """Whether anyone can read this run's events (else payloads need not be built)."""
-        return self.log.deliver is not None
+        """Whether a viewer renders this run's maps (else they need not be measured)."""
+        return self.log.watched
 
     def spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)

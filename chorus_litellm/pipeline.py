@@ -47,7 +47,7 @@ async def run(ctx: RunContext) -> AsyncIterator:
     except BaseException as exc:  # failed, cancelled or closed by a client that left
         if not ended:
             await ctx.drain(cancel=True)
-            ctx.emit("run_failed", **runlog.failed(exc), cost=ctx.report.cost)
+            ctx.emit("run_failed", **runlog.failed(exc), cost=ctx.report.cost, stages=ctx.report.by_stage())
         raise
 
 
@@ -61,8 +61,10 @@ async def _run(ctx: RunContext) -> AsyncIterator:
     report.timings["gate"] = clock() - started
     ctx.emit("route", **runlog.routed(report.route))
     if report.route.decision == "single":
+        t = clock()
         async for event in _forward(ctx):
             yield event
+        report.timings["forward"] = clock() - t
     else:
         # 2) Seats, then deliberate. No event goes out before round 1's quorum is known,
         #    so a missed quorum is a clean HTTP error even for streaming clients.
@@ -123,8 +125,10 @@ async def _run(ctx: RunContext) -> AsyncIterator:
 
     # 5) Finalize: settle the bounty (receipt stored before the response completes),
     #    keep the transcript, add to reputation; then the debug summary and Done.
+    t = clock()
     for finisher in ctx.finishers:
         await finisher(report, req)
+    report.timings["settlement"] = clock() - t
     if report.settlement is not None:
         ctx.emit("settled", **runlog.settled(report.settlement, report.receipt))
     if req.debate.output_mode == "debug" and report.route.decision == "fuse":

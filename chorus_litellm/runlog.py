@@ -2,9 +2,15 @@
 
 Every event has a per-run sequence number, a type, a time (seconds since the epoch) and
 a JSON payload. The pipeline and the protocols call `ctx.emit(type, **payload)`; a
-`RunLog` numbers the events and hands each to its `deliver` port (the process's
-`adapters/eventlog.EventLog`, which batches them to the store off the request path).
+`RunLog` numbers the events and hands each to every listener the provider subscribed:
+the live view's store writer (`adapters/eventlog.EventLog`, batched off the request
+path), Prometheus metrics, OpenTelemetry spans. A listener is a plain synchronous
+callable that must be cheap; one that raises is logged and dropped, never fails the run.
 Nothing here does I/O, and nothing in `stages/` knows who listens.
+
+`watched` says whether a viewer reads the rich payloads (the round's map in embedding
+space): stages skip that work when nobody renders it. Every other event is cheap and
+always emitted.
 
 Types, in the order a run emits them (payloads in docs/live-view.md):
 
@@ -19,6 +25,7 @@ a long answer costs a few events a second, not one per token.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +44,10 @@ TEXT_LIMIT = 2000  # an answer's text in its `answer` event
 ANSWER_LIMIT = 20000  # the final answer in `run_done`
 DELTA_WINDOW_S = 0.1
 TERMINAL = ("run_done", "run_failed")
+# Stop reasons that mean the panel agreed (debate: adaptive stop; consensus: the vote passed).
+AGREED = frozenset({"agreed_in_round_1", "unanimous", "converged", "consensus"})
+
+log = logging.getLogger("chorus_litellm")
 
 
 @dataclass(frozen=True)
@@ -54,19 +65,23 @@ class RunEvent:
         return cls(int(envelope["seq"]), envelope["type"], float(envelope["time"]), envelope["data"])
 
 
-class RunLog:
-    """The run's event sink: numbers events from 1 and passes each to `deliver`
-    (None: a run nobody can watch, e.g. an unauthenticated caller; events are dropped)."""
+Listener = Callable[[RunEvent], None]
 
-    def __init__(self, deliver: Callable[[RunEvent], None] | None = None,
+
+class RunLog:
+    """The run's event sink: numbers events from 1 and passes each to every listener
+    (none: events are dropped). `watched` defaults to "has listeners"."""
+
+    def __init__(self, *listeners: Listener, watched: bool | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self.deliver, self.clock = deliver, clock
+        self.listeners, self.clock = list(listeners), clock
+        self.watched = bool(listeners) if watched is None else watched
         self.seq = 0
         self._delta: list[str] = []
         self._delta_since = 0.0
 
     def emit(self, type: str, **data: Any) -> None:
-        if self.deliver is None:
+        if not self.listeners:
             return
         if type == "answer_delta":
             self._add_delta(data["text"])
@@ -89,7 +104,13 @@ class RunLog:
 
     def _send(self, type: str, data: dict) -> None:
         self.seq += 1
-        self.deliver(RunEvent(self.seq, type, self.clock(), data))
+        event = RunEvent(self.seq, type, self.clock(), data)
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - an observer's bug never fails the run
+                log.exception("chorus: run event listener %r failed; dropped for this run", listener)
+                self.listeners.remove(listener)
 
 
 # -- payloads built from the run's nouns (pure) ------------------------------------------
@@ -175,7 +196,8 @@ def done(report: RunReport) -> dict:
             "cost": report.cost, "stages": report.by_stage(), "seats": seats,
             "timings": {k: round(v, 4) for k, v in report.timings.items()},
             "rounds": deliberation.get("rounds", 1 if report.panel else 0),
-            "stop_reason": deliberation.get("stop_reason"), "decision": report.route and report.route.decision,
+            "stop_reason": deliberation.get("stop_reason"), "agreed": deliberation.get("stop_reason") in AGREED,
+            "decision": report.route and report.route.decision,
             "fallback": bool(synthesis and synthesis.fallback), "degraded": report.degraded()}
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from chorus_litellm.adapters.eventlog import EventLog
 from chorus_litellm.adapters.store_sqlite import SQLiteStore
+from chorus_litellm.runlog import RunLog
 
 
 class CountingStore(SQLiteStore):
@@ -28,7 +29,7 @@ async def store(tmp_path):
 
 async def test_emitting_never_waits_and_events_are_written_in_batches(store):
     log = EventLog(store, batch_s=0.05)
-    run = log.run_log("team:a", "r1", ttl_s=60)
+    run = RunLog(log.listener("team:a", "r1", ttl_s=60))
     for i in range(200):
         run.emit("answer", round=1, seat=f"s{i}")  # plain function calls: nothing awaited
     assert store.writes == 0 and await store.read_events("team:a", "r1") == []
@@ -40,7 +41,7 @@ async def test_emitting_never_waits_and_events_are_written_in_batches(store):
 
 async def test_the_last_event_is_written_at_once(store):
     log = EventLog(store, batch_s=10.0)  # a batch window no test would wait for
-    run = log.run_log("team:a", "r1", ttl_s=60)
+    run = RunLog(log.listener("team:a", "r1", ttl_s=60))
     run.emit("run_started", profile="p")
     run.emit("run_done", answer="x")
     await asyncio.sleep(0.1)
@@ -48,17 +49,9 @@ async def test_the_last_event_is_written_at_once(store):
     await log.aclose()
 
 
-async def test_a_run_without_an_owner_keeps_nothing(store):
-    log = EventLog(store)
-    run = log.run_log(None, "r1", ttl_s=60)
-    run.emit("run_started", profile="p")
-    await log.flush()
-    assert store.writes == 0
-
-
 async def test_a_follower_waits_for_the_run_then_follows_it_to_its_end(store):
     log = EventLog(store, batch_s=0.01, poll_s=5.0)  # local runs wake followers; no polling needed
-    run = log.run_log("team:a", "r1", ttl_s=60)
+    run = RunLog(log.listener("team:a", "r1", ttl_s=60))
 
     async def viewer():
         first = await log.first("team:a", "r1", after=0, wait_s=5)
@@ -82,7 +75,7 @@ async def test_a_run_that_never_starts_is_not_found_after_the_wait(store):
 
 async def test_an_idle_stream_gets_keep_alives(store):
     log = EventLog(store, poll_s=0.02, keepalive_s=0.05)
-    run = log.run_log("team:a", "r1", ttl_s=60)
+    run = RunLog(log.listener("team:a", "r1", ttl_s=60))
     run.emit("run_started", profile="p")
     await log.flush()
     items = []

@@ -147,10 +147,25 @@ async def test_answer_pieces_are_coalesced_per_window():
     assert seen[-1].type == "run_done" and [e.seq for e in seen] == list(range(1, len(seen) + 1))
 
 
-def test_an_unwatched_run_emits_nothing():
+def test_a_run_without_listeners_emits_nothing():
     log = RunLog()
     log.emit("run_started", profile="x")
-    assert log.seq == 0
+    assert log.seq == 0 and not log.watched
+
+
+def test_every_listener_sees_every_event_and_a_failing_one_is_dropped(caplog):
+    first: list[RunEvent] = []
+    last: list[RunEvent] = []
+
+    def broken(event: RunEvent) -> None:
+        raise RuntimeError("observer bug")
+
+    log = RunLog(first.append, broken, last.append, watched=False)
+    log.emit("run_started", profile="x")
+    log.emit("run_done", answer="")
+    assert [e.type for e in first] == [e.type for e in last] == ["run_started", "run_done"]
+    assert log.listeners == [first.append, last.append] and not log.watched
+    assert "observer bug" in caplog.text
 
 
 def test_the_projection_is_fitted_once_and_scaled_to_round_one():

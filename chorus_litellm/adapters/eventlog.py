@@ -1,6 +1,6 @@
 """The process's side of every run's event log: written off the request path, followed live.
 
-- `run_log(owner, run_id, ttl_s)` gives a run its `RunLog`; each emitted event is
+- `listener(owner, run_id, ttl_s)` is a run's `RunLog` listener; each emitted event is
   appended to an in-memory batch (no I/O, no await) and one background task per event
   loop writes the batches to the store every `batch_s` (terminal events at once), so a
   run never waits for the store. A store outage sends the batch to the outbox
@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ..runlog import TERMINAL, RunEvent, RunLog
+from ..runlog import TERMINAL, Listener, RunEvent
 
 log = logging.getLogger("chorus_litellm")
 
@@ -37,11 +37,9 @@ class EventLog:
         self._writer: asyncio.Task | None = None
 
     # -- writing ------------------------------------------------------------------
-    def run_log(self, owner: str | None, run_id: str, ttl_s: int | None) -> RunLog:
-        """The run's sink; a run without an owner has no readers, so nothing is kept."""
-        if owner is None:
-            return RunLog()
-        return RunLog(lambda event: self._add(owner, run_id, ttl_s, event))
+    def listener(self, owner: str, run_id: str, ttl_s: int | None) -> Listener:
+        """The run's store writer (only for a run with an owner: nobody else may read it)."""
+        return lambda event: self._add(owner, run_id, ttl_s, event)
 
     def _add(self, owner: str, run_id: str, ttl_s: int | None, event: RunEvent) -> None:
         self._pending.setdefault((owner, run_id), (ttl_s, []))[1].append(event)

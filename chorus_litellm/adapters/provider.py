@@ -30,7 +30,7 @@ import logging
 import threading
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import litellm
@@ -47,6 +47,7 @@ from ..context import RunContext
 from ..errors import ChorusError, RequestError, RunError
 from ..report import RunReport
 from ..request import FusionRequest, build_request
+from ..runlog import Listener, RunLog
 from ..settle import ReputationKeeper, Settler, TranscriptKeeper, prior_run
 from ..types import Caller, Delta, Done, Progress, Relay
 from .embeddings import BatchedEmbedder, Embedder
@@ -145,6 +146,7 @@ class FusionHandler(CustomLLM):
         store: Any = None,
         anonymous_owner: str | None = None,
         forwarder: Any = None,
+        observers: Sequence[Callable[[FusionRequest], Listener]] = (),
     ) -> None:
         super().__init__()
         self.profiles = dict(profiles or {})
@@ -159,6 +161,8 @@ class FusionHandler(CustomLLM):
         self._parsed: dict[str, tuple[dict, ProfileConfig]] = {}
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._store_started = False
+        # Each makes a run's listener of its events (runlog.py): metrics, spans.
+        self.observers: list[Callable[[FusionRequest], Listener]] = list(observers)
 
     @property
     def store(self) -> Any:
@@ -222,11 +226,12 @@ class FusionHandler(CustomLLM):
         if req.profile.storage.transcripts and req.owner is not None:
             finishers.append(TranscriptKeeper(self.store))
         finishers.append(ReputationKeeper(self.store))
+        listeners = [observe(req) for observe in self.observers]
+        if watched:
+            listeners.append(self.event_log().listener(req.owner, req.debate_id, storage.transcript_ttl_s))
         return RunContext.create(req, self.completer, timeout=timeout, on_charge=_Charge(logging_obj, req.stream),
                                  embedder=embedder, forwarder=self.forwarder, reputation=self.store.reputation,
-                                 finishers=finishers,
-                                 log=self.event_log().run_log(req.owner if watched else None, req.debate_id,
-                                                              storage.transcript_ttl_s))
+                                 finishers=finishers, log=RunLog(*listeners, watched=watched))
 
     def _embedder_for(self, req: FusionRequest) -> Embedder:
         """One embedder per model and event loop: its batching futures belong to a loop

@@ -21,7 +21,7 @@ from . import prompts
 from .extract import panel_vote
 from .jsonout import json_object
 from .judge import make_labels
-from .panel import mapped, round_of
+from .panel import close_round, round_of
 from .panel import results as panel_results
 
 if TYPE_CHECKING:
@@ -85,8 +85,7 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
         return completion.text
 
     drafts = await everyone("panel", base, seats)  # a missed quorum here fails the run, cleanly
-    if ctx.watched:
-        ctx.spawn(mapped(ctx, drafts, 1))
+    close_round(ctx, drafts, 1)
     history = panel_results(drafts, 1)
     voters = [a.seat for a in drafts.answers]
     order = list(drafts.answers)

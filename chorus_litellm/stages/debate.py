@@ -139,7 +139,7 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
             round_turns.append(Turn(answer.seat.name, round_no, text, extract(text), confidence(text), reason))
             if reason is None:
                 eligible.append(i)
-            elif ctx.watched:
+            else:
                 ctx.emit("answer", **runlog.echo(runlog.answer(answer, round_no), reason))
         turns.append(round_turns)
         history += panel_results(result, round_no, {t.seat: t.echo for t in round_turns if t.echo})
@@ -162,10 +162,9 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
             {t.seat: t.echo for t in round_turns if t.echo}, vote,
         ))
         prev = (result, vecs, eligible, round_turns)
-        if ctx.watched:
-            flips = _flips(turns[-2:], stats[-2:]) if round_no > 1 else []
-            ctx.emit("round_done", **stats[-1].as_dict(), flips=flips,
-                     **space.add(round_no, [a.seat.name for a in result.answers], vecs, lay))
+        flips = _flips(turns[-2:], stats[-2:]) if round_no > 1 else []
+        ctx.emit("round_done", **stats[-1].as_dict(), flips=flips,
+                 **(space.add(round_no, [a.seat.name for a in result.answers], vecs, lay) if ctx.watched else {}))
         yield Progress("debate", _progress(stats[-1], len(result.answers)))
 
         adaptive = config.adaptive_stop

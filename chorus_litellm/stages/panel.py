@@ -49,8 +49,7 @@ def seats(config: PanelConfig) -> list[Seat]:
 async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     """The `moa` protocol: one round, every seat answers once."""
     result = await round_of(ctx, ctx.seats, 1, ctx.seat_messages())
-    if ctx.watched:
-        ctx.spawn(mapped(ctx, result, 1))
+    close_round(ctx, result, 1)
     yield Outcome(result, results(result, 1))
 
 
@@ -180,13 +179,20 @@ async def round_of(ctx: RunContext, among: list[Seat], round_no: int, per_seat: 
     ctx.emit("round_started", round=round_no, stage=stage, seats=[s.name for s in among])
 
     def seen(result: PanelAnswer | PanelFailure) -> None:
-        if ctx.watched:
-            ctx.emit("answer", **runlog.answer(result, round_no))
+        ctx.emit("answer", **runlog.answer(result, round_no))
         if on_answer is not None and isinstance(result, PanelAnswer):
             on_answer(result)
 
     return await convene(ctx.completer, ctx.panel, among, ctx.messages, quorum=ctx.quorum,
                          params=ctx.draft_params, per_seat=per_seat, on_result=seen, stage=stage)
+
+
+def close_round(ctx: RunContext, panel: Panel, round_no: int) -> None:
+    """`round_done` for a one-shot round: at once, or with its map when a viewer renders it."""
+    if ctx.watched:
+        ctx.spawn(mapped(ctx, panel, round_no))
+    else:
+        ctx.emit("round_done", **runlog.round_done(round=round_no, clusters=[[a.seat.name for a in panel.answers]]))
 
 
 async def mapped(ctx: RunContext, panel: Panel, round_no: int) -> None:
