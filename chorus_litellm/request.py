@@ -71,6 +71,7 @@ class FusionRequest:
     debate: DebateConfig = DebateConfig()
     bounty: tuple[int, str] | None = None  # (minor units, ISO 4217 currency)
     owner: str | None = None  # who owns what the run stores (team or key); None: nothing readable is kept
+    trace_parent: Any = field(default=None, compare=False, repr=False)  # LiteLLM's request span (opaque)
 
     @property
     def debate_id(self) -> str:

@@ -210,6 +210,16 @@ def failed(exc: BaseException) -> dict:
     return {"status": 500, "error": {"type": type(exc).__name__, "message": f"internal error: {exc}"}}
 
 
+def outcome(type: str, data: dict) -> str:
+    """A finished run's outcome from its terminal event: `ok`, `degraded`, `forwarded`,
+    `quorum_failed`, `cancelled` (the client left) or `error`."""
+    if type == "run_done":
+        return "forwarded" if data["decision"] == "single" else "degraded" if data["degraded"] else "ok"
+    if data["status"] == 499:
+        return "cancelled"
+    return "quorum_failed" if data["error"]["type"] == "QuorumError" else "error"
+
+
 def summarize(events: list[dict], current: dict | None = None) -> dict:
     """The runs index entry (`GET /chorus/v1/runs`) after `events` (envelopes), starting
     from `current`: id-less fields a store keeps per run."""

@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     # None: torch's own default (all cores); set it when several workers share a host.
     torch_threads: int | None = Field(None, ge=1)
+    # Payees are unbounded label values (one series each): off unless the operator wants them.
+    metrics_payee_label: bool = False
     # None: only the test proxy writes a spend log; nothing in the package needs one.
     spend_log: str | None = None
 

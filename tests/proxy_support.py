@@ -2,7 +2,10 @@
 
 `user_api_key_auth` emulates virtual keys and teams (real keys need Postgres + Prisma,
 which cannot be installed here); `spend_log` records what LiteLLM charged for every
-logged call, as JSON lines in $CHORUS_SPEND_LOG.
+logged call, as JSON lines in $CHORUS_SPEND_LOG. With $CHORUS_TEST_SPANS (a folder),
+the process gets an OpenTelemetry SDK provider whose in-memory exporter also writes
+each finished span as a JSON line to `<folder>/<pid>.jsonl`; LiteLLM's `otel` callback
+(listed after `proxy_support.spend_log`) finds it and uses it.
 """
 
 import hashlib
@@ -12,6 +15,22 @@ import os
 from fastapi import HTTPException, Request
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import UserAPIKeyAuth
+
+if os.environ.get("CHORUS_TEST_SPANS"):
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    class SpanFile(InMemorySpanExporter):
+        def export(self, spans):
+            with open(os.path.join(os.environ["CHORUS_TEST_SPANS"], f"{os.getpid()}.jsonl"), "a") as fh:
+                fh.writelines(span.to_json(indent=None) + "\n" for span in spans)
+            return super().export(spans)
+
+    _provider = TracerProvider()
+    _provider.add_span_processor(SimpleSpanProcessor(SpanFile()))
+    trace.set_tracer_provider(_provider)
 
 KEYS = {"sk-team-a": ("team-a", "alice"), "sk-team-b": ("team-b", "bob")}
 

@@ -50,6 +50,7 @@ from ..request import FusionRequest, build_request
 from ..runlog import Listener, RunLog
 from ..settle import ReputationKeeper, Settler, TranscriptKeeper, prior_run
 from ..types import Caller, Delta, Done, Progress, Relay
+from . import metrics, tracing
 from .embeddings import BatchedEmbedder, Embedder
 from .eventlog import EventLog
 from .forward import RouterForwarder
@@ -146,7 +147,7 @@ class FusionHandler(CustomLLM):
         store: Any = None,
         anonymous_owner: str | None = None,
         forwarder: Any = None,
-        observers: Sequence[Callable[[FusionRequest], Listener]] = (),
+        observers: Sequence[Callable[[FusionRequest], Listener]] | None = None,
     ) -> None:
         super().__init__()
         self.profiles = dict(profiles or {})
@@ -162,7 +163,8 @@ class FusionHandler(CustomLLM):
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._store_started = False
         # Each makes a run's listener of its events (runlog.py): metrics, spans.
-        self.observers: list[Callable[[FusionRequest], Listener]] = list(observers)
+        self.observers: list[Callable[[FusionRequest], Listener]] = list(
+            (metrics.listener, tracing.listener) if observers is None else observers)
 
     @property
     def store(self) -> Any:
@@ -199,7 +201,8 @@ class FusionHandler(CustomLLM):
             model, self._profile(model, litellm_params), messages, _client_params(optional_params or {}),
             caller, stream=stream, request_id=str(litellm_params.get("litellm_call_id") or uuid.uuid4()),
         )
-        req = dataclasses.replace(req, owner=owner_of(caller) or self.anonymous_owner)
+        req = dataclasses.replace(req, owner=owner_of(caller) or self.anonymous_owner,
+                                  trace_parent=(litellm_params.get("metadata") or {}).get("litellm_parent_otel_span"))
         if req.bounty is not None and self.signer is None:
             raise RequestError(
                 "bounties need a receipt signing key on this proxy (CHORUS_SIGNING_KEY_FILE, made by "
