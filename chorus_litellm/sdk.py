@@ -55,11 +55,12 @@ def proxy_handler() -> Any:
     from .settings import load_settings
 
     load_settings()  # every CHORUS_* variable, checked now: a bad one stops the proxy, named
-    profiles = {}
+    profiles, config = {}, {}
     path = _proxy_config_path()
     if path:
         try:
-            profiles = load_profiles(read_config_file(path))
+            config = read_config_file(path)
+            profiles = load_profiles(config)
         except ConfigError as exc:
             log.error("chorus: invalid config %s:\n%s", path, exc)
             raise
@@ -67,7 +68,19 @@ def proxy_handler() -> Any:
     _warm_embeddings(profiles)
     handler = FusionHandler(profiles)
     _mount_routes(handler)
+    entries = [e for e in config.get("model_list") or [] if isinstance(e, dict)]
+    _add_headers({str(e.get("model_name")) for e in entries if _is_fusion(e)})
     return handler
+
+
+def _add_headers(fusion_models: set[str]) -> None:
+    """`x-chorus-debate-id` on fusion responses (adapters/headers.py), registered once."""
+    import litellm
+
+    from .adapters.headers import DebateIdHeader
+
+    if not any(isinstance(cb, DebateIdHeader) for cb in litellm.callbacks):
+        litellm.logging_callback_manager.add_litellm_callback(DebateIdHeader(fusion_models))
 
 
 def _mount_routes(handler: Any) -> None:

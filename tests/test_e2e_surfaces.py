@@ -91,3 +91,49 @@ def test_anthropic_messages_streaming_shows_progress_as_thinking(claude, proxy):
     assert "Panel:" in "".join(thinking)
     assert final.usage.output_tokens > 0
     assert_charged_the_true_cost(proxy, before)
+
+
+HEADER = "x-chorus-debate-id"
+
+
+def stored(proxy, run_id: str) -> dict:
+    import httpx
+
+    resp = httpx.get(f"{proxy.url}/chorus/v1/runs/{run_id}", headers={"Authorization": "Bearer sk-team-a"}, timeout=30)
+    assert resp.status_code == 200, (run_id, resp.text)
+    return resp.json()
+
+
+@pytest.mark.parametrize("surface", ["chat", "chat-stream", "responses", "responses-stream", "messages",
+                                     "messages-stream"])
+def test_every_surface_names_its_run_in_a_header_before_the_first_byte(oai, claude, proxy, surface):
+    messages = [{"role": "user", "content": QUESTION}]
+    stream = surface.endswith("-stream")
+    if surface.startswith("chat"):
+        raw = oai.chat.completions.with_raw_response.create(model="fusion/research", messages=messages, stream=stream)
+    elif surface.startswith("responses"):
+        raw = oai.responses.with_raw_response.create(model="fusion/research", input=QUESTION, stream=stream)
+    else:
+        raw = claude.messages.with_raw_response.create(model="fusion/research", max_tokens=1024, messages=messages,
+                                                       stream=stream)
+    run_id = raw.headers.get(HEADER)  # read before the body (a stream's first byte)
+    assert run_id
+    body = raw.parse()
+    if stream:
+        list(body)
+    assert stored(proxy, run_id)["profile"] == "research"
+
+
+def test_a_chosen_id_a_forwarded_run_and_a_failed_run_carry_the_header_and_other_models_do_not(oai, proxy):
+    easy = [{"role": "user", "content": "hi"}]
+    chosen = oai.chat.completions.with_raw_response.create(
+        model="fusion/research", messages=easy, extra_body={"chorus": {"debate_id": "hdr-chosen-1"}})
+    assert chosen.headers[HEADER] == "hdr-chosen-1" and chosen.parse().model_extra["chorus"]["id"] == "hdr-chosen-1"
+    forwarded = oai.chat.completions.with_raw_response.create(model="fusion/auto", messages=easy)
+    run = stored(proxy, forwarded.headers[HEADER])
+    assert run["route"]["decision"] == "single"
+    with pytest.raises(openai.APIStatusError) as failed:
+        oai.chat.completions.create(model="fusion/down", messages=easy, extra_body={"chorus": {"debate_id": "hdr-down"}})
+    assert failed.value.status_code == 502 and failed.value.response.headers.get(HEADER) == "hdr-down"
+    plain = oai.chat.completions.with_raw_response.create(model="model-a", messages=easy)
+    assert HEADER not in plain.headers

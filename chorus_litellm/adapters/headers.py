@@ -1,0 +1,45 @@
+"""`x-chorus-debate-id` on every response of a fusion model, streaming ones included.
+
+Boundary: a LiteLLM `CustomLogger` whose `async_post_call_response_headers_hook` the
+proxy calls for every response (chat completions, Responses API, Anthropic Messages;
+success and failure) before the first byte goes out: the only point where a streaming
+response's headers can still be set. It needs no state from the run: the run's id is
+the client's `chorus.debate_id`, else LiteLLM's call id (`FusionRequest.debate_id`), and
+both are in the request data LiteLLM hands the hook.
+
+Registered once by `sdk.proxy_handler()`; it answers only for models whose deployment
+is a `fusion/*` model, so other models' responses are untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from ..config import PREFIX
+
+HEADER = "x-chorus-debate-id"
+
+
+def debate_id(data: dict) -> str | None:
+    """The run id a request to a fusion model gets (request.FusionRequest.debate_id)."""
+    chorus = data.get("chorus")
+    chosen = chorus.get("debate_id") if isinstance(chorus, dict) else None
+    return str(chosen or data.get("litellm_call_id") or "") or None
+
+
+class DebateIdHeader(CustomLogger):
+    def __init__(self, fusion_models: set[str]) -> None:
+        super().__init__()
+        self.fusion_models = fusion_models  # model names (aliases) that are fusion deployments
+
+    def is_fusion(self, data: dict) -> bool:
+        model = str(data.get("model") or "")
+        return model.startswith(PREFIX) or model in self.fusion_models
+
+    async def async_post_call_response_headers_hook(self, data: dict, user_api_key_dict: Any, response: Any,
+                                                    request_headers: dict | None = None,
+                                                    litellm_call_info: dict | None = None) -> dict | None:
+        run_id = debate_id(data) if self.is_fusion(data) else None
+        return {HEADER: run_id} if run_id else None
