@@ -232,6 +232,12 @@ class StorageConfig(_Strict):
     events: bool = True
 
 
+class WebhooksConfig(_Strict):
+    # A request may carry `callback_url` (POSTed the run summary, signed, after the run);
+    # false refuses such requests with a 400.
+    enabled: bool = True
+
+
 class LimitsConfig(_Strict):
     # ~50k tokens of prompt; fusion multiplies the prompt by the panel size, so cap it.
     max_prompt_chars: int = Field(200_000, ge=1)
@@ -251,6 +257,7 @@ class ProfileConfig(_Strict):
     personas: dict[str, str] = {}
     settlement: SettlementConfig = SettlementConfig()
     storage: StorageConfig = StorageConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     limits: LimitsConfig = LimitsConfig()
 
     @model_validator(mode="after")

@@ -21,7 +21,7 @@ from contextlib import aclosing
 from . import runlog
 from .context import RunContext
 from .errors import DeadlineError, QuorumError
-from .request import prompt_text, wants_json
+from .request import PLUGIN_PARAMS, prompt_text, wants_json
 from .stages import consensus, debate, extract, judge, panel, reputation, router, synthesis
 from .stages.synthesis import is_json
 from .types import Delta, Done, Outcome, Panel, PanelAnswer, Progress, Relay, Route, Seat, SeatResult, Synthesis
@@ -150,7 +150,7 @@ async def _forward(ctx: RunContext) -> AsyncIterator[Relay]:
     recorded like a fused one with one contributor (settled, kept, counted)."""
     req, ledger = ctx.req, ctx.ledger
     model = ctx.profile.router.single_model or ""
-    params = {k: v for k, v in req.params.items() if k not in ("chorus", "bounty")}
+    params = {k: v for k, v in req.params.items() if k not in PLUGIN_PARAMS}
     completion = None
     try:
         items = ctx.forwarder.forward(model, req.messages, params, stream=req.stream,

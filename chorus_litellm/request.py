@@ -72,6 +72,7 @@ class FusionRequest:
     bounty: tuple[int, str] | None = None  # (minor units, ISO 4217 currency)
     owner: str | None = None  # who owns what the run stores (team or key); None: nothing readable is kept
     trace_parent: Any = field(default=None, compare=False, repr=False)  # LiteLLM's request span (opaque)
+    callback_url: str | None = None  # POSTed the run's summary when it ends (adapters/webhooks.py)
 
     @property
     def debate_id(self) -> str:
@@ -239,7 +240,25 @@ def build_request(
         final_params={k: params[k] for k in FINAL_ONLY if params.get(k) is not None},
         debate=debate,
         bounty=parse_bounty(params.get("bounty"), profile),
+        callback_url=parse_callback_url(params.get("callback_url"), profile, profile_name),
     )
+
+
+def parse_callback_url(raw: Any, profile: ProfileConfig, profile_name: str) -> str | None:
+    """The request's webhook target (its address is checked by the provider, which resolves it)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.strip() or len(raw) > MAX_URL:
+        raise RequestError(f"callback_url must be an http(s) URL of at most {MAX_URL} characters", param="callback_url")
+    if not profile.webhooks.enabled:
+        raise RequestError(f"webhooks are turned off for profile {profile_name!r} (webhooks.enabled: false)",
+                           param="callback_url")
+    return raw.strip()
+
+
+MAX_URL = 2048
+# Request fields the plugin reads itself: never passed on to a model.
+PLUGIN_PARAMS = ("chorus", "bounty", "callback_url")
 
 
 def wants_json(params: dict[str, Any]) -> bool:

@@ -70,7 +70,20 @@ def proxy_handler() -> Any:
     _mount_routes(handler)
     entries = [e for e in config.get("model_list") or [] if isinstance(e, dict)]
     _add_headers({str(e.get("model_name")) for e in entries if _is_fusion(e)})
+    _start_webhooks(handler)
     return handler
+
+
+def _start_webhooks(handler: Any) -> None:
+    """Deliver webhooks queued before a restart now, not only after the next request
+    (the proxy loads its config inside its serving event loop)."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return  # no loop yet: the first request starts the worker
+    handler.webhooks()
 
 
 def _add_headers(fusion_models: set[str]) -> None:

@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     # None: torch's own default (all cores); set it when several workers share a host.
     torch_threads: int | None = Field(None, ge=1)
+    # callback_url webhooks reach public addresses only; list hosts or CIDRs (comma or space
+    # separated) to admit private ones on purpose (e.g. "hooks.internal, 10.0.0.0/8").
+    webhook_allowlist: str = ""
+    # One delivery attempt: connect, send, first bytes of the answer.
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60)
+    # Retries back off from 2 s, doubling to at most 10 min: 8 attempts span about 8 minutes.
+    webhook_max_attempts: int = Field(8, ge=1, le=50)
     # Payees are unbounded label values (one series each): off unless the operator wants them.
     metrics_payee_label: bool = False
     # None: only the test proxy writes a spend log; nothing in the package needs one.
@@ -122,6 +129,14 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
         return None if path is None else Path(os.path.abspath(path.expanduser()))
+
+    @field_validator("webhook_allowlist")
+    @classmethod
+    def _allowlist(cls, text: str) -> str:
+        from .adapters.netguard import Allowlist
+
+        Allowlist.parse(text)  # a bad entry is a ValueError naming it
+        return text
 
     @property
     def previous_keys(self) -> list[str]:

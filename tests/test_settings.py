@@ -86,3 +86,9 @@ def test_signer_from_env_keeps_its_errors(tmp_path):
         Signer.from_env({"CHORUS_SIGNING_KEY": base64.b64encode(b"short").decode()})
     with pytest.raises(SigningError, match=f"CHORUS_SIGNING_KEY_FILE {tmp_path / 'nope.json'}: not a chorus key file"):
         Signer.from_env({"CHORUS_SIGNING_KEY_FILE": str(tmp_path / "nope.json")})
+
+
+def test_a_bad_webhook_allowlist_entry_is_named_at_startup():
+    assert load_settings({"CHORUS_WEBHOOK_ALLOWLIST": "hooks.internal, 10.0.0.0/8 ::1"}, create_dirs=False)
+    with pytest.raises(ConfigError, match="CHORUS_WEBHOOK_ALLOWLIST.*10.0.0.1/8"):
+        load_settings({"CHORUS_WEBHOOK_ALLOWLIST": "10.0.0.1/8"}, create_dirs=False)

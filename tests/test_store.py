@@ -285,7 +285,7 @@ def _first_open(n, barrier, tmp_path):
 
 def test_concurrent_migrations_from_several_processes(tmp_path):
     _run_workers(_first_open, tmp_path, count=6)
-    assert rows(tmp_path / "db.sqlite3", "SELECT version FROM chorus_migrations ORDER BY version") == [(1,), (2,), (3,)]
+    assert rows(tmp_path / "db.sqlite3", "SELECT version FROM chorus_migrations ORDER BY version") == [(1,), (2,), (3,), (4,)]
     assert rows(tmp_path / "db.outbox.sqlite3", "SELECT version FROM chorus_migrations") == [(1,), (2,)]
     assert rows(tmp_path / "db.sqlite3", "SELECT count(*) FROM records") == [(6,)]
     assert rows(tmp_path / "db.sqlite3", "PRAGMA journal_mode") == [("wal",)]
@@ -383,3 +383,40 @@ async def test_events_expire_with_their_run(stores, clock, request):
         return
     clock.now += 61
     assert await store.read_events("team:a", "r1") == [] and await store.list_runs("team:a") == []
+
+
+async def test_the_webhook_queue_claims_each_due_job_once_leases_retries_and_parks_dead_ones(stores, clock):
+    store = stores()
+    assert await store.enqueue_webhook("j1", {"url": "https://a.example/hook", "n": 1})
+    assert await store.enqueue_webhook("j1", {"url": "https://a.example/hook", "n": 2})  # first enqueue wins
+    assert await store.enqueue_webhook("j2", {"n": 3})
+    claimed = await store.claim_webhooks(10, lease_s=30)
+    assert sorted((j.id, j.job.get("n"), j.attempts) for j in claimed) == [("j1", 1, 0), ("j2", 3, 0)]
+    assert await stores.reader().claim_webhooks(10, lease_s=30) == []  # leased: no other worker takes them
+    await store.finish_webhook("j1")  # delivered
+    await store.finish_webhook("j2", due=clock.now + 5, attempts=1, error="HTTP 500")
+    assert await store.webhook_state("j1") is None
+    assert (await store.webhook_state("j2"))["attempts"] == 1
+    clock.now += 4
+    assert await store.claim_webhooks(10, lease_s=30) == []  # not due yet
+    clock.now += 2
+    (again,) = await stores.reader().claim_webhooks(10, lease_s=30)  # any worker, any process
+    assert (again.id, again.attempts) == ("j2", 1)
+    clock.now += 31  # that worker died mid-delivery: the lease runs out, the job is due again
+    (retaken,) = await store.claim_webhooks(10, lease_s=30)
+    assert retaken.id == "j2"
+    await store.finish_webhook("j2", attempts=8, error="HTTP 500 eight times")
+    state = await store.webhook_state("j2")
+    assert state["state"] == "dead" and state["error"] == "HTTP 500 eight times"
+    clock.now += 1000
+    assert await store.claim_webhooks(10, lease_s=30) == []
+    assert not await store.enqueue_webhook("j2", {"n": 4}) or (await store.webhook_state("j2"))["state"] == "dead"
+
+
+async def test_a_webhook_enqueued_during_an_outage_waits_in_the_outbox_then_reaches_the_queue(stores):
+    down = stores(down=True)
+    assert await down.enqueue_webhook("j-out", {"n": 1})
+    store = stores()
+    assert await store.flush_outbox() >= 1
+    (job,) = await store.claim_webhooks(10, lease_s=30)
+    assert (job.id, job.job) == ("j-out", {"n": 1})

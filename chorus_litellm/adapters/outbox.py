@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 
 from .sqlite import Database, Migration, immediate, mapped
-from .store import EVENTS, RECEIPT, TRANSCRIPT, Pending, log
+from .store import EVENTS, RECEIPT, TRANSCRIPT, WEBHOOK, Pending, log
 
 async def _o1_outbox(db: aiosqlite.Connection) -> None:
     await db.execute(
@@ -41,7 +41,7 @@ def _decode(row: Sequence[Any]) -> Pending:
     """An outbox row as a Pending record; ValueError when its record is not a JSON object."""
     row_id, kind, owner, debate_id, text, expires_at = row
     record = json.loads(text)
-    if kind not in (RECEIPT, TRANSCRIPT, EVENTS) or not isinstance(record, dict):
+    if kind not in (RECEIPT, TRANSCRIPT, EVENTS, WEBHOOK) or not isinstance(record, dict):
         raise ValueError(f"not a {kind!r} record")
     return Pending(kind, owner, debate_id, record, expires_at, row_id)
 

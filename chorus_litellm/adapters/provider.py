@@ -41,13 +41,14 @@ from litellm.types.utils import Message as LMessage
 from litellm.types.utils import ModelResponse, ModelResponseStream, StreamingChoices
 from litellm.types.utils import Usage as LUsage
 
-from .. import pipeline
+from .. import pipeline, runlog
 from ..config import PREFIX, ProfileConfig, parse_profile
 from ..context import RunContext
 from ..errors import ChorusError, RequestError, RunError
 from ..report import RunReport
 from ..request import FusionRequest, build_request
 from ..runlog import Listener, RunLog
+from ..settings import load_settings
 from ..settle import ReputationKeeper, Settler, TranscriptKeeper, prior_run
 from ..types import Caller, Delta, Done, Progress, Relay
 from . import metrics, tracing
@@ -55,8 +56,10 @@ from .embeddings import BatchedEmbedder, Embedder
 from .eventlog import EventLog
 from .forward import RouterForwarder
 from .llm import Completer, RouterCompleter, proxy_router
+from .netguard import Allowlist
 from .signing import Signer
 from .store import owner_of, store_from_env
+from .webhooks import Webhooks
 
 log = logging.getLogger("chorus_litellm")
 
@@ -156,12 +159,14 @@ class FusionHandler(CustomLLM):
         self._embedder = embedder  # tests inject one; otherwise one per model and event loop
         self._embedders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._event_logs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._webhooks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.completer = completer or RouterCompleter(get_router)
         self.forwarder = forwarder or RouterForwarder(get_router)
         self.anonymous_owner = anonymous_owner
         self._parsed: dict[str, tuple[dict, ProfileConfig]] = {}
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._store_started = False
+        self._background: set[asyncio.Task] = set()
         # Each makes a run's listener of its events (runlog.py): metrics, spans.
         self.observers: list[Callable[[FusionRequest], Listener]] = list(
             (metrics.listener, tracing.listener) if observers is None else observers)
@@ -220,6 +225,17 @@ class FusionHandler(CustomLLM):
             self._event_logs[loop] = EventLog(self.store)
         return self._event_logs[loop]
 
+    def webhooks(self) -> Webhooks:
+        """This event loop's webhook sender, its delivery worker started (one per loop)."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._webhooks:
+            settings = load_settings(create_dirs=False)
+            self._webhooks[loop] = Webhooks(self.store, self.signer, Allowlist.parse(settings.webhook_allowlist),
+                                            timeout_s=settings.webhook_timeout_s,
+                                            max_attempts=settings.webhook_max_attempts)
+        self._webhooks[loop].start()
+        return self._webhooks[loop]
+
     def _context(self, req: FusionRequest, logging_obj: Any, timeout: Any) -> RunContext:
         storage = req.profile.storage
         watched = storage.events and req.owner is not None
@@ -246,15 +262,33 @@ class FusionHandler(CustomLLM):
         return per_loop.setdefault(name, BatchedEmbedder(name))
 
     async def _events(self, req: FusionRequest, logging_obj: Any, timeout: Any) -> AsyncIterator:
-        """The run's events, or a replay of the first run for a retried debate_id."""
+        """The run's events, or a replay of the first run for a retried debate_id; a
+        `callback_url` is checked first and queued its summary when the run ends."""
+        if req.callback_url:
+            await self.webhooks().check(req.callback_url)  # a refused URL: 400, no model called
         prior = await prior_run(await self._started_store(), req)
-        if prior is not None:
+        if prior is not None:  # the first run queued its own webhook
             yield Delta(prior["answer"])
             yield Done(prior)
             return
-        async with contextlib.aclosing(pipeline.run(self._context(req, logging_obj, timeout))) as events:
-            async for event in events:
-                yield event
+        done = False
+        try:
+            async with contextlib.aclosing(pipeline.run(self._context(req, logging_obj, timeout))) as events:
+                async for event in events:
+                    if isinstance(event, Done) and req.callback_url:
+                        await self._notify(req, "run.done", _done_summary(event.report, req))  # before the answer ends
+                        done = True
+                    yield event
+        except BaseException as exc:
+            if req.callback_url and not done:  # may be a closing generator: queued beside, not awaited here
+                task = asyncio.ensure_future(self._notify(req, "run.failed", {**_summary(req), **runlog.failed(exc)}))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            raise
+
+    async def _notify(self, req: FusionRequest, event: str, payload: dict) -> None:
+        if await self.webhooks().enqueue(req.callback_url, req.owner, req.debate_id, event, payload) is None:
+            log.error("chorus: webhook for run %s not queued: store and outbox unavailable", req.debate_id)
 
     # -- async entry points ----------------------------------------------------------
     async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
@@ -365,6 +399,16 @@ class FusionHandler(CustomLLM):
         response._hidden_params["response_cost"] = report.cost
         response.chorus = _extension(report, req)  # type: ignore[attr-defined]
         return response
+
+
+def _summary(req: FusionRequest) -> dict:
+    return {"debate_id": req.debate_id, "profile": req.profile_name, "model": f"{PREFIX}{req.profile_name}"}
+
+
+def _done_summary(report: RunReport, req: FusionRequest) -> dict:
+    """A finished run for its webhook: the answer, the `chorus` extension, the receipt."""
+    return {**_summary(req), "status": 200, "answer": report.synthesis.text if report.synthesis else "",
+            "chorus": _extension(report, req), "receipt": report.receipt}
 
 
 def _has_payload(chunk: Any) -> bool:

@@ -86,6 +86,10 @@ class Signer:
         return {"payload": payload, "alg": ALG, "key_id": self.key_id,
                 "signature": base64.b64encode(signature).decode()}
 
+    def sign_bytes(self, message: bytes) -> str:
+        """A detached signature over raw bytes (webhooks), base64."""
+        return base64.b64encode(self._key.sign(message).signature).decode()
+
 
 def _b64(value: str, source: str) -> bytes:
     try:
@@ -106,20 +110,25 @@ def public_key_from(value: str) -> bytes:
     return key
 
 
+def verify_bytes(message: bytes, signature: str, claimed: str, public_keys: list[bytes]) -> str:
+    """Return `claimed` if the key it names (among `public_keys`) signed `message`, else raise SigningError."""
+    keyring = {key_id(k): k for k in public_keys}
+    if claimed not in keyring:
+        raise SigningError(f"signed by key {claimed!r}, which is not among the given public keys")
+    try:
+        VerifyKey(keyring[claimed]).verify(message, base64.b64decode(signature, validate=True))
+    except (BadSignatureError, ValueError):
+        raise SigningError("signature does not match the message (tampered or wrong key)") from None
+    return claimed
+
+
 def verify(receipt: dict, public_keys: list[bytes]) -> str:
     """Return the key id that signed `receipt`, or raise SigningError saying why not."""
     try:
-        payload, signature = receipt["payload"], base64.b64decode(receipt["signature"], validate=True)
+        payload, signature = receipt["payload"], receipt["signature"]
+        base64.b64decode(signature, validate=True)
     except (KeyError, TypeError, ValueError):
         raise SigningError("not a chorus receipt (payload and base64 signature required)") from None
     if receipt.get("alg") != ALG:
         raise SigningError(f"unsupported algorithm {receipt.get('alg')!r}")
-    keyring = {key_id(k): k for k in public_keys}
-    claimed = payload.get("key_id")
-    if claimed not in keyring:
-        raise SigningError(f"signed by key {claimed!r}, which is not among the given public keys")
-    try:
-        VerifyKey(keyring[claimed]).verify(canonical(payload), signature)
-    except BadSignatureError:
-        raise SigningError("signature does not match the payload (tampered or wrong key)") from None
-    return claimed
+    return verify_bytes(canonical(payload), signature, payload.get("key_id"), public_keys)

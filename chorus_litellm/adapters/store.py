@@ -21,6 +21,12 @@ The outbox rule (storage never fails or duplicates a run):
 - Reads (`find_receipt`, `get_transcript`) look in the backend, then the outbox; they
   raise `StoreUnavailable` only when neither can be read. `reputation()` raises it when
   the backend is down (the caller falls back).
+- Webhooks (adapters/webhooks.py) wait in a durable queue in the backend: `enqueue_webhook`
+  (first enqueue of a job id wins; the outbox takes it during an outage), then any
+  worker `claim_webhooks` the due ones (each claim moves the job's due time one lease
+  ahead, so a worker that dies mid-delivery leaves it to the next), and
+  `finish_webhook` deletes it (delivered) or re-schedules it (a retry) or parks it
+  (`dead`, kept for `DEAD_TTL_S`). A restart loses nothing: the queue is the store.
 - Run events (the live view's log, runlog.py) are best effort like transcripts: a batch
   the backend cannot take waits in the outbox and is delivered later (events are keyed
   by their sequence number, so batches may arrive in any order and twice). Each batch
@@ -50,8 +56,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chorus_litellm")
 
-RECEIPT, TRANSCRIPT, EVENTS = "receipt", "transcript", "events"
+RECEIPT, TRANSCRIPT, EVENTS, WEBHOOK = "receipt", "transcript", "events", "webhook"
 FLUSH_BATCH = 100
+DEAD_TTL_S = 7 * 24 * 3600  # a webhook that gave up stays readable for the operator this long
+
+
+@dataclass(frozen=True)
+class Job:
+    """A webhook waiting in the queue: its id (the idempotency key), what to send, and
+    how many attempts were made."""
+
+    id: str
+    job: dict
+    attempts: int = 0
 
 
 def owner_of(caller: Caller) -> str | None:
@@ -135,6 +152,23 @@ class Store:
 
     async def _runs(self, owner: str, limit: int) -> list[dict]:
         """The owner's live runs index entries (each with its `id`), newest first."""
+        raise NotImplementedError
+
+    async def _enqueue(self, job_id: str, job: dict, due: float) -> None:
+        """Queue a webhook unless one with this id is queued (or dead) already."""
+        raise NotImplementedError
+
+    async def _claim(self, now: float, limit: int, lease_until: float) -> list[Job]:
+        """Atomically take up to `limit` pending jobs due by `now`, moving each one's due time to `lease_until`."""
+        raise NotImplementedError
+
+    async def _finish(self, job_id: str, *, due: float | None, attempts: int, error: str | None) -> None:
+        """`due` None and no error: delete (delivered); `due`: pending again then;
+        `due` None with an error: dead (kept `DEAD_TTL_S`)."""
+        raise NotImplementedError
+
+    async def _webhook(self, job_id: str) -> dict | None:
+        """A queued or dead job's state: `{"state", "attempts", "due", "error"}` (None: delivered or unknown)."""
         raise NotImplementedError
 
     # -- records ---------------------------------------------------------------------
@@ -242,6 +276,32 @@ class Store:
         runs = await self._runs(owner, limit)
         return sorted(runs, key=lambda r: (r.get("state") != "running", -(r.get("started") or 0)))[:limit]
 
+    # -- webhooks ----------------------------------------------------------------------
+    async def enqueue_webhook(self, job_id: str, job: dict) -> bool:
+        """Queue a webhook (due now): the backend, else the outbox; False when neither took it."""
+        try:
+            await self._enqueue(job_id, job, self.clock())
+            return True
+        except StoreUnavailable as down:
+            try:
+                await self.outbox.add(Pending(WEBHOOK, "-", job_id, job))
+            except StoreUnavailable as no_outbox:
+                log.error("chorus: webhook %s lost: %s; %s", job_id, down, no_outbox)
+                return False
+        self._outboxed = True
+        return True
+
+    async def claim_webhooks(self, limit: int, lease_s: float) -> list[Job]:
+        now = self.clock()
+        return await self._claim(now, limit, now + lease_s)
+
+    async def finish_webhook(self, job_id: str, *, due: float | None = None, attempts: int = 0,
+                             error: str | None = None) -> None:
+        await self._finish(job_id, due=due, attempts=attempts, error=error)
+
+    async def webhook_state(self, job_id: str) -> dict | None:
+        return await self._webhook(job_id)
+
     # -- reputation -----------------------------------------------------------------
     async def add_reputation(self, observations: dict[str, dict[str, float]]) -> None:
         """Add one run's observations per payee (atomic increments); best effort, never raises."""
@@ -281,6 +341,8 @@ class Store:
     async def _deliver(self, item: Pending) -> None:
         if item.kind == EVENTS:
             await self._append(item.owner, item.record["run_id"], item.record["events"], item.expires_at)
+        elif item.kind == WEBHOOK:
+            await self._enqueue(item.debate_id, item.record, self.clock())
         else:
             await self._put(item)
 

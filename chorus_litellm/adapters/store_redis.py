@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from .. import runlog
 from ..settings import data_dir
-from .store import Pending, Store, record_key, unavailable_on
+from .store import DEAD_TTL_S, Job, Pending, Store, record_key, unavailable_on
 from .store_sqlite import Outbox
 
 GC_MARGIN_S = 60  # the server keeps an expired value this much longer than the clock says
@@ -46,6 +46,21 @@ else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
 return ARGV[1]
 """
 
+
+# Webhooks: a hash per job ({prefix}:webhook:<id>: job, attempts, state, error) and one
+# sorted set of pending ids by due time ({prefix}:webhooks). KEYS[1] the set; ARGV[1] now;
+# ARGV[2] limit; ARGV[3] lease_until; ARGV[4] the hash key prefix. Atomic: a job is
+# claimed by one worker, which pushes its due time one lease ahead.
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], ARGV[3], id)
+  local fields = redis.call('HMGET', ARGV[4] .. id, 'job', 'attempts')
+  if fields[1] then table.insert(out, {id, fields[1], fields[2]}) else redis.call('ZREM', KEYS[1], id) end
+end
+return out
+"""
 
 mapped = unavailable_on(RedisError, OSError)
 
@@ -155,6 +170,49 @@ class RedisStore(Store):
         if gone:
             await client.zrem(index, *gone)
         return [{"id": i, **json.loads(v)} for i, v in zip(ids, values, strict=True) if v is not None]
+
+    def _job_key(self, job_id: str) -> str:
+        return f"{self.prefix}:webhook:{job_id}"
+
+    @mapped
+    async def _enqueue(self, job_id: str, job: dict, due: float) -> None:
+        client = self._client()
+        if await client.hsetnx(self._job_key(job_id), "job", json.dumps(job)):  # first enqueue wins
+            pipe = client.pipeline(transaction=True)
+            pipe.hset(self._job_key(job_id), mapping={"attempts": 0, "state": "pending"})
+            pipe.zadd(f"{self.prefix}:webhooks", {job_id: due})
+            await pipe.execute()
+
+    @mapped
+    async def _claim(self, now: float, limit: int, lease_until: float) -> list[Job]:
+        rows = await self._client().eval(_CLAIM, 1, f"{self.prefix}:webhooks", repr(now), limit, repr(lease_until),
+                                         f"{self.prefix}:webhook:")
+        return [Job(job_id.decode(), json.loads(job), int(attempts or 0)) for job_id, job, attempts in rows]
+
+    @mapped
+    async def _finish(self, job_id: str, *, due: float | None, attempts: int, error: str | None) -> None:
+        pipe = self._client().pipeline(transaction=True)
+        if due is None and error is None:
+            pipe.delete(self._job_key(job_id))
+            pipe.zrem(f"{self.prefix}:webhooks", job_id)
+        elif due is not None:
+            pipe.hset(self._job_key(job_id), mapping={"attempts": attempts, "error": error or ""})
+            pipe.zadd(f"{self.prefix}:webhooks", {job_id: due})
+        else:
+            pipe.hset(self._job_key(job_id), mapping={"attempts": attempts, "error": error, "state": "dead"})
+            pipe.expire(self._job_key(job_id), DEAD_TTL_S)
+            pipe.zrem(f"{self.prefix}:webhooks", job_id)
+        await pipe.execute()
+
+    @mapped
+    async def _webhook(self, job_id: str) -> dict | None:
+        client = self._client()
+        data = {k.decode(): v.decode() for k, v in (await client.hgetall(self._job_key(job_id))).items()}
+        if not data:
+            return None
+        due = await client.zscore(f"{self.prefix}:webhooks", job_id)
+        return {"state": data["state"], "attempts": int(data.get("attempts") or 0), "due": due,
+                "error": data.get("error") or None}
 
     async def _close(self) -> None:
         clients, self._clients = self._clients, weakref.WeakKeyDictionary()

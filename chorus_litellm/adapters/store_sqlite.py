@@ -18,7 +18,7 @@ from .. import runlog
 from ..settings import outbox_beside
 from .outbox import Outbox
 from .sqlite import Database, Migration, mapped
-from .store import Pending, Store
+from .store import DEAD_TTL_S, Job, Pending, Store
 
 async def _m1_records(db: aiosqlite.Connection) -> None:
     await db.execute(
@@ -43,7 +43,13 @@ async def _m3_events(db: aiosqlite.Connection) -> None:
     await db.execute("CREATE INDEX events_expiry ON events (expires_at) WHERE expires_at IS NOT NULL")
 
 
-MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation, _m3_events]
+async def _m4_webhooks(db: aiosqlite.Connection) -> None:
+    await db.execute("CREATE TABLE webhooks (id TEXT PRIMARY KEY, job TEXT NOT NULL, due REAL, attempts INTEGER "
+                     "NOT NULL DEFAULT 0, state TEXT NOT NULL, error TEXT, expires_at REAL)")
+    await db.execute("CREATE INDEX webhooks_due ON webhooks (due) WHERE state = 'pending'")
+
+
+MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation, _m3_events, _m4_webhooks]
 
 _LIVE = "kind = ? AND owner = ? AND debate_id = ? AND (expires_at IS NULL OR expires_at > ?)"
 
@@ -133,6 +139,39 @@ class SQLiteStore(Store):
             "SELECT run_id, summary FROM runs WHERE owner = ? AND (expires_at IS NULL OR expires_at > ?) "
             "ORDER BY started DESC LIMIT ?", (owner, self.clock(), limit * 2))
         return [{"id": run_id, **json.loads(summary)} for run_id, summary in rows]
+
+    @mapped
+    async def _enqueue(self, job_id: str, job: dict, due: float) -> None:
+        db = await self.db.conn()
+        await db.execute("DELETE FROM webhooks WHERE state = 'dead' AND expires_at <= ?", (self.clock(),))
+        await db.execute("INSERT OR IGNORE INTO webhooks (id, job, due, state) VALUES (?, ?, ?, 'pending')",
+                         (job_id, json.dumps(job), due))
+
+    @mapped
+    async def _claim(self, now: float, limit: int, lease_until: float) -> list[Job]:
+        db = await self.db.conn()  # one statement: two workers never claim the same job
+        rows = await db.execute_fetchall(
+            "UPDATE webhooks SET due = ? WHERE id IN (SELECT id FROM webhooks WHERE state = 'pending' AND due <= ? "
+            "ORDER BY due LIMIT ?) RETURNING id, job, attempts", (lease_until, now, limit))
+        return [Job(job_id, json.loads(job), attempts) for job_id, job, attempts in rows]
+
+    @mapped
+    async def _finish(self, job_id: str, *, due: float | None, attempts: int, error: str | None) -> None:
+        db = await self.db.conn()
+        if due is None and error is None:
+            await db.execute("DELETE FROM webhooks WHERE id = ?", (job_id,))
+        elif due is not None:
+            await db.execute("UPDATE webhooks SET due = ?, attempts = ?, error = ? WHERE id = ?",
+                             (due, attempts, error, job_id))
+        else:
+            await db.execute("UPDATE webhooks SET state = 'dead', due = NULL, attempts = ?, error = ?, "
+                             "expires_at = ? WHERE id = ?", (attempts, error, self.clock() + DEAD_TTL_S, job_id))
+
+    @mapped
+    async def _webhook(self, job_id: str) -> dict | None:
+        db = await self.db.conn()
+        rows = await db.execute_fetchall("SELECT state, attempts, due, error FROM webhooks WHERE id = ?", (job_id,))
+        return dict(zip(("state", "attempts", "due", "error"), rows[0], strict=True)) if rows else None
 
     async def _close(self) -> None:
         await self.db.close()
