@@ -41,3 +41,18 @@ async def run_events(req, completer, **kwargs):
     from chorus_litellm import pipeline
 
     return [e async for e in pipeline.run(context(req, completer, **kwargs))]
+
+
+def refusing_debate():
+    """A two-round debate whose seat c refuses in round 2 (the echo watchdog filters it):
+    its completer and request."""
+    from chorus_litellm.testing import FakeCompleter
+
+    fake = FakeCompleter(json_models={"judge"})
+    fake.enqueue("a", "Six times seven: the answer is 42.", "Still six times seven, answer is 42 indeed.")
+    fake.enqueue("b", "Seven sixes make it. The answer is 42.", "Rechecked seven sixes. The answer is 42 again.")
+    fake.enqueue("c", "I computed six plus seven. The answer is 13.", "I'm sorry, I can't help with that.")
+    prof = profile(debate={"protocol": "debate", "max_rounds": 2, "adaptive_stop": False},
+                   panel={"members": ["a", "b", "c"], "min_quorum": 2})
+    question = [{"role": "user", "content": "What is six times seven? Give the final answer."}]
+    return fake, request(prof, messages=question)

@@ -8,9 +8,7 @@ from chorus_litellm.adapters.metrics import RunMetrics, Series
 from chorus_litellm.errors import UpstreamError
 from chorus_litellm.runlog import RunLog
 from chorus_litellm.testing import FakeCompleter, HashEmbedder, Reply
-from tests.factories import context, profile, request
-
-Q = [{"role": "user", "content": "What is six times seven? Give the final answer."}]
+from tests.factories import context, profile, refusing_debate, request
 
 
 @pytest.fixture
@@ -59,13 +57,8 @@ async def test_a_moa_run_with_a_failed_member_counts_as_degraded_with_its_tokens
 
 
 async def test_a_debate_counts_rounds_echoes_and_an_agreed_stop(registry):
-    fake = FakeCompleter(json_models={"judge"})
-    fake.enqueue("a", "Six times seven: the answer is 42.", "Still six times seven, answer is 42 indeed.")
-    fake.enqueue("b", "Seven sixes make it. The answer is 42.", "Rechecked seven sixes. The answer is 42 again.")
-    fake.enqueue("c", "I computed six plus seven. The answer is 13.", "I'm sorry, I can't help with that.")
-    prof = profile(debate={"protocol": "debate", "max_rounds": 2, "adaptive_stop": False},
-                   panel={"members": ["a", "b", "c"], "min_quorum": 2})
-    _report, error = await counted(registry, request(prof, messages=Q), fake, embedder=HashEmbedder())
+    fake, req = refusing_debate()
+    _report, error = await counted(registry, req, fake, embedder=HashEmbedder())
     assert error is None
     assert value(registry, "chorus_echo_filtered_total", reason="refusal") == 1
     assert value(registry, "chorus_rounds_sum") == 2 and value(registry, "chorus_rounds_bucket", le="1.0") == 0

@@ -11,9 +11,7 @@ from chorus_litellm.adapters.tracing import RunSpans
 from chorus_litellm.errors import UpstreamError
 from chorus_litellm.runlog import RunLog
 from chorus_litellm.testing import FakeCompleter, HashEmbedder, Reply
-from tests.factories import context, profile, request
-
-Q = [{"role": "user", "content": "What is six times seven? Give the final answer."}]
+from tests.factories import context, refusing_debate, request
 
 
 @pytest.fixture
@@ -65,13 +63,8 @@ async def test_a_moa_run_is_one_tree_of_stage_spans_under_the_callers_span(expor
 
 
 async def test_a_debate_has_a_span_per_round_with_its_agreement_and_echoes(exporter):
-    fake = FakeCompleter(json_models={"judge"})
-    fake.enqueue("a", "Six times seven: the answer is 42.", "Still six times seven, answer is 42 indeed.")
-    fake.enqueue("b", "Seven sixes make it. The answer is 42.", "Rechecked seven sixes. The answer is 42 again.")
-    fake.enqueue("c", "I computed six plus seven. The answer is 13.", "I'm sorry, I can't help with that.")
-    prof = profile(debate={"protocol": "debate", "max_rounds": 2, "adaptive_stop": False},
-                   panel={"members": ["a", "b", "c"], "min_quorum": 2})
-    spans, error = await traced(exporter, request(prof, messages=Q), fake, embedder=HashEmbedder())
+    fake, req = refusing_debate()
+    spans, error = await traced(exporter, req, fake, embedder=HashEmbedder())
     assert error is None
     rounds = sorted(spans["chorus.round"], key=lambda s: s.attributes["chorus.round"])
     assert [r.attributes["chorus.round"] for r in rounds] == [1, 2]

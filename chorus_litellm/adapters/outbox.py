@@ -17,6 +17,7 @@ import aiosqlite
 from .sqlite import Database, Migration, immediate, mapped
 from .store import EVENTS, RECEIPT, TRANSCRIPT, WEBHOOK, Pending, log
 
+
 async def _o1_outbox(db: aiosqlite.Connection) -> None:
     await db.execute(
         "CREATE TABLE outbox (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, owner TEXT NOT NULL, "

@@ -20,6 +20,7 @@ from .outbox import Outbox
 from .sqlite import Database, Migration, mapped
 from .store import DEAD_TTL_S, Job, Pending, Store
 
+
 async def _m1_records(db: aiosqlite.Connection) -> None:
     await db.execute(
         "CREATE TABLE records (kind TEXT NOT NULL, owner TEXT NOT NULL, debate_id TEXT NOT NULL, "
