@@ -171,6 +171,12 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
+def pytest_report_header(config):
+    import importlib.metadata
+
+    return f"litellm {importlib.metadata.version('litellm')}"
+
+
 def pytest_sessionstart(session):
     """Distil the default static embedding model before any proxy starts, as `chorus serve`
     does: once per machine (~30 s, then cached), so no proxy's first request waits for it."""

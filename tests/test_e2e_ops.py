@@ -3,6 +3,7 @@
 LiteLLM's request span (LiteLLM's `otel` callback, the SDK's in-memory exporter)."""
 
 import concurrent.futures
+import importlib.metadata
 import json
 import time
 
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import e2e_config, proxy_env
 from tests.servers import litellm_proxy
 
+LITELLM = tuple(int(p) for p in importlib.metadata.version("litellm").split(".")[:2])
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
 EASY = [{"role": "user", "content": "hi"}]
 
@@ -108,6 +110,9 @@ def test_each_run_is_a_tree_of_stage_spans_under_litellms_request_span(ops):
     outcomes = sorted(r["attributes"]["chorus.outcome"] for r in runs)
     assert outcomes == ["degraded", "forwarded", "ok", "ok", "ok", "ok", "quorum_failed"]
     for run in runs:
+        if LITELLM < (1, 106):  # no request span reaches a custom provider there (custom_auth): a root
+            assert run["parent_id"] is None
+            continue
         parent = by_id.get(run["parent_id"])
         assert parent is not None and not parent["name"].startswith("chorus."), run["parent_id"]
         assert parent["context"]["trace_id"] == run["context"]["trace_id"]

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import UpstreamError
 from ..types import Completion, Message, Relay, Usage
+from . import compat
 from .llm import RouterCompleter, map_exception
 
 
@@ -49,16 +50,19 @@ class RouterForwarder:
                     usage = chunk.usage
                     if not chunk.choices:
                         continue
-                yield Relay(chunk)
+                yield Relay(compat.relayed(chunk))
         except Exception as exc:  # noqa: BLE001 - the one mapping boundary for the forward leg
             err = map_exception(exc)
             raise UpstreamError(err.kind, f"single_model {model!r} failed: {err.describe()}",
                                 status=err.status) from exc
         text = "".join(getattr(c.delta, "content", None) or "" for chunk in chunks for c in chunk.choices or ())
-        if usage is None or getattr(usage, "cost", None) is None:
+        if usage is None:
             yield self._rebuilt(model, messages, chunks, text, started)
         else:
-            yield _completion(model, text, usage, usage.cost, started)
+            cost = compat.streamed_cost(usage)
+            if cost is None:  # priced here when this LiteLLM does not (adapters/compat.py)
+                cost = self._completer.price(model, int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
+            yield _completion(model, text, usage, cost, started)
 
     def _rebuilt(self, model: str, messages: list[Message], chunks: list, text: str, started: float) -> Completion:
         """No usage came with the stream: count it from the chunks, price it like an estimate."""

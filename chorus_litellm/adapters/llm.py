@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from ..errors import UpstreamError
 from ..types import Completion, Message, Usage
+from . import compat
 
 log = logging.getLogger("chorus_litellm")
 
@@ -138,8 +139,10 @@ class RouterCompleter:
                         yield piece
         except Exception as exc:  # noqa: BLE001 - the one mapping boundary
             raise map_exception(exc) from exc
-        # LiteLLM puts the computed cost on the streamed usage object.
-        cost = getattr(usage, "cost", None) if usage is not None else None
+        # The cost LiteLLM computed for the stream; priced here when this release does not.
+        cost = compat.streamed_cost(usage)
+        if cost is None and usage is not None:
+            cost = self.price(model, int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
         yield _completion(model, "".join(text), usage, cost, started, finish)
 
     def estimate(self, model: str, messages: list[Message], text: str) -> Completion:
@@ -147,15 +150,22 @@ class RouterCompleter:
         `model_info` prices (else LiteLLM's cost map); 0 when unknown."""
         import litellm
 
-        deployment = self._deployment(model)
-        params, info = deployment.get("litellm_params") or {}, deployment.get("model_info") or {}
-        underlying = params.get("model", model)
+        underlying = (self._deployment(model).get("litellm_params") or {}).get("model", model)
         try:
             prompt = litellm.token_counter(model=underlying, messages=messages)
             completion = litellm.token_counter(model=underlying, text=text) if text else 0
         except Exception:  # noqa: BLE001 - an estimate: fall back to characters / 4
             prompt = sum(len(str(m.get("content") or "")) for m in messages) // 4
             completion = len(text) // 4
+        return Completion(text, model, Usage(prompt, completion), self.price(model, prompt, completion))
+
+    def price(self, model: str, prompt: int, completion: int) -> float:
+        """`model_info` prices (else LiteLLM's cost map); 0 when unknown."""
+        import litellm
+
+        deployment = self._deployment(model)
+        params, info = deployment.get("litellm_params") or {}, deployment.get("model_info") or {}
+        underlying = params.get("model", model)
         price_in = info.get("input_cost_per_token", params.get("input_cost_per_token"))
         price_out = info.get("output_cost_per_token", params.get("output_cost_per_token"))
         if price_in is None or price_out is None:
@@ -163,8 +173,7 @@ class RouterCompleter:
                 price_in, price_out = litellm.cost_per_token(model=underlying, prompt_tokens=1, completion_tokens=1)
             except Exception:  # noqa: BLE001 - unpriced model: counted, not charged
                 price_in = price_out = 0.0
-        cost = prompt * float(price_in) + completion * float(price_out)
-        return Completion(text, model, Usage(prompt, completion), cost)
+        return prompt * float(price_in) + completion * float(price_out)
 
     def _deployment(self, model: str) -> dict:
         try:

@@ -51,7 +51,7 @@ from ..runlog import Listener, RunLog
 from ..settings import load_settings
 from ..settle import ReputationKeeper, Settler, TranscriptKeeper, prior_run
 from ..types import Caller, Delta, Done, Progress, Relay
-from . import metrics, tracing
+from . import compat, metrics, tracing
 from .embeddings import BatchedEmbedder, Embedder
 from .eventlog import EventLog
 from .forward import RouterForwarder
@@ -127,9 +127,7 @@ class _Charge:
         if self.logging_obj is None:
             return
         usage, cost = _usage(report), report.cost
-        record = getattr(self.logging_obj, "record_partial_usage_for_failure", None)
-        if record is not None:
-            record(usage, cost)
+        compat.charge_partial(self.logging_obj, usage, cost)  # what a failed run bills
         if self.stream:
             self.logging_obj.model_call_details["additional_response_cost"] = cost
 

@@ -1,0 +1,41 @@
+"""What differs between the LiteLLM releases this package supports (`>=1.98,<2`), in one place.
+
+Tested in CI on both ends of the range (1.98.0 and 1.106.2, `.ci/run`). Each function
+says which releases need it; the rest of the package calls these and never asks which
+LiteLLM it runs on.
+
+- `charge_partial`: a failed run bills what it spent. 1.106 has
+  `Logging.record_partial_usage_for_failure`; older releases read the same two
+  `model_call_details` keys it sets, so those are set directly.
+- `streamed_cost`: 1.106 puts the computed cost on a stream's final usage; up to 1.100
+  only with `litellm.include_cost_in_streaming_usage`. None means "price the usage".
+- `relayed`: a forwarded model's chunk passed on to the client. Older releases keep the
+  chunk's `_hidden_params` (the inner deployment's model id and provider) for the outer
+  call and would price the outer call at the inner model's rates on top of the run's
+  own charge; the relayed copy carries none.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+
+def charge_partial(logging_obj: Any, usage: Any, cost: float) -> None:
+    record = getattr(logging_obj, "record_partial_usage_for_failure", None)
+    if record is not None:
+        record(usage, cost)
+    else:
+        logging_obj.model_call_details["combined_usage_object"] = usage
+        logging_obj.model_call_details["response_cost"] = cost
+
+
+def streamed_cost(usage: Any) -> float | None:
+    return getattr(usage, "cost", None) if usage is not None else None
+
+
+def relayed(chunk: Any) -> Any:
+    out = copy.copy(chunk)
+    out._hidden_params = {}
+    return out
+
