@@ -104,6 +104,19 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(5.0, gt=0, le=60)
     # Retries back off from 2 s, doubling to at most 10 min: 8 attempts span about 8 minutes.
     webhook_max_attempts: int = Field(8, ge=1, le=50)
+    # Marketplace peers (peers.py): nobody joins until the operator says how.
+    peer_admission: Literal["closed", "open", "allowlist", "invite"] = "closed"
+    # allowlist: the peer key ids (ed25519:<16 hex>) that may join, comma separated.
+    peer_keys: str = ""
+    # invite: one token per pool, "pool=token, pool=token" (tokens of 16+ characters).
+    peer_invites: SecretStr | None = None
+    # Peers beat every 20 s; three missed beats and a peer is away (not drawn).
+    peer_away_after_s: float = Field(60.0, gt=0)
+    # A signed peer request older or newer than this is refused (clock skew allowance).
+    peer_signature_window_s: float = Field(300.0, gt=0, le=3600)
+    # Peer base URLs reach public addresses only; hosts or CIDRs here admit private ones
+    # (a LAN GPU box: "10.0.0.0/8"). Separate from the webhook allowlist on purpose.
+    peer_url_allowlist: str = ""
     # Payees are unbounded label values (one series each): off unless the operator wants them.
     metrics_payee_label: bool = False
     # None: only the test proxy writes a spend log; nothing in the package needs one.
@@ -130,13 +143,30 @@ class Settings(BaseSettings):
     def _absolute(cls, path: Path | None) -> Path | None:
         return None if path is None else Path(os.path.abspath(path.expanduser()))
 
-    @field_validator("webhook_allowlist")
+    @field_validator("peer_invites")
+    @classmethod
+    def _invites(cls, text: SecretStr | None) -> SecretStr | None:
+        from .peers import Policy
+
+        if text is not None:
+            Policy.parse_invites(text.get_secret_value())  # a bad entry is a ValueError naming it
+        return text
+
+    @field_validator("webhook_allowlist", "peer_url_allowlist")
     @classmethod
     def _allowlist(cls, text: str) -> str:
         from .adapters.netguard import Allowlist
 
         Allowlist.parse(text)  # a bad entry is a ValueError naming it
         return text
+
+    def peer_policy(self) -> Any:
+        """The operator's peer admission and health rules (peers.Policy)."""
+        from .peers import Policy
+
+        invites = Policy.parse_invites(self.peer_invites.get_secret_value()) if self.peer_invites else ()
+        return Policy(self.peer_admission, frozenset(k.strip() for k in self.peer_keys.split(",") if k.strip()),
+                      invites, self.peer_signature_window_s, self.peer_away_after_s)
 
     @property
     def previous_keys(self) -> list[str]:

@@ -92,3 +92,12 @@ def test_a_bad_webhook_allowlist_entry_is_named_at_startup():
     assert load_settings({"CHORUS_WEBHOOK_ALLOWLIST": "hooks.internal, 10.0.0.0/8 ::1"}, create_dirs=False)
     with pytest.raises(ConfigError, match="CHORUS_WEBHOOK_ALLOWLIST.*10.0.0.1/8"):
         load_settings({"CHORUS_WEBHOOK_ALLOWLIST": "10.0.0.1/8"}, create_dirs=False)
+
+
+def test_a_bad_peer_invite_is_named_at_startup_without_its_token():
+    with pytest.raises(ConfigError, match="CHORUS_PEER_INVITES.*entry 1") as err:
+        load_settings({"CHORUS_PEER_INVITES": "gpu=tooshort"}, create_dirs=False)
+    assert "tooshort" not in str(err.value)
+    policy = load_settings({"CHORUS_PEER_ADMISSION": "allowlist", "CHORUS_PEER_KEYS": "ed25519:aa, ed25519:bb"},
+                           create_dirs=False).peer_policy()
+    assert policy.admission == "allowlist" and policy.keys == {"ed25519:aa", "ed25519:bb"}

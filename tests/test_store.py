@@ -285,7 +285,7 @@ def _first_open(n, barrier, tmp_path):
 
 def test_concurrent_migrations_from_several_processes(tmp_path):
     _run_workers(_first_open, tmp_path, count=6)
-    assert rows(tmp_path / "db.sqlite3", "SELECT version FROM chorus_migrations ORDER BY version") == [(1,), (2,), (3,), (4,)]
+    assert rows(tmp_path / "db.sqlite3", "SELECT version FROM chorus_migrations ORDER BY version") == [(1,), (2,), (3,), (4,), (5,)]
     assert rows(tmp_path / "db.outbox.sqlite3", "SELECT version FROM chorus_migrations") == [(1,), (2,)]
     assert rows(tmp_path / "db.sqlite3", "SELECT count(*) FROM records") == [(6,)]
     assert rows(tmp_path / "db.sqlite3", "PRAGMA journal_mode") == [("wal",)]
@@ -420,3 +420,22 @@ async def test_a_webhook_enqueued_during_an_outage_waits_in_the_outbox_then_reac
     assert await store.flush_outbox() >= 1
     (job,) = await store.claim_webhooks(10, lease_s=30)
     assert (job.id, job.job) == ("j-out", {"n": 1})
+
+
+async def test_peers_live_in_one_pool_and_a_heartbeat_counts_only_if_it_is_later(stores):
+    store = stores()
+    await store.put_peer("ed25519:aa", "gpu", {"model": "m1"}, last_seen=100.0, last_ts=100)
+    await store.put_peer("ed25519:bb", "gpu", {"model": "m2"}, last_seen=100.0, last_ts=100)
+    assert [p["record"]["model"] for p in await store.pool_peers("gpu")] == ["m1", "m2"]
+    assert await store.touch_peer("ed25519:aa", 130.0, 130)
+    assert not await store.touch_peer("ed25519:aa", 131.0, 130)  # the same signed request again: a replay
+    assert not await store.touch_peer("ed25519:zz", 131.0, 131)  # never registered
+    peer = await stores.reader().get_peer("ed25519:aa")  # any worker sees it
+    assert (peer["pool"], peer["last_seen"], peer["last_ts"]) == ("gpu", 130.0, 130)
+    await store.put_peer("ed25519:aa", "cpu", {"model": "m1"}, last_seen=140.0, last_ts=140)  # moved pools
+    assert [p["record"]["model"] for p in await store.pool_peers("gpu")] == ["m2"]
+    assert [p["record"]["model"] for p in await store.pool_peers("cpu")] == ["m1"]
+    await store.delete_peer("ed25519:bb")
+    assert await store.pool_peers("gpu") == [] and await store.get_peer("ed25519:bb") is None
+    with pytest.raises(StoreUnavailable):
+        await stores(down=True).pool_peers("gpu")

@@ -132,6 +132,9 @@ async def _sse(events: Any):
 
 
 def mount(app: Any, handler: Any) -> None:
+    from .peer_routes import build_peer_router
+
     app.include_router(build_router(handler))
+    app.include_router(build_peer_router(handler))
     if UI.is_dir():
         app.mount("/chorus/ui", StaticFiles(directory=UI, html=True), name="chorus-ui")

@@ -27,6 +27,11 @@ The outbox rule (storage never fails or duplicates a run):
   ahead, so a worker that dies mid-delivery leaves it to the next), and
   `finish_webhook` deletes it (delivered) or re-schedules it (a retry) or parks it
   (`dead`, kept for `DEAD_TTL_S`). A restart loses nothing: the queue is the store.
+- Peers (peers.py): one record per peer key (`put_peer` replaces it; a peer is in one
+  pool at a time), with `last_seen` and `last_ts` kept apart so that `touch_peer` is a
+  compare-and-set: a heartbeat counts only if its signed timestamp is later than the
+  last one accepted (no replay, even across workers). Peer calls need the backend:
+  they raise `StoreUnavailable` (a 503), never go to the outbox.
 - Run events (the live view's log, runlog.py) are best effort like transcripts: a batch
   the backend cannot take waits in the outbox and is delivered later (events are keyed
   by their sequence number, so batches may arrive in any order and twice). Each batch
@@ -171,6 +176,21 @@ class Store:
         """A queued or dead job's state: `{"state", "attempts", "due", "error"}` (None: delivered or unknown)."""
         raise NotImplementedError
 
+    async def _put_peer(self, peer_id: str, pool: str, record: dict, last_seen: float, last_ts: int) -> None:
+        raise NotImplementedError
+
+    async def _get_peer(self, peer_id: str) -> dict | None:
+        raise NotImplementedError
+
+    async def _pool_peers(self, pool: str) -> list[dict]:
+        raise NotImplementedError
+
+    async def _touch_peer(self, peer_id: str, last_seen: float, last_ts: int) -> bool:
+        raise NotImplementedError
+
+    async def _delete_peer(self, peer_id: str) -> None:
+        raise NotImplementedError
+
     # -- records ---------------------------------------------------------------------
     async def put_receipt(self, owner: str, debate_id: str, receipt: dict) -> dict:
         """The stored receipt (the first one for this key); StoreUnavailable if nothing took it."""
@@ -301,6 +321,24 @@ class Store:
 
     async def webhook_state(self, job_id: str) -> dict | None:
         return await self._webhook(job_id)
+
+    # -- peers ---------------------------------------------------------------------------
+    async def put_peer(self, peer_id: str, pool: str, record: dict, last_seen: float, last_ts: int) -> None:
+        await self._put_peer(peer_id, pool, record, last_seen, last_ts)
+
+    async def get_peer(self, peer_id: str) -> dict | None:
+        """`{"record", "pool", "last_seen", "last_ts"}`, or None."""
+        return await self._get_peer(peer_id)
+
+    async def pool_peers(self, pool: str) -> list[dict]:
+        return await self._pool_peers(pool)
+
+    async def touch_peer(self, peer_id: str, last_seen: float, last_ts: int) -> bool:
+        """Record a heartbeat; False if the peer is gone or `last_ts` is not later than the last."""
+        return await self._touch_peer(peer_id, last_seen, last_ts)
+
+    async def delete_peer(self, peer_id: str) -> None:
+        await self._delete_peer(peer_id)
 
     # -- reputation -----------------------------------------------------------------
     async def add_reputation(self, observations: dict[str, dict[str, float]]) -> None:

@@ -62,6 +62,15 @@ end
 return out
 """
 
+# KEYS[1] the peer's hash; ARGV[1] last_seen; ARGV[2] last_ts. A heartbeat counts only if
+# it is later than the last accepted one (compare-and-set, atomic across workers).
+_TOUCH = """
+local last = redis.call('HGET', KEYS[1], 'last_ts')
+if not last or tonumber(last) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'last_seen', ARGV[1], 'last_ts', ARGV[2])
+return 1
+"""
+
 mapped = unavailable_on(RedisError, OSError)
 
 
@@ -213,6 +222,57 @@ class RedisStore(Store):
         due = await client.zscore(f"{self.prefix}:webhooks", job_id)
         return {"state": data["state"], "attempts": int(data.get("attempts") or 0), "due": due,
                 "error": data.get("error") or None}
+
+    def _peer_key(self, peer_id: str) -> str:
+        return f"{self.prefix}:peer:{peer_id}"
+
+    @mapped
+    async def _put_peer(self, peer_id: str, pool: str, record: dict, last_seen: float, last_ts: int) -> None:
+        client = self._client()
+        before = await client.hget(self._peer_key(peer_id), "pool")
+        pipe = client.pipeline(transaction=True)
+        if before is not None and before.decode() != pool:
+            pipe.srem(f"{self.prefix}:pool:{before.decode()}", peer_id)
+        pipe.hset(self._peer_key(peer_id), mapping={"record": json.dumps(record), "pool": pool,
+                                                    "last_seen": repr(last_seen), "last_ts": last_ts})
+        pipe.sadd(f"{self.prefix}:pool:{pool}", peer_id)
+        await pipe.execute()
+
+    @staticmethod
+    def _peer(data: dict) -> dict | None:
+        if not data:
+            return None
+        d = {k.decode(): v.decode() for k, v in data.items()}
+        return {"record": json.loads(d["record"]), "pool": d["pool"], "last_seen": float(d["last_seen"]),
+                "last_ts": int(d["last_ts"])}
+
+    @mapped
+    async def _get_peer(self, peer_id: str) -> dict | None:
+        return self._peer(await self._client().hgetall(self._peer_key(peer_id)))
+
+    @mapped
+    async def _pool_peers(self, pool: str) -> list[dict]:
+        client = self._client()
+        ids = sorted(i.decode() for i in await client.smembers(f"{self.prefix}:pool:{pool}"))
+        pipe = client.pipeline(transaction=False)
+        for peer_id in ids:
+            pipe.hgetall(self._peer_key(peer_id))
+        found = [self._peer(data) for data in await pipe.execute()] if ids else []
+        return [p for p in found if p is not None and p["pool"] == pool]
+
+    @mapped
+    async def _touch_peer(self, peer_id: str, last_seen: float, last_ts: int) -> bool:
+        return bool(await self._client().eval(_TOUCH, 1, self._peer_key(peer_id), repr(last_seen), last_ts))
+
+    @mapped
+    async def _delete_peer(self, peer_id: str) -> None:
+        client = self._client()
+        pool = await client.hget(self._peer_key(peer_id), "pool")
+        pipe = client.pipeline(transaction=True)
+        pipe.delete(self._peer_key(peer_id))
+        if pool is not None:
+            pipe.srem(f"{self.prefix}:pool:{pool.decode()}", peer_id)
+        await pipe.execute()
 
     async def _close(self) -> None:
         clients, self._clients = self._clients, weakref.WeakKeyDictionary()

@@ -50,7 +50,14 @@ async def _m4_webhooks(db: aiosqlite.Connection) -> None:
     await db.execute("CREATE INDEX webhooks_due ON webhooks (due) WHERE state = 'pending'")
 
 
-MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation, _m3_events, _m4_webhooks]
+async def _m5_peers(db: aiosqlite.Connection) -> None:
+    await db.execute("CREATE TABLE peers (peer_id TEXT PRIMARY KEY, pool TEXT NOT NULL, record TEXT NOT NULL, "
+                     "last_seen REAL NOT NULL, last_ts INTEGER NOT NULL)")
+    await db.execute("CREATE INDEX peers_pool ON peers (pool)")
+
+
+MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation, _m3_events, _m4_webhooks, _m5_peers]
+_PEER = ("record", "pool", "last_seen", "last_ts")
 
 _LIVE = "kind = ? AND owner = ? AND debate_id = ? AND (expires_at IS NULL OR expires_at > ?)"
 
@@ -173,6 +180,42 @@ class SQLiteStore(Store):
         db = await self.db.conn()
         rows = await db.execute_fetchall("SELECT state, attempts, due, error FROM webhooks WHERE id = ?", (job_id,))
         return dict(zip(("state", "attempts", "due", "error"), rows[0], strict=True)) if rows else None
+
+    @mapped
+    async def _put_peer(self, peer_id: str, pool: str, record: dict, last_seen: float, last_ts: int) -> None:
+        db = await self.db.conn()
+        await db.execute("INSERT INTO peers VALUES (?, ?, ?, ?, ?) ON CONFLICT (peer_id) DO UPDATE SET "
+                         "pool = excluded.pool, record = excluded.record, last_seen = excluded.last_seen, "
+                         "last_ts = excluded.last_ts", (peer_id, pool, json.dumps(record), last_seen, last_ts))
+
+    def _peer(self, row: tuple) -> dict:
+        return {**dict(zip(_PEER, row, strict=True)), "record": json.loads(row[0])}
+
+    @mapped
+    async def _get_peer(self, peer_id: str) -> dict | None:
+        db = await self.db.conn()
+        rows = await db.execute_fetchall("SELECT record, pool, last_seen, last_ts FROM peers WHERE peer_id = ?",
+                                         (peer_id,))
+        return self._peer(rows[0]) if rows else None
+
+    @mapped
+    async def _pool_peers(self, pool: str) -> list[dict]:
+        db = await self.db.conn()
+        rows = await db.execute_fetchall("SELECT record, pool, last_seen, last_ts FROM peers WHERE pool = ? "
+                                         "ORDER BY peer_id", (pool,))
+        return [self._peer(row) for row in rows]
+
+    @mapped
+    async def _touch_peer(self, peer_id: str, last_seen: float, last_ts: int) -> bool:
+        db = await self.db.conn()
+        cursor = await db.execute("UPDATE peers SET last_seen = ?, last_ts = ? WHERE peer_id = ? AND last_ts < ?",
+                                  (last_seen, last_ts, peer_id, last_ts))
+        return cursor.rowcount == 1
+
+    @mapped
+    async def _delete_peer(self, peer_id: str) -> None:
+        db = await self.db.conn()
+        await db.execute("DELETE FROM peers WHERE peer_id = ?", (peer_id,))
 
     async def _close(self) -> None:
         await self.db.close()

@@ -1,0 +1,59 @@
+"""Peer identity, signatures, admission and health rules (peers.py), without a proxy."""
+
+import os
+
+import pytest
+
+from chorus_litellm import peers
+from chorus_litellm.adapters.signing import key_id
+
+NOW = 1_800_000_000
+
+
+def signed(seed=None, method="POST", path="/chorus/v1/peers", t=NOW, body=b"{}"):
+    seed = seed or os.urandom(32)
+    return seed, peers.sign(seed, method, path, t, body)
+
+
+def test_a_signature_names_the_key_and_binds_method_path_time_and_body():
+    seed, headers = signed(body=b'{"a": 1}')
+    who = peers.verify(headers, "POST", "/chorus/v1/peers", b'{"a": 1}', now=NOW, window_s=300)
+    assert who.peer_id == key_id(who.public_key) and who.timestamp == NOW
+    for method, path, body in (("DELETE", "/chorus/v1/peers", b'{"a": 1}'), ("POST", "/chorus/v1/peerz", b'{"a": 1}'),
+                               ("POST", "/chorus/v1/peers", b'{"a": 2}')):
+        with pytest.raises(peers.PeerError, match="does not match"):
+            peers.verify(headers, method, path, body, now=NOW, window_s=300)
+    with pytest.raises(peers.PeerError, match="from the proxy's clock"):
+        peers.verify(headers, "POST", "/chorus/v1/peers", b'{"a": 1}', now=NOW + 301, window_s=300)
+    with pytest.raises(peers.PeerError, match="must be signed"):
+        peers.verify({}, "POST", "/chorus/v1/peers", b"", now=NOW, window_s=300)
+
+
+@pytest.mark.parametrize(("policy", "peer", "pool", "invite", "ok"), [
+    (peers.Policy("closed"), "ed25519:aa", "gpu", None, False),
+    (peers.Policy("open"), "ed25519:aa", "gpu", None, True),
+    (peers.Policy("allowlist", frozenset({"ed25519:aa"})), "ed25519:aa", "gpu", None, True),
+    (peers.Policy("allowlist", frozenset({"ed25519:aa"})), "ed25519:bb", "gpu", None, False),
+    (peers.Policy("invite", invites=(("gpu", "t" * 16),)), "ed25519:aa", "gpu", "t" * 16, True),
+    (peers.Policy("invite", invites=(("gpu", "t" * 16),)), "ed25519:aa", "gpu", "x" * 16, False),
+    (peers.Policy("invite", invites=(("gpu", "t" * 16),)), "ed25519:aa", "cpu", "t" * 16, False),
+])
+def test_admission(policy, peer, pool, invite, ok):
+    if ok:
+        peers.admit(policy, peer, pool, invite)
+    else:
+        with pytest.raises(peers.PeerError) as err:
+            peers.admit(policy, peer, pool, invite)
+        assert err.value.status_code == 403
+
+
+def test_invites_parse_and_a_bad_one_is_named_without_its_token():
+    assert peers.Policy.parse_invites("gpu=0123456789abcdef, cpu=fedcba9876543210") == (
+        ("gpu", "0123456789abcdef"), ("cpu", "fedcba9876543210"))
+    with pytest.raises(ValueError, match="entry 2") as err:
+        peers.Policy.parse_invites("gpu=0123456789abcdef,cpu=short-secret")
+    assert "short-secret" not in str(err.value)
+
+
+def test_a_peer_is_away_after_missed_heartbeats():
+    assert peers.state(100.0, 159.0, 60.0) == "live" and peers.state(100.0, 160.0, 60.0) == "away"
