@@ -70,20 +70,24 @@ def proxy_handler() -> Any:
     _mount_routes(handler)
     entries = [e for e in config.get("model_list") or [] if isinstance(e, dict)]
     _add_headers({str(e.get("model_name")) for e in entries if _is_fusion(e)})
-    _start_webhooks(handler)
+    _start_background(handler)
     return handler
 
 
-def _start_webhooks(handler: Any) -> None:
-    """Deliver webhooks queued before a restart now, not only after the next request
-    (the proxy loads its config inside its serving event loop)."""
+def _start_background(handler: Any) -> None:
+    """Deliver webhooks queued before a restart now, not only after the next request, and
+    keep live peers in the Router (the proxy loads its config inside its serving loop)."""
     import asyncio
+
+    from .settings import load_settings
 
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return  # no loop yet: the first request starts the worker
     handler.webhooks()
+    if load_settings(create_dirs=False).peer_admission != "closed":
+        handler.peer_sync()  # live peers become Router deployments (adapters/peer_sync.py)
 
 
 def _add_headers(fusion_models: set[str]) -> None:

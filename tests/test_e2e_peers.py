@@ -113,3 +113,56 @@ def test_admission_and_the_offer_are_checked(market, upstream, overrides, header
     offer = {"pool": "gpu", "base_url": f"{upstream}/v1", "model": "model-a", "payee": "p", **overrides}
     resp = peer.call("POST", "/chorus/v1/peers", offer, headers={peers.INVITE: INVITE, **headers})
     assert resp.status_code == status and words in resp.json()["detail"], resp.text
+
+
+def ask_peer(url, peer_id):
+    import openai
+
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-team-a", max_retries=0, timeout=20)
+    return client.chat.completions.create(model=f"peer/{peer_id}", messages=[{"role": "user", "content": "hi"}])
+
+
+def until(check, seconds=15.0):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return check()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_a_live_peer_is_a_router_deployment_until_it_goes_away_and_a_failed_probe_keeps_one_out(market, upstream):
+    import openai
+
+    peer = Peer(market)
+    assert peer.register(upstream, price_per_token=0.000001).status_code == 201
+    def beat_and_ask():
+        peer.call("POST", f"/chorus/v1/peers/{peer.id}/heartbeat")
+        return ask_peer(market, peer.id)
+
+    answer = until(beat_and_ask)  # probed, then added by the sync on this worker
+    assert answer.choices[0].message.content and answer.usage.total_tokens > 0
+    assert answer.model_extra.get("chorus") is None  # a plain model call, served by the peer's server
+    for _ in range(3):  # the peer keeps beating: it stays
+        time.sleep(0.7)
+        assert peer.call("POST", f"/chorus/v1/peers/{peer.id}/heartbeat").status_code == 200
+    assert ask_peer(market, peer.id).choices[0].message.content
+    time.sleep(2.5)  # silent for longer than away_after_s: away, and out of the Router
+
+    def gone():
+        try:
+            ask_peer(market, peer.id)
+        except openai.APIStatusError as exc:
+            return exc
+        raise AssertionError("still a deployment")
+
+    assert until(gone).status_code in (400, 404)
+
+    dead = Peer(market)  # its server does not answer: the probe fails, it is never drawn
+    assert dead.register(upstream, base_url="http://127.0.0.1:9/v1", payee="dead-payee").status_code == 201
+    until(lambda: pool(market)["peers"] and next(p for p in pool(market)["peers"]
+                                                  if p["peer_id"] == dead.id)["reputation"]["failure_rate"] == 1.0)
+    with pytest.raises(openai.APIStatusError):
+        ask_peer(market, dead.id)

@@ -57,3 +57,19 @@ def test_invites_parse_and_a_bad_one_is_named_without_its_token():
 
 def test_a_peer_is_away_after_missed_heartbeats():
     assert peers.state(100.0, 159.0, 60.0) == "live" and peers.state(100.0, 160.0, 60.0) == "away"
+
+
+def test_a_peer_is_a_router_deployment_of_its_own_model_limits_and_prices():
+    from chorus_litellm.adapters.peer_sync import deployment
+
+    record = {"peer_id": "ed25519:0123456789abcdef", "model": "llama3.1:8b", "base_url": "http://10.0.0.7:11434/v1",
+              "api_key": None, "max_concurrency": 3, "price_per_token": 2e-7, "payee": "alice", "registered_at": 5.0}
+    dep = deployment(record)
+    assert dep["model_name"] == "peer/ed25519:0123456789abcdef"
+    assert dep["litellm_params"] == {"model": "openai/llama3.1:8b", "api_base": "http://10.0.0.7:11434/v1",
+                                     "api_key": "none", "max_parallel_requests": 3,
+                                     "input_cost_per_token": 2e-7, "output_cost_per_token": 2e-7}
+    assert dep["model_info"]["chorus_peer"] == record["peer_id"] and dep["model_info"]["chorus_payee"] == "alice"
+    again = deployment({**record, "registered_at": 6.0})  # a new registration: a new deployment, probed anew
+    assert again["model_info"]["id"] != dep["model_info"]["id"]
+    assert "input_cost_per_token" not in deployment({**record, "price_per_token": None})["litellm_params"]

@@ -435,7 +435,9 @@ async def test_peers_live_in_one_pool_and_a_heartbeat_counts_only_if_it_is_later
     await store.put_peer("ed25519:aa", "cpu", {"model": "m1"}, last_seen=140.0, last_ts=140)  # moved pools
     assert [p["record"]["model"] for p in await store.pool_peers("gpu")] == ["m2"]
     assert [p["record"]["model"] for p in await store.pool_peers("cpu")] == ["m1"]
+    assert [p["record"]["model"] for p in await store.all_peers()] == ["m1", "m2"]
     await store.delete_peer("ed25519:bb")
     assert await store.pool_peers("gpu") == [] and await store.get_peer("ed25519:bb") is None
+    assert [p["pool"] for p in await store.all_peers()] == ["cpu"]
     with pytest.raises(StoreUnavailable):
         await stores(down=True).pool_peers("gpu")

@@ -57,6 +57,7 @@ from .eventlog import EventLog
 from .forward import RouterForwarder
 from .llm import Completer, RouterCompleter, proxy_router
 from .netguard import Allowlist
+from .peer_sync import PeerSync
 from .signing import Signer
 from .store import owner_of, store_from_env
 from .webhooks import Webhooks
@@ -158,6 +159,8 @@ class FusionHandler(CustomLLM):
         self._embedders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._event_logs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._webhooks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._peer_syncs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.get_router = get_router
         self.completer = completer or RouterCompleter(get_router)
         self.forwarder = forwarder or RouterForwarder(get_router)
         self.anonymous_owner = anonymous_owner
@@ -233,6 +236,16 @@ class FusionHandler(CustomLLM):
                                             max_attempts=settings.webhook_max_attempts)
         self._webhooks[loop].start()
         return self._webhooks[loop]
+
+    def peer_sync(self) -> PeerSync:
+        """This event loop's peer-to-Router sync, started (one per loop)."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._peer_syncs:
+            settings = load_settings(create_dirs=False)
+            self._peer_syncs[loop] = PeerSync(self.store, self.get_router, settings.peer_policy(),
+                                              Allowlist.parse(settings.peer_url_allowlist))
+        self._peer_syncs[loop].start()
+        return self._peer_syncs[loop]
 
     def _context(self, req: FusionRequest, logging_obj: Any, timeout: Any) -> RunContext:
         storage = req.profile.storage

@@ -182,7 +182,8 @@ class Store:
     async def _get_peer(self, peer_id: str) -> dict | None:
         raise NotImplementedError
 
-    async def _pool_peers(self, pool: str) -> list[dict]:
+    async def _pool_peers(self, pool: str | None) -> list[dict]:
+        """The pool's peers by id (None: every pool's)."""
         raise NotImplementedError
 
     async def _touch_peer(self, peer_id: str, last_seen: float, last_ts: int) -> bool:
@@ -332,6 +333,9 @@ class Store:
 
     async def pool_peers(self, pool: str) -> list[dict]:
         return await self._pool_peers(pool)
+
+    async def all_peers(self) -> list[dict]:
+        return await self._pool_peers(None)
 
     async def touch_peer(self, peer_id: str, last_seen: float, last_ts: int) -> bool:
         """Record a heartbeat; False if the peer is gone or `last_ts` is not later than the last."""

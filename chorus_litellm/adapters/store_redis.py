@@ -236,6 +236,7 @@ class RedisStore(Store):
         pipe.hset(self._peer_key(peer_id), mapping={"record": json.dumps(record), "pool": pool,
                                                     "last_seen": repr(last_seen), "last_ts": last_ts})
         pipe.sadd(f"{self.prefix}:pool:{pool}", peer_id)
+        pipe.sadd(f"{self.prefix}:peers", peer_id)
         await pipe.execute()
 
     @staticmethod
@@ -251,14 +252,15 @@ class RedisStore(Store):
         return self._peer(await self._client().hgetall(self._peer_key(peer_id)))
 
     @mapped
-    async def _pool_peers(self, pool: str) -> list[dict]:
+    async def _pool_peers(self, pool: str | None) -> list[dict]:
         client = self._client()
-        ids = sorted(i.decode() for i in await client.smembers(f"{self.prefix}:pool:{pool}"))
+        members = f"{self.prefix}:pool:{pool}" if pool is not None else f"{self.prefix}:peers"
+        ids = sorted(i.decode() for i in await client.smembers(members))
         pipe = client.pipeline(transaction=False)
         for peer_id in ids:
             pipe.hgetall(self._peer_key(peer_id))
         found = [self._peer(data) for data in await pipe.execute()] if ids else []
-        return [p for p in found if p is not None and p["pool"] == pool]
+        return [p for p in found if p is not None and pool in (None, p["pool"])]
 
     @mapped
     async def _touch_peer(self, peer_id: str, last_seen: float, last_ts: int) -> bool:
@@ -270,6 +272,7 @@ class RedisStore(Store):
         pool = await client.hget(self._peer_key(peer_id), "pool")
         pipe = client.pipeline(transaction=True)
         pipe.delete(self._peer_key(peer_id))
+        pipe.srem(f"{self.prefix}:peers", peer_id)
         if pool is not None:
             pipe.srem(f"{self.prefix}:pool:{pool.decode()}", peer_id)
         await pipe.execute()

@@ -199,10 +199,10 @@ class SQLiteStore(Store):
         return self._peer(rows[0]) if rows else None
 
     @mapped
-    async def _pool_peers(self, pool: str) -> list[dict]:
+    async def _pool_peers(self, pool: str | None) -> list[dict]:
         db = await self.db.conn()
-        rows = await db.execute_fetchall("SELECT record, pool, last_seen, last_ts FROM peers WHERE pool = ? "
-                                         "ORDER BY peer_id", (pool,))
+        rows = await db.execute_fetchall("SELECT record, pool, last_seen, last_ts FROM peers WHERE ? IS NULL OR "
+                                         "pool = ? ORDER BY peer_id", (pool, pool))
         return [self._peer(row) for row in rows]
 
     @mapped

@@ -1,0 +1,141 @@
+"""Live peers as real LiteLLM deployments: each worker keeps its Router in step with the store.
+
+Boundary: reads the peers in the store, writes the proxy's Router (`upsert_deployment` /
+`delete_deployment`), and makes one tiny probe call per new peer. Every `interval_s`:
+
+- a live peer (heartbeat within `away_after_s`) whose base URL still passes the SSRF
+  rule (adapters/netguard.py, resolved again: a name that now points somewhere private is
+  dropped) and whose probe answered is a deployment named `peer/<peer id>`: the peer's
+  model on its base URL through LiteLLM's OpenAI-compatible client, its own API key if it
+  gave one, its `max_concurrency` as the deployment's `max_parallel_requests`, its price
+  per token as the deployment's prices. Inner calls to a peer therefore get LiteLLM's
+  timeouts, retries, cooldowns, logging and cost like any configured model.
+- a peer that left, went away or fails the rule loses its deployment (the next sync
+  after it comes back adds it again, with a new probe).
+- a probe (`Say OK.`, 4 tokens, 10 s) runs once per registration before first use; a
+  failed probe keeps the peer out and counts as a failed run in its payee's reputation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .. import peers
+from .netguard import Allowlist, UnsafeURL, check_url
+
+log = logging.getLogger("chorus_litellm")
+
+PREFIX = "peer/"
+PROBE = [{"role": "user", "content": "Say OK."}]
+
+
+def model_name(peer_id: str) -> str:
+    return PREFIX + peer_id
+
+
+def deployment_id(peer_id: str, registered_at: float) -> str:
+    """Changes when the peer registers again (a new offer is a new deployment, probed anew)."""
+    return "chorus-peer-" + hashlib.sha256(f"{peer_id}:{registered_at}".encode()).hexdigest()[:16]
+
+
+def deployment(record: dict) -> dict:
+    """The Router deployment for a peer's registration (pure)."""
+    params: dict[str, Any] = {"model": f"openai/{record['model']}", "api_base": record["base_url"],
+                              "api_key": record.get("api_key") or "none",
+                              "max_parallel_requests": record["max_concurrency"]}
+    if record.get("price_per_token") is not None:
+        params.update(input_cost_per_token=record["price_per_token"], output_cost_per_token=record["price_per_token"])
+    return {"model_name": model_name(record["peer_id"]), "litellm_params": params,
+            "model_info": {"id": deployment_id(record["peer_id"], record["registered_at"]),
+                           "chorus_peer": record["peer_id"], "chorus_payee": record["payee"]}}
+
+
+class PeerSync:
+    def __init__(self, store: Any, get_router: Callable[[], Any], policy: peers.Policy, urls: Allowlist, *,
+                 interval_s: float = 2.0, probe_timeout_s: float = 10.0, resolve: Any = None) -> None:
+        self.store, self.get_router, self.policy, self.urls = store, get_router, policy, urls
+        self.interval_s, self.probe_timeout_s, self.resolve = interval_s, probe_timeout_s, resolve
+        self.probed: dict[str, bool] = {}  # deployment id -> probe passed (this worker)
+        self._task: asyncio.Task | None = None
+
+    async def sync_once(self) -> dict[str, list[str]]:
+        """One pass; the peer ids added and removed."""
+        router = self.get_router()
+        if router is None:
+            return {"added": [], "removed": []}
+        now = self.store.clock()
+        wanted: dict[str, dict] = {}
+        for peer in await self.store.all_peers():
+            record = peer["record"]
+            if peers.state(peer["last_seen"], now, self.policy.away_after_s) != "live":
+                continue
+            try:
+                await check_url(record["base_url"], self.urls, resolve=self.resolve, what="base_url")
+            except UnsafeURL as exc:
+                log.warning("chorus: peer %s left out: %s", record["peer_id"], exc)
+                continue
+            wanted[record["peer_id"]] = deployment(record)
+        current = {d["model_info"].get("chorus_peer"): d["model_info"]["id"] for d in router.get_model_list() or []
+                   if (d.get("model_info") or {}).get("chorus_peer")}
+        removed = [pid for pid, dep_id in current.items() if pid not in wanted
+                   or wanted[pid]["model_info"]["id"] != dep_id]
+        for pid in removed:
+            router.delete_deployment(id=current[pid])
+        added = []
+        for pid, dep in wanted.items():
+            if current.get(pid) == dep["model_info"]["id"] and pid not in removed:
+                continue
+            if await self._probe(router, dep):
+                router.upsert_deployment(_as_deployment(dep))
+                added.append(pid)
+        if added or removed:
+            log.info("chorus: peers added to the Router %s, removed %s", added, removed)
+        return {"added": added, "removed": removed}
+
+    async def _probe(self, router: Any, dep: dict) -> bool:
+        dep_id = dep["model_info"]["id"]
+        if dep_id in self.probed:
+            return self.probed[dep_id]
+        import litellm
+
+        params = dep["litellm_params"]
+        try:
+            await litellm.acompletion(model=params["model"], api_base=params["api_base"], api_key=params["api_key"],
+                                      messages=PROBE, max_tokens=4, timeout=self.probe_timeout_s, num_retries=0)
+            self.probed[dep_id] = True
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the peer out
+            log.warning("chorus: peer %s failed its probe: %s", dep["model_info"]["chorus_peer"], exc)
+            self.probed[dep_id] = False
+            await self.store.add_reputation({dep["model_info"]["chorus_payee"]: {"runs": 1, "failures": 1}})
+        return self.probed[dep_id]
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._forever(), name="chorus-peer-sync")
+            log.info("chorus: peer sync started (every %.1f s)", self.interval_s)
+
+    async def _forever(self) -> None:
+        while True:
+            try:
+                await self.sync_once()
+            except Exception:  # noqa: BLE001 - a store outage or a bad record never stops the sync
+                log.exception("chorus: peer sync pass failed")
+            await asyncio.sleep(self.interval_s)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+def _as_deployment(dep: dict) -> Any:
+    from litellm.types.router import Deployment
+
+    return Deployment(**dep)
