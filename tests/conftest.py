@@ -47,6 +47,10 @@ def e2e_config(upstream: str) -> dict:
             fusion_entry("debate2", {**fusion(["model-a", "model-b", "model-c"]),
                                      "debate": {"protocol": "debate", "max_rounds": 2, "agreement": 1.0,
                                                 "echo": {"copy_similarity": 1.0}}}),
+            # debate2 where every seat must answer every round (the eval test measures per-round majorities)
+            fusion_entry("debate-all", {**fusion(["model-a", "model-b", "model-c"], min_quorum=3),
+                                        "debate": {"protocol": "debate", "max_rounds": 2, "agreement": 1.0,
+                                                   "echo": {"copy_similarity": 1.0}}}),
             fusion_entry("consensus", {**fusion(["model-a", "model-b", "model-c"]),
                                        "debate": {"protocol": "consensus", "max_rounds": 2}}),
             fusion_entry("debate-paid", {**fusion(["model-a", {"model": "model-b", "persona": "skeptic"}, "model-c"],
