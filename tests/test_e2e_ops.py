@@ -110,9 +110,8 @@ def test_each_run_is_a_tree_of_stage_spans_under_litellms_request_span(ops):
     outcomes = sorted(r["attributes"]["chorus.outcome"] for r in runs)
     assert outcomes == ["degraded", "forwarded", "ok", "ok", "ok", "ok", "quorum_failed"]
     for run in runs:
-        if LITELLM < (1, 106):  # no request span reaches a custom provider there (custom_auth): a root
-            assert run["parent_id"] is None
-            continue
+        if LITELLM < (1, 106) and run["parent_id"] is None:
+            continue  # older releases may hand the provider no request span (1.98.0 with FastAPI 0.140): a root
         parent = by_id.get(run["parent_id"])
         assert parent is not None and not parent["name"].startswith("chorus."), run["parent_id"]
         assert parent["context"]["trace_id"] == run["context"]["trace_id"]
