@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from chorus_litellm.errors import RequestError
@@ -76,3 +78,18 @@ def test_tools_are_forwarded_or_refused():
 def test_bad_debate_ids(debate_id):
     with pytest.raises(RequestError, match="chorus.debate_id"):
         request(chorus={"debate_id": debate_id})
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    (42, "must be an http(s) URL"), ("", "must be an http(s) URL"), ("https://x.example/" + "a" * 2100, "2048"),
+])
+def test_a_bad_callback_url_is_a_400_naming_the_field(value, words):
+    with pytest.raises(RequestError, match=re.escape(words)) as err:
+        request(callback_url=value)
+    assert err.value.status_code == 400 and err.value.param == "callback_url"
+
+
+def test_a_profile_with_webhooks_off_refuses_a_callback_url():
+    with pytest.raises(RequestError, match="webhooks are turned off"):
+        request(profile(webhooks={"enabled": False}), callback_url="https://x.example/hook")
+    assert request(callback_url=" https://x.example/hook ").callback_url == "https://x.example/hook"

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..runlog import TERMINAL, Listener, RunEvent
+from .background import stop
 
 log = logging.getLogger("chorus_litellm")
 
@@ -69,11 +70,8 @@ class EventLog:
 
     async def aclose(self) -> None:
         """Write what is pending and stop the writer."""
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-            self._writer = None
+        await stop(self._writer)
+        self._writer = None
         await self.flush()
 
     # -- following ----------------------------------------------------------------

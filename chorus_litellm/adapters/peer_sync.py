@@ -19,13 +19,13 @@ Boundary: reads the peers in the store, writes the proxy's Router (`upsert_deplo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from .. import peers
+from .background import stop
 from .netguard import Allowlist, UnsafeURL, check_url
 
 log = logging.getLogger("chorus_litellm")
@@ -128,11 +128,8 @@ class PeerSync:
             await asyncio.sleep(self.interval_s)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
 
 def _as_deployment(dep: dict) -> Any:

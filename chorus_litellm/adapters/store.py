@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import StoreUnavailable
 from ..types import Caller
+from .background import stop
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -404,11 +405,8 @@ class Store:
 
     async def aclose(self) -> None:
         """Stop the background flush and close every connection."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+        await stop(self._flusher)
+        self._flusher = None
         await self.outbox.aclose()
         await self._close()
 

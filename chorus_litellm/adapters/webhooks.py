@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import RequestError
+from .background import stop
 from .netguard import Allowlist, Resolve, UnsafeURL, check_url, guarded_client, post_json
 from .signing import Signer, SigningError, verify_bytes
 from .store import Job
@@ -173,8 +174,5 @@ class Webhooks:
         return None if 200 <= status < 300 else f"HTTP {status}"
 
     async def aclose(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
+        await stop(self._worker)
+        self._worker = None
