@@ -5,15 +5,17 @@
     chorus verify receipt.json --public-key KEY [--public-key OLD_KEY ...]
                                            check a receipt offline (exit 0 valid, 1 not)
     chorus reputation                      payees' scores from the store (CHORUS_STORE, CHORUS_DB_PATH)
+    chorus peer keygen|join|earnings       host a model in a proxy's pool (peer_cli.py, docs/peers.md)
     chorus eval --data F|--dataset mmlu|mtbench --models a,fusion/x,vote:a:5 [...]
                                            compare models and fusion profiles on a dataset
                                            through the proxy (`chorus eval --help`, docs/eval.md)
     chorus serve [--config F] [--port N] [--workers N] [--demo]
                                            run `litellm --config F`; --demo also starts the
                                            fake upstream on 127.0.0.1:8001 that the shipped
-                                           litellm_config.yaml points at, and (if no key is
+                                           litellm_config.yaml points at, (if no key is
                                            configured) signs bounty receipts with a demo key
-                                           kept in the data dir
+                                           kept in the data dir, and admits peers whose model
+                                           servers run on this machine
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import sys
 import threading
 from pathlib import Path
 
+from . import peer_cli
 from .config import load_profiles, read_config_file
 from .errors import ConfigError
 from .evaluation import command as eval_command
@@ -40,23 +43,13 @@ def check(path: str) -> int:
         print(f"chorus: {path}: invalid\n{exc}", file=sys.stderr)
         return 1
     for name, p in profiles.items():
+        pool = [f"{p.panel.seats} from pool {p.panel.pool} by {p.panel.select}"] if p.panel.pool else []
         panel = f"self-MoA {p.panel.self_moa.model} x{p.panel.self_moa.samples}" if p.panel.self_moa else \
-            ", ".join(m.model for m in p.panel.members)
+            ", ".join([*(m.model for m in p.panel.members), *pool])
         print(f"fusion/{name}: protocol={p.debate.protocol} router={p.router.policy} panel=[{panel}] quorum={p.panel.quorum} "
               f"judge={p.aggregator.judge} synthesizer={p.aggregator.synthesizer}")
     print(f"chorus: {path}: {len(profiles)} fusion profile(s) valid")
     return 0
-
-
-def _write_key(path: Path) -> dict:
-    """A new signing key in `path`, created with mode 600 (never over an existing file)."""
-    from .adapters.signing import generate
-
-    key = generate()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(key, fh, indent=2)
-    return key
 
 
 def keygen(out: str) -> int:
@@ -64,7 +57,9 @@ def keygen(out: str) -> int:
     if path.exists():
         print(f"chorus: {out} exists; not overwriting a signing key", file=sys.stderr)
         return 1
-    key = _write_key(path)
+    from .adapters.signing import write_key_file
+
+    key = write_key_file(path)
     print(f"wrote {out} (mode 600). key_id {key['key_id']}\npublic key {key['public_key']}\n"
           f"use it with CHORUS_SIGNING_KEY_FILE={out}")
     return 0
@@ -127,6 +122,11 @@ def serve(args: argparse.Namespace) -> int:
         print("chorus: demo upstream on http://127.0.0.1:8001 (a fake OpenAI-compatible server)")
         if not (env.get("CHORUS_SIGNING_KEY") or env.get("CHORUS_SIGNING_KEY_FILE")):
             env["CHORUS_SIGNING_KEY_FILE"] = str(_demo_key())
+        # Peers on this machine may join (`chorus peer join`); set these to close it.
+        env.setdefault("CHORUS_PEER_ADMISSION", "open")
+        env.setdefault("CHORUS_PEER_URL_ALLOWLIST", "127.0.0.1/32,::1/128")
+        print(f"chorus: peers admitted: {env['CHORUS_PEER_ADMISSION']}, model servers at "
+              f"{env['CHORUS_PEER_URL_ALLOWLIST']} (chorus peer join --proxy http://{args.host}:{args.port} ...)")
     print(f"chorus: live view on http://{args.host}:{args.port}/chorus/ui/")
     litellm = shutil.which("litellm") or os.path.join(os.path.dirname(sys.executable), "litellm")
     proxy = subprocess.Popen(
@@ -194,7 +194,9 @@ def _demo_key() -> Path:
     path = data_dir() / "demo-signing-key.json"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_key(path)
+        from .adapters.signing import write_key_file
+
+        write_key_file(path)
         print(f"chorus: demo signing key written to {path} (for bounty receipts; use `chorus keygen` for real)")
     return path
 
@@ -222,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
                           help="base64 public key or a file with one; repeat for rotated keys")
     sub.add_parser("reputation", help="show payees' reputation from the store")
     eval_command.add_parser(sub)
+    peer_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "peer":
+        return peer_cli.run(args)
     if args.command == "eval":
         return eval_command.run(args)
     if args.command == "reputation":

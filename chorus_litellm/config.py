@@ -92,11 +92,28 @@ class ReputationConfig(_Strict):
     order: bool = False  # best-scoring seats first (first in line for the quorum)
     min_score: float | None = Field(None, ge=0, le=1)  # drop seats scoring below this...
     min_runs: int = Field(5, ge=1)  # ...once their payee has this many runs on record
+    # Pool seats (select: reputation) kept for peers with fewer than min_runs runs, so new
+    # peers earn a score: 0.2 is one seat in five (at least one while new peers exist).
+    explore: float = Field(0.2, ge=0, le=1)
 
 
 class PanelConfig(_Strict):
     members: tuple[MemberConfig, ...] = ()
     self_moa: SelfMoAConfig | None = None
+    # Marketplace seats (docs/peers.md): `seats` seats drawn per run from the live peers
+    # of `pool`, beside any static `members`.
+    pool: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    seats: int = Field(0, ge=0, le=32)
+    # reputation: high scorers first, `reputation.min_score` as a floor, `reputation.explore`
+    # of the seats for new peers; random; cheapest: lowest price per token first.
+    select: Literal["reputation", "random", "cheapest"] = "reputation"
+    # Pool seats' personas: rotate (round-robin over the profile's personas, else the
+    # built-ins: distinct while there are enough), hash (a peer keeps one persona, chosen
+    # by its id), or off. A peer only gets a persona it accepts.
+    personas: Literal["rotate", "hash", "off"] = "rotate"
+    # Seats one peer may hold in a run (1: never two seats on one peer); never more than
+    # the peer's own max_concurrency.
+    seats_per_peer: int = Field(1, ge=1, le=8)
     # None means "a majority of the seats" (2 of 3, 3 of 4): fusion of one answer is not fusion.
     min_quorum: int | None = Field(None, ge=1)
     # Per-member deadline. Hosted models answer long prompts in well under a minute.
@@ -121,8 +138,12 @@ class PanelConfig(_Strict):
 
     @model_validator(mode="after")
     def _seats(self) -> PanelConfig:
-        if bool(self.members) == bool(self.self_moa):
-            raise ValueError("set exactly one of members or self_moa")
+        if self.self_moa and (self.members or self.pool):
+            raise ValueError("self_moa: cannot be mixed with members or pool")
+        if not (self.members or self.self_moa or self.pool):
+            raise ValueError("set members, self_moa or pool")
+        if bool(self.pool) != bool(self.seats):
+            raise ValueError("seats: pool seats need both pool and seats (1 or more)")
         seats = self.seat_count
         if self.min_quorum is not None and self.min_quorum > seats:
             raise ValueError(f"min_quorum: {self.min_quorum} is more than the {seats} seats")
@@ -133,7 +154,7 @@ class PanelConfig(_Strict):
 
     @property
     def seat_count(self) -> int:
-        return self.self_moa.samples if self.self_moa else len(self.members)
+        return self.self_moa.samples if self.self_moa else len(self.members) + self.seats
 
     @property
     def quorum(self) -> int:

@@ -45,6 +45,8 @@ class RunContext:
     forwarder: Forwarder | None = None
     # Payee reputation scores, when the profile orders or filters seats by them.
     reputation: Callable[[list[str]], Awaitable[dict[str, dict[str, float]]]] | None = None
+    # The live peers of a pool (their registrations), for a panel with pool seats.
+    pool: Callable[[str], Awaitable[list[dict]]] | None = None
     finishers: Sequence[Finisher] = ()  # settle, keep the transcript, add to reputation
     seats: list[Seat] = field(default_factory=list)  # set by the pipeline's seat step
     log: RunLog = field(default_factory=RunLog)  # the run's event log (no listeners: dropped)

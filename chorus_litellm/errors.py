@@ -8,6 +8,7 @@
         ├── QuorumError        too few panel members answered              -> HTTP 502
         ├── UpstreamError      one inner call failed (timeout, HTTP, filter) -> HTTP 502
         ├── DeadlineError      the whole run outlived its deadline          -> HTTP 504
+        ├── PoolError          too few live peers in a pool for the quorum   -> HTTP 503
         └── StoreUnavailable   neither the store nor the outbox took a write -> HTTP 503
 
 A failed panel member is not an exception: it is a `PanelFailure` value. Only a missed
@@ -80,6 +81,12 @@ class DeadlineError(RunError):
     """The run's end-to-end deadline (`run_timeout_s` or the client's `timeout`) passed."""
 
     status_code = 504
+
+
+class PoolError(RunError):
+    """A profile's peer pool has too few live peers to seat its quorum."""
+
+    status_code = 503
 
 
 class StoreUnavailable(RunError):

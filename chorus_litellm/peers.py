@@ -10,10 +10,11 @@ Signed requests: every peer request (register, heartbeat, leave, earnings) carri
     X-Chorus-Peer-Key: <base64 public key>
     X-Chorus-Peer-Signature: t=<unix seconds>,ed25519=<base64 signature>
 
-over the bytes `<METHOD> <path>\\n<t>\\n<body>`. A request is refused when unsigned, badly
-signed, when `t` is more than `window_s` from the proxy's clock, or when `t` is not later
-than the last request the proxy accepted from that peer (so a captured request cannot be
-replayed, even inside the window).
+over the bytes `<METHOD> <path>\\n<t>\\n<body>` (the path with its `?query`, if any). A
+request is refused when unsigned, badly signed, when `t` is more than `window_s` from the
+proxy's clock, or when `t` is not later than the last request the proxy accepted from
+that peer (so a captured request cannot be replayed, even inside the window; the
+read-only earnings listing has only the window).
 
 Admission (`CHORUS_PEER_ADMISSION`): `closed` (the default: no peers), `open`,
 `allowlist` (only the key ids in `CHORUS_PEER_KEYS`) or `invite` (a per-pool token from
@@ -39,6 +40,7 @@ from .adapters.signing import key_id
 from .errors import RequestError
 
 HEARTBEAT_S = 20.0
+ROUTER_PREFIX = "peer/"  # a live peer's deployment in the Router: `peer/<peer id>`
 KEY, SIGNATURE, INVITE = "X-Chorus-Peer-Key", "X-Chorus-Peer-Signature", "X-Chorus-Invite"
 POOL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 Admission = Literal["closed", "open", "allowlist", "invite"]
@@ -149,6 +151,11 @@ def admit(policy: Policy, peer_id: str, pool: str, invite: str | None) -> None:
         tokens = [token for p, token in policy.invites if p == pool]
         if not tokens or not any(hmac.compare_digest(invite or "", t) for t in tokens):
             raise PeerError(f"pool {pool!r} needs a valid invite token ({INVITE})", 403)
+
+
+def model_name(peer_id: str) -> str:
+    """The Router model name of a peer's deployment (adapters/peer_sync.py)."""
+    return ROUTER_PREFIX + peer_id
 
 
 def state(last_seen: float, now: float, away_after_s: float) -> Literal["live", "away"]:

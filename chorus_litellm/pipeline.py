@@ -20,9 +20,9 @@ from contextlib import aclosing
 
 from . import runlog
 from .context import RunContext
-from .errors import DeadlineError, QuorumError
+from .errors import DeadlineError, PoolError, QuorumError
 from .request import PLUGIN_PARAMS, prompt_text, wants_json
-from .stages import consensus, debate, extract, judge, panel, reputation, router, synthesis
+from .stages import consensus, debate, draw, extract, judge, panel, prompts, reputation, router, synthesis
 from .stages.synthesis import is_json
 from .types import Delta, Done, Outcome, Panel, PanelAnswer, Progress, Relay, Route, Seat, SeatResult, Synthesis
 
@@ -176,16 +176,31 @@ async def _forward(ctx: RunContext) -> AsyncIterator[Relay]:
 
 
 async def _seats(ctx: RunContext) -> list[Seat]:
-    """The panel's seats, ordered / filtered by payee reputation when the profile asks.
-    Reputation is advice: when the store cannot answer, the configured order stands."""
-    seats = panel.seats(ctx.panel)
-    rep = ctx.panel.reputation
-    if ctx.reputation is None or (not rep.order and rep.min_score is None):
+    """The static seats (ordered / filtered by reputation when the profile asks), then the
+    seats drawn from the profile's peer pool. Reputation is advice: when the store cannot
+    answer, the configured order stands and the pool is drawn as if every peer were new."""
+    config, rep = ctx.panel, ctx.panel.reputation
+    seats = panel.seats(config)
+    offers = await ctx.pool(config.pool) if config.pool and ctx.pool is not None else []
+    rank_static = bool(seats) and (rep.order or rep.min_score is not None)
+    scores: dict[str, float | None] = {}
+    if ctx.reputation is not None and (rank_static or (offers and config.select == "reputation")):
+        try:
+            counters = await ctx.reputation(sorted({s.scored_as for s in seats} | {o["peer_id"] for o in offers}))
+            scores = {k: reputation.summary(c, rep.min_runs)["score"] for k, c in counters.items()}
+        except Exception as exc:  # noqa: BLE001 - advisory: any store failure keeps the configured order
+            ctx.report.notes.append(f"reputation unavailable ({type(exc).__name__}); configured seat order kept")
+    if rank_static:
+        seats = reputation.select(seats, scores, order=rep.order, min_score=rep.min_score, quorum=ctx.quorum)
+    if not config.pool:
         return seats
-    try:
-        counters = await ctx.reputation(sorted({s.payee_id for s in seats}))
-    except Exception as exc:  # noqa: BLE001 - advisory: any store failure keeps the configured order
-        ctx.report.notes.append(f"reputation unavailable ({type(exc).__name__}); configured seat order kept")
-        return seats
-    scores = {p: reputation.summary(c, rep.min_runs)["score"] for p, c in counters.items()}
-    return reputation.select(seats, scores, order=rep.order, min_score=rep.min_score, quorum=ctx.quorum)
+    personas = list(ctx.profile.personas) or list(prompts.PERSONAS)
+    drawn = draw.draw(offers, config, scores, personas, ctx.rng, {s.name for s in seats})
+    seats += drawn.seats
+    if len(seats) < ctx.quorum:
+        floor = f", {drawn.below_floor} of them under the reputation floor" if drawn.below_floor else ""
+        raise PoolError(f"pool {config.pool!r} has {drawn.live} live peer(s){floor}: {len(drawn.seats)} seated, "
+                        f"{ctx.quorum - (len(seats) - len(drawn.seats))} needed for this profile's quorum of "
+                        f"{ctx.quorum}")
+    ctx.emit("seated", pool=config.pool, live=drawn.live, seats=runlog.seated(list(drawn.seats)))
+    return seats

@@ -12,9 +12,10 @@ Nothing here does I/O, and nothing in `stages/` knows who listens.
 space): stages skip that work when nobody renders it. Every other event is cheap and
 always emitted.
 
-Types, in the order a run emits them (payloads in docs/live-view.md):
+Types, in the order a run emits them (payloads in docs/live-view.md; `seated` only for a
+panel with pool seats: the seats as drawn for this run):
 
-    run_started -> route -> [round_started -> answer ... -> round_done] per round
+    run_started -> route -> [seated] -> [round_started -> answer ... -> round_done] per round
     -> judge_done -> synthesis_started -> answer_delta ... -> settled -> run_done
     (or run_failed at any point: the error the client got)
 
@@ -175,7 +176,12 @@ def started(req: FusionRequest, seats: list[Seat]) -> dict:
     return {"profile": req.profile_name, "protocol": req.debate.protocol, "model": PREFIX + req.profile_name,
             "prompt": clip(prompt_text(req.messages[-1:]))[0], "stream": req.stream, "quorum": req.quorum,
             "max_rounds": req.debate.max_rounds if req.debate.protocol != "moa" else 1, "bounty": bounty,
-            "seats": [{"seat": s.name, "model": s.model, "persona": s.persona, "payee": s.payee_id} for s in seats]}
+            "seats": seated(seats)}
+
+
+def seated(seats: list[Seat]) -> list[dict]:
+    return [{"seat": s.name, "model": s.model, "persona": s.persona, "payee": s.payee_id, "peer": s.peer}
+            for s in seats]
 
 
 def routed(route: Route) -> dict:

@@ -13,6 +13,7 @@ answers with `settlement.status: unsettled` and pays nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, datetime
 
@@ -30,12 +31,12 @@ def contributions(report: RunReport) -> list[s.Contribution]:
     if outcome is None:
         return []
     used = {a.seat.name: a for a in outcome.panel.answers}
-    out = [s.Contribution(a.seat.name, a.seat.model, a.seat.payee_id, a.completion.text, True)
+    out = [s.Contribution(a.seat.name, a.seat.model, a.seat.payee_id, a.completion.text, True, peer=a.seat.peer)
            for a in used.values()]
     for name, result in outcome.last_results().items():
         if name not in used:
             out.append(s.Contribution(name, result.seat.model, result.seat.payee_id, result.text, False,
-                                      reason=result.reason or "not used"))
+                                      reason=result.reason or "not used", peer=result.seat.peer))
     return out
 
 
@@ -79,8 +80,7 @@ class Settler:
         amount, currency = req.bounty
         contribs = contributions(report)
         weights = await impact(report, answer, self.embedder, contribs)
-        contribs = [s.Contribution(c.seat, c.model, c.payee, c.text, c.eligible, c.reason, weights.get(c.seat, 0.0))
-                    for c in contribs]
+        contribs = [dataclasses.replace(c, impact=weights.get(c.seat, 0.0)) for c in contribs]
         result = s.split(amount, contribs)
         payload = s.receipt_payload(
             receipt_id=receipt_id(req.owner, req.debate_id), debate_id=req.debate_id,
@@ -103,8 +103,8 @@ class Settler:
         report.settlement = {
             "status": "settled", "receipt_id": p["receipt_id"], "debate_id": p["debate_id"], "key_id": p["key_id"],
             "bounty": p["bounty"], "unallocated": p["unallocated"],
-            "payouts": [{"seat": c["seat"], "payee": c["payee"], "amount": c["amount"]}
-                        for c in p["contributions"]],
+            "payouts": [{"seat": c["seat"], "payee": c["payee"], "amount": c["amount"],
+                         **({"peer_id": c["peer_id"]} if "peer_id" in c else {})} for c in p["contributions"]],
             "duplicate": stored["signature"] != receipt["signature"],  # a concurrent twin paid first
             "receipt_url": f"/chorus/v1/receipts/{p['debate_id']}",
         }
@@ -127,7 +127,7 @@ class TranscriptKeeper:
 
 
 class ReputationKeeper:
-    """Adds this run's per-payee observations (judge-attributed impact; every seat of
+    """Adds this run's per-payee (per-peer for pool seats) observations (judge-attributed impact; every seat of
     every round, failures and echoes included) to the store."""
 
     def __init__(self, store) -> None:

@@ -72,10 +72,16 @@ class Seat:
     temperature: float | None = None
     persona: str | None = None  # a persona name (stages/prompts.PERSONAS or the profile's)
     payee: str | None = None  # who is paid for this seat; None means "model:<model>"
+    peer: str | None = None  # the marketplace peer (its key id) holding a pool seat
 
     @property
     def payee_id(self) -> str:
         return self.payee or f"model:{self.model}"
+
+    @property
+    def scored_as(self) -> str:
+        """Whose reputation this seat's work counts toward: the peer's own, else the payee's."""
+        return self.peer or self.payee_id
 
 
 @dataclass(frozen=True)

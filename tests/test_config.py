@@ -28,7 +28,15 @@ def test_defaults_and_quorum():
     [
         ({"panel": {"members": ["a", "b"], "min_quorum": 3}}, "panel.min_quorum"),
         ({"panel": {"members": ["a"], "timeout_s": -1}}, "panel.timeout_s"),
-        ({"panel": {"members": []}}, "set exactly one of members or self_moa"),
+        ({"panel": {"members": []}}, "panel: set members, self_moa or pool"),
+        ({"panel": {"members": ["a"], "self_moa": {"model": "a"}}}, "panel.self_moa: cannot be mixed"),
+        ({"panel": {"self_moa": {"model": "a"}, "pool": "gpu", "seats": 2}}, "panel.self_moa: cannot be mixed"),
+        ({"panel": {"pool": "gpu"}}, "panel.seats: pool seats need both pool and seats"),
+        ({"panel": {"members": ["a"], "seats": 2}}, "panel.seats: pool seats need both pool and seats"),
+        ({"panel": {"pool": "GPU pool", "seats": 2}}, "panel.pool: String should match pattern"),
+        ({"panel": {"pool": "gpu", "seats": 2, "select": "best"}}, "panel.select: Input should be 'reputation'"),
+        ({"panel": {"pool": "gpu", "seats": 2, "min_quorum": 4, "members": ["a"]}},
+         "panel.min_quorum: 4 is more than the 3 seats"),
         ({"panel": {"members": ["a"], "bogus": 1}}, "panel.bogus"),
         ({"router": {"policy": "auto"}}, "router.single_model: required"),
         ({"router": {"policy": "sometimes"}}, "router.policy"),
@@ -88,7 +96,8 @@ def test_shipped_config_is_valid():
     from chorus_litellm.config import read_config_file
 
     profiles = load_profiles(read_config_file("litellm_config.yaml"))
-    assert {"research", "self-moa", "debate", "consensus"} <= set(profiles)
+    assert {"research", "self-moa", "debate", "consensus", "market"} <= set(profiles)
+    assert profiles["market"].panel.pool == "demo" and profiles["market"].panel.seat_count == 3
 
 
 @pytest.mark.parametrize(

@@ -285,7 +285,7 @@ def _first_open(n, barrier, tmp_path):
 
 def test_concurrent_migrations_from_several_processes(tmp_path):
     _run_workers(_first_open, tmp_path, count=6)
-    assert rows(tmp_path / "db.sqlite3", "SELECT version FROM chorus_migrations ORDER BY version") == [(1,), (2,), (3,), (4,), (5,)]
+    assert rows(tmp_path / "db.sqlite3", "SELECT version FROM chorus_migrations ORDER BY version") == [(1,), (2,), (3,), (4,), (5,), (6,)]
     assert rows(tmp_path / "db.outbox.sqlite3", "SELECT version FROM chorus_migrations") == [(1,), (2,)]
     assert rows(tmp_path / "db.sqlite3", "SELECT count(*) FROM records") == [(6,)]
     assert rows(tmp_path / "db.sqlite3", "PRAGMA journal_mode") == [("wal",)]
@@ -441,3 +441,29 @@ async def test_peers_live_in_one_pool_and_a_heartbeat_counts_only_if_it_is_later
     assert [p["pool"] for p in await store.all_peers()] == ["cpu"]
     with pytest.raises(StoreUnavailable):
         await stores(down=True).pool_peers("gpu")
+
+
+def paid_receipt(n, issued_at, *paid):
+    """A receipt paying (peer or None, amount) pairs in USD."""
+    contributions = [{"seat": f"s{i}", "amount": amount, **({"peer_id": peer} if peer else {})}
+                     for i, (peer, amount) in enumerate(paid)]
+    return {"payload": {"receipt_id": f"r{n}", "issued_at": issued_at, "bounty": {"currency": "USD"},
+                        "contributions": contributions}, "signature": f"s{n}"}
+
+
+async def test_receipts_are_indexed_per_peer_across_teams_once_and_through_the_outbox(stores):
+    store = stores()
+    first = paid_receipt(1, "2026-11-30T10:00:00.000000Z", ("ed25519:p1", 300), ("ed25519:p2", 200), (None, 100))
+    second = paid_receipt(2, "2026-11-30T11:00:00.000000Z", ("ed25519:p1", 50), ("ed25519:p1", 25))
+    await store.put_receipt("team:a", "d1", first)
+    await store.put_receipt("team:a", "d1", paid_receipt(9, "2026-11-30T12:00:00.000000Z", ("ed25519:p1", 999)))
+    await stores(down=True).put_receipt("team:b", "d1", second)  # another team, during an outage
+    assert (await store.peer_earnings("ed25519:p1"))["receipts"] == [first]  # the retry paid nothing new
+    assert await store.flush_outbox() == 1
+    p1 = await stores.reader().peer_earnings("ed25519:p1")
+    assert p1["receipts"] == [second, first]  # newest first; two seats in one run: one receipt
+    assert p1["totals"] == [{"currency": "USD", "amount": 375, "receipts": 2}]
+    assert (await store.peer_earnings("ed25519:p1", limit=1))["receipts"] == [second]
+    assert (await store.peer_earnings("ed25519:p1", limit=0))["receipts"] == []
+    assert (await store.peer_earnings("ed25519:p2"))["totals"] == [{"currency": "USD", "amount": 200, "receipts": 1}]
+    assert await store.peer_earnings("ed25519:nobody") == {"peer_id": "ed25519:nobody", "totals": [], "receipts": []}

@@ -3,9 +3,13 @@
     POST   /chorus/v1/peers                     register (signed by the peer's key; 201)
     POST   /chorus/v1/peers/{peer_id}/heartbeat  still here (signed; 200)
     DELETE /chorus/v1/peers/{peer_id}            leave (signed; 204)
+    GET    /chorus/v1/peers/{peer_id}/earnings  the receipts that paid this peer, totals per
+                                                 currency, the proxy's public keys (signed
+                                                 by the peer itself; read-only, so no replay
+                                                 rule beyond the time window)
     GET    /chorus/v1/peers?pool=NAME            the pool: state, model, personas, payee, load
-                                                 limit, price, reputation (a LiteLLM key;
-                                                 base URLs only for proxy admins)
+                                                 limit, price, reputation, earnings (a
+                                                 LiteLLM key; base URLs only for proxy admins)
 
 Peer requests carry no LiteLLM key: the peer's Ed25519 signature is its identity
 (peers.py: signed bytes, replay rules, admission). Refusals are JSON errors: 401 for
@@ -27,7 +31,7 @@ from ..settings import load_settings
 from ..stages import reputation
 from ..stages.prompts import PERSONAS
 from .netguard import Allowlist, UnsafeURL, check_url
-from .routes import AUTH
+from .routes import AUTH, public_keys
 
 REPLAY = "signature timestamp is not later than this peer's last request (a replay?)"
 
@@ -40,7 +44,8 @@ def build_peer_router(handler: Any) -> APIRouter:
 
     async def signed(request: Request) -> tuple[peers.Signed, bytes]:
         body = await request.body()
-        return peers.verify(dict(request.headers), request.method, request.url.path, body, now=clock(),
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return peers.verify(dict(request.headers), request.method, target, body, now=clock(),
                             window_s=policy.window_s), body
 
     async def stored(call: Any, *args: Any) -> Any:
@@ -113,10 +118,20 @@ def build_peer_router(handler: Any) -> APIRouter:
             raise HTTPException(status_code=exc.status_code, detail=str(exc)) from exc
         return sender
 
+    @router.get("/{peer_id}/earnings")
+    async def earnings(peer_id: str, request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict:
+        try:
+            sender, _body = await signed(request)
+            if sender.peer_id != peer_id:
+                raise peers.PeerError(f"signed by {sender.peer_id}, not by {peer_id}", 403)
+        except peers.PeerError as exc:
+            raise HTTPException(status_code=exc.status_code, detail=str(exc)) from exc
+        return {**await stored(handler.store.peer_earnings, peer_id, limit), "keys": public_keys(handler)}
+
     @router.get("")
     async def list_pool(pool: str = Query(..., pattern=peers.POOL.pattern), auth: UserAPIKeyAuth = AUTH) -> dict:
         found = await stored(handler.store.pool_peers, pool)
-        scores = await stored(handler.store.reputation, sorted({p["record"]["payee"] for p in found}))
+        scores = await stored(handler.store.reputation, sorted(p["record"]["peer_id"] for p in found))
         admin = str(getattr(auth, "user_role", "") or "").endswith("proxy_admin")
         now = clock()
         listed = []
@@ -124,8 +139,9 @@ def build_peer_router(handler: Any) -> APIRouter:
             r = p["record"]
             entry = {k: r[k] for k in ("peer_id", "model", "payee", "personas", "max_concurrency",
                                        "price_per_token", "registered_at")}
+            paid = await stored(handler.store.peer_earnings, r["peer_id"], 0)
             entry.update(state=peers.state(p["last_seen"], now, policy.away_after_s), last_seen=p["last_seen"],
-                         reputation=reputation.summary(scores.get(r["payee"], {})))
+                         reputation=reputation.summary(scores.get(r["peer_id"], {})), earnings=paid["totals"])
             if admin:
                 entry["base_url"] = r["base_url"]
             listed.append(entry)

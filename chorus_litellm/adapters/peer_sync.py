@@ -13,7 +13,11 @@ Boundary: reads the peers in the store, writes the proxy's Router (`upsert_deplo
 - a peer that left, went away or fails the rule loses its deployment (the next sync
   after it comes back adds it again, with a new probe).
 - a probe (`Say OK.`, 4 tokens, 10 s) runs once per registration before first use; a
-  failed probe keeps the peer out and counts as a failed run in its payee's reputation.
+  failed probe keeps the peer out and counts as a failed run in the peer's reputation.
+
+`available(pool)` is what the draw (stages/draw.py) may seat: the pool's peers live in
+the store right now whose registration this worker's Router holds (deployed by the last
+pass, at most `interval_s` ago; a peer that joined since waits for the next pass).
 """
 
 from __future__ import annotations
@@ -30,13 +34,7 @@ from .netguard import Allowlist, UnsafeURL, check_url
 
 log = logging.getLogger("chorus_litellm")
 
-PREFIX = "peer/"
 PROBE = [{"role": "user", "content": "Say OK."}]
-
-
-def model_name(peer_id: str) -> str:
-    return PREFIX + peer_id
-
 
 def deployment_id(peer_id: str, registered_at: float) -> str:
     """Changes when the peer registers again (a new offer is a new deployment, probed anew)."""
@@ -50,7 +48,7 @@ def deployment(record: dict) -> dict:
                               "max_parallel_requests": record["max_concurrency"]}
     if record.get("price_per_token") is not None:
         params.update(input_cost_per_token=record["price_per_token"], output_cost_per_token=record["price_per_token"])
-    return {"model_name": model_name(record["peer_id"]), "litellm_params": params,
+    return {"model_name": peers.model_name(record["peer_id"]), "litellm_params": params,
             "model_info": {"id": deployment_id(record["peer_id"], record["registered_at"]),
                            "chorus_peer": record["peer_id"], "chorus_payee": record["payee"]}}
 
@@ -61,6 +59,7 @@ class PeerSync:
         self.store, self.get_router, self.policy, self.urls = store, get_router, policy, urls
         self.interval_s, self.probe_timeout_s, self.resolve = interval_s, probe_timeout_s, resolve
         self.probed: dict[str, bool] = {}  # deployment id -> probe passed (this worker)
+        self.deployed: dict[str, dict] | None = None  # peer id -> registration, after the last pass
         self._task: asyncio.Task | None = None
 
     async def sync_once(self) -> dict[str, list[str]]:
@@ -70,7 +69,8 @@ class PeerSync:
             return {"added": [], "removed": []}
         now = self.store.clock()
         wanted: dict[str, dict] = {}
-        for peer in await self.store.all_peers():
+        peers_now = await self.store.all_peers()
+        for peer in peers_now:
             record = peer["record"]
             if peers.state(peer["last_seen"], now, self.policy.away_after_s) != "live":
                 continue
@@ -86,18 +86,32 @@ class PeerSync:
                    or wanted[pid]["model_info"]["id"] != dep_id]
         for pid in removed:
             router.delete_deployment(id=current[pid])
+        new = {pid: dep for pid, dep in wanted.items()
+               if not (current.get(pid) == dep["model_info"]["id"] and pid not in removed)}
+        answered = await asyncio.gather(*(self._probe(dep) for dep in new.values()))  # side by side
         added = []
-        for pid, dep in wanted.items():
-            if current.get(pid) == dep["model_info"]["id"] and pid not in removed:
-                continue
-            if await self._probe(router, dep):
+        for (pid, dep), ok in zip(new.items(), answered, strict=True):
+            if ok:
                 router.upsert_deployment(_as_deployment(dep))
                 added.append(pid)
         if added or removed:
             log.info("chorus: peers added to the Router %s, removed %s", added, removed)
+        in_router = {(d.get("model_info") or {}).get("chorus_peer") for d in router.get_model_list() or []}
+        self.deployed = {pid: peer["record"] for peer in peers_now if (pid := peer["record"]["peer_id"]) in wanted
+                         and pid in in_router}
         return {"added": added, "removed": removed}
 
-    async def _probe(self, router: Any, dep: dict) -> bool:
+    async def available(self, pool: str) -> list[dict]:
+        """The pool's live peers (read now: one that just left or went away is not drawn)
+        whose current registration is deployed in this worker's Router."""
+        if self.deployed is None:  # the first run before the first pass
+            await self.sync_once()
+        deployed, now = self.deployed or {}, self.store.clock()
+        return [p["record"] for p in await self.store.pool_peers(pool)
+                if peers.state(p["last_seen"], now, self.policy.away_after_s) == "live"
+                and deployed.get(p["record"]["peer_id"], {}).get("registered_at") == p["record"]["registered_at"]]
+
+    async def _probe(self, dep: dict) -> bool:
         dep_id = dep["model_info"]["id"]
         if dep_id in self.probed:
             return self.probed[dep_id]
@@ -111,7 +125,7 @@ class PeerSync:
         except Exception as exc:  # noqa: BLE001 - any failure keeps the peer out
             log.warning("chorus: peer %s failed its probe: %s", dep["model_info"]["chorus_peer"], exc)
             self.probed[dep_id] = False
-            await self.store.add_reputation({dep["model_info"]["chorus_payee"]: {"runs": 1, "failures": 1}})
+            await self.store.add_reputation({dep["model_info"]["chorus_peer"]: {"runs": 1, "failures": 1}})
         return self.probed[dep_id]
 
     def start(self) -> None:

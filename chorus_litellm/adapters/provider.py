@@ -247,6 +247,10 @@ class FusionHandler(CustomLLM):
         self._peer_syncs[loop].start()
         return self._peer_syncs[loop]
 
+    async def _pool(self, name: str) -> list[dict]:
+        """The pool's live, probed peers (the peer sync starts with the first pool run)."""
+        return await self.peer_sync().available(name)
+
     def _context(self, req: FusionRequest, logging_obj: Any, timeout: Any) -> RunContext:
         storage = req.profile.storage
         watched = storage.events and req.owner is not None
@@ -261,6 +265,7 @@ class FusionHandler(CustomLLM):
             listeners.append(self.event_log().listener(req.owner, req.debate_id, storage.transcript_ttl_s))
         return RunContext.create(req, self.completer, timeout=timeout, on_charge=_Charge(logging_obj, req.stream),
                                  embedder=embedder, forwarder=self.forwarder, reputation=self.store.reputation,
+                                 pool=self._pool if req.profile.panel.pool else None,
                                  finishers=finishers, log=RunLog(*listeners, watched=watched))
 
     def _embedder_for(self, req: FusionRequest) -> Embedder:

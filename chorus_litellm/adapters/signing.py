@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,6 +49,26 @@ def generate() -> dict[str, str]:
             "private_key": base64.b64encode(bytes(key)).decode()}
 
 
+def write_key_file(path: Path) -> dict[str, str]:
+    """A new key in `path`, created with mode 600 (never over an existing file)."""
+    key = generate()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(key, fh, indent=2)
+    return key
+
+
+def read_key_file(path: Path) -> bytes:
+    """The 32-byte seed in a key file `write_key_file` made; SigningError naming the file."""
+    try:
+        seed = _b64(json.loads(path.read_text())["private_key"], str(path))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SigningError(f"{path}: not a chorus key file ({type(exc).__name__})") from None
+    if len(seed) != 32:
+        raise SigningError(f"{path}: an Ed25519 signing key is 32 bytes")
+    return seed
+
+
 class Signer:
     def __init__(self, seed: bytes) -> None:
         if len(seed) != 32:
@@ -65,13 +86,10 @@ class Signer:
         if settings.signing_key is not None:
             return cls(_b64(settings.signing_key.get_secret_value(), "CHORUS_SIGNING_KEY"))
         if settings.signing_key_file is not None:
-            path = settings.signing_key_file
             try:
-                data = json.loads(path.read_text())
-                return cls(_b64(data["private_key"], str(path)))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise SigningError(
-                    f"CHORUS_SIGNING_KEY_FILE {path}: not a chorus key file ({type(exc).__name__})") from None
+                return cls(read_key_file(settings.signing_key_file))
+            except SigningError as exc:
+                raise SigningError(f"CHORUS_SIGNING_KEY_FILE {exc}") from None
         return None
 
     @classmethod

@@ -27,6 +27,10 @@ The outbox rule (storage never fails or duplicates a run):
   ahead, so a worker that dies mid-delivery leaves it to the next), and
   `finish_webhook` deletes it (delivered) or re-schedules it (a retry) or parks it
   (`dead`, kept for `DEAD_TTL_S`). A restart loses nothing: the queue is the store.
+- Earnings: a receipt that names marketplace peers (`peer_id` on a contribution) is
+  indexed per peer when it is stored, in the backend's same write path as the receipt
+  (an outboxed receipt is indexed when it is flushed), so `peer_earnings` lists every
+  receipt that paid a peer, across teams, with totals per currency.
 - Peers (peers.py): one record per peer key (`put_peer` replaces it; a peer is in one
   pool at a time), with `last_seen` and `last_ts` kept apart so that `touch_peer` is a
   compare-and-set: a heartbeat counts only if its signed timestamp is later than the
@@ -84,6 +88,16 @@ def owner_of(caller: Caller) -> str | None:
     if caller.key_hash:
         return f"key:{caller.key_hash}"
     return None
+
+
+def earnings(receipt: dict) -> dict[str, tuple[str, str, int]]:
+    """Per peer a receipt names: (issued_at, currency, amount summed over its seats)."""
+    payload = receipt.get("payload") or {}
+    paid: dict[str, int] = {}
+    for c in payload.get("contributions") or ():
+        if c.get("peer_id"):
+            paid[c["peer_id"]] = paid.get(c["peer_id"], 0) + int(c["amount"])
+    return {peer: (payload["issued_at"], payload["bounty"]["currency"], amount) for peer, amount in paid.items()}
 
 
 def record_key(owner: str, debate_id: str) -> str:
@@ -191,6 +205,10 @@ class Store:
         raise NotImplementedError
 
     async def _delete_peer(self, peer_id: str) -> None:
+        raise NotImplementedError
+
+    async def _earnings(self, peer_id: str, limit: int) -> tuple[list[dict], dict[str, dict[str, int]]]:
+        """The peer's newest receipts, and totals per currency ({"amount", "receipts"})."""
         raise NotImplementedError
 
     # -- records ---------------------------------------------------------------------
@@ -346,6 +364,13 @@ class Store:
         await self._delete_peer(peer_id)
 
     # -- reputation -----------------------------------------------------------------
+    async def peer_earnings(self, peer_id: str, limit: int = 100) -> dict:
+        """Receipts that paid this peer (newest first, at most `limit`) and its totals per
+        currency; StoreUnavailable when the backend is down."""
+        receipts, totals = await self._earnings(peer_id, limit)
+        return {"peer_id": peer_id, "totals": [{"currency": cur, **t} for cur, t in sorted(totals.items())],
+                "receipts": receipts}
+
     async def add_reputation(self, observations: dict[str, dict[str, float]]) -> None:
         """Add one run's observations per payee (atomic increments); best effort, never raises."""
         try:

@@ -19,6 +19,7 @@ import json
 import time
 import weakref
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,7 +30,7 @@ from redis.exceptions import RedisError
 
 from .. import runlog
 from ..settings import data_dir
-from .store import DEAD_TTL_S, Job, Pending, Store, record_key, unavailable_on
+from .store import DEAD_TTL_S, RECEIPT, Job, Pending, Store, earnings, record_key, unavailable_on
 from .store_sqlite import Outbox
 
 GC_MARGIN_S = 60  # the server keeps an expired value this much longer than the clock says
@@ -108,9 +109,21 @@ class RedisStore(Store):
         now = self.clock()
         value = json.dumps({"expires_at": item.expires_at, "record": item.record})
         px = "" if item.expires_at is None else str(max(1, int((item.expires_at - now + GC_MARGIN_S) * 1000)))
-        stored = await self._client().eval(_PUT_FIRST, 1, self._key(item.kind, item.owner, item.debate_id),
-                                           value, repr(now), px)
-        return json.loads(stored)["record"]
+        stored = json.loads(await self._client().eval(_PUT_FIRST, 1, self._key(item.kind, item.owner,
+                                                                                 item.debate_id), value, repr(now), px))
+        if item.kind == RECEIPT and (paid := earnings(stored["record"])):
+            await self._index_earnings(record_key(item.owner, item.debate_id), paid)
+        return stored["record"]
+
+    async def _index_earnings(self, key: str, paid: dict[str, tuple[str, str, int]]) -> None:
+        """Per peer: a zset of receipt keys by issue time, a hash of key -> [currency, amount]
+        (idempotent: a re-sent receipt rewrites the same members)."""
+        pipe = self._client().pipeline(transaction=True)
+        for peer, (issued_at, currency, amount) in paid.items():
+            when = datetime.strptime(issued_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+            pipe.zadd(f"{self.prefix}:earnings:{peer}", {key: when})
+            pipe.hset(f"{self.prefix}:earnings:{peer}:paid", key, json.dumps([currency, amount]))
+        await pipe.execute()
 
     @mapped
     async def _get(self, kind: str, owner: str, debate_id: str) -> dict | None:
@@ -276,6 +289,20 @@ class RedisStore(Store):
         if pool is not None:
             pipe.srem(f"{self.prefix}:pool:{pool.decode()}", peer_id)
         await pipe.execute()
+
+    @mapped
+    async def _earnings(self, peer_id: str, limit: int) -> tuple[list[dict], dict[str, dict[str, int]]]:
+        client = self._client()
+        keys = [k.decode() for k in await client.zrevrange(f"{self.prefix}:earnings:{peer_id}", 0, limit - 1)] \
+            if limit > 0 else []
+        values = await client.mget([f"{self.prefix}:{RECEIPT}:{k}" for k in keys]) if keys else []
+        totals: dict[str, dict[str, int]] = {}
+        for raw in (await client.hgetall(f"{self.prefix}:earnings:{peer_id}:paid")).values():
+            currency, amount = json.loads(raw)
+            t = totals.setdefault(currency, {"amount": 0, "receipts": 0})
+            t["amount"] += amount
+            t["receipts"] += 1
+        return [json.loads(v)["record"] for v in values if v is not None], totals
 
     async def _close(self) -> None:
         clients, self._clients = self._clients, weakref.WeakKeyDictionary()

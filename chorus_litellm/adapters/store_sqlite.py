@@ -18,7 +18,7 @@ from .. import runlog
 from ..settings import outbox_beside
 from .outbox import Outbox
 from .sqlite import Database, Migration, mapped
-from .store import DEAD_TTL_S, Job, Pending, Store
+from .store import DEAD_TTL_S, RECEIPT, Job, Pending, Store, earnings
 
 
 async def _m1_records(db: aiosqlite.Connection) -> None:
@@ -56,7 +56,14 @@ async def _m5_peers(db: aiosqlite.Connection) -> None:
     await db.execute("CREATE INDEX peers_pool ON peers (pool)")
 
 
-MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation, _m3_events, _m4_webhooks, _m5_peers]
+async def _m6_earnings(db: aiosqlite.Connection) -> None:
+    await db.execute("CREATE TABLE earnings (peer_id TEXT NOT NULL, owner TEXT NOT NULL, debate_id TEXT NOT NULL, "
+                     "issued_at TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL, "
+                     "PRIMARY KEY (peer_id, owner, debate_id))")
+    await db.execute("CREATE INDEX earnings_recent ON earnings (peer_id, issued_at)")
+
+
+MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation, _m3_events, _m4_webhooks, _m5_peers, _m6_earnings]
 _PEER = ("record", "pool", "last_seen", "last_ts")
 
 _LIVE = "kind = ? AND owner = ? AND debate_id = ? AND (expires_at IS NULL OR expires_at > ?)"
@@ -87,7 +94,11 @@ class SQLiteStore(Store):
                          (item.kind, item.owner, item.debate_id, json.dumps(item.record), now, item.expires_at))
         rows = await db.execute_fetchall(f"SELECT record FROM records WHERE {_LIVE}",
                                          (item.kind, item.owner, item.debate_id, now))
-        return json.loads(rows[0][0]) if rows else item.record
+        stored = json.loads(rows[0][0]) if rows else item.record
+        if item.kind == RECEIPT and (paid := earnings(stored)):
+            await db.executemany("INSERT OR IGNORE INTO earnings VALUES (?, ?, ?, ?, ?, ?)",
+                                 [(peer, item.owner, item.debate_id, *row) for peer, row in paid.items()])
+        return stored
 
     @mapped
     async def _get(self, kind: str, owner: str, debate_id: str) -> dict | None:
@@ -216,6 +227,18 @@ class SQLiteStore(Store):
     async def _delete_peer(self, peer_id: str) -> None:
         db = await self.db.conn()
         await db.execute("DELETE FROM peers WHERE peer_id = ?", (peer_id,))
+
+    @mapped
+    async def _earnings(self, peer_id: str, limit: int) -> tuple[list[dict], dict[str, dict[str, int]]]:
+        db = await self.db.conn()
+        rows = await db.execute_fetchall(
+            "SELECT r.record FROM earnings e JOIN records r ON r.kind = ? AND r.owner = e.owner AND "
+            "r.debate_id = e.debate_id WHERE e.peer_id = ? ORDER BY e.issued_at DESC LIMIT ?",
+            (RECEIPT, peer_id, limit))
+        totals = await db.execute_fetchall("SELECT currency, SUM(amount), COUNT(*) FROM earnings WHERE peer_id = ? "
+                                           "GROUP BY currency", (peer_id,))
+        return ([json.loads(row[0]) for row in rows],
+                {cur: {"amount": int(amount), "receipts": n} for cur, amount, n in totals})
 
     async def _close(self) -> None:
         await self.db.close()

@@ -1,6 +1,7 @@
 """Reputation: a running score per payee from what its seats contributed.
 
-Counters per payee, summed over runs: runs, eligible (answer used), echoes (filtered by
+A marketplace peer's seats count toward the peer itself (its key id), not its payee:
+one payee may run a good machine and a bad one. Counters per payee (or peer), summed over runs: runs, eligible (answer used), echoes (filtered by
 the watchdog), failures (error, timeout, cancelled), impact_ratio (the seat's share of
 the judge's surviving claims times the number of eligible seats: 1.0 is a fair share),
 latency_s. The score in [0, 1]:
@@ -16,12 +17,12 @@ from __future__ import annotations
 
 
 def observations(contributions: list, impact: dict[str, float], latencies: dict[str, float]) -> dict[str, dict]:
-    """One run's counter deltas per payee. `contributions`: settlement.Contribution list."""
+    """One run's counter deltas per payee (or peer). `contributions`: settlement.Contribution list."""
     eligible = [c for c in contributions if c.eligible]
     total = sum(impact.get(c.seat, 0.0) for c in eligible)
     out: dict[str, dict[str, float]] = {}
     for c in contributions:
-        d = out.setdefault(c.payee, {"runs": 0.0, "eligible": 0.0, "echoes": 0.0, "failures": 0.0,
+        d = out.setdefault(c.peer or c.payee, {"runs": 0.0, "eligible": 0.0, "echoes": 0.0, "failures": 0.0,
                                      "impact_ratio": 0.0, "latency_s": 0.0})
         d["runs"] += 1
         d["latency_s"] += latencies.get(c.seat, 0.0)
@@ -57,13 +58,13 @@ def select(seats: list, scores: dict[str, float | None], *, order: bool, min_sco
     """Seats ordered and/or filtered by their payee's score. Unjudged payees stay; never
     fewer seats than the quorum (the best-scoring ones are kept)."""
     def score(seat) -> float:
-        value = scores.get(seat.payee_id)
+        value = scores.get(seat.scored_as)
         return 1.0 if value is None else value  # benefit of the doubt until judged
 
     ranked = sorted(seats, key=lambda s: -score(s)) if order else list(seats)
     if min_score is None:
         return ranked
-    kept = [s for s in ranked if scores.get(s.payee_id) is None or score(s) >= min_score]
+    kept = [s for s in ranked if scores.get(s.scored_as) is None or score(s) >= min_score]
     if len(kept) < quorum:
         best = sorted(seats, key=lambda s: -score(s))[:quorum]
         kept = [s for s in ranked if s in best]

@@ -49,6 +49,7 @@ class Contribution:
     eligible: bool
     reason: str | None = None  # why not eligible
     impact: float = 0.0
+    peer: str | None = None  # the marketplace peer's key id, for a pool seat
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,9 @@ def receipt_payload(
              # impact weights as exact fractions ("4/5"): canonical JSON has no float ambiguity
              "impact_weight": format(Fraction(max(0.0, c.impact)).limit_denominator(10**9), ""),
              "equal_amount": paid[c.seat].equal, "impact_amount": paid[c.seat].impact,
-             "amount": paid[c.seat].amount}
+             "amount": paid[c.seat].amount,
+             # a pool seat names its peer's key id, so the peer can find and verify its pay
+             **({"peer_id": c.peer} if c.peer else {})}
             for c in sorted(contributions, key=lambda c: c.seat)
         ],
         "key_id": key_id,
