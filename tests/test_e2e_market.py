@@ -187,12 +187,15 @@ def test_static_members_and_pool_seats_mix_and_too_few_peers_is_a_503(market):
 
 
 def test_a_peer_killed_mid_run_is_a_failed_member_not_a_failed_run(market):
-    with peers_on(market, "dave", "erin", "frank", latency=1.5) as (dave, erin, frank):
+    with peers_on(market, "dave", "erin", "frank", latency=3.0) as (dave, erin, frank):
         drawable(market, dave, erin, frank)
         result = {}
         runner = threading.Thread(target=lambda: result.update(resp=ask(market)))
         runner.start()
         wait_for(lambda: dave.server.calls() >= 2, 10, "dave's panel call")  # probe + panel call in flight
+        # The pool view's load: calls in flight, published by the worker running them.
+        wait_for(lambda: {p: e["load"] for p, e in pool(market).items()} == {dave.id: 1, erin.id: 1, frank.id: 1},
+                 2.8, "the three calls in flight in the pool view")
         dave.server.kill()
         runner.join(60)
         payouts = paid(result["resp"])

@@ -467,3 +467,17 @@ async def test_receipts_are_indexed_per_peer_across_teams_once_and_through_the_o
     assert (await store.peer_earnings("ed25519:p1", limit=0))["receipts"] == []
     assert (await store.peer_earnings("ed25519:p2"))["totals"] == [{"currency": "USD", "amount": 200, "receipts": 1}]
     assert await store.peer_earnings("ed25519:nobody") == {"peer_id": "ed25519:nobody", "totals": [], "receipts": []}
+
+
+async def test_peer_load_sums_the_fresh_workers_and_forgets_a_dead_one(stores, clock):
+    store = stores()
+    await store.put_peer_load("w1", {"ed25519:p1": 2, "ed25519:p2": 1}, ttl_s=6)
+    await store.put_peer_load("w2", {"ed25519:p1": 1, "ed25519:p3": 0}, ttl_s=6)
+    assert await stores.reader().peer_loads() == {"ed25519:p1": 3, "ed25519:p2": 1}
+    await store.put_peer_load("w1", {"ed25519:p2": 1}, ttl_s=6)  # w1's calls to p1 ended
+    assert await store.peer_loads() == {"ed25519:p1": 1, "ed25519:p2": 1}
+    clock.now += 5
+    await store.put_peer_load("w1", {"ed25519:p2": 4}, ttl_s=6)
+    clock.now += 2  # w2 stopped publishing 7 s ago: it died
+    assert await store.peer_loads() == {"ed25519:p2": 4}
+    await stores(down=True).put_peer_load("w3", {"ed25519:p1": 1}, ttl_s=6)  # an outage is only logged

@@ -9,10 +9,12 @@ once, to `UpstreamError(kind, ...)`. The test double is `chorus_litellm.testing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 from ..errors import UpstreamError
@@ -82,10 +84,22 @@ def proxy_router() -> Any:
 
 
 class RouterCompleter:
-    """Completer over a `litellm.Router` obtained from `get_router()` at each call."""
+    """Completer over a `litellm.Router` obtained from `get_router()` at each call.
+    `inflight` counts this process's calls in flight per model (a peer's load)."""
 
     def __init__(self, get_router: Callable[[], Any]) -> None:
         self._get_router = get_router
+        self.inflight: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def _counted(self, model: str) -> Iterator[None]:
+        self.inflight[model] += 1
+        try:
+            yield
+        finally:
+            self.inflight[model] -= 1
+            if not self.inflight[model]:
+                del self.inflight[model]
 
     def router(self) -> Any:
         router = self._get_router()
@@ -96,11 +110,12 @@ class RouterCompleter:
     async def complete(self, model, messages, *, timeout, stage="", seat="", run="", **params) -> Completion:
         started = time.perf_counter()
         try:
-            response = await asyncio.wait_for(
-                self.router().acompletion(model=model, messages=messages, timeout=timeout,
-                                           **_tagged(params, run, stage, seat)),
-                timeout,
-            )
+            with self._counted(model):
+                response = await asyncio.wait_for(
+                    self.router().acompletion(model=model, messages=messages, timeout=timeout,
+                                               **_tagged(params, run, stage, seat)),
+                    timeout,
+                )
             choice = response.choices[0]
         except Exception as exc:  # noqa: BLE001 - the one mapping boundary (an empty `choices` too)
             raise map_exception(exc) from exc
@@ -116,27 +131,28 @@ class RouterCompleter:
         usage = finish = None
         deadline = asyncio.get_running_loop().time() + timeout
         try:
-            # The deadline covers waiting for the model only: a `yield` inside a timeout
-            # scope would let the deadline fire in the consumer's code instead.
-            async with asyncio.timeout_at(deadline):
-                response = await self.router().acompletion(
-                    model=model, messages=messages, timeout=timeout, stream=True,
-                    stream_options={"include_usage": True}, **_tagged(params, run, stage, seat),
-                )
-            chunks = aiter(response)
-            while True:
+            with self._counted(model):
+                # The deadline covers waiting for the model only: a `yield` inside a timeout
+                # scope would let the deadline fire in the consumer's code instead.
                 async with asyncio.timeout_at(deadline):
-                    chunk = await anext(chunks, None)
-                if chunk is None:
-                    break
-                if getattr(chunk, "usage", None):
-                    usage = chunk.usage
-                for choice in chunk.choices or ():
-                    finish = choice.finish_reason or finish
-                    piece = getattr(choice.delta, "content", None)
-                    if piece:
-                        text.append(piece)
-                        yield piece
+                    response = await self.router().acompletion(
+                        model=model, messages=messages, timeout=timeout, stream=True,
+                        stream_options={"include_usage": True}, **_tagged(params, run, stage, seat),
+                    )
+                chunks = aiter(response)
+                while True:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await anext(chunks, None)
+                    if chunk is None:
+                        break
+                    if getattr(chunk, "usage", None):
+                        usage = chunk.usage
+                    for choice in chunk.choices or ():
+                        finish = choice.finish_reason or finish
+                        piece = getattr(choice.delta, "content", None)
+                        if piece:
+                            text.append(piece)
+                            yield piece
         except Exception as exc:  # noqa: BLE001 - the one mapping boundary
             raise map_exception(exc) from exc
         # The cost LiteLLM computed for the stream; priced here when this release does not.

@@ -7,9 +7,11 @@
                                                  currency, the proxy's public keys (signed
                                                  by the peer itself; read-only, so no replay
                                                  rule beyond the time window)
-    GET    /chorus/v1/peers?pool=NAME            the pool: state, model, personas, payee, load
-                                                 limit, price, reputation, earnings (a
-                                                 LiteLLM key; base URLs only for proxy admins)
+    GET    /chorus/v1/peers[?pool=NAME]          a pool (else every pool): state, model,
+                                                 personas, payee, load (calls in flight, all
+                                                 workers) and its limit, price, reputation,
+                                                 earnings (a LiteLLM key; base URLs only for
+                                                 proxy admins)
 
 Peer requests carry no LiteLLM key: the peer's Ed25519 signature is its identity
 (peers.py: signed bytes, replay rules, admission). Refusals are JSON errors: 401 for
@@ -129,23 +131,27 @@ def build_peer_router(handler: Any) -> APIRouter:
         return {**await stored(handler.store.peer_earnings, peer_id, limit), "keys": public_keys(handler)}
 
     @router.get("")
-    async def list_pool(pool: str = Query(..., pattern=peers.POOL.pattern), auth: UserAPIKeyAuth = AUTH) -> dict:
-        found = await stored(handler.store.pool_peers, pool)
+    async def list_pool(pool: str | None = Query(None, pattern=peers.POOL.pattern),
+                        auth: UserAPIKeyAuth = AUTH) -> dict:
+        found = await stored(handler.store.pool_peers, pool) if pool else await stored(handler.store.all_peers)
+        loads = await stored(handler.store.peer_loads)
         scores = await stored(handler.store.reputation, sorted(p["record"]["peer_id"] for p in found))
         admin = str(getattr(auth, "user_role", "") or "").endswith("proxy_admin")
         now = clock()
         listed = []
         for p in found:
             r = p["record"]
-            entry = {k: r[k] for k in ("peer_id", "model", "payee", "personas", "max_concurrency",
+            entry = {k: r[k] for k in ("peer_id", "pool", "model", "payee", "personas", "max_concurrency",
                                        "price_per_token", "registered_at")}
             paid = await stored(handler.store.peer_earnings, r["peer_id"], 0)
             entry.update(state=peers.state(p["last_seen"], now, policy.away_after_s), last_seen=p["last_seen"],
-                         reputation=reputation.summary(scores.get(r["peer_id"], {})), earnings=paid["totals"])
+                         reputation=reputation.summary(scores.get(r["peer_id"], {})), earnings=paid["totals"],
+                         load=loads.get(r["peer_id"], 0))
             if admin:
                 entry["base_url"] = r["base_url"]
             listed.append(entry)
-        return {"pool": pool, "live": sum(e["state"] == "live" for e in listed), "peers": listed}
+        return {"pool": pool, "live": sum(e["state"] == "live" for e in listed), "peers": listed,
+                "away_after_s": policy.away_after_s}
 
     return router
 

@@ -15,6 +15,8 @@ Boundary: reads the peers in the store, writes the proxy's Router (`upsert_deplo
 - a probe (`Say OK.`, 4 tokens, 10 s) runs once per registration before first use; a
   failed probe keeps the peer out and counts as a failed run in the peer's reputation.
 
+Each pass also publishes this worker's calls in flight per peer (the pool view's load).
+
 `available(pool)` is what the draw (stages/draw.py) may seat: the pool's peers live in
 the store right now whose registration this worker's Router holds (deployed by the last
 pass, at most `interval_s` ago; a peer that joined since waits for the next pass).
@@ -25,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import peers
@@ -55,8 +58,10 @@ def deployment(record: dict) -> dict:
 
 class PeerSync:
     def __init__(self, store: Any, get_router: Callable[[], Any], policy: peers.Policy, urls: Allowlist, *,
-                 interval_s: float = 2.0, probe_timeout_s: float = 10.0, resolve: Any = None) -> None:
+                 interval_s: float = 2.0, probe_timeout_s: float = 10.0, resolve: Any = None,
+                 load: Callable[[], Mapping[str, int]] | None = None) -> None:
         self.store, self.get_router, self.policy, self.urls = store, get_router, policy, urls
+        self.load, self.worker = load, uuid.uuid4().hex[:12]  # this worker's calls in flight per model
         self.interval_s, self.probe_timeout_s, self.resolve = interval_s, probe_timeout_s, resolve
         self.probed: dict[str, bool] = {}  # deployment id -> probe passed (this worker)
         self.deployed: dict[str, dict] | None = None  # peer id -> registration, after the last pass
@@ -99,6 +104,10 @@ class PeerSync:
         in_router = {(d.get("model_info") or {}).get("chorus_peer") for d in router.get_model_list() or []}
         self.deployed = {pid: peer["record"] for peer in peers_now if (pid := peer["record"]["peer_id"]) in wanted
                          and pid in in_router}
+        if self.load is not None:  # valid for three passes: a dead worker's calls stop counting
+            calls = {model.removeprefix(peers.ROUTER_PREFIX): n for model, n in self.load().items()
+                     if model.startswith(peers.ROUTER_PREFIX)}
+            await self.store.put_peer_load(self.worker, calls, 3 * self.interval_s)
         return {"added": added, "removed": removed}
 
     async def available(self, pool: str) -> list[dict]:

@@ -243,7 +243,8 @@ class FusionHandler(CustomLLM):
         if loop not in self._peer_syncs:
             settings = load_settings(create_dirs=False)
             self._peer_syncs[loop] = PeerSync(self.store, self.get_router, settings.peer_policy(),
-                                              Allowlist.parse(settings.peer_url_allowlist))
+                                              Allowlist.parse(settings.peer_url_allowlist),
+                                              load=lambda: getattr(self.completer, "inflight", {}))
         self._peer_syncs[loop].start()
         return self._peer_syncs[loop]
 

@@ -31,6 +31,9 @@ The outbox rule (storage never fails or duplicates a run):
   indexed per peer when it is stored, in the backend's same write path as the receipt
   (an outboxed receipt is indexed when it is flushed), so `peer_earnings` lists every
   receipt that paid a peer, across teams, with totals per currency.
+- Load: every worker's peer sync publishes its calls in flight per peer each pass, valid
+  for a few passes (`put_peer_load`); `peer_loads` sums the fresh ones (a worker that
+  died stops counting when its entry expires). Best effort, like reputation.
 - Peers (peers.py): one record per peer key (`put_peer` replaces it; a peer is in one
   pool at a time), with `last_seen` and `last_ts` kept apart so that `touch_peer` is a
   compare-and-set: a heartbeat counts only if its signed timestamp is later than the
@@ -207,6 +210,12 @@ class Store:
     async def _delete_peer(self, peer_id: str) -> None:
         raise NotImplementedError
 
+    async def _put_load(self, worker: str, calls: dict[str, int], expires_at: float) -> None:
+        raise NotImplementedError
+
+    async def _loads(self, now: float) -> dict[str, int]:
+        raise NotImplementedError
+
     async def _earnings(self, peer_id: str, limit: int) -> tuple[list[dict], dict[str, dict[str, int]]]:
         """The peer's newest receipts, and totals per currency ({"amount", "receipts"})."""
         raise NotImplementedError
@@ -364,6 +373,17 @@ class Store:
         await self._delete_peer(peer_id)
 
     # -- reputation -----------------------------------------------------------------
+    async def put_peer_load(self, worker: str, calls: dict[str, int], ttl_s: float) -> None:
+        """This worker's calls in flight per peer, valid for `ttl_s`; never raises for an outage."""
+        try:
+            await self._put_load(worker, {p: n for p, n in calls.items() if n > 0}, self.clock() + ttl_s)
+        except StoreUnavailable as exc:
+            log.warning("chorus: peer load not published: %s", exc)
+
+    async def peer_loads(self) -> dict[str, int]:
+        """Calls in flight per peer over every live worker; StoreUnavailable when down."""
+        return await self._loads(self.clock())
+
     async def peer_earnings(self, peer_id: str, limit: int = 100) -> dict:
         """Receipts that paid this peer (newest first, at most `limit`) and its totals per
         currency; StoreUnavailable when the backend is down."""

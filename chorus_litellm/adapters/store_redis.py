@@ -36,6 +36,9 @@ from .store_sqlite import Outbox
 GC_MARGIN_S = 60  # the server keeps an expired value this much longer than the clock says
 
 # KEYS[1] key; ARGV[1] value; ARGV[2] now; ARGV[3] PX in ms, or "" for no expiry.
+# A receipt that pays peers also indexes them in the same write (nothing between the
+# two to lose): KEYS[2k], KEYS[2k+1] a peer's earnings zset and hash, ARGV[4] the
+# receipt's key there, ARGV[5] its issue time, ARGV[5+k] the peer's [currency, amount].
 _PUT_FIRST = """
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -44,6 +47,10 @@ if current then
 end
 if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[1])
 else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
+for i = 2, #KEYS, 2 do
+  redis.call('ZADD', KEYS[i], ARGV[5], ARGV[4])
+  redis.call('HSET', KEYS[i + 1], ARGV[4], ARGV[5 + i / 2])
+end
 return ARGV[1]
 """
 
@@ -109,21 +116,16 @@ class RedisStore(Store):
         now = self.clock()
         value = json.dumps({"expires_at": item.expires_at, "record": item.record})
         px = "" if item.expires_at is None else str(max(1, int((item.expires_at - now + GC_MARGIN_S) * 1000)))
-        stored = json.loads(await self._client().eval(_PUT_FIRST, 1, self._key(item.kind, item.owner,
-                                                                                 item.debate_id), value, repr(now), px))
-        if item.kind == RECEIPT and (paid := earnings(stored["record"])):
-            await self._index_earnings(record_key(item.owner, item.debate_id), paid)
-        return stored["record"]
-
-    async def _index_earnings(self, key: str, paid: dict[str, tuple[str, str, int]]) -> None:
-        """Per peer: a zset of receipt keys by issue time, a hash of key -> [currency, amount]
-        (idempotent: a re-sent receipt rewrites the same members)."""
-        pipe = self._client().pipeline(transaction=True)
-        for peer, (issued_at, currency, amount) in paid.items():
-            when = datetime.strptime(issued_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
-            pipe.zadd(f"{self.prefix}:earnings:{peer}", {key: when})
-            pipe.hset(f"{self.prefix}:earnings:{peer}:paid", key, json.dumps([currency, amount]))
-        await pipe.execute()
+        keys, extra = [self._key(item.kind, item.owner, item.debate_id)], []
+        if item.kind == RECEIPT and (paid := earnings(item.record)):
+            issued_at = next(iter(paid.values()))[0]
+            extra = [record_key(item.owner, item.debate_id),
+                     repr(datetime.strptime(issued_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp())]
+            for peer, (_when, currency, amount) in paid.items():
+                keys += [f"{self.prefix}:earnings:{peer}", f"{self.prefix}:earnings:{peer}:paid"]
+                extra.append(json.dumps([currency, amount]))
+        stored = await self._client().eval(_PUT_FIRST, len(keys), *keys, value, repr(now), px, *extra)
+        return json.loads(stored)["record"]
 
     @mapped
     async def _get(self, kind: str, owner: str, debate_id: str) -> dict | None:
@@ -289,6 +291,31 @@ class RedisStore(Store):
         if pool is not None:
             pipe.srem(f"{self.prefix}:pool:{pool.decode()}", peer_id)
         await pipe.execute()
+
+    @mapped
+    async def _put_load(self, worker: str, calls: dict[str, int], expires_at: float) -> None:
+        key, workers = f"{self.prefix}:load:{worker}", f"{self.prefix}:load-workers"
+        pipe = self._client().pipeline(transaction=True)
+        pipe.delete(key)
+        if calls:
+            pipe.hset(key, mapping=calls)
+            pipe.pexpire(key, max(1, int((expires_at - self.clock() + GC_MARGIN_S) * 1000)))
+        pipe.zadd(workers, {worker: expires_at})
+        pipe.zremrangebyscore(workers, "-inf", self.clock())
+        await pipe.execute()
+
+    @mapped
+    async def _loads(self, now: float) -> dict[str, int]:
+        client = self._client()
+        workers = [w.decode() for w in await client.zrangebyscore(f"{self.prefix}:load-workers", f"({now}", "+inf")]
+        pipe = client.pipeline(transaction=False)
+        for worker in workers:
+            pipe.hgetall(f"{self.prefix}:load:{worker}")
+        totals: dict[str, int] = {}
+        for calls in await pipe.execute() if workers else []:
+            for peer, n in calls.items():
+                totals[peer.decode()] = totals.get(peer.decode(), 0) + int(n)
+        return totals
 
     @mapped
     async def _earnings(self, peer_id: str, limit: int) -> tuple[list[dict], dict[str, dict[str, int]]]:

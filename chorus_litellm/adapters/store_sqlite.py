@@ -61,6 +61,8 @@ async def _m6_earnings(db: aiosqlite.Connection) -> None:
                      "issued_at TEXT NOT NULL, currency TEXT NOT NULL, amount INTEGER NOT NULL, "
                      "PRIMARY KEY (peer_id, owner, debate_id))")
     await db.execute("CREATE INDEX earnings_recent ON earnings (peer_id, issued_at)")
+    await db.execute("CREATE TABLE peer_load (worker TEXT NOT NULL, peer_id TEXT NOT NULL, calls INTEGER NOT NULL, "
+                     "expires_at REAL NOT NULL, PRIMARY KEY (worker, peer_id))")
 
 
 MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation, _m3_events, _m4_webhooks, _m5_peers, _m6_earnings]
@@ -87,8 +89,13 @@ class SQLiteStore(Store):
 
     @mapped
     async def _put(self, item: Pending) -> dict:
+        if item.kind == RECEIPT and earnings(item.record):
+            async with self.db.transaction() as db:  # the receipt and its peers' earnings rows together
+                return await self._insert(db, item)
+        return await self._insert(await self.db.conn(), item)
+
+    async def _insert(self, db: aiosqlite.Connection, item: Pending) -> dict:
         now = self.clock()
-        db = await self.db.conn()
         await db.execute("DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
         await db.execute("INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?)",
                          (item.kind, item.owner, item.debate_id, json.dumps(item.record), now, item.expires_at))
@@ -227,6 +234,20 @@ class SQLiteStore(Store):
     async def _delete_peer(self, peer_id: str) -> None:
         db = await self.db.conn()
         await db.execute("DELETE FROM peers WHERE peer_id = ?", (peer_id,))
+
+    @mapped
+    async def _put_load(self, worker: str, calls: dict[str, int], expires_at: float) -> None:
+        db = await self.db.conn()
+        await db.execute("DELETE FROM peer_load WHERE worker = ? OR expires_at <= ?", (worker, self.clock()))
+        await db.executemany("INSERT INTO peer_load VALUES (?, ?, ?, ?)",
+                             [(worker, peer, n, expires_at) for peer, n in calls.items()])
+
+    @mapped
+    async def _loads(self, now: float) -> dict[str, int]:
+        db = await self.db.conn()
+        rows = await db.execute_fetchall("SELECT peer_id, SUM(calls) FROM peer_load WHERE expires_at > ? "
+                                         "GROUP BY peer_id", (now,))
+        return {peer: int(n) for peer, n in rows}
 
     @mapped
     async def _earnings(self, peer_id: str, limit: int) -> tuple[list[dict], dict[str, dict[str, int]]]:
