@@ -153,3 +153,78 @@ def test_ten_seats_by_five_rounds_stay_usable(page, proxy):
     assert frames_ms < 10_000, frames_ms
     page.get_by_test_id("agent-card").nth(9).scroll_into_view_if_needed()
     assert page.get_by_test_id("agent-card").nth(9).is_visible()
+
+
+@pytest.fixture(scope="module")
+def market(upstream, signing_key, tmp_path_factory):
+    """A proxy that admits peers, with `fusion/pool-web` drawing two seats from pool "web"."""
+    from tests.conftest import e2e_config, proxy_env
+    from tests.servers import fusion_entry, litellm_proxy
+
+    workdir = tmp_path_factory.mktemp("browser-market")
+    (workdir / "spend.jsonl").touch()
+    config = e2e_config(upstream)
+    config["model_list"].append(fusion_entry("pool-web", {
+        "panel": {"pool": "web", "seats": 2, "min_quorum": 2}, "aggregator": {"judge": "judge", "synthesizer": "writer"}}))
+    env = {**proxy_env(workdir, signing_key, workdir / "spend.jsonl"), "CHORUS_PEER_ADMISSION": "open",
+           "CHORUS_PEER_URL_ALLOWLIST": "127.0.0.1/32", "CHORUS_PEER_AWAY_AFTER_S": "4"}
+    with litellm_proxy(config, workdir, env=env) as (url, _log):
+        yield url
+
+
+def test_the_network_view_shows_the_pool_by_model_with_state_load_and_earnings(browser, market, upstream):
+    """Three peers join pool "web" (two serve one model); one stops beating. The page
+    groups them by model, shows who is live or away, marks the two seated in a run started
+    from the page, and shows what they earned."""
+    import threading
+
+    from tests.test_e2e_peers import Peer
+
+    live = [Peer(market), Peer(market)]
+    quiet = Peer(market)
+    for peer, model, payee in ((live[0], "llama-3.1-8b", "alice"), (live[1], "qwen-2.5-7b", "bob"),
+                               (quiet, "llama-3.1-8b", "carol")):
+        assert peer.register(upstream, pool="web", model=model, payee=payee, personas=[]).status_code == 201
+    stop = threading.Event()
+
+    def beat():  # the live ones keep beating; carol went quiet
+        while not stop.wait(1.0):
+            for peer in live:
+                peer.call("POST", f"/chorus/v1/peers/{peer.id}/heartbeat")
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, base_url=market)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        time.sleep(4.5)  # carol is away; alice and bob are deployed (one sync pass and a probe)
+        sign_in(page)
+        page.wait_for_function("window.chorusView.network && window.chorusView.network.away === 1", timeout=20_000)
+        assert view(page, "network") == {"pools": 1, "live": 2, "away": 1, "load": 0}
+        groups = page.get_by_test_id("model-group")
+        assert [groups.nth(i).get_attribute("data-model") for i in range(groups.count())] == \
+            ["llama-3.1-8b", "qwen-2.5-7b"]
+        assert groups.nth(0).get_by_test_id("peer").count() == 2  # alice (live) then carol (away)
+        assert page.locator(f"[data-peer='{quiet.id}']").get_attribute("data-state") == "away"
+        start(page, "fusion/pool-web", "Compare Raft and Paxos and explain the trade-offs.")
+        assert watch(page)[-1][0] == "done"
+        seated = {live[0].id, live[1].id}
+        page.wait_for_function("document.querySelectorAll('[data-testid=peer][data-seated=\"1\"]').length === 2",
+                               timeout=10_000)
+        assert {page.locator("[data-seated='1']").nth(i).get_attribute("data-peer") for i in range(2)} == seated
+        page.wait_for_function("[...document.querySelectorAll('[data-seated=\"1\"] [data-testid=peer-earned]')]"
+                               ".every(e => e.textContent.startsWith('$'))", timeout=10_000)
+        earned = [page.locator(f"[data-peer='{p.id}'] [data-testid=peer-earned]").inner_text() for p in live]
+        paid = {p["payee"]: p["amount"] for p in view(page, "payouts")}
+        assert earned == [f"${paid['alice'] / 100:.2f}", f"${paid['bob'] / 100:.2f}"]
+        assert page.locator(f"[data-peer='{quiet.id}'] [data-testid=peer-earned]").inner_text() == "—"
+        network = page.get_by_test_id("network")
+        network.scroll_into_view_if_needed()
+        network.screenshot(path=str(SCREENSHOT.with_name("network-view.png")))
+    finally:
+        stop.set()
+        beater.join(10)
+        context.close()
+    assert not errors, f"the page raised: {errors}"

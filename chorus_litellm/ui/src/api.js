@@ -86,6 +86,11 @@ export async function listRuns(limit = 20) {
   return Array.isArray(body?.runs) ? body.runs : [];
 }
 
+/** Every pool's peers (state, load, earnings, reputation). */
+export async function listPeers() {
+  return getJson("/chorus/v1/peers", "Listing peers");
+}
+
 export function eventsUrl(runId, waitS) {
   return `/chorus/v1/runs/${encodeURIComponent(runId)}/events?wait_s=${waitS}`;
 }

@@ -1,10 +1,11 @@
 // Chorus run viewer: wires the header controls, follows one run's event log and redraws
 // the dashboard from it. State for tests and debugging lives in window.chorusView.
 import "./style.css";
-import { getKey, HttpError, listModels, listRuns, setKey, startRun } from "./api.js";
+import { getKey, HttpError, listModels, listPeers, listRuns, setKey, startRun } from "./api.js";
 import { AgentCards } from "./cards.js";
 import { RoundCharts } from "./charts.js";
 import { ConsensusGraph } from "./graph.js";
+import { NetworkView } from "./network.js";
 import {
   noteClock,
   renderAnswer,
@@ -67,6 +68,8 @@ try {
 }
 const charts = new RoundCharts($("#chart-agreement"), $("#chart-activity"));
 const cards = new AgentCards(el.cards);
+const network = new NetworkView($("#network"), $("#network-sub"));
+let peersListing = null; // the last GET /chorus/v1/peers
 
 let run = emptyRun(null);
 let follow = null; // AbortController of the stream being followed
@@ -89,6 +92,8 @@ const view = {
   answer: "",
   payouts: [],
   error: null,
+  network: null, // {pools, live, away, load} as drawn
+  peers: [],
 };
 window.chorusView = view;
 Object.defineProperty(view, "_graph", { value: graph, enumerable: false }); // for debugging: the ForceGraph3D wrapper
@@ -179,6 +184,11 @@ function renderParts(parts) {
   if (parts.has("timeline")) renderTimeline(el.timeline, run);
   if (parts.has("costs")) renderCosts(el.costs, run);
   if (parts.has("settlement")) renderSettlement(el.payouts, run);
+  if (parts.has("network") && peersListing) {
+    const seated = new Set([...run.seats.values()].map((s) => s.peer).filter(Boolean));
+    view.network = network.render(peersListing, seated);
+    view.peers = peersListing.peers ?? [];
+  }
 }
 
 function renderRunError() {
@@ -245,6 +255,7 @@ function onEnvelope(env) {
   view.answer = run.answer;
   renderNow(parts);
   if (env.type === "settled") view.payouts = env.data?.payouts ?? [];
+  if (env.type === "run_done" && run.seats.size && [...run.seats.values()].some((s) => s.peer)) loadPeers().catch(() => {}); // earnings moved
   if (env.type === "run_failed") {
     const e = env.data?.error ?? {};
     view.error = e.message ?? `run failed (${env.data?.status ?? "?"})`;
@@ -376,12 +387,23 @@ function syncPicker() {
   el.runPicker.value = current ?? "";
 }
 
+async function loadPeers() {
+  peersListing = await listPeers();
+  schedule(["network"]);
+}
+
 async function loadLists() {
+  loadPeers().catch(() => {}); // the network view is extra: a proxy without peers still works
   const results = await Promise.allSettled([loadModels(), loadRuns()]);
   const failed = results.find((r) => r.status === "rejected");
   if (failed) reportError(failed.reason, view.runId ? null : "error");
   return !failed;
 }
+
+// The network view follows the pool (joins, heartbeats, load) every few seconds.
+setInterval(() => {
+  if (document.visibilityState === "visible" && getKey() && view.status !== "unauthorized") loadPeers().catch(() => {});
+}, 3000);
 
 // Keep the run picker fresh while the page is open.
 setInterval(() => {

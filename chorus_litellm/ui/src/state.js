@@ -27,7 +27,7 @@ export function emptyRun(id) {
 function seatOf(run, name, model) {
   let s = run.seats.get(name);
   if (!s) {
-    s = { seat: name, model: model ?? null, persona: null, payee: null, answers: new Map(), pending: new Set() };
+    s = { seat: name, model: model ?? null, persona: null, payee: null, peer: null, answers: new Map(), pending: new Set() };
     run.seats.set(name, s);
   }
   if (model && !s.model) s.model = model;
@@ -50,8 +50,16 @@ export function apply(run, env) {
         seat.model = s.model ?? seat.model;
         seat.persona = s.persona ?? null;
         seat.payee = s.payee ?? null;
+        seat.peer = s.peer ?? null;
       }
       return ["summary", "cards", "timeline", "costs", "settlement"];
+    case "seated":
+      // Pool seats drawn for this run (a marketplace profile): who sits where, as whom.
+      for (const s of d.seats ?? []) {
+        const seat = seatOf(run, s.seat, s.model);
+        Object.assign(seat, { persona: s.persona ?? null, payee: s.payee ?? null, peer: s.peer ?? null });
+      }
+      return ["summary", "cards", "network"];
     case "route":
       run.route = d;
       return ["summary", "timeline", "graph"];
