@@ -68,3 +68,65 @@ def test_a_signal_to_chorus_alone_stops_everything_after_the_run_in_flight(upstr
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_demo_pays_two_peers_joined_from_the_command_line(tmp_path):
+    """The marketplace's "done when", as a newcomer does it: `chorus serve --demo` with the
+    shipped config, two model servers, `chorus peer join` twice, a bounty on
+    `fusion/market`; both peers answer and are paid, and each verifies its receipt."""
+    port = free_port()
+    env = {**os.environ, "CHORUS_DB_PATH": str(tmp_path / "chorus.sqlite3"), "XDG_DATA_HOME": str(tmp_path / "data"),
+           "PYTHONPATH": str(ROOT)}
+    for var in ("CHORUS_SIGNING_KEY_FILE", "CHORUS_SIGNING_KEY", "CHORUS_PEER_ADMISSION", "CHORUS_STORE"):
+        env.pop(var, None)
+    chorus = [sys.executable, "-m", "chorus_litellm.cli"]
+    procs = [subprocess.Popen([*chorus, "serve", "--demo", "--config", str(ROOT / "litellm_config.yaml"), "--port",
+                               str(port), "--workers", "1"], stdout=(tmp_path / "serve.log").open("w"),
+                              stderr=subprocess.STDOUT, env=env, cwd=tmp_path)]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health/liveliness", procs[0], timeout=120, log=tmp_path / "serve.log")
+        peers = {}
+        for name in ("alice", "bob"):
+            server_port = free_port()
+            procs.append(subprocess.Popen([sys.executable, "-m", "chorus_litellm.fake_upstream", "--port",
+                                           str(server_port)], env=env))
+            wait_http(f"http://127.0.0.1:{server_port}/health", procs[-1])
+            key = tmp_path / f"{name}.json"
+            made = subprocess.run([*chorus, "peer", "keygen", "--out", str(key)], capture_output=True, text=True,
+                                  env=env, check=True)
+            peers[name] = made.stdout.split("peer id ")[1].strip()
+            procs.append(subprocess.Popen(
+                [*chorus, "peer", "join", "--proxy", url, "--pool", "demo", "--key", str(key), "--base-url",
+                 f"http://127.0.0.1:{server_port}/v1", "--model", f"{name}-model", "--payee", name],
+                stdout=(tmp_path / f"{name}.log").open("w"), stderr=subprocess.STDOUT, env=env))
+        admin = {"Authorization": "Bearer sk-chorus-demo"}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            listed = httpx.get(f"{url}/chorus/v1/peers", params={"pool": "demo"}, headers=admin, timeout=10).json()
+            if listed["live"] == 2:
+                break
+            time.sleep(0.3)
+        assert listed["live"] == 2, listed
+        time.sleep(3.0)  # one sync pass and the probes
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-chorus-demo", max_retries=0, timeout=60)
+        resp = client.chat.completions.create(model="fusion/market", messages=HARD,
+                                              extra_body={"bounty": {"amount": 1000, "currency": "USD"}})
+        payouts = resp.model_extra["chorus"]["settlement"]["payouts"]
+        assert {(p["peer_id"], p["payee"]) for p in payouts} == {(peers["alice"], "alice"), (peers["bob"], "bob")}
+        assert all(p["amount"] > 0 for p in payouts) and sum(p["amount"] for p in payouts) == 1000
+        for name in peers:
+            out = subprocess.run([*chorus, "peer", "earnings", "--proxy", url, "--key", str(tmp_path / f"{name}.json")],
+                                 capture_output=True, text=True, env=env, timeout=60)
+            assert out.returncode == 0 and "1 receipt(s)" in out.stdout and "verified" in out.stdout, out.stdout
+        procs[2].send_signal(signal.SIGINT)  # alice's join: Ctrl-C leaves the pool
+        assert procs[2].wait(15) == 0 and "left the pool" in (tmp_path / "alice.log").read_text()
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
