@@ -129,3 +129,23 @@ def test_the_grafana_dashboard_queries_only_series_that_exist(registry):
     dashboard = json.loads((Path(__file__).parents[1] / "docs" / "grafana-dashboard.json").read_text())
     used = {name for p in dashboard["panels"] for t in p["targets"] for name in re.findall(r"chorus_\w+", t["expr"])}
     assert len(used) >= 13 and used <= exposed, used - exposed
+
+
+async def test_a_failed_peer_counts_under_one_bounded_label(registry):
+    import dataclasses
+
+    from chorus_litellm import peers
+
+    offers = [{"peer_id": f"ed25519:{n:016x}", "pool": "gpu", "model": "m", "payee": "p", "personas": [],
+               "max_concurrency": 2} for n in range(3)]
+    fake = FakeCompleter(json_models={"judge"})
+    for o in offers[:2]:
+        fake.enqueue(peers.model_name(o["peer_id"]), UpstreamError("connection", "refused"))
+
+    async def pool(name):
+        return offers
+
+    req = request(profile(panel={"pool": "gpu", "seats": 3, "min_quorum": 1}))
+    report, error = await counted(registry, dataclasses.replace(req), fake, pool=pool)
+    assert error is None and len(report.panel.failures) == 2
+    assert value(registry, "chorus_member_failures_total", model="peer/*", kind="connection") == 2

@@ -8,7 +8,8 @@ writes its samples to files there and `/metrics` sums them (`chorus_active_runs`
 live workers only). The series are made on the first run, after that variable is set.
 
 Every label has a bounded set of values: profile, protocol, outcome, router decision,
-stage, token type, member model (from the config), failure kind, echo reason, currency.
+stage, token type, member model (from the config; every marketplace peer is `peer/*`, as
+peers come and go), failure kind, echo reason, currency.
 Never a run id or a key; payees only when the operator opts in
 (`CHORUS_METRICS_PAYEE_LABEL=true`: one series per payee).
 
@@ -23,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..peers import ROUTER_PREFIX
 from ..runlog import Listener, RunEvent, outcome
 
 if TYPE_CHECKING:
@@ -118,7 +120,8 @@ class RunMetrics:
 
     def on_answer(self, data: dict) -> None:
         if data["status"] in ("failed", "cancelled"):
-            self.s.member_failures.labels(self.profile, data["model"], data["kind"] or "error").inc()
+            model = "peer/*" if data["model"].startswith(ROUTER_PREFIX) else data["model"]
+            self.s.member_failures.labels(self.profile, model, data["kind"] or "error").inc()
         elif data["status"] == "echo":
             self.s.echoes.labels(self.profile, data["reason"] or "unknown").inc()
 
