@@ -132,8 +132,6 @@ def test_the_grafana_dashboard_queries_only_series_that_exist(registry):
 
 
 async def test_a_failed_peer_counts_under_one_bounded_label(registry):
-    import dataclasses
-
     from chorus_litellm import peers
 
     offers = [{"peer_id": f"ed25519:{n:016x}", "pool": "gpu", "model": "m", "payee": "p", "personas": [],
@@ -146,6 +144,6 @@ async def test_a_failed_peer_counts_under_one_bounded_label(registry):
         return offers
 
     req = request(profile(panel={"pool": "gpu", "seats": 3, "min_quorum": 1}))
-    report, error = await counted(registry, dataclasses.replace(req), fake, pool=pool)
+    report, error = await counted(registry, req, fake, pool=pool)
     assert error is None and len(report.panel.failures) == 2
     assert value(registry, "chorus_member_failures_total", model="peer/*", kind="connection") == 2
