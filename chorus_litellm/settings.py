@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     # Peer base URLs reach public addresses only; hosts or CIDRs here admit private ones
     # (a LAN GPU box: "10.0.0.0/8"). Separate from the webhook allowlist on purpose.
     peer_url_allowlist: str = ""
+    # How often each worker brings its Router in step with the pool (a new peer is drawable
+    # within about this long plus its probe); each pass is one store read.
+    peer_sync_s: float = Field(2.0, ge=0.1, le=60)
     # Payees are unbounded label values (one series each): off unless the operator wants them.
     metrics_payee_label: bool = False
     # None: only the test proxy writes a spend log; nothing in the package needs one.

@@ -167,7 +167,7 @@ def market(upstream, signing_key, tmp_path_factory):
     config["model_list"].append(fusion_entry("pool-web", {
         "panel": {"pool": "web", "seats": 2, "min_quorum": 2}, "aggregator": {"judge": "judge", "synthesizer": "writer"}}))
     env = {**proxy_env(workdir, signing_key, workdir / "spend.jsonl"), "CHORUS_PEER_ADMISSION": "open",
-           "CHORUS_PEER_URL_ALLOWLIST": "127.0.0.1/32", "CHORUS_PEER_AWAY_AFTER_S": "4"}
+           "CHORUS_PEER_URL_ALLOWLIST": "127.0.0.1/32", "CHORUS_PEER_AWAY_AFTER_S": "2", "CHORUS_PEER_SYNC_S": "0.5"}
     with litellm_proxy(config, workdir, env=env) as (url, _log):
         yield url
 
@@ -188,7 +188,7 @@ def test_the_network_view_shows_the_pool_by_model_with_state_load_and_earnings(b
     stop = threading.Event()
 
     def beat():  # the live ones keep beating; carol went quiet
-        while not stop.wait(1.0):
+        while not stop.wait(0.5):
             for peer in live:
                 peer.call("POST", f"/chorus/v1/peers/{peer.id}/heartbeat")
 
@@ -199,7 +199,7 @@ def test_the_network_view_shows_the_pool_by_model_with_state_load_and_earnings(b
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
-        time.sleep(4.5)  # carol is away; alice and bob are deployed (one sync pass and a probe)
+        time.sleep(2.5)  # carol is away; alice and bob are deployed (a sync pass and a probe)
         sign_in(page)
         page.wait_for_function("window.chorusView.network && window.chorusView.network.away === 1", timeout=20_000)
         assert view(page, "network") == {"pools": 1, "live": 2, "away": 1, "load": 0}

@@ -25,6 +25,7 @@ from tests.servers import ROOT, free_port, fusion_entry, litellm_proxy, stop, wa
 
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
 BOUNTY = {"bounty": {"amount": 1000, "currency": "USD"}}
+SYNC_S = 0.5  # each worker's peer sync pass (CHORUS_PEER_SYNC_S; 2 s by default)
 POOL = {"aggregator": {"judge": "judge", "synthesizer": "writer"}}
 
 
@@ -46,7 +47,7 @@ def market(upstream, redis_server, signing_key, tmp_path_factory):
     env = {**proxy_env(workdir, signing_key, workdir / "spend.jsonl"), "CHORUS_STORE": "redis",
            "CHORUS_REDIS_URL": redis_server.url, "CHORUS_REDIS_PREFIX": f"market-{os.getpid()}",
            "CHORUS_PEER_ADMISSION": "open", "CHORUS_PEER_URL_ALLOWLIST": "127.0.0.1/32",
-           "CHORUS_PEER_AWAY_AFTER_S": "3"}
+           "CHORUS_PEER_AWAY_AFTER_S": "3", "CHORUS_PEER_SYNC_S": str(SYNC_S)}
     (workdir / "spend.jsonl").touch()
     with litellm_proxy(market_config(upstream), workdir, env=env, workers=2) as (url, _log):
         yield type("Market", (), {"url": url, "workdir": workdir})
@@ -116,9 +117,9 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
 
 def drawable(market, *peers, timeout: float = 20.0) -> None:
     """Live in the store, then in every worker's Router: at worst a pass already probing
-    (one model server latency), the 2 s pause, and the next pass's probes."""
+    (one model server latency), the pause between passes, and the next pass's probes."""
     wait_for(lambda: all(pool(market).get(p.id, {}).get("state") == "live" for p in peers), timeout, "peers live")
-    time.sleep(3.0 + 2 * max(p.server.latency for p in peers))
+    time.sleep(2 * SYNC_S + 0.5 + 2 * max(p.server.latency for p in peers))
 
 
 def ask(market, model="fusion/market", **extra):
@@ -187,7 +188,7 @@ def test_static_members_and_pool_seats_mix_and_too_few_peers_is_a_503(market):
 
 
 def test_a_peer_killed_mid_run_is_a_failed_member_not_a_failed_run(market):
-    with peers_on(market, "dave", "erin", "frank", latency=3.0) as (dave, erin, frank):
+    with peers_on(market, "dave", "erin", "frank", latency=2.0) as (dave, erin, frank):
         drawable(market, dave, erin, frank)
         result = {}
         runner = threading.Thread(target=lambda: result.update(resp=ask(market)))
@@ -195,7 +196,7 @@ def test_a_peer_killed_mid_run_is_a_failed_member_not_a_failed_run(market):
         wait_for(lambda: dave.server.calls() >= 2, 10, "dave's panel call")  # probe + panel call in flight
         # The pool view's load: calls in flight, published by the worker running them.
         wait_for(lambda: {p: e["load"] for p, e in pool(market).items()} == {dave.id: 1, erin.id: 1, frank.id: 1},
-                 2.8, "the three calls in flight in the pool view")
+                 1.8, "the three calls in flight in the pool view")
         dave.server.kill()
         runner.join(60)
         payouts = paid(result["resp"])
@@ -215,7 +216,7 @@ def test_a_peer_that_stops_beating_is_not_drawn_and_is_drawn_again_after_rejoini
         gina.proc.kill()  # gone without a word: no leave, no more heartbeats
         gina.proc.wait()
         wait_for(lambda: pool(market)[gina.id]["state"] == "away", 10, "gina away")
-        time.sleep(2.5)  # one sync pass: her deployment leaves every Router
+        time.sleep(2 * SYNC_S + 0.5)  # one sync pass: her deployment leaves every Router
         with pytest.raises(openai.APIStatusError) as err:  # hank alone cannot make the quorum of 2
             ask(market)
         assert err.value.status_code == 503 and "has 1 live peer(s)" in str(err.value)

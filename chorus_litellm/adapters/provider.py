@@ -244,6 +244,7 @@ class FusionHandler(CustomLLM):
             settings = load_settings(create_dirs=False)
             self._peer_syncs[loop] = PeerSync(self.store, self.get_router, settings.peer_policy(),
                                               Allowlist.parse(settings.peer_url_allowlist),
+                                              interval_s=settings.peer_sync_s,
                                               load=lambda: getattr(self.completer, "inflight", {}))
         self._peer_syncs[loop].start()
         return self._peer_syncs[loop]

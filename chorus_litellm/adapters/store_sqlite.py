@@ -128,9 +128,10 @@ class SQLiteStore(Store):
     async def _counters(self, payees: list[str] | None) -> dict[str, dict[str, float]]:
         db = await self.db.conn()
         rows = await db.execute_fetchall("SELECT payee, counter, value FROM reputation")
+        wanted = None if payees is None else set(payees)
         out: dict[str, dict[str, float]] = {}
         for payee, counter, value in rows:
-            if payees is None or payee in payees:
+            if wanted is None or payee in wanted:
                 out.setdefault(payee, {})[counter] = value
         return out
 
