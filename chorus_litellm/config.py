@@ -164,6 +164,12 @@ class PanelConfig(_Strict):
 class AggregatorConfig(_Strict):
     judge: str
     synthesizer: str
+    # MoA layers (the Rust seed's aggregator.layers; Wang et al. 2024): each layer after the
+    # first asks the panel again with the previous layer's answers as anonymized references;
+    # the judge and the synthesis work on the last. Each layer costs a full panel round
+    # and repeats a bad proposer's error to every seat, so one layer is the default
+    # (docs/design.md has the figures).
+    layers: int = Field(1, ge=1, le=4)
     anonymize_sources: bool = True
     # "auto" asks for response_format=json_object when LiteLLM says the model supports it.
     judge_response_format: Literal["auto", "json_object", "off"] = "auto"
@@ -194,6 +200,11 @@ class EchoConfig(_Strict):
     # Same corpus: copies score >= 0.978 (MiniLM) and >= 0.996 (static); paraphrases at
     # most 0.83 and 0.906.
     copy_similarity: float = Field(0.95, ge=0, le=1)
+    # A seat the watchdog flags this many rounds in a row is pruned for the rest of the run
+    # and loses its share of the bounty (the first seed's streak rule); 0: never pruned.
+    # Two: one echo can be a fluke (a short answer to a short question), two in a row is
+    # an agent that is not contributing.
+    prune_after: int = Field(2, ge=0, le=10)
 
 
 class DebateConfig(_Strict):
@@ -283,6 +294,9 @@ class ProfileConfig(_Strict):
 
     @model_validator(mode="after")
     def _personas_exist(self) -> ProfileConfig:
+        if self.aggregator.layers > 1 and self.debate.protocol != "moa":
+            raise ValueError(f"aggregator.layers: layers are the moa protocol's rounds; {self.debate.protocol!r} "
+                             "has its own (debate.max_rounds)")
         from .stages.prompts import PERSONAS
         from .stages.settlement import CURRENCIES
 

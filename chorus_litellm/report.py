@@ -144,6 +144,7 @@ class RunReport:
                 "fallback": self.synthesis.fallback,
                 "fallback_source": self.synthesis.fallback_source,
                 "error": self.synthesis.error,
+                "attempts": self.synthesis.attempts,
             }
         if self.settlement is not None:
             ext["settlement"] = self.settlement

@@ -121,12 +121,15 @@ class SeatResult:
     text: str = ""
     failure: PanelFailure | None = None
     echo: str | None = None  # why the watchdog filtered the answer
+    pruned: str | None = None  # why the seat was pruned for the rest of the run (a streak)
 
     @property
     def reason(self) -> str | None:
         """Why this result is not usable, or None."""
         if self.failure is not None:
             return self.failure.kind
+        if self.pruned:
+            return f"pruned: {self.pruned}"
         return f"echo: {self.echo}" if self.echo else None
 
 
@@ -198,6 +201,7 @@ class Synthesis:
     fallback: bool = False
     fallback_source: str | None = None
     error: str | None = None
+    attempts: int = 1  # synthesizer calls made (2: the first failed and was retried)
 
 
 # Events the pipeline yields; the provider turns them into OpenAI chunks.

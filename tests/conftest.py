@@ -61,6 +61,8 @@ def e2e_config(upstream: str) -> dict:
                                   "debate": {"protocol": "debate", "max_rounds": 5, "adaptive_stop": False,
                                              "echo": {"copy_similarity": 1.0}}}),
             fusion_entry("half", fusion(["model-a", "fail500-b", "fail429-b"])),
+            fusion_entry("layers", {**fusion(["model-a", "model-b", "model-c"]),
+                                    "aggregator": {"judge": "judge", "synthesizer": "writer", "layers": 2}}),
             fusion_entry("drip", fusion(["model-a", "model-b"], writer="drip-writer")),
             fusion_entry("midfail", fusion(["model-a", "model-b"], writer="midfail-writer")),
             fusion_entry("single-down", {**fusion(["model-a", "model-b"]),

@@ -189,3 +189,59 @@ async def test_adaptive_stop_off_runs_every_round():
                      f"{m} finally: 42 it is, the answer is 42.")
     _, report = await run(ask(debating(adaptive_stop=False)), fake)
     assert report.deliberation["rounds"] == 3 and report.deliberation["stop_reason"] == "max_rounds"
+
+
+async def test_a_seat_flagged_two_rounds_in_a_row_is_pruned_unpaid_and_named():
+    import dataclasses
+
+    from chorus_litellm.adapters.signing import Signer
+    from chorus_litellm.settle import Settler
+    from chorus_litellm.testing import TEST_SIGNING_SEED
+    from tests.test_settle import MemoryStore
+
+    fake = FakeCompleter()
+    fake.enqueue("a", "Six times seven: the answer is 42.", "Still six times seven, answer is 42 indeed.",
+                 "Third look: six times seven is 42.")
+    fake.enqueue("b", "I computed six plus seven. The answer is 13.", "Rechecked seven sixes. The answer is 42.",
+                 "Yes, seven sixes: 42.")
+    fake.enqueue("c", "I'm sorry, I can't help with that.", "I'm sorry, I can't help with that either.",
+                 "never asked")
+    fake.enqueue("d", "Seven sixes make it. The answer is 41.", "Seven sixes make it. The answer is 42.",
+                 "Seven sixes: the answer is 42.")
+    prof = profile(debate={"protocol": "debate", "max_rounds": 3, "adaptive_stop": False,
+                           "echo": {"copy_similarity": 1.0}},
+                   panel={"members": ["a", "b", "c", "d"], "min_quorum": 2})
+    req = dataclasses.replace(ask(prof, bounty={"amount": 1000, "currency": "USD"}), owner="team:a")
+    store = MemoryStore()
+    events = await run_events(req, fake, embedder=HashEmbedder(),
+                              finishers=[Settler(Signer(TEST_SIGNING_SEED), store, HashEmbedder())])
+    report = events[-1].report
+    assert len(fake.calls_to("c")) == 2  # pruned after round 2: not asked in round 3
+    assert len(fake.calls_to("a")) == 3
+    pruned = report.deliberation["pruned"]
+    assert pruned == {"c": {"round": 2, "reason": "flagged by the echo watchdog 2 rounds in a row (refusal)"}}
+    assert any(isinstance(e, Progress) and e.text.startswith("c pruned:") for e in events)
+    rows = {c["seat"]: c for c in report.receipt["payload"]["contributions"]}
+    assert rows["c"]["amount"] == 0 and rows["c"]["ineligible_reason"].startswith("pruned: flagged")
+    assert sum(r["amount"] for r in rows.values()) == 1000
+
+
+async def test_one_flag_is_not_a_streak_and_zero_never_prunes():
+    fake = FakeCompleter()
+    fake.enqueue("a", "Six times seven: the answer is 42.", "Still 42.", "42 again.")
+    fake.enqueue("b", "Seven sixes make it. The answer is 42.", "Seven sixes, 42.", "It is 42.")
+    fake.enqueue("c", "I'm sorry, I can't help with that.", "Six times seven is 42, I agree now.",
+                 "I'm sorry, I can't help with that.")
+    prof = profile(debate={"protocol": "debate", "max_rounds": 3, "adaptive_stop": False,
+                           "echo": {"copy_similarity": 1.0}}, panel={"members": ["a", "b", "c"], "min_quorum": 2})
+    _events, report = await run(ask(prof), fake)
+    assert report.deliberation["pruned"] == {} and len(fake.calls_to("c")) == 3  # flags in rounds 1 and 3
+    fake = FakeCompleter()
+    fake.enqueue("a", "Six times seven: the answer is 42.", "Still 42.", "42 again.")
+    fake.enqueue("b", "Seven sixes make it. The answer is 42.", "Seven sixes, 42.", "It is 42.")
+    fake.enqueue("c", *["I'm sorry, I can't help with that."] * 3)
+    never = profile(debate={"protocol": "debate", "max_rounds": 3, "adaptive_stop": False,
+                            "echo": {"copy_similarity": 1.0, "prune_after": 0}},
+                    panel={"members": ["a", "b", "c"], "min_quorum": 2})
+    _events, report = await run(ask(never), fake)
+    assert report.deliberation["pruned"] == {} and len(fake.calls_to("c")) == 3

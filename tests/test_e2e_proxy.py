@@ -147,6 +147,16 @@ def test_tool_turns_go_to_single_model(client, upstream):
     assert httpx.get(f"{upstream}/stats").json() == {"model-a": 1}
 
 
+def test_two_moa_layers_reach_the_upstream_as_two_panel_rounds(client, upstream):
+    before = httpx.get(f"{upstream}/stats", timeout=10).json()
+    resp = client.chat.completions.create(model="fusion/layers", messages=HARD)
+    after = httpx.get(f"{upstream}/stats", timeout=10).json()
+    ext = resp.model_extra["chorus"]
+    assert ext["deliberation"]["layers"] == 2 and ext["usage"]["stages"]["panel"]["calls"] == 6
+    assert {m: after.get(m, 0) - before.get(m, 0) for m in ("model-a", "model-b", "model-c")} == \
+        {"model-a": 2, "model-b": 2, "model-c": 2}
+
+
 def test_degraded_judge_and_synthesis_fallback(client):
     resp = client.chat.completions.create(model="fusion/badjudge", messages=HARD)
     ext = resp.model_extra["chorus"]
@@ -155,6 +165,7 @@ def test_degraded_judge_and_synthesis_fallback(client):
     resp = client.chat.completions.create(model="fusion/nosynth", messages=HARD)
     ext = resp.model_extra["chorus"]
     assert ext["synthesis"]["fallback"] and "500" in ext["synthesis"]["error"]
+    assert ext["synthesis"]["attempts"] == 2  # retried once before the fallback
     assert resp.choices[0].message.content.split(" ")[0] in {"model-a", "model-b"}
 
 

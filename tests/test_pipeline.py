@@ -106,3 +106,33 @@ async def test_open_ended_answers_are_not_voted():
     out = await events(request(), fake)
     assert "panel_vote" not in (out[-1].report.deliberation or {})
     assert "vote" not in fake.calls_to("writer")[0].messages[-1]["content"].split("Judge's analysis")[1]
+
+
+async def test_moa_layers_ask_the_panel_again_with_the_previous_answers_unattributed():
+    fake = FakeCompleter(json_models={"judge"})
+    fake.enqueue("model-a", Reply("Raft elects a leader."), Reply("Layer two from a."))
+    fake.enqueue("model-b", Reply("Paxos needs two phases."), Reply("Layer two from b."))
+    fake.enqueue("model-c", Reply("Both tolerate f of 2f+1."), Reply("Layer two from c."))
+    prof = profile(aggregator={"judge": "judge", "synthesizer": "writer", "layers": 2})
+    events = await run_events(request(prof), fake)
+    report = events[-1].report
+    for model in ("model-a", "model-b", "model-c"):
+        first, second = fake.calls_to(model)  # the upstream saw two panel rounds
+        assert "Raft elects a leader." not in str(first.messages)
+        layer = second.messages[-1]["content"]
+        assert all(t in layer for t in ("Raft elects a leader.", "Paxos needs two phases.", "Both tolerate f"))
+        assert "model-a" not in layer and "model-b" not in layer  # unattributed
+        assert second.messages[:-1] == first.messages  # the conversation itself is unchanged
+    judged = str(fake.calls_to("judge")[0].messages)
+    assert "Layer two from a." in judged and "Raft elects a leader." not in judged  # the last layer is judged
+    assert report.deliberation["layers"] == 2 and report.deliberation["rounds"] == 2
+    assert report.by_stage()["panel"]["calls"] == 6
+
+
+def test_layers_belong_to_the_moa_protocol():
+    from chorus_litellm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="aggregator.layers: layers are the moa protocol's rounds"):
+        profile(aggregator={"judge": "judge", "synthesizer": "writer", "layers": 2}, debate={"protocol": "debate"})
+    with pytest.raises(ConfigError, match="aggregator.layers"):
+        profile(aggregator={"judge": "judge", "synthesizer": "writer", "layers": 5})

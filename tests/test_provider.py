@@ -317,7 +317,8 @@ async def test_the_clients_timeout_shortens_the_run_deadline():
 async def test_consensus_failure_after_progress_falls_back_to_a_draft_not_a_broken_stream():
     prof = profile(debate={"protocol": "consensus"}, panel={"members": ["model-a", "model-b", "model-c"],
                                                              "max_tokens": 16})
-    fake = FakeCompleter().enqueue("writer", UpstreamError("http_error", "down", status=500))
+    down = UpstreamError("http_error", "down", status=500)
+    fake = FakeCompleter().enqueue("writer", down, down)  # the first try and its retry
     chunks = [c async for c in direct(FusionHandler({"test": prof}, completer=fake), "astreaming",
                                       max_tokens=300, stop=["END"])]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -342,7 +343,8 @@ async def test_response_format_reaches_the_synthesizer_only():
 
 
 async def test_a_json_answer_is_never_replaced_by_a_free_text_fallback():
-    fake = FakeCompleter().enqueue("writer", UpstreamError("http_error", "down", status=500))
+    down = UpstreamError("http_error", "down", status=500)
+    fake = FakeCompleter().enqueue("writer", down, down)
     with pytest.raises(litellm.BadGatewayError, match="JSON the response_format asks for"):
         await direct(FusionHandler({"test": profile()}, completer=fake), "acompletion",
                      response_format={"type": "json_object"})

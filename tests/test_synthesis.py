@@ -1,5 +1,7 @@
 import random
 
+import pytest
+
 from chorus_litellm.config import AggregatorConfig
 from chorus_litellm.errors import UpstreamError
 from chorus_litellm.stages.judge import analyze
@@ -30,12 +32,42 @@ async def test_streams_deltas_then_synthesis():
     assert "alpha answer" in prompt and "critically" in prompt.lower()
 
 
-async def test_fallback_to_best_supported_answer():
-    fake = FakeCompleter().enqueue("writer", UpstreamError("http_error", "down", status=503))
+async def test_fallback_to_best_supported_answer_after_one_retry():
+    down = UpstreamError("http_error", "down", status=503)
+    fake = FakeCompleter().enqueue("writer", down, down)
     deltas, result = await collect(fake)
-    assert result.fallback and result.fallback_source in {"a", "b"}
+    assert result.fallback and result.fallback_source in {"a", "b"} and result.attempts == 2
     assert "".join(deltas) in {"alpha answer", "beta answer"}
-    assert "503" in result.error
+    assert "503" in result.error and len(fake.calls_to("writer")) == 2
+
+
+async def test_a_failed_synthesizer_call_is_retried_once_and_the_retry_answers():
+    fake = FakeCompleter().enqueue("writer", UpstreamError("connection", "reset"), Reply("second try"))
+    deltas, result = await collect(fake)
+    assert "".join(deltas) == "second try" and not result.fallback and result.error is None
+    assert result.attempts == 2 and len(fake.calls_to("writer")) == 2
+
+
+async def test_errors_a_retry_cannot_fix_fall_back_at_once():
+    for error in (UpstreamError("content_filter", "blocked"), UpstreamError("http_error", "bad", status=400),
+                  UpstreamError("empty", "nothing")):
+        fake = FakeCompleter().enqueue("writer", error, Reply("never asked"))
+        _deltas, result = await collect(fake)
+        assert result.fallback and result.attempts == 1 and len(fake.calls_to("writer")) == 1, error.kind
+
+
+async def test_a_json_answer_out_of_time_is_a_deadline_error():
+    from chorus_litellm.errors import DeadlineError
+
+    late = UpstreamError("timeout", "deadline exceeded")
+    fake = FakeCompleter().enqueue("writer", late, late)
+    with pytest.raises(DeadlineError, match="JSON the response_format"):
+        await collect(fake, {"response_format": {"type": "json_object"}})
+    fake = FakeCompleter().enqueue("writer", UpstreamError("http_error", "down", status=500),
+                                   UpstreamError("http_error", "down", status=500))
+    with pytest.raises(UpstreamError) as err:
+        await collect(fake, {"response_format": {"type": "json_object"}})
+    assert err.value.status_code == 502
 
 
 async def test_failure_mid_stream_keeps_partial_answer():
@@ -49,6 +81,6 @@ async def test_non_streaming_is_one_plain_call_with_the_same_fallback():
     deltas, result = await collect(fake, stream=False)
     assert deltas == ["whole answer"] and result.text == "whole answer"
     assert not fake.calls_to("writer")[0].stream
-    fake = FakeCompleter().enqueue("writer", UpstreamError("timeout", "x"))
+    fake = FakeCompleter().enqueue("writer", UpstreamError("timeout", "x"), UpstreamError("timeout", "x"))
     deltas, result = await collect(fake, stream=False)
     assert result.fallback and deltas == [result.text]

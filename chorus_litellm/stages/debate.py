@@ -2,7 +2,9 @@
 
 Round 1 is the panel fan-out (each seat with its persona). After every round:
 1) embed the answers (started as each answer arrives, so only the last one waits);
-2) drop echoes (stages/echo.py) from the pool for the round, recording why;
+2) drop echoes (stages/echo.py) from the pool for the round, recording why; a seat
+   flagged `echo.prune_after` rounds in a row is pruned: asked no more, unpaid, and
+   named with the reason in the summary, the transcript and the receipt;
 3) build the cosine kNN graph, pick the consensus voice (most central answer of the
    largest cluster) and the dissent voice (the eligible answer farthest from the rest);
 4) measure: agreement (mean pairwise cosine), centroid shift, clusters, extracted answers
@@ -17,6 +19,7 @@ Yields `Progress` per round, then one `Outcome` (its summary from a `Debate`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -75,6 +78,7 @@ class Debate:
     minority: list[str]
     flips: list[dict] = field(default_factory=list)
     embedding_model: str = ""
+    pruned: dict[str, dict] = field(default_factory=dict)  # seat -> {"round", "reason"}
 
     @property
     def budget_exceeded(self) -> bool:
@@ -90,6 +94,7 @@ class Debate:
             "flips": self.flips,
             "embedding_model": self.embedding_model,
             "token_budget_exceeded": self.budget_exceeded,
+            "pruned": self.pruned,
             "stats": [s.as_dict() for s in self.stats],
         }
 
@@ -120,6 +125,8 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     per_seat = base
     prev: tuple[Panel, np.ndarray, list[int], list[Turn]] | None = None
     active = ctx.seats
+    streaks: dict[str, int] = {}  # rounds in a row the watchdog flagged each seat
+    pruned: dict[str, dict] = {}
     stop = "max_rounds"
     space = atlas.Atlas(config.link)
     for round_no in range(1, config.max_rounds + 1):
@@ -142,7 +149,16 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
             else:
                 ctx.emit("answer", **runlog.echo(runlog.answer(answer, round_no), reason))
         turns.append(round_turns)
-        history += panel_results(result, round_no, {t.seat: t.echo for t in round_turns if t.echo})
+        for t in round_turns:
+            streaks[t.seat] = streaks.get(t.seat, 0) + 1 if t.echo else 0
+        limit = config.echo.prune_after
+        now_pruned = {t.seat: f"flagged by the echo watchdog {streaks[t.seat]} rounds in a row ({t.echo})"
+                      for t in round_turns if t.echo and limit and streaks[t.seat] >= limit}
+        pruned.update({seat: {"round": round_no, "reason": why} for seat, why in now_pruned.items()})
+        history += [dataclasses.replace(r, pruned=now_pruned[r.seat.name]) if r.seat.name in now_pruned else r
+                    for r in panel_results(result, round_no, {t.seat: t.echo for t in round_turns if t.echo})]
+        for seat, why in now_pruned.items():
+            yield Progress("debate", f"{seat} pruned: {why}.")
         if len(eligible) < min(ctx.quorum, len(result.answers)) or not eligible:
             if prev is None:
                 detail = "; ".join(f"{t.seat}: echo ({t.echo})" for t in round_turns if t.echo)
@@ -188,12 +204,13 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
                 per_seat[name] = [*base[name], {"role": "user", "content": prompts.debate_user(
                     round_no + 1, answer.completion.text,
                     [(label, result.answers[j].completion.text) for label, j in peer])}]
-            active = [a.seat for a in result.answers]
+            active = [a.seat for a in result.answers if a.seat.name not in pruned]
             continue
         break
 
     assert prev is not None
     debate = _conclude(turns, stats, stop, prev, embedder.model_id)
+    debate.pruned = pruned
     best = debate.best if debate.budget_exceeded else None  # stop early: the consensus voice stands
     yield Outcome(debate.final, tuple(history), tuple(debate.minority),
                   answer=best.completion.text if best else None, answer_source=best.seat.name if best else None,

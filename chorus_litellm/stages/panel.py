@@ -19,7 +19,7 @@ from ..adapters.llm import Completer
 from ..config import PanelConfig
 from ..errors import QuorumError, UpstreamError
 from ..types import Message, Outcome, Panel, PanelAnswer, PanelFailure, Progress, Seat, SeatResult
-from . import atlas
+from . import atlas, prompts
 
 if TYPE_CHECKING:
     from ..context import RunContext
@@ -47,10 +47,24 @@ def seats(config: PanelConfig) -> list[Seat]:
 
 
 async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
-    """The `moa` protocol: one round, every seat answers once."""
-    result = await round_of(ctx, ctx.seats, 1, ctx.seat_messages())
-    close_round(ctx, result, 1)
-    yield Outcome(result, results(result, 1))
+    """The `moa` protocol: every seat answers once per layer (`aggregator.layers`, default
+    one). A later layer shows each seat the previous layer's answers, shuffled and
+    unattributed, as references; the judge and synthesis work on the last layer."""
+    layers = ctx.profile.aggregator.layers
+    own = ctx.seat_messages()
+    per_seat, history = own, []
+    for layer in range(1, layers + 1):
+        if layer > 1:
+            yield Progress("panel", f"Layer {layer} of {layers}: the panel reads layer {layer - 1}'s answers.")
+        result = await round_of(ctx, ctx.seats, layer, per_seat)
+        close_round(ctx, result, layer)
+        history += results(result, layer)
+        references = [a.completion.text for a in result.answers]
+        ctx.rng.shuffle(references)  # completion order says who was fast; drop it
+        per_seat = {name: [*messages, {"role": "user", "content": prompts.layer_user(references)}]
+                    for name, messages in own.items()}
+    summary = {"rounds": layers, "stop_reason": None, "layers": layers} if layers > 1 else None
+    yield Outcome(result, tuple(history), summary=summary)
 
 
 def results(panel: Panel, round_no: int, echoes: dict[str, str] | None = None) -> tuple[SeatResult, ...]:

@@ -1,11 +1,14 @@
 """Synthesis: one model writes a new answer grounded in the judge's analysis, streamed.
 
 Yields text deltas as the synthesizer produces them, then one `Synthesis`. If the
-synthesizer fails before its first token, the judge's best-supported panel answer is
-yielded instead and the `Synthesis` says so; after its first token, the partial answer
-stands and the error is recorded (tokens already sent cannot be taken back). When the
-client asked for a `response_format`, a fallback answer must itself be JSON, else the
-failure stands.
+synthesizer fails before its first token with an error worth retrying (a timeout, a
+dropped connection, a 429 or a 5xx), it is asked once more, as the Rust seed does; the
+run's deadline caps that second call like any other. If that fails too (or the error
+was not worth retrying), the judge's best-supported panel answer is yielded instead and
+the `Synthesis` says so; after its first token, the partial answer stands and the error
+is recorded (tokens already sent cannot be taken back). When the client asked for a
+`response_format`, a fallback answer must itself be JSON, else the failure stands: a
+504 when the synthesizer ran out of time, else a 502.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from ..adapters.llm import Completer
 from ..config import AggregatorConfig
-from ..errors import UpstreamError
+from ..errors import DeadlineError, UpstreamError
 from ..request import prompt_text, wants_json
 from ..types import Completion, Message, PanelAnswer, Synthesis, Verdict
 from . import prompts
@@ -42,29 +45,45 @@ async def write(
     )
     sent: list[str] = []
     call = completer.stream if stream else _whole(completer)
-    try:
-        pieces = call(config.synthesizer, request, timeout=config.synthesis_timeout_s, stage="synthesis",
-                      seat="synthesizer", **params)
-        async with aclosing(pieces):
-            async for piece in pieces:
-                if isinstance(piece, Completion):
-                    yield Synthesis(piece.text, piece)
-                    return
-                sent.append(piece)
-                yield piece
-    except UpstreamError as exc:
-        if sent:
-            yield Synthesis("".join(sent), None, error=f"synthesizer failed mid-answer: {exc.describe()}")
+    for attempt in (1, 2):
+        try:
+            pieces = call(config.synthesizer, request, timeout=config.synthesis_timeout_s, stage="synthesis",
+                          seat="synthesizer", **params)
+            async with aclosing(pieces):
+                async for piece in pieces:
+                    if isinstance(piece, Completion):
+                        yield Synthesis(piece.text, piece, attempts=attempt)
+                        return
+                    sent.append(piece)
+                    yield piece
+        except UpstreamError as exc:
+            if sent:
+                yield Synthesis("".join(sent), None, error=f"synthesizer failed mid-answer: {exc.describe()}",
+                                attempts=attempt)
+                return
+            if attempt == 1 and retryable(exc):
+                continue  # once, within the run's deadline (the ledger caps the second call)
+            best = best_answer(verdict, answers)
+            if wants_json(params) and not is_json(best.completion.text):
+                detail = (f"synthesizer failed ({exc.describe()}) and no panel answer is the JSON the "
+                          "response_format asks for")
+                if exc.kind == "timeout":
+                    raise DeadlineError(detail) from exc
+                raise UpstreamError(exc.kind, detail, status=exc.status) from exc
+            yield best.completion.text
+            yield Synthesis(
+                best.completion.text, None, fallback=True, fallback_source=best.seat.name,
+                error=f"synthesizer failed: {exc.describe()}", attempts=attempt,
+            )
             return
-        best = best_answer(verdict, answers)
-        if wants_json(params) and not is_json(best.completion.text):
-            raise UpstreamError(exc.kind, f"synthesizer failed ({exc.describe()}) and no panel answer is the "
-                                          "JSON the response_format asks for", status=exc.status) from exc
-        yield best.completion.text
-        yield Synthesis(
-            best.completion.text, None, fallback=True, fallback_source=best.seat.name,
-            error=f"synthesizer failed: {exc.describe()}",
-        )
+
+
+def retryable(exc: UpstreamError) -> bool:
+    """Worth one more try: a timeout, a dropped connection, a 429 or a 5xx (not a content
+    filter, an empty answer or a request the model refused as malformed)."""
+    if exc.kind in ("timeout", "connection", "error"):
+        return True
+    return exc.kind == "http_error" and (exc.status is None or exc.status == 429 or exc.status >= 500)
 
 
 def is_json(text: str) -> bool:
