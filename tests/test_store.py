@@ -467,6 +467,9 @@ async def test_receipts_are_indexed_per_peer_across_teams_once_and_through_the_o
     assert (await store.peer_earnings("ed25519:p1", limit=0))["receipts"] == []
     assert (await store.peer_earnings("ed25519:p2"))["totals"] == [{"currency": "USD", "amount": 200, "receipts": 1}]
     assert await store.peer_earnings("ed25519:nobody") == {"peer_id": "ed25519:nobody", "totals": [], "receipts": []}
+    assert await store.earnings_totals(["ed25519:p1", "ed25519:p2", "ed25519:nobody"]) == {
+        "ed25519:p1": [{"currency": "USD", "amount": 375, "receipts": 2}],
+        "ed25519:p2": [{"currency": "USD", "amount": 200, "receipts": 1}], "ed25519:nobody": []}
 
 
 async def test_peer_load_sums_the_fresh_workers_and_forgets_a_dead_one(stores, clock):

@@ -135,6 +135,7 @@ def build_peer_router(handler: Any) -> APIRouter:
                         auth: UserAPIKeyAuth = AUTH) -> dict:
         found = await stored(handler.store.pool_peers, pool) if pool else await stored(handler.store.all_peers)
         loads = await stored(handler.store.peer_loads)
+        totals = await stored(handler.store.earnings_totals, [p["record"]["peer_id"] for p in found])
         scores = await stored(handler.store.reputation, sorted(p["record"]["peer_id"] for p in found))
         admin = str(getattr(auth, "user_role", "") or "").endswith("proxy_admin")
         now = clock()
@@ -143,9 +144,8 @@ def build_peer_router(handler: Any) -> APIRouter:
             r = p["record"]
             entry = {k: r[k] for k in ("peer_id", "pool", "model", "payee", "personas", "max_concurrency",
                                        "price_per_token", "registered_at")}
-            paid = await stored(handler.store.peer_earnings, r["peer_id"], 0)
             entry.update(state=peers.state(p["last_seen"], now, policy.away_after_s), last_seen=p["last_seen"],
-                         reputation=reputation.summary(scores.get(r["peer_id"], {})), earnings=paid["totals"],
+                         reputation=reputation.summary(scores.get(r["peer_id"], {})), earnings=totals[r["peer_id"]],
                          load=loads.get(r["peer_id"], 0))
             if admin:
                 entry["base_url"] = r["base_url"]

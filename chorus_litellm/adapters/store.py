@@ -216,8 +216,12 @@ class Store:
     async def _loads(self, now: float) -> dict[str, int]:
         raise NotImplementedError
 
-    async def _earnings(self, peer_id: str, limit: int) -> tuple[list[dict], dict[str, dict[str, int]]]:
-        """The peer's newest receipts, and totals per currency ({"amount", "receipts"})."""
+    async def _earnings(self, peer_id: str, limit: int) -> list[dict]:
+        """The peer's newest receipts."""
+        raise NotImplementedError
+
+    async def _totals(self, peer_ids: list[str]) -> dict[str, dict[str, dict[str, int]]]:
+        """Totals per currency ({"amount", "receipts"}) for each of these peers, in one round trip."""
         raise NotImplementedError
 
     # -- records ---------------------------------------------------------------------
@@ -387,9 +391,13 @@ class Store:
     async def peer_earnings(self, peer_id: str, limit: int = 100) -> dict:
         """Receipts that paid this peer (newest first, at most `limit`) and its totals per
         currency; StoreUnavailable when the backend is down."""
-        receipts, totals = await self._earnings(peer_id, limit)
-        return {"peer_id": peer_id, "totals": [{"currency": cur, **t} for cur, t in sorted(totals.items())],
-                "receipts": receipts}
+        receipts = await self._earnings(peer_id, limit) if limit > 0 else []
+        return {"peer_id": peer_id, "totals": (await self.earnings_totals([peer_id]))[peer_id], "receipts": receipts}
+
+    async def earnings_totals(self, peer_ids: list[str]) -> dict[str, list[dict]]:
+        """Each peer's totals per currency (the pool view); StoreUnavailable when down."""
+        found = await self._totals(peer_ids) if peer_ids else {}
+        return {p: [{"currency": cur, **t} for cur, t in sorted(found.get(p, {}).items())] for p in peer_ids}
 
     async def add_reputation(self, observations: dict[str, dict[str, float]]) -> None:
         """Add one run's observations per payee (atomic increments); best effort, never raises."""

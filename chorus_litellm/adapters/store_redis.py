@@ -318,18 +318,25 @@ class RedisStore(Store):
         return totals
 
     @mapped
-    async def _earnings(self, peer_id: str, limit: int) -> tuple[list[dict], dict[str, dict[str, int]]]:
+    async def _earnings(self, peer_id: str, limit: int) -> list[dict]:
         client = self._client()
-        keys = [k.decode() for k in await client.zrevrange(f"{self.prefix}:earnings:{peer_id}", 0, limit - 1)] \
-            if limit > 0 else []
+        keys = [k.decode() for k in await client.zrevrange(f"{self.prefix}:earnings:{peer_id}", 0, limit - 1)]
         values = await client.mget([f"{self.prefix}:{RECEIPT}:{k}" for k in keys]) if keys else []
-        totals: dict[str, dict[str, int]] = {}
-        for raw in (await client.hgetall(f"{self.prefix}:earnings:{peer_id}:paid")).values():
-            currency, amount = json.loads(raw)
-            t = totals.setdefault(currency, {"amount": 0, "receipts": 0})
-            t["amount"] += amount
-            t["receipts"] += 1
-        return [json.loads(v)["record"] for v in values if v is not None], totals
+        return [json.loads(v)["record"] for v in values if v is not None]
+
+    @mapped
+    async def _totals(self, peer_ids: list[str]) -> dict[str, dict[str, dict[str, int]]]:
+        pipe = self._client().pipeline(transaction=False)
+        for peer in peer_ids:
+            pipe.hvals(f"{self.prefix}:earnings:{peer}:paid")
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for peer, rows in zip(peer_ids, await pipe.execute(), strict=True):
+            for raw in rows:
+                currency, amount = json.loads(raw)
+                t = out.setdefault(peer, {}).setdefault(currency, {"amount": 0, "receipts": 0})
+                t["amount"] += amount
+                t["receipts"] += 1
+        return out
 
     async def _close(self) -> None:
         clients, self._clients = self._clients, weakref.WeakKeyDictionary()

@@ -251,16 +251,24 @@ class SQLiteStore(Store):
         return {peer: int(n) for peer, n in rows}
 
     @mapped
-    async def _earnings(self, peer_id: str, limit: int) -> tuple[list[dict], dict[str, dict[str, int]]]:
+    async def _earnings(self, peer_id: str, limit: int) -> list[dict]:
         db = await self.db.conn()
         rows = await db.execute_fetchall(
             "SELECT r.record FROM earnings e JOIN records r ON r.kind = ? AND r.owner = e.owner AND "
             "r.debate_id = e.debate_id WHERE e.peer_id = ? ORDER BY e.issued_at DESC LIMIT ?",
             (RECEIPT, peer_id, limit))
-        totals = await db.execute_fetchall("SELECT currency, SUM(amount), COUNT(*) FROM earnings WHERE peer_id = ? "
-                                           "GROUP BY currency", (peer_id,))
-        return ([json.loads(row[0]) for row in rows],
-                {cur: {"amount": int(amount), "receipts": n} for cur, amount, n in totals})
+        return [json.loads(row[0]) for row in rows]
+
+    @mapped
+    async def _totals(self, peer_ids: list[str]) -> dict[str, dict[str, dict[str, int]]]:
+        db = await self.db.conn()
+        marks = ", ".join("?" * len(peer_ids))
+        rows = await db.execute_fetchall(f"SELECT peer_id, currency, SUM(amount), COUNT(*) FROM earnings WHERE "
+                                         f"peer_id IN ({marks}) GROUP BY peer_id, currency", peer_ids)
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for peer, currency, amount, n in rows:
+            out.setdefault(peer, {})[currency] = {"amount": int(amount), "receipts": n}
+        return out
 
     async def _close(self) -> None:
         await self.db.close()
