@@ -4,7 +4,8 @@ stopping buy? The real debate engine (`stages/debate.py`) runs against simulated
 Each agent answers a 5-option question. In round 1 it is right with probability
 `accuracy`. In later rounds it sees the consensus voice (and, with dissent injection,
 the dissent voice) chosen by the engine in embedding space; it then
-- conforms to the consensus voice's answer with probability `conformity`, else
+- conforms to the consensus voice's answer (per-agent voices: the nearest one's) with
+  probability `conformity`, else
 - if it is wrong and a shown voice is right, adopts it with probability `recognize`
   (a correct argument is persuasive only sometimes), else keeps its answer.
 Answers are voted (confidence-weighted) in the last round. Tokens are counted as words.
@@ -13,7 +14,9 @@ Strategies (all with the same agents):
 - vote: round 1 only, majority vote (the compute floor);
 - debate, fixed 3 rounds, consensus voice only (no dissent);
 - debate, fixed 3 rounds, with dissent;
-- debate with dissent and adaptive stopping (the default engine).
+- debate with dissent and adaptive stopping (the default engine);
+- the same with per-agent voices: each agent sees the answer nearest its own and the
+  farthest (`debate.voices: per_agent`); its conformity follows the nearest one.
 
 Run: python benchmarks/simulate_debate.py [--trials 300]
 Writes benchmarks/results/simulate_debate.{json,md}.
@@ -66,7 +69,9 @@ class SimAgents:
         data = json.loads(prompt[prompt.index("{"):])
         own = ANSWER.search(data["your_previous_answer"]).group(1)
         voices = {p["view"]: ANSWER.search(p["text"]).group(1) for p in data["panelists"]}
-        consensus = voices.get("shared by most panelists")
+        # Conformity follows the voice presented as the group's: the consensus voice, or
+        # (per-agent voices) the answer closest to one's own.
+        consensus = voices.get("shared by most panelists") or voices.get("closest to yours")
         if consensus and self.rng.random() < self.conformity:
             return consensus
         if own != self.truth and self.truth in voices.values() and self.rng.random() < self.recognize:
@@ -88,6 +93,8 @@ STRATEGIES = {
     "debate x3, no dissent": dict(max_rounds=3, dissent=False, adaptive_stop=False),
     "debate x3, dissent": dict(max_rounds=3, dissent=True, adaptive_stop=False),
     "debate, dissent, adaptive stop": dict(max_rounds=3, dissent=True, adaptive_stop=True),
+    "debate, per-agent voices, adaptive stop": dict(max_rounds=3, dissent=True, adaptive_stop=True,
+                                                    voices="per_agent"),
 }
 
 

@@ -219,6 +219,11 @@ class DebateConfig(_Strict):
     max_retries: int | None = Field(None, ge=0, le=10)  # LiteLLM num_retries for inner calls
     output_mode: Literal["clean", "debug", "audit"] = "clean"
     dissent: bool = True  # inject the dissent voice next to the consensus voice
+    # Which answers each agent sees next round: `shared` (everyone sees the consensus voice
+    # and the dissent voice) or `per_agent` (each agent sees the answer nearest to its own
+    # and, with `dissent`, the farthest: the first seed's voices). docs/simulation.md
+    # measures both.
+    voices: Literal["shared", "per_agent"] = "shared"
     # Stop early on round-1 agreement, unanimity or convergence. Off = fixed max_rounds
     # (a compute-matched baseline for comparisons; adaptive stopping beats fixed rounds).
     adaptive_stop: bool = True

@@ -245,3 +245,34 @@ async def test_one_flag_is_not_a_streak_and_zero_never_prunes():
                     panel={"members": ["a", "b", "c"], "min_quorum": 2})
     _events, report = await run(ask(never), fake)
     assert report.deliberation["pruned"] == {} and len(fake.calls_to("c")) == 3
+
+
+async def test_per_agent_voices_show_each_agent_its_own_nearest_and_farthest_answer():
+    import json
+
+    import numpy as np
+
+    texts = {"a": "Raft elects a strong leader for log replication. The answer is 42.",
+             "b": "Raft elects a leader and replicates the log. The answer is 42.",
+             "c": "Paxos has proposers and acceptors and two phases. The answer is 13.",
+             "d": "Viewstamped replication orders requests with views. The answer is 7."}
+    fake = FakeCompleter()
+    for m, t in texts.items():
+        fake.enqueue(m, t, t.replace("The answer", "Still, the answer"))
+    prof = profile(debate={"protocol": "debate", "max_rounds": 2, "adaptive_stop": False, "voices": "per_agent",
+                           "echo": {"copy_similarity": 1.0}},
+                   panel={"members": list(texts), "min_quorum": 2})
+    await run(ask(prof), fake)
+    vecs = await HashEmbedder().encode(list(texts.values()))
+    names = list(texts)
+    shown = {}
+    for i, m in enumerate(names):
+        prompt = fake.calls_to(m)[1].messages[-1]["content"]
+        data = json.loads(prompt[prompt.index("{"):])
+        views = {p["view"]: p["text"] for p in data["panelists"]}
+        sims = {n: float(np.dot(vecs[i], vecs[j])) for j, n in enumerate(names) if n != m}
+        assert views["closest to yours"] == texts[max(sims, key=sims.get)]
+        assert views["farthest from yours"] == texts[min(sims, key=sims.get)]
+        assert "shared by most panelists" not in views and data["your_previous_answer"] == texts[m]
+        shown[m] = views["closest to yours"]
+    assert shown["a"] == texts["b"] and shown["b"] == texts["a"]  # each its own neighbour, not one shared voice

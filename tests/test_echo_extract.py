@@ -6,7 +6,7 @@ from chorus_litellm.stages import echo
 from chorus_litellm.stages.extract import confidence, extract, weighted_vote
 
 Q = np.array([1.0, 0.0, 0.0])
-KW = EchoConfig().model_dump()  # the defaults
+KW = EchoConfig().model_dump(include={"parrot_residual", "copy_similarity"})  # the thresholds, at their defaults
 
 
 def test_residual_norm():

@@ -12,7 +12,8 @@ Round 1 is the panel fan-out (each seat with its persona). After every round:
 5) stop if round 1 already agrees, if extracted answers are unanimous, if the answers
    stopped moving while agreeing, if the token budget is spent, or at max_rounds;
 6) otherwise every agent gets both voices, anonymized, plus its own previous answer, and
-   answers again.
+   answers again; with `debate.voices: per_agent`, each agent's own voices instead: the
+   eligible answer nearest to its own and the farthest.
 Yields `Progress` per round, then one `Outcome` (its summary from a `Debate`).
 """
 
@@ -195,11 +196,15 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
         elif round_no == config.max_rounds:
             stop = "max_rounds"
         else:
-            voices = [("shared by most panelists", cons)] + ([("most different", diss)] if diss is not None else [])
+            shared = [("shared by most panelists", cons)] + ([("most different", diss)] if diss is not None else [])
             per_seat, shown = {}, {}
             for i, answer in enumerate(result.answers):
                 name = answer.seat.name
-                peer = [(label, j) for label, j in voices if j != i]
+                if config.voices == "per_agent":
+                    own = geometry.own_voices(vecs, eligible, i, config.dissent)
+                    peer = list(zip(("closest to yours", "farthest from yours"), own, strict=False))
+                else:
+                    peer = [(label, j) for label, j in shared if j != i]
                 shown[name] = [(result.answers[j].completion.text, vecs[j]) for _, j in peer]
                 per_seat[name] = [*base[name], {"role": "user", "content": prompts.debate_user(
                     round_no + 1, answer.completion.text,

@@ -90,6 +90,18 @@ def dissent_voice(vectors: np.ndarray, eligible: list[int], exclude: int) -> int
     return min(candidates, key=lambda i: float(vectors[i] @ c))
 
 
+def own_voices(vectors: np.ndarray, eligible: list[int], me: int, dissent: bool = True) -> list[int]:
+    """An agent's own neighbours among the eligible answers (never itself): the nearest,
+    then (with `dissent`) the farthest; ties to the earlier answer."""
+    others = [j for j in eligible if j != me]
+    if not others:
+        return []
+    sims = [float(vectors[me] @ vectors[j]) for j in others]
+    nearest = others[int(np.argmax(sims))]
+    farthest = others[int(np.argmin(sims))]
+    return [nearest] + ([farthest] if dissent and farthest != nearest else [])
+
+
 class Projection:
     """A fixed 3-D view of embedding space: PCA fitted once (on round 1's answers); every
     later round is projected with the same basis, so earlier points keep their place.
