@@ -215,6 +215,13 @@ class DebateConfig(_Strict):
     # is where Du et al. saw most of the gain; more rounds mostly add conformity.
     max_rounds: int = Field(3, ge=1, le=10)
     strict_unanimity: bool = False  # consensus: unanimous acceptance instead of a majority
+    # consensus: who votes again on a revised candidate. `all`: every seat, an unparseable
+    # vote is a rejection. `dissenters` (the Go seed's loop): only seats that rejected,
+    # listed blocking issues or voted with confidence under 0.75 vote again (the others'
+    # votes stand); an unparseable vote is skipped, not counted; confidence is the best
+    # approval rate over the rounds; without consensus the answer ends with a short
+    # summary of the disagreement.
+    revote: Literal["all", "dissenters"] = "all"
     max_total_tokens: int = Field(0, ge=0)  # 0 = unlimited; else stop early, best candidate
     max_retries: int | None = Field(None, ge=0, le=10)  # LiteLLM num_retries for inner calls
     output_mode: Literal["clean", "debug", "audit"] = "clean"

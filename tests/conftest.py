@@ -14,7 +14,7 @@ import pytest
 from tests.servers import fake_upstream, fusion_entry, litellm_proxy, model_entry
 
 MODELS = ["model-a", "model-b", "model-c", "slow-c", "fail500-b", "fail500-a", "fail429-b",
-          "hang-c", "filter-b", "judge", "badjson-judge", "writer", "fail500-writer", "drip-writer",
+          "hang-c", "filter-b", "reject-c", "judge", "badjson-judge", "writer", "fail500-writer", "drip-writer",
           "midfail-writer"]
 
 
@@ -61,6 +61,9 @@ def e2e_config(upstream: str) -> dict:
                                   "debate": {"protocol": "debate", "max_rounds": 5, "adaptive_stop": False,
                                              "echo": {"copy_similarity": 1.0}}}),
             fusion_entry("half", fusion(["model-a", "fail500-b", "fail429-b"])),
+            fusion_entry("consensus-seed", {**fusion(["model-a", "model-b", "reject-c"]),
+                                            "debate": {"protocol": "consensus", "revote": "dissenters",
+                                                       "max_rounds": 2, "strict_unanimity": True}}),
             fusion_entry("layers", {**fusion(["model-a", "model-b", "model-c"]),
                                     "aggregator": {"judge": "judge", "synthesizer": "writer", "layers": 2}}),
             fusion_entry("drip", fusion(["model-a", "model-b"], writer="drip-writer")),

@@ -98,6 +98,9 @@ def test_shipped_config_is_valid():
     profiles = load_profiles(read_config_file("litellm_config.yaml"))
     assert {"research", "self-moa", "debate", "consensus", "market"} <= set(profiles)
     assert profiles["market"].panel.pool == "demo" and profiles["market"].panel.seat_count == 3
+    presets = {n: profiles[f"consensus-{n}"].debate for n in ("fast", "balanced", "paranoid")}
+    assert {p.revote for p in presets.values()} == {"dissenters"}
+    assert [p.max_rounds for p in presets.values()] == [1, 3, 5] and presets["paranoid"].strict_unanimity
 
 
 @pytest.mark.parametrize(

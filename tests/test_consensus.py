@@ -72,3 +72,52 @@ def test_parse_vote():
     assert parse_vote('```json\n{"accept": true}\n```') == {"accept": True, "objection": ""}
     assert parse_vote('{"accept": "yes"}')["accept"] is False
     assert parse_vote("")["objection"] == "invalid vote"
+
+
+def scored(accept, confidence=0.9, blocking=()):
+    import json
+
+    return json.dumps({"accept": accept, "confidence": confidence, "blocking": list(blocking),
+                       "objection": "" if accept else "misses the cost of partitions"})
+
+
+async def test_the_go_seed_loop_only_dissenters_vote_again_and_unreadable_votes_are_skipped():
+    fake = FakeCompleter().enqueue("writer", "first candidate", "revised candidate")
+    # a accepts confidently (asked once); b accepts unsure (asked again); c rejects, then accepts
+    script(fake, [scored(True)], [scored(True, 0.6), scored(True, 0.9)], [scored(False), scored(True, 0.8)])
+    text, report = await run(consensus(revote="dissenters", strict_unanimity=True), fake)
+    assert text == "revised candidate"
+    d = report.deliberation
+    assert d["reached"] and d["rounds"] == 2
+    assert [len(fake.calls_to(m)) for m in "abc"] == [3, 4, 4]  # draft, critique, then a's one vote
+    assert set(d["votes"][1]) == {"b", "c"}  # only the unconvinced voted on the revision
+    assert "CHORUS-VOTE" in fake.calls_to("b")[3].messages[-1]["content"]
+    assert '"confidence"' in fake.calls_to("b")[3].messages[-1]["content"]
+    revise = fake.calls_to("writer")[1].messages[-1]["content"]
+    assert "misses the cost of partitions" in revise
+
+
+async def test_an_unreadable_vote_is_skipped_not_a_rejection():
+    fake = FakeCompleter().enqueue("writer", "the candidate")
+    script(fake, ["not a vote"], [scored(True)], [scored(True)])
+    text, report = await run(consensus(revote="dissenters"), fake)
+    d = report.deliberation
+    assert text == "the candidate" and d["reached"] and d["consensus_confidence"] == 1.0  # 2 of 2 counted
+    assert set(d["votes"][0]) == {"b", "c"}
+    fake = FakeCompleter().enqueue("writer", "the candidate")
+    script(fake, ["not a vote"], [scored(True)], [scored(True)])
+    text, report = await run(consensus(), fake)  # the default loop: an invalid vote rejects
+    assert report.deliberation["votes"][0]["a"] == {"accept": False, "objection": "invalid vote"}
+
+
+async def test_without_consensus_the_answer_says_why_and_confidence_is_the_best_round():
+    fake = FakeCompleter().enqueue("writer", "c1", "c2")
+    script(fake, [scored(True), scored(True)], [scored(False, blocking=["no latency numbers"]), scored(False)],
+           [scored(False, blocking=["ignores Byzantine faults"]), scored(False, blocking=["ignores Byzantine faults"])])
+    text, report = await run(consensus(revote="dissenters", max_rounds=2), fake)
+    d = report.deliberation
+    assert not d["reached"] and d["stop_reason"] == "max_rounds"
+    assert text.startswith("c2\n\n---\nNo consensus after 2 vote(s): best approval 33%")
+    assert "ignores Byzantine faults" in text
+    assert d["consensus_confidence"] == round(1 / 3, 4)
+    assert len(fake.calls_to("a")) == 3  # a accepted confidently in round 1: asked once

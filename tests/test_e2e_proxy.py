@@ -147,6 +147,17 @@ def test_tool_turns_go_to_single_model(client, upstream):
     assert httpx.get(f"{upstream}/stats").json() == {"model-a": 1}
 
 
+def test_the_go_seed_vote_loop_asks_only_the_dissenter_again_and_says_why_there_is_no_consensus(client, upstream):
+    before = httpx.get(f"{upstream}/stats", timeout=10).json()
+    resp = client.chat.completions.create(model="fusion/consensus-seed", messages=HARD)
+    after = httpx.get(f"{upstream}/stats", timeout=10).json()
+    d = resp.model_extra["chorus"]["deliberation"]
+    assert not d["reached"] and [set(v) for v in d["votes"]] == [{"model-a", "model-b", "reject-c"}, {"reject-c"}]
+    calls = {m: after.get(m, 0) - before.get(m, 0) for m in ("model-a", "reject-c")}
+    assert calls == {"model-a": 3, "reject-c": 4}  # draft, critique, votes: a once, c twice
+    assert "No consensus after 2 vote(s): best approval 67%" in resp.choices[0].message.content
+
+
 def test_two_moa_layers_reach_the_upstream_as_two_panel_rounds(client, upstream):
     before = httpx.get(f"{upstream}/stats", timeout=10).json()
     resp = client.chat.completions.create(model="fusion/layers", messages=HARD)

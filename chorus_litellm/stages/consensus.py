@@ -6,6 +6,13 @@ candidate; every seat votes on it as strict JSON; a majority (or, with
 revises against the objections. An unparseable vote counts as a rejection with the
 objection "invalid vote". Yields `Progress` per phase, then one `Outcome` whose answer
 is the last candidate (judge and synthesis are not run again).
+
+`debate.revote: dissenters` is the Go seed's loop: votes carry a confidence and blocking
+issues; after a revision only the seats that rejected, listed blocking issues or voted
+with confidence under `CONFIDENT` vote again (the others' votes stand); an unparseable
+vote is skipped, not counted; the majority is of the votes counted; confidence is the
+best approval rate over the rounds; without consensus the answer ends with a short
+summary of the disagreement (unless the client asked for JSON).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import runlog
 from ..errors import QuorumError, UpstreamError
+from ..request import wants_json
 from ..types import Message, Outcome, Panel, Progress, Seat
 from . import prompts
 from .extract import panel_vote
@@ -28,20 +36,24 @@ if TYPE_CHECKING:
     from ..context import RunContext
 
 
+CONFIDENT = 0.75  # the Go seed: a vote under this confidence is asked again
+
+
 @dataclass
 class Consensus:
     text: str
     reached: bool
     stop_reason: str
     drafts: Panel
-    votes: list[dict[str, dict]] = field(default_factory=list)  # per round: seat -> vote
+    votes: list[dict[str, dict]] = field(default_factory=list)  # per round: seat -> vote cast that round
+    approvals: list[float] = field(default_factory=list)  # per round: approval rate of the standing votes
+    best_of_rounds: bool = False  # dissenters: confidence is the best approval rate, not the last
 
     @property
     def confidence(self) -> float:
-        if not self.votes:
+        if not self.approvals:
             return 0.0
-        last = self.votes[-1]
-        return sum(v["accept"] for v in last.values()) / max(1, len(last))
+        return max(self.approvals) if self.best_of_rounds else self.approvals[-1]
 
     def summary(self) -> dict[str, Any]:
         return {"rounds": len(self.votes), "stop_reason": self.stop_reason, "reached": self.reached,
@@ -58,6 +70,35 @@ def parse_vote(text: str) -> dict:
         return {"accept": False, "objection": "invalid vote"}
 
 
+def parse_scored_vote(text: str) -> dict | None:
+    """A vote with confidence and blocking issues; None when it cannot be read (skipped)."""
+    try:
+        data = json_object(text)
+        if not isinstance(data["accept"], bool):
+            return None
+        confidence = float(data.get("confidence", 1.0))
+        blocking = [str(b)[:300] for b in data.get("blocking") or [] if str(b).strip()][:10]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return {"accept": data["accept"], "confidence": max(0.0, min(1.0, confidence)), "blocking": blocking,
+            "objection": str(data.get("objection") or "")[:1000]}
+
+
+def settled(vote: dict) -> bool:
+    """A standing vote that is not asked again (dissenters mode)."""
+    return vote["accept"] and not vote["blocking"] and vote["confidence"] >= CONFIDENT
+
+
+def disagreement(votes: dict[str, dict], rounds: int, best: float) -> str:
+    """The short note a no-consensus answer ends with."""
+    issues = list(dict.fromkeys(i for v in votes.values() if not settled(v)
+                                for i in (v["blocking"] or [v["objection"]]) if i))
+    rejected = sum(not v["accept"] for v in votes.values())
+    listed = "; ".join(issues[:3]) + (f"; and {len(issues) - 3} more" if len(issues) > 3 else "")
+    return (f"\n\n---\nNo consensus after {rounds} vote(s): best approval {best:.0%}, {rejected} of {len(votes)} "
+            f"counted votes reject this answer" + (f". Open issues: {listed}." if listed else "."))
+
+
 async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     """The `consensus` protocol (module docstring). The synthesizer writes with the final
     answer's params (the client's max_tokens, stop, response_format), not the drafts'.
@@ -68,8 +109,9 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
 
     rounds = iter(range(1, 3 + config.max_rounds))  # drafts, critiques, then one per vote
 
-    async def everyone(stage: str, per_seat: dict[str, list[Message]], among: list[Seat]) -> Panel:
-        return await round_of(ctx, among, next(rounds), per_seat, stage=stage)
+    async def everyone(stage: str, per_seat: dict[str, list[Message]], among: list[Seat],
+                       quorum: int | None = None) -> Panel:
+        return await round_of(ctx, among, next(rounds), per_seat, stage=stage, quorum=quorum)
 
     def ask_all(instructions: str, data: object, among: list[Seat]) -> dict[str, list[Message]]:
         user = f"{instructions}\n\n{prompts.json_data(data)}"
@@ -94,6 +136,9 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
                   for label, a in zip(make_labels(len(order)), order, strict=True)]
     yield Progress("consensus", f"Drafts: {len(drafts.answers)} of {len(seats)} answered.")
     votes: list[dict[str, dict]] = []
+    approvals: list[float] = []
+    seed = config.revote == "dissenters"
+    standing: dict[str, dict] = {}  # dissenters: each seat's latest counted vote
     candidate, stop, reached = None, "max_rounds", False
     try:
         try:
@@ -107,18 +152,30 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
         data = {"drafts": anonymized, "critiques": notes, **({"drafts_vote": vote} if vote else {})}
         candidate = await synthesizer(prompts.CONSENSUS_CANDIDATE, data,
                                       "candidate")
+        asked = voters
         for round_no in range(1, config.max_rounds + 1):
-            ballot = await everyone("vote", ask_all(prompts.CONSENSUS_VOTE, {"candidate": candidate}, voters), voters)
-            cast = {a.seat.name: parse_vote(a.completion.text) for a in ballot.answers}
+            ballot = await everyone("vote", ask_all(prompts.CONSENSUS_VOTE_SCORED if seed else prompts.CONSENSUS_VOTE,
+                                                    {"candidate": candidate}, asked), asked,
+                                    quorum=min(ctx.quorum, len(asked)))
+            if seed:
+                cast = {a.seat.name: v for a in ballot.answers if (v := parse_scored_vote(a.completion.text))}
+                standing.update(cast)
+                counted = standing
+            else:
+                cast = counted = {a.seat.name: parse_vote(a.completion.text) for a in ballot.answers}
             votes.append(cast)
-            accepted = sum(v["accept"] for v in cast.values())
-            needed = len(voters) if config.strict_unanimity else len(voters) // 2 + 1
-            share = round(accepted / max(1, len(cast)), 4)
-            split = [[n for n, v in cast.items() if v["accept"]], [n for n, v in cast.items() if not v["accept"]]]
+            accepted = sum(v["accept"] for v in counted.values())
+            pool = len(counted) if seed else len(voters)
+            needed = pool if config.strict_unanimity else pool // 2 + 1
+            share = round(accepted / max(1, len(counted)), 4)
+            approvals.append(share)
+            split = [[n for n, v in counted.items() if v["accept"]], [n for n, v in counted.items() if not v["accept"]]]
             ctx.emit("round_done", **runlog.round_done(round=2 + round_no, agreement=share, clusters=split,
                                                        vote={"answer": "accept", "share": share}))
-            yield Progress("consensus", f"Vote {round_no}: {accepted} of {len(cast)} accept (need {needed}).")
-            if accepted >= needed:
+            yield Progress("consensus", f"Vote {round_no}: {accepted} of {len(counted)} accept (need {needed})"
+                                        + (f", {len(ballot.answers) - len(cast)} unreadable vote(s) skipped." if seed
+                                           else "."))
+            if accepted >= needed and (not seed or len(counted) >= ctx.quorum):
                 stop, reached = "consensus", True
                 break
             if config.max_total_tokens and ctx.tokens_used() >= config.max_total_tokens:
@@ -126,14 +183,19 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
                 break
             if round_no == config.max_rounds:
                 break
-            objections = [v["objection"] for v in cast.values() if not v["accept"] and v["objection"]]
+            objections = [i for v in counted.values() if not (settled(v) if seed else v["accept"])
+                          for i in ((v.get("blocking") or []) + [v["objection"]]) if i]
             candidate = await synthesizer(
                 prompts.CONSENSUS_REVISE, {"candidate": candidate, "objections": objections}, "revise"
             )
+            if seed:  # only the unconvinced vote again; the others' votes stand
+                asked = [s for s in voters if s.name not in standing or not settled(standing[s.name])]
     except (QuorumError, UpstreamError) as exc:
         stop = f"stopped: {exc.describe() if isinstance(exc, UpstreamError) else 'vote quorum lost'}"
         yield Progress("consensus", f"Consensus loop ended early ({stop}).")
     source = None if candidate is not None else drafts.answers[0].seat.name
-    result = Consensus(candidate if candidate is not None else drafts.answers[0].completion.text,
-                       reached, stop, drafts, votes)
+    text = candidate if candidate is not None else drafts.answers[0].completion.text
+    if seed and not reached and votes and not wants_json(ctx.req.final_params):
+        text += disagreement(standing, len(votes), max(approvals))
+    result = Consensus(text, reached, stop, drafts, votes, approvals, best_of_rounds=seed)
     yield Outcome(drafts, history, answer=result.text, answer_source=source, summary=result.summary())

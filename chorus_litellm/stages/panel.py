@@ -187,9 +187,11 @@ async def convene(
 
 
 async def round_of(ctx: RunContext, among: list[Seat], round_no: int, per_seat: dict[str, list[Message]], *,
-                   stage: str = "panel", on_answer: Callable[[PanelAnswer], None] | None = None) -> Panel:
+                   stage: str = "panel", on_answer: Callable[[PanelAnswer], None] | None = None,
+                   quorum: int | None = None) -> Panel:
     """One round of the run's panel, on the event log: announced, then every answer and
-    failure as it arrives (`on_answer` sees the answers too)."""
+    failure as it arrives (`on_answer` sees the answers too). `quorum` defaults to the
+    run's (a re-vote of a few seats needs fewer)."""
     ctx.emit("round_started", round=round_no, stage=stage, seats=[s.name for s in among])
 
     def seen(result: PanelAnswer | PanelFailure) -> None:
@@ -197,7 +199,7 @@ async def round_of(ctx: RunContext, among: list[Seat], round_no: int, per_seat: 
         if on_answer is not None and isinstance(result, PanelAnswer):
             on_answer(result)
 
-    return await convene(ctx.completer, ctx.panel, among, ctx.messages, quorum=ctx.quorum,
+    return await convene(ctx.completer, ctx.panel, among, ctx.messages, quorum=ctx.quorum if quorum is None else quorum,
                          params=ctx.draft_params, per_seat=per_seat, on_result=seen, stage=stage)
 
 
