@@ -101,3 +101,12 @@ def test_a_bad_peer_invite_is_named_at_startup_without_its_token():
     policy = load_settings({"CHORUS_PEER_ADMISSION": "allowlist", "CHORUS_PEER_KEYS": "ed25519:aa, ed25519:bb"},
                            create_dirs=False).peer_policy()
     assert policy.admission == "allowlist" and policy.keys == {"ed25519:aa", "ed25519:bb"}
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "61", "soon"])
+def test_a_bad_peer_sync_interval_is_refused_naming_the_field(value):
+    from chorus_litellm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="^CHORUS_PEER_SYNC_S: Input should be"):
+        load_settings({"CHORUS_PEER_SYNC_S": value}, create_dirs=False)
+    assert load_settings({"CHORUS_PEER_SYNC_S": "0.5"}, create_dirs=False).peer_sync_s == 0.5
