@@ -101,7 +101,7 @@ class PeerSync:
                 added.append(pid)
         if added or removed:
             log.info("chorus: peers added to the Router %s, removed %s", added, removed)
-        in_router = {(d.get("model_info") or {}).get("chorus_peer") for d in router.get_model_list() or []}
+        in_router = (set(current) - set(removed)) | set(added)
         self.deployed = {pid: peer["record"] for peer in peers_now if (pid := peer["record"]["peer_id"]) in wanted
                          and pid in in_router}
         if self.load is not None:  # valid for three passes: a dead worker's calls stop counting
