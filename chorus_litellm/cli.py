@@ -31,14 +31,17 @@ import threading
 from pathlib import Path
 
 from . import peer_cli
-from .config import load_profiles, read_config_file
+from .config import load_profiles, provider_of, read_config_file
 from .errors import ConfigError
 from .evaluation import command as eval_command
 
 
 def check(path: str) -> int:
+    from .adapters.compat import is_builtin_provider
+
     try:
-        profiles = load_profiles(read_config_file(path))
+        config = read_config_file(path)
+        provider, profiles = provider_of(config), load_profiles(config, is_builtin=is_builtin_provider)
     except (ConfigError, OSError) as exc:
         print(f"chorus: {path}: invalid\n{exc}", file=sys.stderr)
         return 1
@@ -46,9 +49,10 @@ def check(path: str) -> int:
         pool = [f"{p.panel.seats} from pool {p.panel.pool} by {p.panel.select}"] if p.panel.pool else []
         panel = f"self-MoA {p.panel.self_moa.model} x{p.panel.self_moa.samples}" if p.panel.self_moa else \
             ", ".join([*(m.model for m in p.panel.members), *pool])
-        print(f"fusion/{name}: protocol={p.debate.protocol} router={p.router.policy} panel=[{panel}] quorum={p.panel.quorum} "
+        print(f"{provider}/{name}: protocol={p.debate.protocol} router={p.router.policy} panel=[{panel}] quorum={p.panel.quorum} "
               f"judge={p.aggregator.judge} synthesizer={p.aggregator.synthesizer}")
-    print(f"chorus: {path}: {len(profiles)} fusion profile(s) valid")
+    print(f"chorus: {path}: {len(profiles)} fusion profile(s) valid, served as provider {provider!r} "
+          "(not a LiteLLM provider name)")
     return 0
 
 

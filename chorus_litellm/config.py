@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,8 +22,11 @@ from .errors import ConfigError
 
 log = logging.getLogger("chorus_litellm")
 
-PROVIDER = "fusion"
-PREFIX = f"{PROVIDER}/"
+PROVIDER = "fusion"  # the provider name when the config names none (the examples' `fusion/<profile>`)
+HANDLER_MODULE = "chorus_litellm"  # a custom_provider_map entry whose custom_handler starts with it is ours
+# Model strings LiteLLM itself reserves for its own fusion (PR 39224, unreleased in 1.109):
+# `litellm/fusion-1` (provider `litellm`) and proxy entries `model: fusion_router[/...]`.
+NATIVE_FUSION = ("fusion_router", "litellm")
 
 
 class _Strict(BaseModel):
@@ -350,8 +354,10 @@ def _format_error(profile: str, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_profile(name: str, raw: Any, *, known_models: set[str] | None = None) -> ProfileConfig:
-    """Validate one profile's `model_info.chorus` block. Raises ConfigError."""
+def parse_profile(name: str, raw: Any, *, known_models: set[str] | None = None, provider: str = PROVIDER,
+                  fusion_models: frozenset[str] = frozenset()) -> ProfileConfig:
+    """Validate one profile's `model_info.chorus` block. Raises ConfigError. A model it
+    names must not be a fusion model: `<provider>/...`, or an alias in `fusion_models`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"profile {name!r}: model_info.chorus must be a mapping")
     try:
@@ -359,7 +365,7 @@ def parse_profile(name: str, raw: Any, *, known_models: set[str] | None = None) 
     except ValidationError as exc:
         raise ConfigError(_format_error(name, exc)) from None
     for field, model in profile.referenced_models().items():
-        if model.startswith(PREFIX):
+        if model.startswith(f"{provider}/") or model in fusion_models:
             raise ConfigError(
                 f"profile {name!r}: {field}: {model!r} is a fusion model; "
                 "profiles cannot call fusion models (recursion)"
@@ -383,33 +389,80 @@ def parse_profile(name: str, raw: Any, *, known_models: set[str] | None = None) 
     return profile
 
 
-def profile_name(entry: dict) -> str | None:
+def profile_name(entry: dict, provider: str = PROVIDER) -> str | None:
     """The profile an entry of model_list defines, or None if it is not a fusion entry."""
     params = entry.get("litellm_params") or {}
     model = str(params.get("model", ""))
-    return model[len(PREFIX):] if model.startswith(PREFIX) else None
+    return model.removeprefix(f"{provider}/") if model.startswith(f"{provider}/") else None
 
 
-def load_profiles(config: dict) -> dict[str, ProfileConfig]:
-    """Validate every `fusion/*` entry of a LiteLLM config dict; returns profiles by name."""
+def provider_of(config: dict) -> str:
+    """The provider name this plugin serves in a LiteLLM config: the `custom_provider_map`
+    entry whose `custom_handler` is ours (`chorus_litellm.proxy_handler`); `fusion` when the
+    config has none (SDK use with a dict). Profiles are the entries `<provider>/<profile>`."""
+    settings = config.get("litellm_settings") or {}
+    entries = (settings.get("custom_provider_map") or []) if isinstance(settings, dict) else []
+    ours = sorted({str(e.get("provider")) for e in entries if isinstance(e, dict)
+                   and str(e.get("custom_handler", "")).startswith(HANDLER_MODULE)})
+    if len(ours) > 1:
+        raise ConfigError(f"litellm_settings.custom_provider_map: chorus is registered under {len(ours)} provider "
+                          f"names ({', '.join(ours)}); register it once and point every profile at it")
+    if ours and not re.fullmatch(r"[a-z][a-z0-9_-]*", ours[0]):
+        raise ConfigError(f"litellm_settings.custom_provider_map: provider {ours[0]!r}: use lower-case letters, "
+                          "digits, '-' and '_' (it is the prefix of the profiles' model strings)")
+    return ours[0] if ours else PROVIDER
+
+
+def check_provider_name(config: dict, provider: str, is_builtin: Callable[[str], bool]) -> None:
+    """Refuse a provider name LiteLLM would route elsewhere, and aliases two fusions claim.
+
+    LiteLLM resolves a built-in provider before `custom_provider_map`: from 1.109 with a
+    warning, before that silently (the handler is never called). LiteLLM's own fusion
+    takes `litellm/...` and `fusion_router`; a `model_name` defined by a LiteLLM-native
+    fusion entry and by a chorus profile would be load-balanced between the two.
+    """
+    if is_builtin(provider) or provider in NATIVE_FUSION:
+        whose = "LiteLLM's own fusion" if provider in NATIVE_FUSION else "a built-in LiteLLM provider"
+        raise ConfigError(
+            f"litellm_settings.custom_provider_map: provider {provider!r} is {whose}, which handles "
+            f"'{provider}/...' models instead of chorus (LiteLLM resolves built-in providers first). Rename it, "
+            "e.g. provider: chorus, and set each profile's litellm_params.model to chorus/<profile>")
+    entries = [e for e in config.get("model_list") or [] if isinstance(e, dict)]
+    native = {str(e.get("model_name")) for e in entries
+              if str((e.get("litellm_params") or {}).get("model", "")).split("/")[0] in NATIVE_FUSION}
+    ours = {str(e.get("model_name")) for e in entries if profile_name(e, provider) is not None}
+    if clash := sorted(native & ours):
+        raise ConfigError(f"model_list: {', '.join(map(repr, clash))} is both a chorus profile ({provider}/...) and "
+                          "a LiteLLM-native fusion model (fusion_router); give one of them another model_name")
+
+
+def load_profiles(config: dict, *, is_builtin: Callable[[str], bool] | None = None) -> dict[str, ProfileConfig]:
+    """Validate every `<provider>/*` entry of a LiteLLM config dict; returns profiles by
+    name. With `is_builtin` (LiteLLM's provider names, adapters/compat.py) the provider
+    name is checked too (`check_provider_name`)."""
     entries = config.get("model_list") or []
     if not isinstance(entries, list):
         raise ConfigError("model_list must be a list")
+    provider = provider_of(config)
+    if is_builtin is not None:
+        check_provider_name(config, provider, is_builtin)
     names = {str(e.get("model_name")) for e in entries if isinstance(e, dict)}
     # Wildcard deployments ("openai/*") accept names we cannot enumerate.
     known = None if any("*" in n for n in names) else names
+    fusion_models = frozenset(str(e.get("model_name")) for e in entries
+                              if isinstance(e, dict) and profile_name(e, provider) is not None)
     profiles: dict[str, ProfileConfig] = {}
     for entry in entries:
-        if not isinstance(entry, dict) or (name := profile_name(entry)) is None:
+        if not isinstance(entry, dict) or (name := profile_name(entry, provider)) is None:
             continue
         if not name:
-            raise ConfigError("a fusion entry needs a profile name: litellm_params.model: fusion/<profile>")
+            raise ConfigError(f"a fusion entry needs a profile name: litellm_params.model: {provider}/<profile>")
         raw = (entry.get("model_info") or {}).get("chorus")
         if raw is None:
             raise ConfigError(f"profile {name!r}: model_info.chorus is missing")
         if name in profiles:
             log.info("profile %r defined by several entries; they must agree", name)
-        profiles[name] = parse_profile(name, raw, known_models=known)
+        profiles[name] = parse_profile(name, raw, known_models=known, provider=provider, fusion_models=fusion_models)
     return profiles
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .config import DebateConfig, ProfileConfig
+from .config import PROVIDER, DebateConfig, ProfileConfig
 from .errors import RequestError
 from .types import Caller, Message
 
@@ -73,6 +73,12 @@ class FusionRequest:
     owner: str | None = None  # who owns what the run stores (team or key); None: nothing readable is kept
     trace_parent: Any = field(default=None, compare=False, repr=False)  # LiteLLM's request span (opaque)
     callback_url: str | None = None  # POSTed the run's summary when it ends (adapters/webhooks.py)
+    provider: str = PROVIDER  # the custom_provider_map name the proxy serves profiles under
+
+    @property
+    def model(self) -> str:
+        """The fusion model's own name, `<provider>/<profile>` (responses, errors, events)."""
+        return f"{self.provider}/{self.profile_name}"
 
     @property
     def debate_id(self) -> str:

@@ -32,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .config import PREFIX
 from .errors import RunError
 from .request import prompt_text
 from .types import PanelAnswer, PanelFailure, Route, Seat, Verdict
@@ -173,7 +172,7 @@ def settled(settlement: dict, receipt: dict | None) -> dict:
 
 def started(req: FusionRequest, seats: list[Seat]) -> dict:
     bounty = {"amount": req.bounty[0], "currency": req.bounty[1]} if req.bounty else None
-    return {"profile": req.profile_name, "protocol": req.debate.protocol, "model": PREFIX + req.profile_name,
+    return {"profile": req.profile_name, "protocol": req.debate.protocol, "model": req.model,
             "prompt": clip(prompt_text(req.messages[-1:]))[0], "stream": req.stream, "quorum": req.quorum,
             "max_rounds": req.debate.max_rounds if req.debate.protocol != "moa" else 1, "bounty": bounty,
             "seats": seated(seats)}

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .config import PROVIDER, load_profiles, read_config_file
+from .config import load_profiles, profile_name, provider_of, read_config_file
 from .errors import ConfigError
 
 log = logging.getLogger("chorus_litellm")
@@ -23,26 +23,24 @@ def register(config: str | Path | dict, *, owner: str = "local") -> Any:
     """
     import litellm
 
+    from .adapters.compat import is_builtin_provider
     from .adapters.provider import FusionHandler
 
     data = read_config_file(config) if isinstance(config, str | Path) else dict(config)
-    profiles = load_profiles(data)
-    inner = [e for e in data.get("model_list") or [] if not _is_fusion(e)]
+    provider = provider_of(data)
+    profiles = load_profiles(data, is_builtin=is_builtin_provider)
+    inner = [e for e in data.get("model_list") or [] if profile_name(e, provider) is None]
     router = litellm.Router(model_list=inner, **(data.get("router_settings") or {}))
-    handler = FusionHandler(profiles, get_router=lambda: router, anonymous_owner=owner)
+    handler = FusionHandler(profiles, get_router=lambda: router, anonymous_owner=owner, provider=provider)
     _warm_embeddings(profiles)
     litellm.custom_provider_map = [
-        *(p for p in litellm.custom_provider_map if p.get("provider") != PROVIDER),
-        {"provider": PROVIDER, "custom_handler": handler},
+        *(p for p in litellm.custom_provider_map if p.get("provider") != provider),
+        {"provider": provider, "custom_handler": handler},
     ]
     from litellm.utils import custom_llm_setup
 
     custom_llm_setup()
     return handler
-
-
-def _is_fusion(entry: dict) -> bool:
-    return str((entry.get("litellm_params") or {}).get("model", "")).startswith(f"{PROVIDER}/")
 
 
 def proxy_handler() -> Any:
@@ -51,6 +49,7 @@ def proxy_handler() -> Any:
     Validates every fusion profile in the proxy's config file now, at startup, so a bad
     profile stops the proxy with a message naming the profile and field.
     """
+    from .adapters.compat import is_builtin_provider
     from .adapters.provider import FusionHandler
     from .settings import load_settings
 
@@ -60,16 +59,17 @@ def proxy_handler() -> Any:
     if path:
         try:
             config = read_config_file(path)
-            profiles = load_profiles(config)
+            profiles = load_profiles(config, is_builtin=is_builtin_provider)
         except ConfigError as exc:
             log.error("chorus: invalid config %s:\n%s", path, exc)
             raise
         log.info("chorus: %d fusion profile(s) valid in %s: %s", len(profiles), path, ", ".join(profiles))
     _warm_embeddings(profiles)
-    handler = FusionHandler(profiles)
+    provider = provider_of(config)
+    handler = FusionHandler(profiles, provider=provider)
     _mount_routes(handler)
     entries = [e for e in config.get("model_list") or [] if isinstance(e, dict)]
-    _add_headers({str(e.get("model_name")) for e in entries if _is_fusion(e)})
+    _add_headers({str(e.get("model_name")) for e in entries if profile_name(e, provider) is not None}, provider)
     _start_background(handler)
     return handler
 
@@ -90,14 +90,14 @@ def _start_background(handler: Any) -> None:
         handler.peer_sync()  # live peers become Router deployments (adapters/peer_sync.py)
 
 
-def _add_headers(fusion_models: set[str]) -> None:
+def _add_headers(fusion_models: set[str], provider: str) -> None:
     """`x-chorus-debate-id` on fusion responses (adapters/headers.py), registered once."""
     import litellm
 
     from .adapters.headers import DebateIdHeader
 
     if not any(isinstance(cb, DebateIdHeader) for cb in litellm.callbacks):
-        litellm.logging_callback_manager.add_litellm_callback(DebateIdHeader(fusion_models))
+        litellm.logging_callback_manager.add_litellm_callback(DebateIdHeader(fusion_models, provider))
 
 
 def _mount_routes(handler: Any) -> None:

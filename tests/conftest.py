@@ -29,46 +29,56 @@ def no_retries(entry: dict) -> dict:
     return entry
 
 
+# The end-to-end proxies register the plugin as `chorus` (the name the docs recommend);
+# clients still ask for `fusion/<profile>` (the model_name). The shipped config keeps
+# `fusion` (tests/test_serve.py, tests/test_realmodel.py).
+E2E_PROVIDER = "chorus"
+
+
+def e2e_entry(name: str, chorus: dict) -> dict:
+    return fusion_entry(name, chorus, provider=E2E_PROVIDER)
+
+
 def e2e_config(upstream: str) -> dict:
     auto = fusion(["model-a", "model-b", "model-c"])
     auto["router"] = {"policy": "auto", "single_model": "model-a", "threshold": 0.5}
     return {
         "model_list": [
             *(no_retries(model_entry(m, upstream)) for m in MODELS),
-            fusion_entry("research", fusion(["model-a", "model-b", "model-c"])),
-            fusion_entry("flaky", fusion(["model-a", "fail500-b", "model-c"])),
-            fusion_entry("down", fusion(["fail500-a", "fail429-b", "hang-c"], timeout_s=1)),
-            fusion_entry("straggler", fusion(["model-a", "model-b", "hang-c"])),
-            fusion_entry("auto", auto),
-            fusion_entry("badjudge", fusion(["model-a", "model-b"], judge="badjson-judge")),
-            fusion_entry("nosynth", fusion(["model-a", "model-b"], writer="fail500-writer")),
-            fusion_entry("debate", {**fusion(["model-a", {"model": "model-b", "persona": "skeptic"}, "model-c"]),
+            e2e_entry("research", fusion(["model-a", "model-b", "model-c"])),
+            e2e_entry("flaky", fusion(["model-a", "fail500-b", "model-c"])),
+            e2e_entry("down", fusion(["fail500-a", "fail429-b", "hang-c"], timeout_s=1)),
+            e2e_entry("straggler", fusion(["model-a", "model-b", "hang-c"])),
+            e2e_entry("auto", auto),
+            e2e_entry("badjudge", fusion(["model-a", "model-b"], judge="badjson-judge")),
+            e2e_entry("nosynth", fusion(["model-a", "model-b"], writer="fail500-writer")),
+            e2e_entry("debate", {**fusion(["model-a", {"model": "model-b", "persona": "skeptic"}, "model-c"]),
                                     "debate": {"protocol": "debate", "max_rounds": 3}}),
-            fusion_entry("debate2", {**fusion(["model-a", "model-b", "model-c"]),
+            e2e_entry("debate2", {**fusion(["model-a", "model-b", "model-c"]),
                                      "debate": {"protocol": "debate", "max_rounds": 2, "agreement": 1.0,
                                                 "echo": {"copy_similarity": 1.0}}}),
             # debate2 where every seat must answer every round (the eval test measures per-round majorities)
-            fusion_entry("debate-all", {**fusion(["model-a", "model-b", "model-c"], min_quorum=3),
+            e2e_entry("debate-all", {**fusion(["model-a", "model-b", "model-c"], min_quorum=3),
                                         "debate": {"protocol": "debate", "max_rounds": 2, "agreement": 1.0,
                                                    "echo": {"copy_similarity": 1.0}}}),
-            fusion_entry("consensus", {**fusion(["model-a", "model-b", "model-c"]),
+            e2e_entry("consensus", {**fusion(["model-a", "model-b", "model-c"]),
                                        "debate": {"protocol": "consensus", "max_rounds": 2}}),
-            fusion_entry("debate-paid", {**fusion(["model-a", {"model": "model-b", "persona": "skeptic"}, "model-c"],
+            e2e_entry("debate-paid", {**fusion(["model-a", {"model": "model-b", "persona": "skeptic"}, "model-c"],
                                                   writer="drip-writer"),
                                          "debate": {"protocol": "debate", "max_rounds": 2, "agreement": 1.0,
                                                     "echo": {"copy_similarity": 1.0}}}),
-            fusion_entry("wide", {**fusion([["model-a", "model-b", "model-c"][i % 3] for i in range(10)], min_quorum=5),
+            e2e_entry("wide", {**fusion([["model-a", "model-b", "model-c"][i % 3] for i in range(10)], min_quorum=5),
                                   "debate": {"protocol": "debate", "max_rounds": 5, "adaptive_stop": False,
                                              "echo": {"copy_similarity": 1.0}}}),
-            fusion_entry("half", fusion(["model-a", "fail500-b", "fail429-b"])),
-            fusion_entry("consensus-seed", {**fusion(["model-a", "model-b", "reject-c"]),
+            e2e_entry("half", fusion(["model-a", "fail500-b", "fail429-b"])),
+            e2e_entry("consensus-seed", {**fusion(["model-a", "model-b", "reject-c"]),
                                             "debate": {"protocol": "consensus", "revote": "dissenters",
                                                        "max_rounds": 2, "strict_unanimity": True}}),
-            fusion_entry("layers", {**fusion(["model-a", "model-b", "model-c"]),
+            e2e_entry("layers", {**fusion(["model-a", "model-b", "model-c"]),
                                     "aggregator": {"judge": "judge", "synthesizer": "writer", "layers": 2}}),
-            fusion_entry("drip", fusion(["model-a", "model-b"], writer="drip-writer")),
-            fusion_entry("midfail", fusion(["model-a", "model-b"], writer="midfail-writer")),
-            fusion_entry("single-down", {**fusion(["model-a", "model-b"]),
+            e2e_entry("drip", fusion(["model-a", "model-b"], writer="drip-writer")),
+            e2e_entry("midfail", fusion(["model-a", "model-b"], writer="midfail-writer")),
+            e2e_entry("single-down", {**fusion(["model-a", "model-b"]),
                                          "router": {"policy": "never_fuse", "single_model": "fail500-a"}}),
         ],
         # The Router retries twice by default here, but each inner deployment says
@@ -76,7 +86,7 @@ def e2e_config(upstream: str) -> dict:
         # the missed-quorum test checks that no member is called twice.
         "router_settings": {"num_retries": 2},
         "litellm_settings": {
-            "custom_provider_map": [{"provider": "fusion", "custom_handler": "chorus_litellm.proxy_handler"}],
+            "custom_provider_map": [{"provider": E2E_PROVIDER, "custom_handler": "chorus_litellm.proxy_handler"}],
             "callbacks": ["proxy_support.spend_log"],
         },
         "general_settings": {"custom_auth": "proxy_support.user_api_key_auth",

@@ -67,9 +67,10 @@ def model_entry(name: str, upstream: str, price: float = 1e-6) -> dict:
             "model_info": {"input_cost_per_token": price, "output_cost_per_token": 2 * price}}
 
 
-def fusion_entry(name: str, chorus: dict) -> dict:
+def fusion_entry(name: str, chorus: dict, provider: str = "fusion") -> dict:
+    """A profile `name`, asked for as `fusion/<name>`, served by the plugin registered as `provider`."""
     return {"model_name": f"fusion/{name}",
-            "litellm_params": {"model": f"fusion/{name}"},
+            "litellm_params": {"model": f"{provider}/{name}"},
             "model_info": {"input_cost_per_token": 0, "output_cost_per_token": 0, "chorus": chorus}}
 
 

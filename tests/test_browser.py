@@ -158,13 +158,13 @@ def test_ten_seats_by_five_rounds_stay_usable(page, proxy):
 @pytest.fixture(scope="module")
 def market(upstream, signing_key, tmp_path_factory):
     """A proxy that admits peers, with `fusion/pool-web` drawing two seats from pool "web"."""
-    from tests.conftest import e2e_config, proxy_env
-    from tests.servers import fusion_entry, litellm_proxy
+    from tests.conftest import e2e_config, e2e_entry, proxy_env
+    from tests.servers import litellm_proxy
 
     workdir = tmp_path_factory.mktemp("browser-market")
     (workdir / "spend.jsonl").touch()
     config = e2e_config(upstream)
-    config["model_list"].append(fusion_entry("pool-web", {
+    config["model_list"].append(e2e_entry("pool-web", {
         "panel": {"pool": "web", "seats": 2, "min_quorum": 2}, "aggregator": {"judge": "judge", "synthesizer": "writer"}}))
     env = {**proxy_env(workdir, signing_key, workdir / "spend.jsonl"), "CHORUS_PEER_ADMISSION": "open",
            "CHORUS_PEER_URL_ALLOWLIST": "127.0.0.1/32", "CHORUS_PEER_AWAY_AFTER_S": "2", "CHORUS_PEER_SYNC_S": "0.5"}

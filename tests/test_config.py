@@ -2,7 +2,8 @@ import logging
 
 import pytest
 
-from chorus_litellm.config import load_profiles, parse_profile
+from chorus_litellm.adapters.compat import is_builtin_provider
+from chorus_litellm.config import load_profiles, parse_profile, provider_of
 from chorus_litellm.errors import ConfigError
 from tests.factories import BASE, profile
 
@@ -90,6 +91,55 @@ def test_load_profiles_missing_block_and_wildcards():
         load_profiles({"model_list": [bad]})
     wildcard = {"model_list": [{"model_name": "*", "litellm_params": {"model": "openai/*"}}, entry("r", BASE)]}
     assert "r" in load_profiles(wildcard)
+
+
+OURS = "chorus_litellm.proxy_handler"
+
+
+def registered(provider, *entries, handler=OURS):
+    return {"model_list": [*models("model-a", "model-b", "model-c", "judge", "writer"), *entries],
+            "litellm_settings": {"custom_provider_map": [{"provider": "other", "custom_handler": "x.y"},
+                                                         {"provider": provider, "custom_handler": handler}]}}
+
+
+def test_the_provider_name_comes_from_our_custom_provider_map_entry():
+    chorus_entry = {**entry("research", BASE), "litellm_params": {"model": "chorus/research"}}
+    cfg = registered("chorus", chorus_entry, entry("stale", BASE))
+    assert provider_of(cfg) == "chorus"
+    assert set(load_profiles(cfg, is_builtin=is_builtin_provider)) == {"research"}  # fusion/stale is not ours
+    assert provider_of({"model_list": []}) == "fusion"  # SDK use with no map: the examples' name
+    # a profile that names the alias of another profile, under any provider name, is recursion
+    loop = {**BASE, "panel": {"members": ["model-a", "fusion/research"]}}
+    with pytest.raises(ConfigError, match=r"panel.members\[1\].model: 'fusion/research' is a fusion model.*recursion"):
+        load_profiles(registered("chorus", chorus_entry, {**entry("loop", loop), "litellm_params": {"model": "chorus/loop"}}))
+
+
+def test_a_provider_name_litellm_would_shadow_is_refused_naming_the_fix():
+    openai_entry = {**entry("research", BASE), "litellm_params": {"model": "openai/research"}}
+    with pytest.raises(ConfigError, match=r"provider 'openai' is a built-in LiteLLM provider.*provider: chorus"):
+        load_profiles(registered("openai", openai_entry), is_builtin=is_builtin_provider)
+    with pytest.raises(ConfigError, match=r"provider 'litellm' is LiteLLM's own fusion"):
+        load_profiles(registered("litellm", entry("research", BASE)), is_builtin=lambda name: False)
+
+
+def test_a_model_name_both_chorus_and_litellm_native_fusion_claim_is_refused():
+    native = {"model_name": "fusion/research", "litellm_params": {"model": "fusion_router"},
+              "fusion_router_config": {"outer_model": "model-a"}}
+    with pytest.raises(ConfigError, match=r"'fusion/research' is both a chorus profile \(fusion/...\) and a LiteLLM-native"):
+        load_profiles(registered("fusion", entry("research", BASE), native), is_builtin=is_builtin_provider)
+    other = {**native, "model_name": "fusion/general"}
+    assert set(load_profiles(registered("fusion", entry("research", BASE), other), is_builtin=is_builtin_provider)) \
+        == {"research"}
+
+
+@pytest.mark.parametrize("providers, message", [
+    (["chorus", "fusion"], r"registered under 2 provider names \(chorus, fusion\)"),
+    (["Fusion Models"], r"provider 'Fusion Models': use lower-case letters"),
+])
+def test_our_provider_entries_must_be_one_usable_name(providers, message):
+    cfg = {"litellm_settings": {"custom_provider_map": [{"provider": p, "custom_handler": OURS} for p in providers]}}
+    with pytest.raises(ConfigError, match=message):
+        provider_of(cfg)
 
 
 def test_shipped_config_is_valid():

@@ -73,7 +73,7 @@ def test_a_finished_moa_run_replays_in_order_and_closes(proxy):
     for kind in ("answer", "round_done", "judge_done", "synthesis_started", "answer_delta"):
         assert kind in kinds
     data = {f["event"]: f["data"]["data"] for f in events(frames)}
-    assert data["run_started"]["model"] == "fusion/research" and len(data["run_started"]["seats"]) == 3
+    assert data["run_started"]["model"] == "chorus/research" and len(data["run_started"]["seats"]) == 3
     assert len(data["round_done"]["points"]) == 3  # real MiniLM embeddings, projected
     text = "".join(f["data"]["data"]["text"] for f in events(frames) if f["event"] == "answer_delta")
     assert text == resp.choices[0].message.content == data["run_done"]["answer"]

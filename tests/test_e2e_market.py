@@ -20,8 +20,8 @@ import pytest
 
 from chorus_litellm import peers
 from chorus_litellm.adapters.signing import read_key_file
-from tests.conftest import e2e_config, proxy_env
-from tests.servers import ROOT, free_port, fusion_entry, litellm_proxy, stop, wait_http
+from tests.conftest import e2e_config, e2e_entry, proxy_env
+from tests.servers import ROOT, free_port, litellm_proxy, stop, wait_http
 
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
 BOUNTY = {"bounty": {"amount": 1000, "currency": "USD"}}
@@ -32,11 +32,11 @@ POOL = {"aggregator": {"judge": "judge", "synthesizer": "writer"}}
 def market_config(upstream: str) -> dict:
     config = e2e_config(upstream)
     config["model_list"] += [
-        fusion_entry("market", {**POOL, "panel": {"pool": "gpu", "seats": 3, "min_quorum": 2, "timeout_s": 20,
+        e2e_entry("market", {**POOL, "panel": {"pool": "gpu", "seats": 3, "min_quorum": 2, "timeout_s": 20,
                                                    "quorum_grace_s": 10, "quorum_grace_ratio": 10}}),
-        fusion_entry("market-mixed", {**POOL, "panel": {"members": ["model-a"], "pool": "gpu", "seats": 1,
+        e2e_entry("market-mixed", {**POOL, "panel": {"members": ["model-a"], "pool": "gpu", "seats": 1,
                                                          "min_quorum": 2}}),
-        fusion_entry("market-big", {**POOL, "panel": {"pool": "gpu", "seats": 5, "min_quorum": 5}}),
+        e2e_entry("market-big", {**POOL, "panel": {"pool": "gpu", "seats": 5, "min_quorum": 5}}),
     ]
     return config
 

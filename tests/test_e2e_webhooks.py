@@ -11,7 +11,7 @@ import pytest
 from chorus_litellm.adapters.signing import public_key_from
 from chorus_litellm.adapters.signing import verify as verify_receipt
 from chorus_litellm.adapters.webhooks import verify
-from tests.conftest import e2e_config, fusion, fusion_entry, proxy_env
+from tests.conftest import e2e_config, e2e_entry, fusion, proxy_env
 from tests.servers import litellm_proxy
 from tests.test_webhooks import Receiver
 
@@ -20,7 +20,7 @@ HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trad
 
 def config(upstream):
     cfg = e2e_config(upstream)
-    cfg["model_list"].append(fusion_entry("nohooks", {**fusion(["model-a", "model-b"]), "webhooks": {"enabled": False}}))
+    cfg["model_list"].append(e2e_entry("nohooks", {**fusion(["model-a", "model-b"]), "webhooks": {"enabled": False}}))
     return cfg
 
 

@@ -22,9 +22,10 @@ def sdk(upstream):
     litellm.custom_provider_map = []
 
 
+# e2e_config registers the plugin as `chorus`: SDK calls (no proxy aliases) name that provider.
 async def test_acompletion_fuses_through_an_inner_router(sdk, upstream):
     httpx.post(f"{upstream}/reset")
-    resp = await litellm.acompletion(model="fusion/research", messages=HARD)
+    resp = await litellm.acompletion(model="chorus/research", messages=HARD)
     assert resp.choices[0].message.content.startswith("writer answers")
     ext = resp.chorus
     assert resp._hidden_params["response_cost"] == pytest.approx(ext["cost"]["total"])
@@ -33,13 +34,13 @@ async def test_acompletion_fuses_through_an_inner_router(sdk, upstream):
 
 
 async def test_astream_and_forward(sdk):
-    stream = await litellm.acompletion(model="fusion/research", messages=HARD, stream=True)
+    stream = await litellm.acompletion(model="chorus/research", messages=HARD, stream=True)
     chunks = [c async for c in stream]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith("writer answers")
     ext = next(c.provider_specific_fields["chorus"] for c in chunks if getattr(c, "provider_specific_fields", None))
     assert [c["stage"] for c in ext["usage"]["calls"]] == ["panel"] * 3 + ["judge", "synthesis"]
-    resp = await litellm.acompletion(model="fusion/auto", messages=[{"role": "user", "content": "thanks!"}])
+    resp = await litellm.acompletion(model="chorus/auto", messages=[{"role": "user", "content": "thanks!"}])
     assert resp.choices[0].message.content.startswith("model-a answers")
     assert resp.chorus["route"] == {"decision": "single", "policy": "auto", "reason": "features",
                                     "score": resp.chorus["route"]["score"], "classifier_score": None}
@@ -47,7 +48,7 @@ async def test_astream_and_forward(sdk):
 
 
 def test_sync_completion(sdk):
-    resp = litellm.completion(model="fusion/research", messages=HARD)
+    resp = litellm.completion(model="chorus/research", messages=HARD)
     assert resp.choices[0].message.content.startswith("writer answers")
     calls = resp.chorus["usage"]["calls"]
     assert [c["stage"] for c in calls] == ["panel"] * 3 + ["judge", "synthesis"]
@@ -80,10 +81,33 @@ def test_cli_check(tmp_path, upstream):
     good.write_text(yaml.safe_dump(e2e_config(upstream)))
     out = subprocess.run([sys.executable, "-m", "chorus_litellm.cli", "check", str(good)], capture_output=True, text=True)
     profiles = sum(1 for m in e2e_config(upstream)["model_list"] if m["model_name"].startswith("fusion/"))
-    assert out.returncode == 0 and f"{profiles} fusion profile(s) valid" in out.stdout
+    assert out.returncode == 0 and f"{profiles} fusion profile(s) valid, served as provider 'chorus'" in out.stdout
+    assert "chorus/research: protocol=moa" in out.stdout
     cfg = e2e_config(upstream)
     del chorus_block(cfg, "nosynth")["aggregator"]["judge"]
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(cfg))
     out = subprocess.run([sys.executable, "-m", "chorus_litellm.cli", "check", str(bad)], capture_output=True, text=True)
     assert out.returncode == 1 and "profile 'nosynth': aggregator.judge: Field required" in out.stderr
+
+
+def shadowed(upstream) -> dict:
+    """e2e_config registered as `xai`, a built-in LiteLLM provider that would take every `xai/...` model."""
+    cfg = e2e_config(upstream)
+    cfg["litellm_settings"]["custom_provider_map"][0]["provider"] = "xai"
+    for entry in cfg["model_list"]:
+        entry["litellm_params"]["model"] = entry["litellm_params"]["model"].replace("chorus/", "xai/")
+    return cfg
+
+
+def test_a_shadowed_provider_name_stops_the_proxy_and_fails_the_check(upstream, tmp_path, monkeypatch):
+    path = tmp_path / "shadowed.yaml"
+    path.write_text(yaml.safe_dump(shadowed(upstream)))
+    out = subprocess.run([sys.executable, "-m", "chorus_litellm.cli", "check", str(path)], capture_output=True, text=True)
+    assert out.returncode == 1 and "provider 'xai' is a built-in LiteLLM provider" in out.stderr
+    assert "provider: chorus" in out.stderr  # the fix, named
+    monkeypatch.setenv("CONFIG_FILE_PATH", str(path))  # what the proxy's startup hands proxy_handler()
+    with pytest.raises(chorus_litellm.ConfigError, match="provider 'xai' is a built-in LiteLLM provider"):
+        chorus_litellm.proxy_handler()
+    with pytest.raises(chorus_litellm.ConfigError, match="provider 'xai'"):
+        chorus_litellm.register(path)

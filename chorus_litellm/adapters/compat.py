@@ -13,6 +13,9 @@ LiteLLM it runs on.
   chunk's `_hidden_params` (the inner deployment's model id and provider) for the outer
   call and would price the outer call at the inner model's rates on top of the run's
   own charge; the relayed copy carries none.
+- `is_builtin_provider`: LiteLLM's own provider names, which win over a
+  `custom_provider_map` entry of the same name (silently up to 1.108, with a warning
+  from 1.109). 1.98 has no JSON-defined providers.
 """
 
 from __future__ import annotations
@@ -39,3 +42,15 @@ def relayed(chunk: Any) -> Any:
     out._hidden_params = {}
     return out
 
+
+
+def is_builtin_provider(name: str) -> bool:
+    from litellm.types.utils import LlmProviders
+
+    if name in {p.value for p in LlmProviders}:
+        return True
+    try:
+        from litellm.llms.openai_like.json_loader import JSONProviderRegistry
+    except ImportError:  # 1.98: no JSON-defined providers
+        return False
+    return bool(JSONProviderRegistry.exists(name))

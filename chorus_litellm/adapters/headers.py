@@ -8,7 +8,7 @@ the client's `chorus.debate_id`, else LiteLLM's call id (`FusionRequest.debate_i
 both are in the request data LiteLLM hands the hook.
 
 Registered once by `sdk.proxy_handler()`; it answers only for models whose deployment
-is a `fusion/*` model, so other models' responses are untouched.
+is a fusion profile (`<provider>/<profile>`), so other models' responses are untouched.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
-
-from ..config import PREFIX
 
 HEADER = "x-chorus-debate-id"
 
@@ -30,13 +28,14 @@ def debate_id(data: dict) -> str | None:
 
 
 class DebateIdHeader(CustomLogger):
-    def __init__(self, fusion_models: set[str]) -> None:
+    def __init__(self, fusion_models: set[str], provider: str) -> None:
         super().__init__()
         self.fusion_models = fusion_models  # model names (aliases) that are fusion deployments
+        self.prefix = f"{provider}/"  # and `<provider>/<profile>` asked directly
 
     def is_fusion(self, data: dict) -> bool:
         model = str(data.get("model") or "")
-        return model.startswith(PREFIX) or model in self.fusion_models
+        return model.startswith(self.prefix) or model in self.fusion_models
 
     async def async_post_call_response_headers_hook(self, data: dict, user_api_key_dict: Any, response: Any,
                                                     request_headers: dict | None = None,

@@ -42,7 +42,7 @@ from litellm.types.utils import ModelResponse, ModelResponseStream, StreamingCho
 from litellm.types.utils import Usage as LUsage
 
 from .. import pipeline, runlog
-from ..config import PREFIX, ProfileConfig, parse_profile
+from ..config import PROVIDER, ProfileConfig, parse_profile
 from ..context import RunContext
 from ..errors import ChorusError, RequestError, RunError
 from ..report import RunReport
@@ -92,24 +92,25 @@ def _client_params(optional_params: dict) -> dict:
     return params
 
 
-def to_litellm_error(exc: BaseException, model: str) -> Exception:
+def to_litellm_error(exc: BaseException, name: str) -> Exception:
     """Any exception -> a LiteLLM exception the proxy serves as an OpenAI-style error.
 
     Our `RunError`s keep their status (400, 409, 502, 503, 504); anything else (a config
     mistake, a signing or store bug, an embedder that cannot load) is a 500 that names
-    its type, with the details in the log. Each carries `num_retries = 0`.
+    its type, with the details in the log. Each carries `num_retries = 0`. `name` is the
+    fusion model's own name, `<provider>/<profile>`.
     """
-    name = f"{PREFIX}{model}"
+    provider = name.split("/")[0]
     if isinstance(exc, openai.APIStatusError) and getattr(exc, "num_retries", None) == 0:
         return exc  # already mapped (a re-raise through this boundary)
     status = exc.status_code if isinstance(exc, RunError) else 500
     if status == 500:
-        log.error("chorus: fusion/%s failed on an unexpected %s", model, type(exc).__name__, exc_info=exc)
+        log.error("chorus: %s failed on an unexpected %s", name, type(exc).__name__, exc_info=exc)
         kind = "configuration error" if isinstance(exc, ChorusError) else "internal error"
         error: Any = litellm.InternalServerError(
-            message=f"fusion/{model}: {kind} ({type(exc).__name__}: {exc})", model=name, llm_provider="fusion")
+            message=f"{name}: {kind} ({type(exc).__name__}: {exc})", model=name, llm_provider=provider)
     else:
-        error = _CLASSES[status](message=str(exc), model=name, llm_provider="fusion")
+        error = _CLASSES[status](message=str(exc), model=name, llm_provider=provider)
         error.status_code = status
         if status in _NAMES:
             error.message = f"litellm.{_NAMES[status]}: {exc}"
@@ -150,9 +151,11 @@ class FusionHandler(CustomLLM):
         anonymous_owner: str | None = None,
         forwarder: Any = None,
         observers: Sequence[Callable[[FusionRequest], Listener]] | None = None,
+        provider: str = PROVIDER,
     ) -> None:
         super().__init__()
         self.profiles = dict(profiles or {})
+        self.provider = provider  # its name in custom_provider_map: profiles are `<provider>/<profile>`
         self.signer = signer if signer is not None else Signer.from_env()  # never logged
         self._store = store
         self._embedder = embedder  # tests inject one; otherwise one per model and event loop
@@ -207,7 +210,7 @@ class FusionHandler(CustomLLM):
             model, self._profile(model, litellm_params), messages, _client_params(optional_params or {}),
             caller, stream=stream, request_id=str(litellm_params.get("litellm_call_id") or uuid.uuid4()),
         )
-        req = dataclasses.replace(req, owner=owner_of(caller) or self.anonymous_owner,
+        req = dataclasses.replace(req, owner=owner_of(caller) or self.anonymous_owner, provider=self.provider,
                                   trace_parent=(litellm_params.get("metadata") or {}).get("litellm_parent_otel_span"))
         if req.bounty is not None and self.signer is None:
             raise RequestError(
@@ -323,10 +326,10 @@ class FusionHandler(CustomLLM):
                 elif isinstance(event, Delta):
                     text.append(event.text)
                 elif isinstance(event, Done):
-                    return self._response(relayed or model_response, model, "".join(text), event.report, req)
+                    return self._response(relayed or model_response, "".join(text), event.report, req)
         except Exception as exc:  # noqa: BLE001 - the one mapping boundary
-            raise to_litellm_error(exc, model) from exc
-        raise to_litellm_error(RuntimeError("the fusion pipeline ended without an answer"), model)
+            raise to_litellm_error(exc, self.name(model)) from exc
+        raise to_litellm_error(RuntimeError("the fusion pipeline ended without an answer"), self.name(model))
 
     async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response,
                          print_verbose, encoding, api_key, logging_obj, optional_params,
@@ -336,16 +339,19 @@ class FusionHandler(CustomLLM):
         # the first chunk still reach the client as a plain HTTP error, not a broken stream.
         try:
             req = self._prepare(model, messages, optional_params, litellm_params, stream=True)
-            async with contextlib.aclosing(self._stream(req, model, logging_obj, timeout)) as chunks:
+            async with contextlib.aclosing(self._stream(req, logging_obj, timeout)) as chunks:
                 async for chunk in chunks:
                     yield chunk
         except Exception as exc:  # noqa: BLE001 - the one mapping boundary
-            raise to_litellm_error(exc, model) from exc
+            raise to_litellm_error(exc, self.name(model)) from exc
 
-    async def _stream(self, req: FusionRequest, model: str, logging_obj, timeout) -> AsyncIterator:
+    def name(self, profile: str) -> str:
+        return f"{self.provider}/{profile}"
+
+    async def _stream(self, req: FusionRequest, logging_obj, timeout) -> AsyncIterator:
         """Chunks go out as they come, except the last content chunk and what follows
         it: held until `Done`, so the usage and the `chorus` field ride on it."""
-        chunk_id = f"chatcmpl-{req.request_id}"
+        chunk_id, model = f"chatcmpl-{req.request_id}", req.model
         tail: list = []
         events = self._events(req, logging_obj, timeout)
         async with contextlib.aclosing(events):
@@ -399,12 +405,11 @@ class FusionHandler(CustomLLM):
             asyncio.run_coroutine_threadsafe(agen.aclose(), loop).result()
 
     # -- response building -----------------------------------------------------------
-    def _response(self, response: ModelResponse, model: str, text: str, report: Any,
-                  req: FusionRequest) -> ModelResponse:
+    def _response(self, response: ModelResponse, text: str, report: Any, req: FusionRequest) -> ModelResponse:
         if not isinstance(report, RunReport):  # a replay of the first run
             response.choices[0].message = LMessage(role="assistant", content=text)  # type: ignore[union-attr]
             response.choices[0].finish_reason = "stop"
-            response.model = f"{PREFIX}{model}"
+            response.model = req.model
             response.usage = _replayed_usage()  # type: ignore[attr-defined]
             response._hidden_params["response_cost"] = 0.0
             response.chorus = _extension(report, req)  # type: ignore[attr-defined]
@@ -412,7 +417,7 @@ class FusionHandler(CustomLLM):
         if report.route.decision == "fuse":
             response.choices[0].message = LMessage(role="assistant", content=text)  # type: ignore[union-attr]
             response.choices[0].finish_reason = "stop"
-            response.model = f"{PREFIX}{model}"
+            response.model = req.model
         response.usage = _usage(report)  # type: ignore[attr-defined]
         response._hidden_params["response_cost"] = report.cost
         response.chorus = _extension(report, req)  # type: ignore[attr-defined]
@@ -420,7 +425,7 @@ class FusionHandler(CustomLLM):
 
 
 def _summary(req: FusionRequest) -> dict:
-    return {"debate_id": req.debate_id, "profile": req.profile_name, "model": f"{PREFIX}{req.profile_name}"}
+    return {"debate_id": req.debate_id, "profile": req.profile_name, "model": req.model}
 
 
 def _done_summary(report: RunReport, req: FusionRequest) -> dict:
@@ -457,6 +462,6 @@ def _chunk(chunk_id: str, model: str, *, content: str | None = None, reasoning: 
            finish_reason: str | None = None) -> ModelResponseStream:
     delta = LDelta(content=content, reasoning_content=reasoning, role="assistant")
     return ModelResponseStream(
-        id=chunk_id, model=f"{PREFIX}{model}",
+        id=chunk_id, model=model,
         choices=[StreamingChoices(index=0, delta=delta, finish_reason=finish_reason)],
     )
