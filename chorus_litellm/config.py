@@ -294,6 +294,12 @@ class LimitsConfig(_Strict):
     # `timeout`, if shorter, wins). 300 s lets a default MoA run (panel 60 + judge 60 +
     # synthesis 120) finish, and bounds a multi-round debate or consensus loop.
     run_timeout_s: float = Field(300.0, gt=0, le=3600)
+    # A cost cap (USD; 0 = none): once the run has spent this much it takes no new step
+    # (round, layer, judge, synthesis) and answers with the best answer so far.
+    max_cost_usd: float = Field(0.0, ge=0)
+    # Budget admission prices a call with no max_tokens at the model's own output limit
+    # (LiteLLM's model info); this when that is unknown too.
+    assumed_max_tokens: int = Field(4096, ge=1)
 
 
 class ProfileConfig(_Strict):

@@ -9,6 +9,7 @@
         ├── UpstreamError      one inner call failed (timeout, HTTP, filter) -> HTTP 502
         ├── DeadlineError      the whole run outlived its deadline          -> HTTP 504
         ├── PoolError          too few live peers in a pool for the quorum   -> HTTP 503
+        ├── BudgetError        the run's worst case exceeds the caller's budget -> LiteLLM's budget error
         └── StoreUnavailable   neither the store nor the outbox took a write -> HTTP 503
 
 A failed panel member is not an exception: it is a `PanelFailure` value. Only a missed
@@ -87,6 +88,14 @@ class PoolError(RunError):
     """A profile's peer pool has too few live peers to seat its quorum."""
 
     status_code = 503
+
+
+class BudgetError(RunError):
+    """The run's worst-case cost does not fit the caller's remaining LiteLLM budget
+    (key, team or user). Served as LiteLLM's own budget error (`budget_exceeded`, 422;
+    429 on LiteLLM 1.98), before any model is called."""
+
+    status_code = 422
 
 
 class StoreUnavailable(RunError):

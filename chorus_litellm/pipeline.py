@@ -14,6 +14,7 @@ the moment it ends and caps it at the run's deadline; no protocol is named below
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
@@ -22,7 +23,7 @@ from . import runlog
 from .context import RunContext
 from .errors import DeadlineError, PoolError, QuorumError
 from .request import PLUGIN_PARAMS, prompt_text, wants_json
-from .stages import consensus, debate, draw, extract, judge, panel, prompts, reputation, router, synthesis
+from .stages import budget, consensus, debate, draw, extract, judge, panel, prompts, reputation, router, synthesis
 from .stages.synthesis import is_json
 from .types import Delta, Done, Outcome, Panel, PanelAnswer, Progress, Relay, Route, Seat, SeatResult, Synthesis
 
@@ -69,6 +70,9 @@ async def _run(ctx: RunContext) -> AsyncIterator:
         # 2) Seats, then deliberate. No event goes out before round 1's quorum is known,
         #    so a missed quorum is a clean HTTP error even for streaming clients.
         ctx.seats = await _seats(ctx)
+        # The worst case must fit the caller's LiteLLM budgets before any member is called.
+        estimate = budget.admit(ctx)
+        report.budget = estimate.as_dict() if estimate else None
         t = clock()
         outcome = None
         try:
@@ -90,8 +94,12 @@ async def _run(ctx: RunContext) -> AsyncIterator:
             report.deliberation = {"rounds": 1, "stop_reason": None, **(report.deliberation or {}), "panel_vote": vote}
         report.timings["panel"] = clock() - t  # the whole deliberation, every round
         failed = "".join(f"; {f.seat.name} {f.kind}" for f in outcome.panel.failures)
+        if outcome.answer is None and budget.over_cap(ctx):  # no judge: the panel's best so far
+            best = _best_so_far(outcome.panel.answers)
+            outcome = dataclasses.replace(outcome, answer=best.completion.text, answer_source=best.seat.name)
+            _capped(ctx, "before the judge")
         if outcome.answer is not None and (not wants_json(req.final_params) or is_json(outcome.answer)):
-            # The protocol wrote the final answer (consensus, or a debate out of budget).
+            # The protocol wrote the final answer (consensus, a debate out of budget, a cost cap).
             report.synthesis = Synthesis(outcome.answer, None, fallback=outcome.answer_source is not None,
                                          fallback_source=outcome.answer_source)
             ctx.emit("answer_delta", text=outcome.answer)
@@ -109,11 +117,13 @@ async def _run(ctx: RunContext) -> AsyncIterator:
             yield Progress("judge", "Judge analysis degraded: " + verdict.error if verdict.degraded
                            else "Judge analysis done.")
             # 4) Synthesis, streamed to streaming clients; the client's max_tokens, stop
-            #    and response_format apply here and only here.
+            #    and response_format apply here and only here. Past the cost cap: the
+            #    judge's best-supported answer instead.
             t = clock()
             ctx.emit("synthesis_started", model=ctx.profile.aggregator.synthesizer)
             pieces = synthesis.write(ctx.completer, ctx.profile.aggregator, req.messages, verdict,
-                                     outcome.panel.answers, ctx.final_params, stream=req.stream, vote=vote)
+                                     outcome.panel.answers, ctx.final_params, stream=req.stream, vote=vote) \
+                if not budget.over_cap(ctx) else _capped_answer(ctx, judge.best_answer(verdict, outcome.panel.answers))
             async with aclosing(pieces):
                 async for piece in pieces:
                     if isinstance(piece, Synthesis):
@@ -135,6 +145,26 @@ async def _run(ctx: RunContext) -> AsyncIterator:
         yield Delta("\n\n---\n" + report.debug_text())
     report.timings["total"] = clock() - started
     yield Done(report)
+
+
+def _best_so_far(answers: tuple[PanelAnswer, ...]) -> PanelAnswer:
+    """Without a judge: an answer of the panel's majority on an extractable answer, else the first."""
+    vote = extract.panel_vote([a.completion.text for a in answers])
+    agreeing = [a for a in answers if vote and extract.extract(a.completion.text) == vote.get("answer")]
+    return (agreeing or list(answers))[0]
+
+
+def _capped(ctx: RunContext, where: str) -> None:
+    cap = ctx.req.max_cost_usd
+    ctx.report.budget = {**(ctx.report.budget or {}), "stopped": where, "spent_usd": round(ctx.report.cost, 8)}
+    ctx.report.notes.append(f"cost cap {cap} USD reached {where} (spent {ctx.report.cost:.6f}): the best answer "
+                            "so far stands")
+
+
+async def _capped_answer(ctx: RunContext, best: PanelAnswer) -> AsyncIterator[str | Synthesis]:
+    _capped(ctx, "before the synthesis")
+    yield best.completion.text
+    yield Synthesis(best.completion.text, None, fallback=True, fallback_source=best.seat.name)
 
 
 async def _route(ctx: RunContext) -> Route:

@@ -39,6 +39,7 @@ class RunReport:
     outcome: Outcome | None = None  # what the deliberation produced, every round's seats included
     request_hash: str | None = None  # what the run answered (idempotency checks)
     notes: list[str] = field(default_factory=list)  # what went wrong but did not fail the run
+    budget: dict | None = None  # the admitted worst case, and where a cost cap stopped the run
 
     def add(self, stage: str, seat: str, completion: Completion, *, status: str = "ok",
             estimated: bool = False) -> None:
@@ -150,6 +151,8 @@ class RunReport:
             ext["settlement"] = self.settlement
         if self.notes:
             ext["notes"] = list(self.notes)
+        if self.budget is not None:
+            ext["budget"] = dict(self.budget)
         ext["degraded"] = self.degraded()
         if self.deliberation is not None:
             ext["deliberation"] = {"protocol": self.protocol, **self.deliberation}

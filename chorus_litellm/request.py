@@ -49,6 +49,7 @@ class RunOptions(BaseModel):
     max_rounds: int | None = Field(None, ge=1)
     strict_unanimity: bool | None = None
     max_total_tokens: int | None = Field(None, ge=1)
+    max_cost_usd: float | None = Field(None, gt=0)  # at most the profile's limits.max_cost_usd
     output_mode: Literal["clean", "debug", "audit"] | None = None
     # A client-chosen debate id (per team): a retried request reuses it and is never
     # paid twice. Default: LiteLLM's call id.
@@ -88,6 +89,12 @@ class FusionRequest:
     @property
     def quorum(self) -> int:
         return max(self.profile.panel.quorum, self.options.min_quorum or 0)
+
+    @property
+    def max_cost_usd(self) -> float | None:
+        """The run's cost cap: the profile's and the request's, the lower; None: no cap."""
+        caps = [c for c in (self.profile.limits.max_cost_usd, self.options.max_cost_usd) if c]
+        return min(caps) if caps else None
 
 
 def _text_of(message: Message, index: int) -> str:
@@ -216,6 +223,10 @@ def build_request(
             f"{profile.panel.seat_count} seats",
             param="chorus.min_quorum",
         )
+    cap = profile.limits.max_cost_usd
+    if options.max_cost_usd is not None and cap and options.max_cost_usd > cap:
+        raise RequestError(f"chorus.max_cost_usd: {options.max_cost_usd} is more than this profile's limit of {cap}",
+                           param="chorus.max_cost_usd")
     n = params.get("n")
     if n not in (None, 1):
         raise RequestError("n: fusion returns exactly one choice; n must be 1", param="n")

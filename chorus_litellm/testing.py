@@ -58,6 +58,8 @@ class FakeCompleter:
     json_models: set[str] = field(default_factory=set)
     schema_models: set[str] = field(default_factory=set)
     calls: list[Call] = field(default_factory=list)
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # model -> USD per in / out token
+    output_limits: dict[str, int] = field(default_factory=dict)  # model -> max output tokens
 
     def __post_init__(self) -> None:
         self._queues: dict[str, deque] = defaultdict(deque)
@@ -122,6 +124,14 @@ class FakeCompleter:
         prompt = sum(len(str(m.get("content") or "").split()) for m in messages)
         usage = Usage(prompt, len(text.split()))
         return Completion(text, model, usage, usage.total_tokens * ESTIMATE_PRICE)
+
+    def price(self, model: str, prompt: int, completion: int) -> float:
+        """ESTIMATE_PRICE a token, or `prices[model]` (per input, per output token)."""
+        per_in, per_out = self.prices.get(model, (ESTIMATE_PRICE, ESTIMATE_PRICE))
+        return prompt * per_in + completion * per_out
+
+    def max_output_tokens(self, model: str) -> int | None:
+        return self.output_limits.get(model)
 
     def supports_json_mode(self, model: str) -> bool:
         return model in self.json_models or model in self.schema_models

@@ -44,6 +44,20 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """One of LiteLLM's budgets on the caller (its key, team or user): spent and maximum, USD."""
+
+    scope: Literal["key", "team", "user"]
+    id: str | None
+    spend: float
+    max_budget: float
+
+    @property
+    def left(self) -> float:
+        return self.max_budget - self.spend
+
+
+@dataclass(frozen=True)
 class Caller:
     """Who made the request (LiteLLM key metadata); owner of everything the run stores."""
 
@@ -52,6 +66,7 @@ class Caller:
     team_id: str | None = None
     user_id: str | None = None
     org_id: str | None = None
+    budgets: tuple[Budget, ...] = ()  # as LiteLLM's auth saw them when the request came in
 
 
 @dataclass(frozen=True)

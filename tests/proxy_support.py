@@ -32,7 +32,11 @@ if os.environ.get("CHORUS_TEST_SPANS"):
     _provider.add_span_processor(SimpleSpanProcessor(SpanFile()))
     trace.set_tracer_provider(_provider)
 
-KEYS = {"sk-team-a": ("team-a", "alice"), "sk-team-b": ("team-b", "bob")}
+KEYS = {"sk-team-a": ("team-a", "alice"), "sk-team-b": ("team-b", "bob"), "sk-team-c-low": ("team-c", "carol"),
+        "sk-team-c-ok": ("team-c", "carol")}
+# Budgets LiteLLM would load with a virtual key (USD): spend so far and the maximum.
+BUDGETS = {"sk-team-c-low": {"spend": 2.9999, "max_budget": 3.0, "team_spend": 1.0, "team_max_budget": 50.0},
+           "sk-team-c-ok": {"spend": 0.0, "max_budget": 3.0, "team_spend": 1.0, "team_max_budget": 50.0}}
 
 
 async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
@@ -40,7 +44,8 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     if key not in KEYS:
         raise HTTPException(status_code=401, detail="unknown key")
     team, user = KEYS[key]
-    return UserAPIKeyAuth(api_key=hashlib.sha256(key.encode()).hexdigest(), team_id=team, user_id=user)
+    return UserAPIKeyAuth(api_key=hashlib.sha256(key.encode()).hexdigest(), team_id=team, user_id=user,
+                          **BUDGETS.get(key, {}))
 
 
 def _write(record: dict) -> None:

@@ -283,3 +283,25 @@ def test_inner_calls_are_tagged_with_run_stage_and_seat(client, proxy):
              if not (r["model_group"] or "").startswith("fusion/")]
     tags = {t for r in inner for t in r["tags"]}
     assert f"chorus-run:{run_id}" in tags and "chorus-stage:judge" in tags and "chorus-seat:model-b" in tags
+
+
+def test_a_key_without_budget_for_the_worst_case_gets_litellms_budget_error_before_any_call(proxy, upstream):
+    from chorus_litellm.adapters.compat import budget_status
+
+    low = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-team-c-low", max_retries=0, timeout=60)
+    before = httpx.get(f"{upstream}/stats", timeout=10).json()
+    for stream in (False, True):
+        with pytest.raises(openai.APIStatusError) as refused:
+            resp = low.chat.completions.create(model="fusion/research", messages=HARD, stream=stream)
+            list(resp) if stream else None
+        error = refused.value
+        assert error.status_code == budget_status()  # LiteLLM's own: 422 (429 on 1.98)
+        assert error.body["type"] == "budget_exceeded" or error.body.get("code") == str(budget_status())
+        assert error.body["message"].startswith("Budget has been exceeded! Key=")
+        assert "Current cost: 2.9999" in error.body["message"] and "Max budget: 3.0" in error.body["message"]
+    assert httpx.get(f"{upstream}/stats", timeout=10).json() == before  # no member, judge or writer called
+    ok = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-team-c-ok", max_retries=0, timeout=60)
+    resp = ok.chat.completions.create(model="fusion/research", messages=HARD)
+    budget = resp.model_extra["chorus"]["budget"]
+    # 3 drafts at the assumed 4096 tokens (2e-6 USD out), judge and synthesis: well under the 3 USD left
+    assert 0.02 < budget["worst_case_usd"] < 3.0 and resp.model_extra["chorus"]["cost"]["total"] < 0.01

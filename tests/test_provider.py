@@ -445,3 +445,30 @@ async def test_a_forwarded_response_is_copied_not_mutated():
     relayed, completion = items[0].item, items[1]
     relayed._hidden_params["response_cost"] = 99
     assert original._hidden_params == {"response_cost": 0.3} and completion.cost == 0.3
+
+
+def test_the_callers_budgets_come_from_litellms_auth_object_or_its_metadata():
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    from chorus_litellm.adapters.provider import _caller
+    from chorus_litellm.types import Budget
+
+    auth = UserAPIKeyAuth(api_key="h", key_alias="ci", team_id="t", spend=0.5, max_budget=1.0, team_spend=3.0,
+                          team_max_budget=10.0, user_id="u")
+    caller = _caller({"metadata": {"user_api_key_auth": auth, "user_api_key_team_id": "t",
+                                   "user_api_key_user_id": "u", "user_api_key_alias": "ci"}})
+    assert caller.budgets == (Budget("key", "ci", 0.5, 1.0), Budget("team", "t", 3.0, 10.0))
+    meta = {"user_api_key_hash": "h", "user_api_key_user_id": "u", "user_api_key_user_spend": 4,
+            "user_api_key_user_max_budget": 5, "user_api_key_max_budget": None}
+    assert _caller({"metadata": meta}).budgets == (Budget("user", "u", 4.0, 5.0),)
+    assert _caller({}).budgets == ()
+
+
+def test_a_budget_refusal_is_served_as_litellms_budget_error():
+    from chorus_litellm.adapters import compat
+    from chorus_litellm.adapters.provider import to_litellm_error
+    from chorus_litellm.errors import BudgetError
+
+    error = to_litellm_error(BudgetError("Budget has been exceeded! Key=k Current cost: 1"), "chorus/research")
+    assert error.status_code == compat.budget_status() and error.type == "budget_exceeded"
+    assert error.num_retries == 0 and "Budget has been exceeded!" in str(error)

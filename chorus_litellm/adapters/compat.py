@@ -13,6 +13,8 @@ LiteLLM it runs on.
   chunk's `_hidden_params` (the inner deployment's model id and provider) for the outer
   call and would price the outer call at the inner model's rates on top of the run's
   own charge; the relayed copy carries none.
+- `budget_status`: the HTTP status of LiteLLM's budget error: `budget_exceeded_status_code`
+  (422 by default) from 1.10x; 1.98 answers 429.
 - `is_builtin_provider`: LiteLLM's own provider names, which win over a
   `custom_provider_map` entry of the same name (silently up to 1.108, with a warning
   from 1.109). 1.98 has no JSON-defined providers.
@@ -54,3 +56,9 @@ def is_builtin_provider(name: str) -> bool:
     except ImportError:  # 1.98: no JSON-defined providers
         return False
     return bool(JSONProviderRegistry.exists(name))
+
+
+def budget_status() -> int:
+    import litellm
+
+    return int(getattr(litellm, "budget_exceeded_status_code", 429))

@@ -45,6 +45,12 @@ class Completer(Protocol):
         """Usage and cost of a call that never reported its own (cut off or cancelled):
         the prompt plus `text`, counted with the model's tokenizer and priced."""
 
+    def price(self, model: str, prompt: int, completion: int) -> float:
+        """USD for a call to `model` of `prompt` and `completion` tokens (0 when unpriced)."""
+
+    def max_output_tokens(self, model: str) -> int | None:
+        """The most tokens `model` may write in one answer, if known."""
+
     def supports_json_mode(self, model: str) -> bool:
         """Whether `response_format={"type": "json_object"}` may be sent to `model`."""
 
@@ -191,6 +197,21 @@ class RouterCompleter:
                 price_in = price_out = 0.0
         return prompt * float(price_in) + completion * float(price_out)
 
+    def max_output_tokens(self, model: str) -> int | None:
+        """`model_info.max_output_tokens` (or `max_tokens`), else LiteLLM's model info."""
+        import litellm
+
+        deployment = self._deployment(model)
+        info = deployment.get("model_info") or {}
+        limit = info.get("max_output_tokens") or info.get("max_tokens")
+        if limit is None:
+            try:
+                known = litellm.get_model_info((deployment.get("litellm_params") or {}).get("model", model))
+                limit = known.get("max_output_tokens") or known.get("max_tokens")
+            except Exception:  # noqa: BLE001 - not in LiteLLM's map
+                return None
+        return int(limit) if limit else None
+
     def _deployment(self, model: str) -> dict:
         try:
             found = self.router().get_model_list(model_name=model) or []
@@ -255,6 +276,12 @@ class Wrapper:
 
     def estimate(self, model: str, messages: list[Message], text: str) -> Completion:
         return self.inner.estimate(model, messages, text)
+
+    def price(self, model: str, prompt: int, completion: int) -> float:
+        return self.inner.price(model, prompt, completion)
+
+    def max_output_tokens(self, model: str) -> int | None:
+        return self.inner.max_output_tokens(model)
 
     def supports_json_mode(self, model: str) -> bool:
         return self.inner.supports_json_mode(model)

@@ -44,13 +44,13 @@ from litellm.types.utils import Usage as LUsage
 from .. import pipeline, runlog
 from ..config import PROVIDER, ProfileConfig, parse_profile
 from ..context import RunContext
-from ..errors import ChorusError, RequestError, RunError
+from ..errors import BudgetError, ChorusError, RequestError, RunError
 from ..report import RunReport
 from ..request import FusionRequest, build_request
 from ..runlog import Listener, RunLog
 from ..settings import load_settings
 from ..settle import ReputationKeeper, Settler, TranscriptKeeper, prior_run
-from ..types import Caller, Delta, Done, Progress, Relay
+from ..types import Budget, Caller, Delta, Done, Progress, Relay
 from . import compat, metrics, tracing
 from .embeddings import BatchedEmbedder, Embedder
 from .eventlog import EventLog
@@ -77,13 +77,35 @@ _NAMES = {409: "ConflictError", 504: "GatewayTimeoutError"}
 def _caller(litellm_params: dict) -> Caller:
     meta = litellm_params.get("metadata") or {}
     get = lambda key: (str(meta[key]) if meta.get(key) is not None else None)  # noqa: E731
-    return Caller(
+    caller = Caller(
         key_hash=get("user_api_key_hash"),
         key_alias=get("user_api_key_alias"),
         team_id=get("user_api_key_team_id"),
         user_id=get("user_api_key_user_id"),
         org_id=get("user_api_key_org_id"),
     )
+    return dataclasses.replace(caller, budgets=_budgets(meta, caller))
+
+
+# (scope, spend field, max budget field) on LiteLLM's `UserAPIKeyAuth`; the proxy copies
+# the same values into the request metadata as `user_api_key_<field>`.
+_BUDGETS = (("key", "spend", "max_budget"), ("team", "team_spend", "team_max_budget"),
+            ("user", "user_spend", "user_max_budget"))
+
+
+def _budgets(meta: dict, caller: Caller) -> tuple[Budget, ...]:
+    """The caller's key, team and user budgets, as LiteLLM's auth saw them: the auth
+    object (`metadata.user_api_key_auth`, custom auth included), else the metadata keys.
+    End-user and organization budgets carry no spend here, so LiteLLM alone checks them."""
+    auth = meta.get("user_api_key_auth")
+    ids = {"key": caller.key_alias or caller.key_hash, "team": caller.team_id, "user": caller.user_id}
+    found = []
+    for scope, spend_field, max_field in _BUDGETS:
+        read = (lambda f: getattr(auth, f, None)) if auth is not None else (lambda f: meta.get(f"user_api_key_{f}"))
+        limit = read(max_field)
+        if isinstance(limit, int | float) and not isinstance(limit, bool):
+            found.append(Budget(scope, ids[scope], float(read(spend_field) or 0.0), float(limit)))
+    return tuple(found)
 
 
 def _client_params(optional_params: dict) -> dict:
@@ -103,6 +125,12 @@ def to_litellm_error(exc: BaseException, name: str) -> Exception:
     provider = name.split("/")[0]
     if isinstance(exc, openai.APIStatusError) and getattr(exc, "num_retries", None) == 0:
         return exc  # already mapped (a re-raise through this boundary)
+    if isinstance(exc, BudgetError):  # LiteLLM's own budget error, as its auth serves it
+        error = litellm.BadRequestError(message=str(exc), model=name, llm_provider=provider)
+        error.status_code, error.type, error.code = compat.budget_status(), "budget_exceeded", str(compat.budget_status())
+        error.message = str(exc)  # LiteLLM's wording, without its class-name prefix
+        error.num_retries = error.max_retries = 0
+        return error
     status = exc.status_code if isinstance(exc, RunError) else 500
     if status == 500:
         log.error("chorus: %s failed on an unexpected %s", name, type(exc).__name__, exc_info=exc)

@@ -25,7 +25,7 @@ from .. import runlog
 from ..errors import QuorumError, UpstreamError
 from ..request import wants_json
 from ..types import Message, Outcome, Panel, Progress, Seat
-from . import prompts
+from . import budget, prompts
 from .extract import panel_vote
 from .jsonout import json_object
 from .judge import make_labels
@@ -99,6 +99,10 @@ def disagreement(votes: dict[str, dict], rounds: int, best: float) -> str:
             f"counted votes reject this answer" + (f". Open issues: {listed}." if listed else "."))
 
 
+class _Capped(Exception):
+    """The run spent its cost cap: the loop ends with the latest candidate."""
+
+
 async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     """The `consensus` protocol (module docstring). The synthesizer writes with the final
     answer's params (the client's max_tokens, stop, response_format), not the drafts'.
@@ -117,7 +121,12 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
         user = f"{instructions}\n\n{prompts.json_data(data)}"
         return {s.name: [*base[s.name], {"role": "user", "content": user}] for s in among}
 
+    def step() -> None:  # before every step: none starts once the cost cap is spent
+        if budget.over_cap(ctx):
+            raise _Capped
+
     async def synthesizer(instructions: str, data: object, stage: str) -> str:
+        step()
         completion = await ctx.completer.complete(
             ctx.profile.aggregator.synthesizer,
             prompts.with_context(ctx.messages, instructions, prompts.json_data(data)),
@@ -142,6 +151,7 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     candidate, stop, reached = None, "max_rounds", False
     try:
         try:
+            step()
             critiques = await everyone("critique", ask_all(prompts.CONSENSUS_CRITIQUE, anonymized, voters), voters)
             notes = [a.completion.text for a in critiques.answers]
             ctx.emit("round_done", **runlog.round_done(round=2, clusters=[[a.seat.name for a in critiques.answers]]))
@@ -154,6 +164,7 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
                                       "candidate")
         asked = voters
         for round_no in range(1, config.max_rounds + 1):
+            step()
             ballot = await everyone("vote", ask_all(prompts.CONSENSUS_VOTE_SCORED if seed else prompts.CONSENSUS_VOTE,
                                                     {"candidate": candidate}, asked), asked,
                                     quorum=min(ctx.quorum, len(asked)))
@@ -193,6 +204,9 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     except (QuorumError, UpstreamError) as exc:
         stop = f"stopped: {exc.describe() if isinstance(exc, UpstreamError) else 'vote quorum lost'}"
         yield Progress("consensus", f"Consensus loop ended early ({stop}).")
+    except _Capped:
+        stop = "cost_cap_reached"
+        yield Progress("consensus", "Consensus loop ended early: the cost cap is spent.")
     source = None if candidate is not None else drafts.answers[0].seat.name
     text = candidate if candidate is not None else drafts.answers[0].completion.text
     if seed and not reached and votes and not wants_json(ctx.req.final_params):

@@ -10,7 +10,8 @@ Round 1 is the panel fan-out (each seat with its persona). After every round:
 4) measure: agreement (mean pairwise cosine), centroid shift, clusters, extracted answers
    and their confidence-weighted vote;
 5) stop if round 1 already agrees, if extracted answers are unanimous, if the answers
-   stopped moving while agreeing, if the token budget is spent, or at max_rounds;
+   stopped moving while agreeing, if the token budget or the cost cap is spent, or at
+   max_rounds;
 6) otherwise every agent gets both voices, anonymized, plus its own previous answer, and
    answers again; with `debate.voices: per_agent`, each agent's own voices instead: the
    eligible answer nearest to its own and the farthest.
@@ -30,7 +31,7 @@ import numpy as np
 from .. import runlog
 from ..errors import QuorumError
 from ..types import Message, Outcome, Panel, PanelAnswer, Progress, Seat, SeatResult
-from . import atlas, echo, geometry, prompts
+from . import atlas, budget, echo, geometry, prompts
 from .extract import confidence, extract, weighted_vote
 from .panel import results as panel_results
 from .panel import round_of
@@ -83,7 +84,7 @@ class Debate:
 
     @property
     def budget_exceeded(self) -> bool:
-        return self.stop_reason == "token_budget_exceeded"
+        return self.stop_reason in ("token_budget_exceeded", "cost_cap_reached")
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -193,6 +194,8 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
             stop = "converged"
         elif config.max_total_tokens and ctx.tokens_used() >= config.max_total_tokens:
             stop = "token_budget_exceeded"
+        elif round_no < config.max_rounds and budget.over_cap(ctx):
+            stop = "cost_cap_reached"
         elif round_no == config.max_rounds:
             stop = "max_rounds"
         else:

@@ -19,7 +19,7 @@ from ..adapters.llm import Completer
 from ..config import PanelConfig
 from ..errors import QuorumError, UpstreamError
 from ..types import Message, Outcome, Panel, PanelAnswer, PanelFailure, Progress, Seat, SeatResult
-from . import atlas, prompts
+from . import atlas, budget, prompts
 
 if TYPE_CHECKING:
     from ..context import RunContext
@@ -52,8 +52,12 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     unattributed, as references; the judge and synthesis work on the last layer."""
     layers = ctx.profile.aggregator.layers
     own = ctx.seat_messages()
-    per_seat, history = own, []
+    per_seat, history, stop = own, [], None
     for layer in range(1, layers + 1):
+        if layer > 1 and budget.over_cap(ctx):
+            stop, layers = "cost_cap_reached", layer - 1
+            yield Progress("panel", f"Cost cap reached: layer {layer} not asked.")
+            break
         if layer > 1:
             yield Progress("panel", f"Layer {layer} of {layers}: the panel reads layer {layer - 1}'s answers.")
         result = await round_of(ctx, ctx.seats, layer, per_seat)
@@ -63,7 +67,7 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
         ctx.rng.shuffle(references)  # completion order says who was fast; drop it
         per_seat = {name: [*messages, {"role": "user", "content": prompts.layer_user(references)}]
                     for name, messages in own.items()}
-    summary = {"rounds": layers, "stop_reason": None, "layers": layers} if layers > 1 else None
+    summary = {"rounds": layers, "stop_reason": stop, "layers": layers} if layers > 1 or stop else None
     yield Outcome(result, tuple(history), summary=summary)
 
 
