@@ -51,6 +51,10 @@ class RouterConfig(_Strict):
     # feature scale (docs/config.md explains the features).
     threshold: float = Field(0.5, ge=0, le=1)
     classifier: ClassifierConfig | None = None
+    # A turn with tools (the client's `tools`, or tool calls and results in the
+    # conversation): `forward` sends it to single_model as it is; `fuse` fuses it, and
+    # only the synthesizer is offered the client's tools (docs/tools.md).
+    tools: Literal["forward", "fuse"] = "forward"
 
     @model_validator(mode="after")
     def _needs_single_model(self) -> RouterConfig:
@@ -103,6 +107,9 @@ class ReputationConfig(_Strict):
 
 class PanelConfig(_Strict):
     members: tuple[MemberConfig, ...] = ()
+    # router.tools: fuse: show the members the client's tool schemas (with tool_choice
+    # "none": they answer in text); otherwise they see tool turns as plain text only.
+    tools: bool = False
     self_moa: SelfMoAConfig | None = None
     # Marketplace seats (docs/peers.md): `seats` seats drawn per run from the live peers
     # of `pool`, beside any static `members`.
@@ -316,6 +323,11 @@ class ProfileConfig(_Strict):
 
     @model_validator(mode="after")
     def _personas_exist(self) -> ProfileConfig:
+        if self.router.tools == "fuse" and self.debate.protocol == "consensus":
+            raise ValueError("router.tools: 'fuse' needs the moa or debate protocol: the consensus protocol's "
+                             "answer is a voted candidate, which cannot be a tool call")
+        if self.panel.tools and self.router.tools != "fuse":
+            raise ValueError("panel.tools: true needs router.tools: fuse (otherwise tool turns are forwarded)")
         if self.aggregator.layers > 1 and self.debate.protocol != "moa":
             raise ValueError(f"aggregator.layers: layers are the moa protocol's rounds; {self.debate.protocol!r} "
                              "has its own (debate.max_rounds)")

@@ -125,6 +125,8 @@ class RunContext:
         params = dict(self.req.sampling)
         if self.panel.max_tokens:
             params["max_tokens"] = self.panel.max_tokens
+        if self.panel.tools and self.req.final_params.get("tools"):  # seen, never called: drafts are text
+            params.update(tools=self.req.final_params["tools"], tool_choice="none")
         return params
 
     @property
@@ -136,8 +138,14 @@ class RunContext:
     def tokens_used(self) -> int:
         return self.report.usage.total_tokens
 
+    @property
+    def conversation(self) -> list[Message]:
+        """The conversation as the panel and the judge read it: tool calls and results as
+        plain text turns (they are not offered the client's tools), unless `panel.tools`."""
+        return self.messages if self.panel.tools else prompts.tool_turns_as_text(self.messages)
+
     def seat_messages(self) -> dict[str, list[Message]]:
         """Each seat's view of the conversation, with its persona's instructions if any."""
-        personas = self.personas
-        return {s.name: prompts.persona_messages(self.messages, personas[s.persona]) if s.persona
-                else self.messages for s in self.seats}
+        personas, conversation = self.personas, self.conversation
+        return {s.name: prompts.persona_messages(conversation, personas[s.persona]) if s.persona
+                else conversation for s in self.seats}

@@ -12,6 +12,12 @@ behaviour is chosen by words in the requested model name:
     drip                stream 0.2 s per word (a long synthesis to disconnect from)
     midfail             stream three words, then break the connection
 
+A request with `tools` (and `tool_choice` other than "none") is answered like an agent's
+model: a call of the first tool (or the one `tool_choice` names), with the first user
+message as `{"query": ...}`, unless the conversation already has a tool result, which it
+answers in text (one tool step per conversation). GET /seen lists each request's model, whether it carried tools, and its
+message roles (cleared by POST /reset).
+
 Otherwise it answers after `latency` seconds: judge requests (JSON mode) get a valid
 analysis built from the labels in the prompt, classifier requests get a difficulty
 score, consensus votes accept (unless the model name says "reject"), `chorus eval`'s
@@ -114,12 +120,28 @@ def _answer(model: str, body: dict) -> str:
     return f"{model} answers {digest}: {filler}".strip()
 
 
+def _tool_call(body: dict, n: int) -> dict | None:
+    """The tool call an agent's model would make here (module docstring), or None."""
+    tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
+    choice = body.get("tool_choice")
+    messages = body.get("messages") or []
+    if not tools or choice == "none" or any(m.get("role") == "tool" for m in messages):
+        return None
+    named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    name = named or tools[0]["function"]["name"]
+    asked = _prompt_text([m for m in messages if m.get("role") == "user"][:1])
+    return {"id": f"call_fake_{n}", "type": "function",
+            "function": {"name": name, "arguments": json.dumps({"query": asked[:80]})}}
+
+
 class FakeUpstream:
     def __init__(self, latency: float = 0.0, token_delay: float = 0.0) -> None:
         self.latency = latency
         self.token_delay = token_delay
         self.calls: Counter[str] = Counter()
+        self.seen: list[dict] = []
         self.app = Starlette(routes=[
+            Route("/seen", lambda r: JSONResponse(self.seen), methods=["GET"]),
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/chat/completions", self.chat, methods=["POST"]),
             Route("/stats", self.stats, methods=["GET"]),
@@ -132,12 +154,15 @@ class FakeUpstream:
 
     async def reset(self, request: Request) -> JSONResponse:
         self.calls.clear()
+        self.seen.clear()
         return JSONResponse({"ok": True})
 
     async def chat(self, request: Request):
         body = await request.json()
         model = str(body.get("model", ""))
         self.calls[model] += 1
+        self.seen.append({"model": model, "tools": bool(body.get("tools")),
+                          "roles": [m.get("role") for m in body.get("messages") or []]})
         for status in (500, 429):
             if f"fail{status}" in model:
                 return JSONResponse(
@@ -147,8 +172,9 @@ class FakeUpstream:
         if "hang" in model:
             await asyncio.sleep(3600)
         await asyncio.sleep(self.latency * (10 if "slow" in model else 1))
-        text = "" if "empty" in model else _answer(model, body)
-        finish = "content_filter" if "filter" in model else "stop"
+        call = _tool_call(body, self.calls[model])
+        text = "" if "empty" in model or call else _answer(model, body)
+        finish = "content_filter" if "filter" in model else "tool_calls" if call else "stop"
         prompt_tokens = max(1, len(_prompt_text(body.get("messages") or [])) // 4)
         usage = {
             "prompt_tokens": prompt_tokens,
@@ -159,17 +185,18 @@ class FakeUpstream:
         if not body.get("stream"):
             return JSONResponse({
                 "id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text or None if call else text,
+                                                     **({"tool_calls": [call]} if call else {})},
                              "finish_reason": finish}],
                 "usage": usage,
             })
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return StreamingResponse(
-            self._stream(rid, model, text, finish, usage if include_usage else None),
+            self._stream(rid, model, text, finish, usage if include_usage else None, call),
             media_type="text/event-stream",
         )
 
-    async def _stream(self, rid, model, text, finish, usage):
+    async def _stream(self, rid, model, text, finish, usage, call=None):
         def chunk(delta, finish_reason=None, **extra):
             data = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
                     "model": model, "choices": [{"index": 0, "delta": delta,
@@ -177,6 +204,12 @@ class FakeUpstream:
             return f"data: {json.dumps(data)}\n\n"
 
         yield chunk({"role": "assistant", "content": ""})
+        if call:  # the name first, then the arguments in two pieces, as OpenAI streams them
+            args = call["function"]["arguments"]
+            yield chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                         "function": {"name": call["function"]["name"], "arguments": ""}}]})
+            for piece in (args[: len(args) // 2], args[len(args) // 2:]):
+                yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
         words = text.split(" ") if text else []
         for i, word in enumerate(words):
             if "midfail" in model and i == 3:

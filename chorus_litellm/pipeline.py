@@ -108,7 +108,7 @@ async def _run(ctx: RunContext) -> AsyncIterator:
             yield Progress("panel", f"Panel: {len(outcome.panel.answers)} of {len(ctx.seats)} answered{failed}.")
             # 3) Judge: anonymized, length-normalized structured analysis (minority flagged).
             t = clock()
-            verdict = await judge.analyze(ctx.completer, ctx.profile.aggregator, req.messages,
+            verdict = await judge.analyze(ctx.completer, ctx.profile.aggregator, ctx.conversation,
                                           outcome.panel.answers, ctx.rng, minority=list(outcome.minority))
             report.verdict = verdict
             report.timings["judge"] = clock() - t

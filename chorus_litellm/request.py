@@ -33,6 +33,8 @@ REFUSED = {
     "prediction": "predicted outputs need one model writing the whole answer",
 }
 TOOL_PARAMS = ("tools", "tool_choice", "functions", "function_call", "parallel_tool_calls")
+# With router.tools: fuse, the synthesizer's alone (and the panel's with panel.tools).
+FUSED_TOOLS = ("tools", "tool_choice", "parallel_tool_calls")
 
 
 class RunOptions(BaseModel):
@@ -237,7 +239,11 @@ def build_request(
     if wants_json(params) and debate.protocol == "consensus":
         raise RequestError("response_format is not supported with the consensus protocol: the panel votes on "
                            "a free-text candidate", param="response_format")
-    forward = "tools" if uses_tools(messages, params) else None
+    tooled = uses_tools(messages, params)
+    forward = "tools" if tooled and profile.router.tools == "forward" else None
+    if tooled and not forward and (params.get("functions") or params.get("function_call")):
+        raise RequestError("functions and function_call are the deprecated form of tools; this profile fuses tool "
+                           "turns with `tools` and `tool_choice` only", param="functions")
     if forward and not profile.router.single_model:
         raise RequestError(
             "this profile has no router.single_model, so it cannot serve tool or function calls",
@@ -254,7 +260,8 @@ def build_request(
         request_id=request_id,
         forward_reason=forward,
         sampling={k: params[k] for k in SAMPLING if params.get(k) is not None},
-        final_params={k: params[k] for k in FINAL_ONLY if params.get(k) is not None},
+        final_params={k: params[k] for k in (*FINAL_ONLY, *(FUSED_TOOLS if tooled else ()))
+                      if params.get(k) is not None},
         debate=debate,
         bounty=parse_bounty(params.get("bounty"), profile),
         callback_url=parse_callback_url(params.get("callback_url"), profile, profile_name),

@@ -36,6 +36,7 @@ class Reply:
     error: UpstreamError | None = None
     fail_after: int = 0
     word_delay: float = 0.0  # streams: seconds before each word
+    tool_calls: tuple[dict, ...] = ()  # the model calls these tools (OpenAI shape)
 
 
 @dataclass
@@ -96,7 +97,8 @@ class FakeCompleter:
         await self._wait(call, reply.delay, timeout)
         if reply.error is not None:
             raise reply.error
-        return Completion(reply.text, model, reply.usage, reply.cost, reply.delay, "stop")
+        return Completion(reply.text, model, reply.usage, reply.cost, reply.delay,
+                          "tool_calls" if reply.tool_calls else "stop", reply.tool_calls)
 
     async def stream(self, model: str, messages: list[Message], *, timeout: float, stage: str = "",
                      seat: str = "", run: str = "", **params: Any):
@@ -117,7 +119,8 @@ class FakeCompleter:
             raise
         if reply.error is not None:
             raise reply.error
-        yield Completion(reply.text, model, reply.usage, reply.cost, reply.delay, "stop")
+        yield Completion(reply.text, model, reply.usage, reply.cost, reply.delay,
+                         "tool_calls" if reply.tool_calls else "stop", reply.tool_calls)
 
     def estimate(self, model: str, messages: list[Message], text: str) -> Completion:
         """Prompt: its words; completion: the words of `text`; ESTIMATE_PRICE a token."""

@@ -41,6 +41,9 @@ class Completion:
     cost: float = 0.0
     latency_s: float = 0.0
     finish_reason: str | None = None
+    # Tool calls the model made (OpenAI shape: id, type, function {name, arguments}); only
+    # the synthesizer of a `router.tools: fuse` profile is offered the client's tools.
+    tool_calls: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,11 @@ class Synthesis:
     fallback_source: str | None = None
     error: str | None = None
     attempts: int = 1  # synthesizer calls made (2: the first failed and was retried)
+
+    @property
+    def tool_calls(self) -> tuple[dict, ...]:
+        """The client's tools the synthesizer called (router.tools: fuse): the answer is these."""
+        return self.completion.tool_calls if self.completion is not None else ()
 
 
 # Events the pipeline yields; the provider turns them into OpenAI chunks.

@@ -76,6 +76,8 @@ def e2e_config(upstream: str) -> dict:
                                                        "max_rounds": 2, "strict_unanimity": True}}),
             e2e_entry("layers", {**fusion(["model-a", "model-b", "model-c"]),
                                     "aggregator": {"judge": "judge", "synthesizer": "writer", "layers": 2}}),
+            e2e_entry("agent", {**fusion(["model-a", "model-b", "model-c"]),
+                                "router": {"policy": "always_fuse", "tools": "fuse"}}),
             e2e_entry("drip", fusion(["model-a", "model-b"], writer="drip-writer")),
             e2e_entry("midfail", fusion(["model-a", "model-b"], writer="midfail-writer")),
             e2e_entry("single-down", {**fusion(["model-a", "model-b"]),

@@ -143,7 +143,8 @@ def test_tool_turns_go_to_single_model(client, upstream):
     httpx.post(f"{upstream}/reset")
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]
     resp = client.chat.completions.create(model="fusion/research", messages=HARD, tools=tools)
-    assert resp.choices[0].message.content.startswith("model-a answers")
+    # router.tools: forward (the default): model-a's own tool call, passed on as it is
+    assert resp.choices[0].finish_reason == "tool_calls" and resp.choices[0].message.tool_calls[0].function.name == "lookup"
     assert httpx.get(f"{upstream}/stats").json() == {"model-a": 1}
 
 
@@ -305,3 +306,41 @@ def test_a_key_without_budget_for_the_worst_case_gets_litellms_budget_error_befo
     budget = resp.model_extra["chorus"]["budget"]
     # 3 drafts at the assumed 4096 tokens (2e-6 USD out), judge and synthesis: well under the 3 USD left
     assert 0.02 < budget["worst_case_usd"] < 3.0 and resp.model_extra["chorus"]["cost"]["total"] < 0.01
+
+
+WEATHER = [{"type": "function", "function": {
+    "name": "get_weather", "description": "The weather now in a city",
+    "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_agent_loop_with_tools_runs_through_a_fused_model(client, upstream, stream):
+    """The official client drives two steps: the fused turn calls the tool, the client runs
+    it, and the next fused turn answers from its result. Members never see the schemas."""
+    import json
+
+    messages = [{"role": "user", "content": "Should I cycle to work in Oslo today? Check the weather first."}]
+    httpx.post(f"{upstream}/reset")
+    for step in (1, 2):
+        if stream:
+            with client.chat.completions.stream(model="fusion/agent", messages=messages, tools=WEATHER) as events:
+                for _ in events:
+                    pass
+                final = events.get_final_completion()
+        else:
+            final = client.chat.completions.create(model="fusion/agent", messages=messages, tools=WEATHER)
+        choice = final.choices[0]
+        if step == 1:
+            assert choice.finish_reason == "tool_calls" and not choice.message.content
+            (call,) = choice.message.tool_calls
+            assert call.function.name == "get_weather" and "Oslo" in json.loads(call.function.arguments)["query"]
+            messages += [choice.message.model_dump(exclude_none=True),
+                         {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": -12, "snow": true}'}]
+        else:
+            assert choice.finish_reason == "stop" and choice.message.content.startswith("writer answers")
+            assert not choice.message.tool_calls
+    seen = httpx.get(f"{upstream}/seen").json()
+    offered = {s["model"] for s in seen if s["tools"]}
+    assert offered == {"writer"}  # the members and the judge were never shown the tool schemas
+    members = [s for s in seen if s["model"].startswith("model-")]
+    assert len(members) == 6 and all("tool" not in s["roles"] for s in members)  # tool results as text

@@ -127,14 +127,18 @@ class RouterCompleter:
             raise map_exception(exc) from exc
         usage = getattr(response, "usage", None)
         cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+        calls = ToolCalls()
+        for i, call in enumerate(getattr(choice.message, "tool_calls", None) or ()):
+            calls.add(call, i)
         return _completion(
-            model, choice.message.content or "", usage, cost, started, choice.finish_reason
+            model, choice.message.content or "", usage, cost, started, choice.finish_reason, calls.done()
         )
 
     async def stream(self, model, messages, *, timeout, stage="", seat="", run="", **params):
         started = time.perf_counter()
         text: list[str] = []
         usage = finish = None
+        calls = ToolCalls()
         deadline = asyncio.get_running_loop().time() + timeout
         try:
             with self._counted(model):
@@ -156,6 +160,8 @@ class RouterCompleter:
                     for choice in chunk.choices or ():
                         finish = choice.finish_reason or finish
                         piece = getattr(choice.delta, "content", None)
+                        for call in getattr(choice.delta, "tool_calls", None) or ():
+                            calls.add(call)
                         if piece:
                             text.append(piece)
                             yield piece
@@ -165,7 +171,7 @@ class RouterCompleter:
         cost = compat.streamed_cost(usage)
         if cost is None and usage is not None:
             cost = self.price(model, int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
-        yield _completion(model, "".join(text), usage, cost, started, finish)
+        yield _completion(model, "".join(text), usage, cost, started, finish, calls.done())
 
     def estimate(self, model: str, messages: list[Message], text: str) -> Completion:
         """Counted with LiteLLM's tokenizer for the deployment, priced from its
@@ -250,7 +256,30 @@ def _tagged(params: dict, run: str, stage: str, seat: str) -> dict:
     return {**params, "metadata": metadata}
 
 
-def _completion(model, text, usage, cost, started, finish) -> Completion:
+class ToolCalls:
+    """Tool calls put together from a response's message, or from stream deltas (each
+    names its call by `index`; the first carries the id and name, later ones append
+    argument text)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, dict] = {}
+
+    def add(self, call: Any, index: int | None = None) -> None:
+        get = (lambda o, k: o.get(k)) if isinstance(call, dict) else getattr  # noqa: E731
+        i = get(call, "index") if index is None else index
+        entry = self.calls.setdefault(int(i or 0), {"id": "", "type": "function",
+                                                      "function": {"name": "", "arguments": ""}})
+        function = get(call, "function")
+        entry["id"] = get(call, "id") or entry["id"]
+        if function is not None:
+            entry["function"]["name"] = get(function, "name") or entry["function"]["name"]
+            entry["function"]["arguments"] += get(function, "arguments") or ""
+
+    def done(self) -> tuple[dict, ...]:
+        return tuple(self.calls[i] for i in sorted(self.calls))
+
+
+def _completion(model, text, usage, cost, started, finish, tool_calls=()) -> Completion:
     if finish == "content_filter":
         raise UpstreamError("content_filter", "the model's content filter stopped the answer")
     if cost is None:
@@ -265,6 +294,7 @@ def _completion(model, text, usage, cost, started, finish) -> Completion:
         cost=float(cost or 0.0),
         latency_s=time.perf_counter() - started,
         finish_reason=finish,
+        tool_calls=tool_calls,
     )
 
 

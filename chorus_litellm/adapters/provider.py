@@ -380,27 +380,39 @@ class FusionHandler(CustomLLM):
         """Chunks go out as they come, except the last content chunk and what follows
         it: held until `Done`, so the usage and the `chorus` field ride on it."""
         chunk_id, model = f"chatcmpl-{req.request_id}", req.model
+        roled = False  # the role goes on our first chunk only: clients' accumulators concatenate it
+
+        def own(**fields: Any) -> ModelResponseStream:
+            nonlocal roled
+            chunk, roled = _chunk(chunk_id, model, role=None if roled else "assistant", **fields), True
+            return chunk
+
         tail: list = []
         events = self._events(req, logging_obj, timeout)
         async with contextlib.aclosing(events):
             async for event in events:
                 if isinstance(event, Done):
                     report = event.report
+                    calls = report.synthesis.tool_calls if isinstance(report, RunReport) and report.synthesis else ()
+                    if calls:  # the synthesizer's tool calls: one delta, then finish_reason "tool_calls"
+                        for held in tail:
+                            yield held
+                        tail = [own(tool_calls=calls), own(finish_reason="tool_calls")]
                     if not tail or not _has_payload(tail[0]):
-                        tail.insert(0, _chunk(chunk_id, model, content=""))
+                        tail.insert(0, own(content=""))
                     tail[0].usage = _usage(report) if isinstance(report, RunReport) else _replayed_usage()
                     tail[0].provider_specific_fields = {"chorus": _extension(report, req)}
                     if all(c.choices[0].finish_reason is None for c in tail if c.choices):
-                        tail.append(_chunk(chunk_id, model, finish_reason="stop"))
+                        tail.append(own(finish_reason="stop"))
                     for chunk in tail:
                         yield chunk
                     return
                 if isinstance(event, Relay):
-                    chunk = event.item
+                    chunk, roled = event.item, True  # the forwarded model's own chunks carry its role
                 elif isinstance(event, Progress):
-                    chunk = _chunk(chunk_id, model, reasoning=event.text + "\n")
+                    chunk = own(reasoning=event.text + "\n")
                 else:
-                    chunk = _chunk(chunk_id, model, content=event.text)
+                    chunk = own(content=event.text)
                 if _has_payload(chunk):
                     for held in tail:
                         yield held
@@ -443,8 +455,10 @@ class FusionHandler(CustomLLM):
             response.chorus = _extension(report, req)  # type: ignore[attr-defined]
             return response
         if report.route.decision == "fuse":
-            response.choices[0].message = LMessage(role="assistant", content=text)  # type: ignore[union-attr]
-            response.choices[0].finish_reason = "stop"
+            calls = list(report.synthesis.tool_calls) if report.synthesis else []
+            response.choices[0].message = LMessage(  # type: ignore[union-attr]
+                role="assistant", content=text or (None if calls else ""), tool_calls=calls or None)
+            response.choices[0].finish_reason = "tool_calls" if calls else "stop"
             response.model = req.model
         response.usage = _usage(report)  # type: ignore[attr-defined]
         response._hidden_params["response_cost"] = report.cost
@@ -487,8 +501,10 @@ def _replayed_usage() -> LUsage:
 
 
 def _chunk(chunk_id: str, model: str, *, content: str | None = None, reasoning: str | None = None,
-           finish_reason: str | None = None) -> ModelResponseStream:
-    delta = LDelta(content=content, reasoning_content=reasoning, role="assistant")
+           finish_reason: str | None = None, tool_calls: Sequence[dict] = (), role: str | None = None
+           ) -> ModelResponseStream:
+    calls = [{**call, "index": i} for i, call in enumerate(tool_calls)] or None
+    delta = LDelta(content=content, reasoning_content=reasoning, role=role, tool_calls=calls)
     return ModelResponseStream(
         id=chunk_id, model=model,
         choices=[StreamingChoices(index=0, delta=delta, finish_reason=finish_reason)],

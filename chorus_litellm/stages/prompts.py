@@ -54,6 +54,39 @@ Rules:
 
 SYNTH_NO_ANALYSIS = "The judge's analysis is unavailable; weigh the drafts yourself."
 
+# Appended to SYNTH_SYSTEM when the client offered tools (router.tools: fuse).
+SYNTH_TOOLS = """- You may call the tools offered with this conversation. If the answer needs a tool's
+  result that the conversation does not have yet, call the tool instead of answering; the
+  drafts can only suggest which call to make. Otherwise answer."""
+
+
+def tool_turns_as_text(messages: list[dict]) -> list[dict]:
+    """A conversation with tool calls and tool results, as plain turns for a model that is
+    not offered the tools: a call becomes a line of the assistant's turn, a result a user
+    turn that names its tool. Without tool turns, the same list."""
+    if not any(m.get("role") in ("tool", "function") or m.get("tool_calls") for m in messages):
+        return messages
+    names = {c.get("id"): (c.get("function") or {}).get("name") for m in messages for c in m.get("tool_calls") or ()}
+    out = []
+    for m in messages:
+        text = _plain(m.get("content"))
+        if m.get("role") in ("tool", "function"):
+            name = m.get("name") or names.get(m.get("tool_call_id")) or "a tool"
+            out.append({"role": "user", "content": f"[Result of {name}]\n{text}"})
+        elif m.get("tool_calls"):
+            calls = "; ".join(f"{(c.get('function') or {}).get('name')}({(c.get('function') or {}).get('arguments', '')})"
+                              for c in m["tool_calls"])
+            out.append({"role": "assistant", "content": f"{text}\n[Called: {calls}]".strip()})
+        else:
+            out.append(m)
+    return out
+
+
+def _plain(content: object) -> str:
+    if isinstance(content, list):
+        return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+    return str(content or "")
+
 
 PERSONAS = {
     "skeptic": "You are the skeptic of a panel. Question every claim, look for what could be "

@@ -41,7 +41,8 @@ async def write(
     `vote` is the panel's vote on an extractable answer (extract.panel_vote)."""
     question = prompt_text([m for m in messages if m.get("role") == "user"][-1:])
     request = prompts.with_context(
-        messages, prompts.SYNTH_SYSTEM, prompts.synth_user(list(verdict.labelled), verdict.raw, vote, question)
+        messages, prompts.SYNTH_SYSTEM + ("\n" + prompts.SYNTH_TOOLS if params.get("tools") else ""),
+        prompts.synth_user(list(verdict.labelled), verdict.raw, vote, question)
     )
     sent: list[str] = []
     call = completer.stream if stream else _whole(completer)

@@ -1,0 +1,85 @@
+"""Tools inside fusion (router.tools: fuse): the panel and judge read the conversation,
+tool results included, as text; only the synthesizer is offered the client's tools."""
+
+import json
+
+import pytest
+
+from chorus_litellm.errors import ConfigError, RequestError
+from chorus_litellm.stages import prompts
+from chorus_litellm.testing import FakeCompleter, Reply
+from chorus_litellm.types import Delta
+from tests.factories import profile, request, run_events
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather now in a city",
+                                           "parameters": {"type": "object",
+                                                          "properties": {"city": {"type": "string"}}}}}]
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+ASK = [{"role": "user", "content": "Should I cycle to work in Oslo today? Check the weather first."}]
+AFTER = [*ASK, {"role": "assistant", "content": None, "tool_calls": [CALL]},
+         {"role": "tool", "tool_call_id": "call_1", "content": '{"temp_c": -12, "snow": true}'}]
+
+
+def fusing(**panel):
+    return profile(router={"policy": "always_fuse", "tools": "fuse"},
+                   panel={"members": ["model-a", "model-b", "model-c"], "min_quorum": 2, **panel})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_tool_turn_is_fused_and_only_the_synthesizer_may_call_the_clients_tools(stream):
+    fake = FakeCompleter(json_models={"judge"})
+    fake.enqueue("writer", Reply("", tool_calls=(CALL,)))
+    events = await run_events(request(fusing(), messages=ASK, stream=stream, tools=TOOLS, tool_choice="auto"), fake)
+    report = events[-1].report
+    assert report.route.decision == "fuse" and report.synthesis.tool_calls == (CALL,)
+    for call in fake.calls:
+        offered = "tools" in call.params
+        assert offered == (call.model == "writer"), call.model  # members and judge never see the schemas
+    writer = fake.calls_to("writer")[0]
+    assert writer.params["tools"] == TOOLS and writer.params["tool_choice"] == "auto"
+    assert "call the tool instead of answering" in writer.messages[-1]["content"]
+    assert "".join(e.text for e in events if isinstance(e, Delta)) == ""
+
+
+async def test_the_panel_and_judge_read_tool_results_as_text_and_the_writer_the_real_turns():
+    fake = FakeCompleter(json_models={"judge"})
+    fake.enqueue("writer", "Too cold and snowy: take the bus.")
+    events = await run_events(request(fusing(), messages=AFTER, tools=TOOLS), fake)
+    assert "".join(e.text for e in events if isinstance(e, Delta)) == "Too cold and snowy: take the bus."
+    for call in fake.calls_to("model-a") + fake.calls_to("judge"):
+        roles = [m["role"] for m in call.messages]
+        assert "tool" not in roles and not any(m.get("tool_calls") for m in call.messages)
+        text = json.dumps(call.messages)
+        assert "[Called: get_weather({\\\"city\\\": \\\"Oslo\\\"})]" in text
+        assert "[Result of get_weather]" in text and "temp_c" in text
+    writer = fake.calls_to("writer")[0]
+    assert writer.messages[:3] == AFTER  # the conversation as it is, tool turns intact, then our data
+
+
+async def test_panel_tools_shows_the_schemas_with_tool_choice_none():
+    fake = FakeCompleter(json_models={"judge"})
+    await run_events(request(fusing(tools=True), messages=AFTER, tools=TOOLS), fake)
+    member = fake.calls_to("model-b")[0]
+    assert member.params["tools"] == TOOLS and member.params["tool_choice"] == "none"
+    assert [m["role"] for m in member.messages] == ["user", "assistant", "tool"]
+    assert "tools" not in fake.calls_to("judge")[0].params
+
+
+async def test_forward_stays_the_default_and_fuse_refuses_what_it_cannot_serve():
+    fake = FakeCompleter()
+    plain = profile(router={"policy": "always_fuse", "single_model": "model-a"})
+    assert request(plain, messages=ASK, tools=TOOLS).forward_reason == "tools"
+    with pytest.raises(RequestError, match="functions and function_call are the deprecated form of tools"):
+        request(fusing(), messages=ASK, functions=[TOOLS[0]["function"]])
+    with pytest.raises(ConfigError, match="router.tools: 'fuse' needs the moa or debate protocol"):
+        profile(router={"tools": "fuse"}, debate={"protocol": "consensus"})
+    with pytest.raises(ConfigError, match="panel.tools: true needs router.tools: fuse"):
+        profile(panel={"members": ["model-a", "model-b"], "tools": True})
+    assert fake.calls == []
+
+
+def test_tool_turns_as_text_names_each_result_by_its_call():
+    text = prompts.tool_turns_as_text([*AFTER, {"role": "user", "content": [{"type": "text", "text": "and now?"}]}])
+    assert text[1] == {"role": "assistant", "content": '[Called: get_weather({"city": "Oslo"})]'}
+    assert text[2] == {"role": "user", "content": '[Result of get_weather]\n{"temp_c": -12, "snow": true}'}
+    assert prompts.tool_turns_as_text(ASK) is ASK
