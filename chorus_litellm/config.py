@@ -110,6 +110,11 @@ class PanelConfig(_Strict):
     # router.tools: fuse: show the members the client's tool schemas (with tool_choice
     # "none": they answer in text); otherwise they see tool turns as plain text only.
     tools: bool = False
+    # Members whose model supports it (LiteLLM's supports_web_search, or the deployment's
+    # model_info.supports_web_search) get LiteLLM's `web_search_options`; the sources
+    # they cite reach the judge under their answer's label.
+    web_search: bool = False
+    web_search_context: Literal["low", "medium", "high"] = "medium"
     self_moa: SelfMoAConfig | None = None
     # Marketplace seats (docs/peers.md): `seats` seats drawn per run from the live peers
     # of `pool`, beside any static `members`.

@@ -127,6 +127,8 @@ class RunContext:
             params["max_tokens"] = self.panel.max_tokens
         if self.panel.tools and self.req.final_params.get("tools"):  # seen, never called: drafts are text
             params.update(tools=self.req.final_params["tools"], tool_choice="none")
+        if self.panel.web_search:  # for the seats whose model supports it (stages/panel.py)
+            params["web_search_options"] = {"search_context_size": self.panel.web_search_context}
         return params
 
     @property

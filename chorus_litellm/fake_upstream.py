@@ -15,8 +15,10 @@ behaviour is chosen by words in the requested model name:
 A request with `tools` (and `tool_choice` other than "none") is answered like an agent's
 model: a call of the first tool (or the one `tool_choice` names), with the first user
 message as `{"query": ...}`, unless the conversation already has a tool result, which it
-answers in text (one tool step per conversation). GET /seen lists each request's model, whether it carried tools, and its
-message roles (cleared by POST /reset).
+answers in text (one tool step per conversation). A request with `web_search_options`
+gets an answer that cites one source, as a `url_citation` annotation (OpenAI's web search
+shape; streamed on a chunk of its own). GET /seen lists each request's model, whether it
+carried tools and web search, its message roles and its last message (cleared by POST /reset).
 
 Otherwise it answers after `latency` seconds: judge requests (JSON mode) get a valid
 analysis built from the labels in the prompt, classifier requests get a difficulty
@@ -134,6 +136,14 @@ def _tool_call(body: dict, n: int) -> dict | None:
             "function": {"name": name, "arguments": json.dumps({"query": asked[:80]})}}
 
 
+def _citations(model: str, text: str) -> list[dict]:
+    """The one source a web-searching model cites for `text` (a stable URL per answer)."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return [{"type": "url_citation", "url_citation": {
+        "start_index": 0, "end_index": len(text), "url": f"https://example.org/{model}/{digest}",
+        "title": f"What {model} found"}}]
+
+
 class FakeUpstream:
     def __init__(self, latency: float = 0.0, token_delay: float = 0.0) -> None:
         self.latency = latency
@@ -161,8 +171,9 @@ class FakeUpstream:
         body = await request.json()
         model = str(body.get("model", ""))
         self.calls[model] += 1
-        self.seen.append({"model": model, "tools": bool(body.get("tools")),
-                          "roles": [m.get("role") for m in body.get("messages") or []]})
+        self.seen.append({"model": model, "tools": bool(body.get("tools")), "web_search": "web_search_options" in body,
+                          "roles": [m.get("role") for m in body.get("messages") or []],
+                          "last": _prompt_text((body.get("messages") or [])[-1:])[:4000]})
         for status in (500, 429):
             if f"fail{status}" in model:
                 return JSONResponse(
@@ -174,6 +185,8 @@ class FakeUpstream:
         await asyncio.sleep(self.latency * (10 if "slow" in model else 1))
         call = _tool_call(body, self.calls[model])
         text = "" if "empty" in model or call else _answer(model, body)
+        notes = _citations(model, text) if "web_search_options" in body and text else []
+        text += f" (source: {notes[0]['url_citation']['url']})" if notes else ""
         finish = "content_filter" if "filter" in model else "tool_calls" if call else "stop"
         prompt_tokens = max(1, len(_prompt_text(body.get("messages") or [])) // 4)
         usage = {
@@ -186,17 +199,18 @@ class FakeUpstream:
             return JSONResponse({
                 "id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text or None if call else text,
-                                                     **({"tool_calls": [call]} if call else {})},
+                                                     **({"tool_calls": [call]} if call else {}),
+                                                     **({"annotations": notes} if notes else {})},
                              "finish_reason": finish}],
                 "usage": usage,
             })
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return StreamingResponse(
-            self._stream(rid, model, text, finish, usage if include_usage else None, call),
+            self._stream(rid, model, text, finish, usage if include_usage else None, call, notes),
             media_type="text/event-stream",
         )
 
-    async def _stream(self, rid, model, text, finish, usage, call=None):
+    async def _stream(self, rid, model, text, finish, usage, call=None, notes=()):
         def chunk(delta, finish_reason=None, **extra):
             data = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
                     "model": model, "choices": [{"index": 0, "delta": delta,
@@ -218,6 +232,8 @@ class FakeUpstream:
             if delay:
                 await asyncio.sleep(delay)
             yield chunk({"content": word if i == 0 else " " + word})
+        if notes:
+            yield chunk({"annotations": list(notes)})
         yield chunk({}, finish)
         if usage:
             data = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),

@@ -37,6 +37,7 @@ class Reply:
     fail_after: int = 0
     word_delay: float = 0.0  # streams: seconds before each word
     tool_calls: tuple[dict, ...] = ()  # the model calls these tools (OpenAI shape)
+    citations: tuple[dict, ...] = ()  # sources it cites ({url, title})
 
 
 @dataclass
@@ -61,6 +62,7 @@ class FakeCompleter:
     calls: list[Call] = field(default_factory=list)
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # model -> USD per in / out token
     output_limits: dict[str, int] = field(default_factory=dict)  # model -> max output tokens
+    search_models: set[str] = field(default_factory=set)  # models that take web_search_options
 
     def __post_init__(self) -> None:
         self._queues: dict[str, deque] = defaultdict(deque)
@@ -98,7 +100,7 @@ class FakeCompleter:
         if reply.error is not None:
             raise reply.error
         return Completion(reply.text, model, reply.usage, reply.cost, reply.delay,
-                          "tool_calls" if reply.tool_calls else "stop", reply.tool_calls)
+                          "tool_calls" if reply.tool_calls else "stop", reply.tool_calls, reply.citations)
 
     async def stream(self, model: str, messages: list[Message], *, timeout: float, stage: str = "",
                      seat: str = "", run: str = "", **params: Any):
@@ -120,7 +122,7 @@ class FakeCompleter:
         if reply.error is not None:
             raise reply.error
         yield Completion(reply.text, model, reply.usage, reply.cost, reply.delay,
-                         "tool_calls" if reply.tool_calls else "stop", reply.tool_calls)
+                         "tool_calls" if reply.tool_calls else "stop", reply.tool_calls, reply.citations)
 
     def estimate(self, model: str, messages: list[Message], text: str) -> Completion:
         """Prompt: its words; completion: the words of `text`; ESTIMATE_PRICE a token."""
@@ -135,6 +137,9 @@ class FakeCompleter:
 
     def max_output_tokens(self, model: str) -> int | None:
         return self.output_limits.get(model)
+
+    def supports_web_search(self, model: str) -> bool:
+        return model in self.search_models
 
     def supports_json_mode(self, model: str) -> bool:
         return model in self.json_models or model in self.schema_models

@@ -44,6 +44,8 @@ class Completion:
     # Tool calls the model made (OpenAI shape: id, type, function {name, arguments}); only
     # the synthesizer of a `router.tools: fuse` profile is offered the client's tools.
     tool_calls: tuple[dict, ...] = ()
+    # Sources the model cited (web search: its `url_citation` annotations), {url, title}.
+    citations: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)

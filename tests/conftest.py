@@ -45,6 +45,9 @@ def e2e_config(upstream: str) -> dict:
     return {
         "model_list": [
             *(no_retries(model_entry(m, upstream)) for m in MODELS),
+            # a model that searches the web (its deployment says so; the fake cites a source)
+            {**no_retries(model_entry("search-a", upstream)),
+             "model_info": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6, "supports_web_search": True}},
             e2e_entry("research", fusion(["model-a", "model-b", "model-c"])),
             e2e_entry("flaky", fusion(["model-a", "fail500-b", "model-c"])),
             e2e_entry("down", fusion(["fail500-a", "fail429-b", "hang-c"], timeout_s=1)),
@@ -76,6 +79,8 @@ def e2e_config(upstream: str) -> dict:
                                                        "max_rounds": 2, "strict_unanimity": True}}),
             e2e_entry("layers", {**fusion(["model-a", "model-b", "model-c"]),
                                     "aggregator": {"judge": "judge", "synthesizer": "writer", "layers": 2}}),
+            e2e_entry("search", {**fusion(["search-a", "model-b"]), "panel": {
+                "members": ["search-a", "model-b"], "min_quorum": 2, "timeout_s": 5, "web_search": True}}),
             e2e_entry("agent", {**fusion(["model-a", "model-b", "model-c"]),
                                 "router": {"policy": "always_fuse", "tools": "fuse"}}),
             e2e_entry("drip", fusion(["model-a", "model-b"], writer="drip-writer")),

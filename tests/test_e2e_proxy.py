@@ -344,3 +344,16 @@ def test_an_agent_loop_with_tools_runs_through_a_fused_model(client, upstream, s
     assert offered == {"writer"}  # the members and the judge were never shown the tool schemas
     members = [s for s in seen if s["model"].startswith("model-")]
     assert len(members) == 6 and all("tool" not in s["roles"] for s in members)  # tool results as text
+
+
+def test_panel_web_search_reaches_the_members_that_support_it_and_their_sources_the_judge(client, upstream):
+    httpx.post(f"{upstream}/reset")
+    resp = client.chat.completions.create(model="fusion/search", messages=HARD)
+    assert resp.choices[0].message.content.startswith("writer answers")
+    seen = httpx.get(f"{upstream}/seen").json()
+    searched = {s["model"]: s["web_search"] for s in seen}
+    assert searched == {"search-a": True, "model-b": False, "judge": False, "writer": False}
+    judge = next(s for s in seen if s["model"] == "judge")["last"]
+    # the judge reads search-a's source under its answer's (anonymous) label
+    assert "Sources cited: [1] What search-a found <https://example.org/search-a/" in judge
+    assert '"label": "A"' in judge and "search-a answers" in judge

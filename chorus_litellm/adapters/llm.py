@@ -51,6 +51,9 @@ class Completer(Protocol):
     def max_output_tokens(self, model: str) -> int | None:
         """The most tokens `model` may write in one answer, if known."""
 
+    def supports_web_search(self, model: str) -> bool:
+        """Whether LiteLLM's `web_search_options` may be sent to `model`."""
+
     def supports_json_mode(self, model: str) -> bool:
         """Whether `response_format={"type": "json_object"}` may be sent to `model`."""
 
@@ -130,15 +133,14 @@ class RouterCompleter:
         calls = ToolCalls()
         for i, call in enumerate(getattr(choice.message, "tool_calls", None) or ()):
             calls.add(call, i)
-        return _completion(
-            model, choice.message.content or "", usage, cost, started, choice.finish_reason, calls.done()
-        )
+        return _completion(model, choice.message.content or "", usage, cost, started, choice.finish_reason,
+                           calls.done(), citations(getattr(choice.message, "annotations", None)))
 
     async def stream(self, model, messages, *, timeout, stage="", seat="", run="", **params):
         started = time.perf_counter()
         text: list[str] = []
         usage = finish = None
-        calls = ToolCalls()
+        calls, cited = ToolCalls(), []
         deadline = asyncio.get_running_loop().time() + timeout
         try:
             with self._counted(model):
@@ -162,6 +164,7 @@ class RouterCompleter:
                         piece = getattr(choice.delta, "content", None)
                         for call in getattr(choice.delta, "tool_calls", None) or ():
                             calls.add(call)
+                        cited += getattr(choice.delta, "annotations", None) or ()
                         if piece:
                             text.append(piece)
                             yield piece
@@ -171,7 +174,7 @@ class RouterCompleter:
         cost = compat.streamed_cost(usage)
         if cost is None and usage is not None:
             cost = self.price(model, int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
-        yield _completion(model, "".join(text), usage, cost, started, finish, calls.done())
+        yield _completion(model, "".join(text), usage, cost, started, finish, calls.done(), citations(cited))
 
     def estimate(self, model: str, messages: list[Message], text: str) -> Completion:
         """Counted with LiteLLM's tokenizer for the deployment, priced from its
@@ -224,6 +227,19 @@ class RouterCompleter:
         except Exception:  # noqa: BLE001 - capability probe
             found = []
         return found[0] if found else {}
+
+    def supports_web_search(self, model: str) -> bool:
+        """The deployment's `model_info.supports_web_search`, else LiteLLM's model map."""
+        import litellm
+
+        deployment = self._deployment(model)
+        flag = (deployment.get("model_info") or {}).get("supports_web_search")
+        if flag is not None:
+            return bool(flag)
+        try:
+            return bool(litellm.supports_web_search((deployment.get("litellm_params") or {}).get("model", model)))
+        except Exception:  # noqa: BLE001 - capability probe: unknown means "no"
+            return False
 
     def supports_json_mode(self, model: str) -> bool:
         import litellm
@@ -279,7 +295,18 @@ class ToolCalls:
         return tuple(self.calls[i] for i in sorted(self.calls))
 
 
-def _completion(model, text, usage, cost, started, finish, tool_calls=()) -> Completion:
+def citations(annotations: Any) -> tuple[dict, ...]:
+    """`url_citation` annotations (OpenAI's web search shape) as {url, title}, once each."""
+    found: dict[str, dict] = {}
+    for note in annotations or ():
+        note = note if isinstance(note, dict) else getattr(note, "model_dump", lambda: {})()
+        cited = note.get("url_citation") if note.get("type") == "url_citation" else None
+        if isinstance(cited, dict) and cited.get("url"):
+            found.setdefault(str(cited["url"]), {"url": str(cited["url"]), "title": str(cited.get("title") or "")})
+    return tuple(found.values())
+
+
+def _completion(model, text, usage, cost, started, finish, tool_calls=(), cited=()) -> Completion:
     if finish == "content_filter":
         raise UpstreamError("content_filter", "the model's content filter stopped the answer")
     if cost is None:
@@ -295,6 +322,7 @@ def _completion(model, text, usage, cost, started, finish, tool_calls=()) -> Com
         latency_s=time.perf_counter() - started,
         finish_reason=finish,
         tool_calls=tool_calls,
+        citations=cited,
     )
 
 
@@ -312,6 +340,9 @@ class Wrapper:
 
     def max_output_tokens(self, model: str) -> int | None:
         return self.inner.max_output_tokens(model)
+
+    def supports_web_search(self, model: str) -> bool:
+        return self.inner.supports_web_search(model)
 
     def supports_json_mode(self, model: str) -> bool:
         return self.inner.supports_json_mode(model)

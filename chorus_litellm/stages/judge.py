@@ -101,7 +101,8 @@ def label_answers(
         labels = [a.seat.name for a in order]
     budget = config.judge_input_chars // max(1, len(order))
     mapping = {label: a.seat.name for label, a in zip(labels, order, strict=True)}
-    labelled = [(label, trim(a.completion.text, budget)) for label, a in zip(labels, order, strict=True)]
+    labelled = [(label, trim(a.completion.text, budget) + prompts.sources_note(a.completion.citations))
+                for label, a in zip(labels, order, strict=True)]
     return mapping, labelled
 
 

@@ -88,6 +88,8 @@ async def _ask(
     call_params = dict(params)
     if seat.temperature is not None:
         call_params["temperature"] = seat.temperature
+    if "web_search_options" in call_params and not completer.supports_web_search(seat.model):
+        del call_params["web_search_options"]  # panel.web_search: only where the model can search
     try:
         completion = await completer.complete(seat.model, messages, timeout=timeout_s, stage=stage, seat=seat.name,
                                               **call_params)

@@ -163,6 +163,14 @@ def json_data(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, indent=1)
 
 
+def sources_note(citations: tuple[dict, ...]) -> str:
+    """The sources an answer cited (panel.web_search), kept with its text under its label."""
+    if not citations:
+        return ""
+    return "\n\nSources cited: " + "; ".join(
+        f"[{i}] {c.get('title') or c.get('url')} <{c.get('url')}>" for i, c in enumerate(citations, 1))
+
+
 def answers_block(labelled: list[tuple[str, str]]) -> str:
     """The panel answers as a JSON array of {"label", "text"} objects (quoted data)."""
     return json.dumps([{"label": label, "text": text} for label, text in labelled], ensure_ascii=False, indent=1)
