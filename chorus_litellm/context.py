@@ -142,9 +142,16 @@ class RunContext:
 
     @property
     def conversation(self) -> list[Message]:
-        """The conversation as the panel and the judge read it: tool calls and results as
-        plain text turns (they are not offered the client's tools), unless `panel.tools`."""
+        """The conversation as the panel reads it: tool calls and results as plain text
+        turns (it is not offered the client's tools), unless `panel.tools`. The judge
+        always reads the text form."""
         return self.messages if self.panel.tools else prompts.tool_turns_as_text(self.messages)
+
+    @property
+    def writer_messages(self) -> list[Message]:
+        """The synthesizer's conversation: as the client sent it when it is offered the
+        client's tools (router.tools: fuse), else tool turns as text like everyone's."""
+        return self.messages if self.req.final_params.get("tools") else prompts.tool_turns_as_text(self.messages)
 
     def seat_messages(self) -> dict[str, list[Message]]:
         """Each seat's view of the conversation, with its persona's instructions if any."""

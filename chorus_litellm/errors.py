@@ -92,8 +92,9 @@ class PoolError(RunError):
 
 class BudgetError(RunError):
     """The run's worst-case cost does not fit the caller's remaining LiteLLM budget
-    (key, team or user). Served as LiteLLM's own budget error (`budget_exceeded`, 422;
-    429 on LiteLLM 1.98), before any model is called."""
+    (key, team or user), refused before any model is called; or the cost cap stopped a
+    run that must answer in JSON before any JSON answer existed. Served as LiteLLM's own
+    budget error (`budget_exceeded`, 422; 429 on LiteLLM 1.98)."""
 
     status_code = 422
 

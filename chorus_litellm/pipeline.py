@@ -21,7 +21,7 @@ from contextlib import aclosing
 
 from . import runlog
 from .context import RunContext
-from .errors import DeadlineError, PoolError, QuorumError
+from .errors import BudgetError, DeadlineError, PoolError, QuorumError
 from .request import PLUGIN_PARAMS, prompt_text, wants_json
 from .stages import budget, consensus, debate, draw, extract, judge, panel, prompts, reputation, router, synthesis
 from .stages.synthesis import is_json
@@ -94,10 +94,11 @@ async def _run(ctx: RunContext) -> AsyncIterator:
             report.deliberation = {"rounds": 1, "stop_reason": None, **(report.deliberation or {}), "panel_vote": vote}
         report.timings["panel"] = clock() - t  # the whole deliberation, every round
         failed = "".join(f"; {f.seat.name} {f.kind}" for f in outcome.panel.failures)
-        if outcome.answer is None and budget.over_cap(ctx):  # no judge: the panel's best so far
-            best = _best_so_far(outcome.panel.answers)
-            outcome = dataclasses.replace(outcome, answer=best.completion.text, answer_source=best.seat.name)
-            _capped(ctx, "before the judge")
+        if budget.over_cap(ctx):  # no judge and no synthesis: the best answer so far
+            if outcome.answer is None:
+                best = _best_so_far(outcome.panel.answers)
+                outcome = dataclasses.replace(outcome, answer=best.completion.text, answer_source=best.seat.name)
+            _capped(ctx, "before the judge", outcome.answer)
         if outcome.answer is not None and (not wants_json(req.final_params) or is_json(outcome.answer)):
             # The protocol wrote the final answer (consensus, a debate out of budget, a cost cap).
             report.synthesis = Synthesis(outcome.answer, None, fallback=outcome.answer_source is not None,
@@ -108,7 +109,7 @@ async def _run(ctx: RunContext) -> AsyncIterator:
             yield Progress("panel", f"Panel: {len(outcome.panel.answers)} of {len(ctx.seats)} answered{failed}.")
             # 3) Judge: anonymized, length-normalized structured analysis (minority flagged).
             t = clock()
-            verdict = await judge.analyze(ctx.completer, ctx.profile.aggregator, ctx.conversation,
+            verdict = await judge.analyze(ctx.completer, ctx.profile.aggregator, prompts.tool_turns_as_text(req.messages),
                                           outcome.panel.answers, ctx.rng, minority=list(outcome.minority))
             report.verdict = verdict
             report.timings["judge"] = clock() - t
@@ -121,7 +122,7 @@ async def _run(ctx: RunContext) -> AsyncIterator:
             #    judge's best-supported answer instead.
             t = clock()
             ctx.emit("synthesis_started", model=ctx.profile.aggregator.synthesizer)
-            pieces = synthesis.write(ctx.completer, ctx.profile.aggregator, req.messages, verdict,
+            pieces = synthesis.write(ctx.completer, ctx.profile.aggregator, ctx.writer_messages, verdict,
                                      outcome.panel.answers, ctx.final_params, stream=req.stream, vote=vote) \
                 if not budget.over_cap(ctx) else _capped_answer(ctx, judge.best_answer(verdict, outcome.panel.answers))
             async with aclosing(pieces):
@@ -154,15 +155,19 @@ def _best_so_far(answers: tuple[PanelAnswer, ...]) -> PanelAnswer:
     return (agreeing or list(answers))[0]
 
 
-def _capped(ctx: RunContext, where: str) -> None:
-    cap = ctx.req.max_cost_usd
-    ctx.report.budget = {**(ctx.report.budget or {}), "stopped": where, "spent_usd": round(ctx.report.cost, 8)}
-    ctx.report.notes.append(f"cost cap {cap} USD reached {where} (spent {ctx.report.cost:.6f}): the best answer "
-                            "so far stands")
+def _capped(ctx: RunContext, where: str, answer: str) -> None:
+    """The cost cap stopped the run `where`; `answer` stands, or, when the client asked for
+    JSON and it is not JSON, the run fails (no writer may be called past the cap)."""
+    cap, spent = ctx.req.max_cost_usd, ctx.report.cost
+    if wants_json(ctx.req.final_params) and not is_json(answer):
+        raise BudgetError(f"the cost cap of {cap} USD was reached {where} (spent {spent:.6f}) and no answer so far "
+                          "is the JSON the response_format asks for; raise chorus.max_cost_usd")
+    ctx.report.budget = {**(ctx.report.budget or {}), "stopped": where, "spent_usd": round(spent, 8)}
+    ctx.report.notes.append(f"cost cap {cap} USD reached {where} (spent {spent:.6f}): the best answer so far stands")
 
 
 async def _capped_answer(ctx: RunContext, best: PanelAnswer) -> AsyncIterator[str | Synthesis]:
-    _capped(ctx, "before the synthesis")
+    _capped(ctx, "before the synthesis", best.completion.text)
     yield best.completion.text
     yield Synthesis(best.completion.text, None, fallback=True, fallback_source=best.seat.name)
 

@@ -146,6 +146,7 @@ class RunReport:
                 "fallback_source": self.synthesis.fallback_source,
                 "error": self.synthesis.error,
                 "attempts": self.synthesis.attempts,
+                **({"tool_calls": list(self.synthesis.tool_calls)} if self.synthesis.tool_calls else {}),
             }
         if self.settlement is not None:
             ext["settlement"] = self.settlement

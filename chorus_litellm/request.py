@@ -241,9 +241,13 @@ def build_request(
                            "a free-text candidate", param="response_format")
     tooled = uses_tools(messages, params)
     forward = "tools" if tooled and profile.router.tools == "forward" else None
-    if tooled and not forward and (params.get("functions") or params.get("function_call")):
-        raise RequestError("functions and function_call are the deprecated form of tools; this profile fuses tool "
-                           "turns with `tools` and `tool_choice` only", param="functions")
+    if tooled and not forward:
+        if params.get("functions") or params.get("function_call"):
+            raise RequestError("functions and function_call are the deprecated form of tools; this profile fuses "
+                               "tool turns with `tools` and `tool_choice` only", param="functions")
+        for name in ("tool_choice", "parallel_tool_calls"):
+            if params.get(name) is not None and not params.get("tools"):
+                raise RequestError(f"{name} is only allowed when tools are specified", param=name)
     if forward and not profile.router.single_model:
         raise RequestError(
             "this profile has no router.single_model, so it cannot serve tool or function calls",

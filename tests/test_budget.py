@@ -33,17 +33,18 @@ def capped(**panel):
 async def test_the_worst_case_prices_every_step_at_its_largest():
     moa = estimate(profile(panel=capped(), aggregator={"judge": "judge", "synthesizer": "writer",
                                                           "judge_max_tokens": 100}), max_tokens=200)
-    # round 1: 3 x (604 in + 100 out); judge: 604 + 300 drafts in, 100 out; synthesis: 604 + 300 + 100 in, 200 out
+    # round 1: 3 x (604 in + 100 out); judge: 604 + 300 drafts in, 100 out, twice (one JSON repair);
+    # synthesis: 604 + 300 + 100 in, 200 out
     assert [(name, round(usd, 6)) for name, usd in moa.steps] == [
-        ("panel round 1", 0.002112), ("judge", 0.001004), ("synthesis", 0.001204)]
-    assert moa.worst == pytest.approx(0.00432) and moa.cap is None
+        ("panel round 1", 0.002112), ("judge", 0.002008), ("synthesis", 0.001204)]
+    assert moa.worst == pytest.approx(0.005324) and moa.cap is None
     debate = estimate(profile(panel=capped(), debate={"protocol": "debate", "max_rounds": 3},
                               aggregator={"judge": "judge", "synthesizer": "writer", "judge_max_tokens": 100}),
                       max_tokens=200)
     # a later round reads its own answer and two others': 3 x (604 + 300 in + 100 out)
     assert [name for name, _ in debate.steps] == ["panel round 1", "debate round 2", "debate round 3", "judge",
                                                   "synthesis"]
-    assert debate.worst == pytest.approx(0.002112 + 2 * 0.003012 + 0.001004 + 0.001204)
+    assert debate.worst == pytest.approx(0.002112 + 2 * 0.003012 + 0.002008 + 0.001204)
     consensus = estimate(profile(panel=capped(), debate={"protocol": "consensus", "max_rounds": 2}), max_tokens=200)
     assert [(name, round(usd, 6)) for name, usd in consensus.steps] == [
         ("panel round 1", 0.002112), ("critiques", 0.003012), ("candidate", 0.001404), ("vote 1", 0.002712),
@@ -61,7 +62,7 @@ async def test_a_cost_cap_bounds_the_worst_case_at_the_cap_plus_the_dearest_step
     prof = profile(panel=capped(), aggregator={"judge": "judge", "synthesizer": "writer", "judge_max_tokens": 100},
                    limits={"max_cost_usd": 0.001})
     worst = estimate(prof, max_tokens=200)
-    assert worst.cap == 0.001 and worst.full == pytest.approx(0.00432)
+    assert worst.cap == 0.001 and worst.full == pytest.approx(0.005324)
     assert worst.worst == pytest.approx(0.001 + 0.002112)  # the cap, then at most the panel round
     with pytest.raises(RequestError, match="chorus.max_cost_usd: 0.5 is more than this profile's limit of 0.001"):
         request(prof, chorus={"max_cost_usd": 0.5})
@@ -137,3 +138,25 @@ async def test_the_cost_cap_ends_moa_layers_and_the_consensus_loop():
     assert report.deliberation["stop_reason"] == "cost_cap_reached"
     assert completer.calls_to("writer") == [] and len(completer.calls_to("model-a")) == 2
     assert report.synthesis.fallback_source in {"model-a", "model-b", "model-c"}
+
+
+async def test_past_the_cost_cap_a_json_answer_that_does_not_exist_is_refused_without_calling_the_judge():
+    completer = fake()
+    prof = profile(panel=capped(), limits={"max_cost_usd": 0.002})
+    with pytest.raises(BudgetError, match="no answer so far is the JSON the response_format asks for"):
+        await run_events(request(prof, messages=QUESTION, response_format={"type": "json_object"}), completer)
+    assert completer.calls_to("judge") == [] and completer.calls_to("writer") == []
+    completer = fake()
+    for model in ("model-a", "model-b", "model-c"):
+        completer.enqueue(model, '{"answer": 4}')
+    events = await run_events(request(prof, messages=QUESTION, response_format={"type": "json_object"}), completer)
+    assert "".join(e.text for e in events if isinstance(e, Delta)) == '{"answer": 4}'
+
+
+def test_a_team_key_is_held_to_its_teams_budget_not_its_users():
+    from chorus_litellm.adapters.provider import _caller
+
+    meta = {"user_api_key_team_id": "t", "user_api_key_user_id": "u", "user_api_key_team_spend": 1,
+            "user_api_key_team_max_budget": 5, "user_api_key_user_spend": 10, "user_api_key_user_max_budget": 10,
+            "user_api_key_max_budget": float("inf")}
+    assert _caller({"metadata": meta}).budgets == (Budget("team", "t", 1.0, 5.0),)

@@ -56,17 +56,49 @@ async def test_the_panel_and_judge_read_tool_results_as_text_and_the_writer_the_
     assert writer.messages[:3] == AFTER  # the conversation as it is, tool turns intact, then our data
 
 
-async def test_panel_tools_shows_the_schemas_with_tool_choice_none():
+async def test_panel_tools_shows_the_schemas_with_tool_choice_none_and_the_judge_still_reads_text():
     fake = FakeCompleter(json_models={"judge"})
     await run_events(request(fusing(tools=True), messages=AFTER, tools=TOOLS), fake)
     member = fake.calls_to("model-b")[0]
     assert member.params["tools"] == TOOLS and member.params["tool_choice"] == "none"
     assert [m["role"] for m in member.messages] == ["user", "assistant", "tool"]
-    assert "tools" not in fake.calls_to("judge")[0].params
+    judge = fake.calls_to("judge")[0]
+    assert "tools" not in judge.params and [m["role"] for m in judge.messages[:3]] == ["user", "assistant", "user"]
+
+
+async def test_tool_turns_without_tools_reach_the_writer_as_text():
+    fake = FakeCompleter(json_models={"judge"})
+    await run_events(request(fusing(), messages=AFTER), fake)  # a client that offers no tools this turn
+    writer = fake.calls_to("writer")[0]
+    assert "tools" not in writer.params and "tool" not in [m["role"] for m in writer.messages]
+
+
+def test_tool_calls_are_put_together_from_stream_deltas_and_message_objects():
+    from litellm.types.utils import ChatCompletionDeltaToolCall, Function
+
+    from chorus_litellm.adapters.llm import ToolCalls
+
+    streamed = ToolCalls()
+    streamed.add({"index": 0, "id": "a", "type": "function", "function": {"name": "f", "arguments": ""}})
+    streamed.add(ChatCompletionDeltaToolCall(index=0, function=Function(arguments='{"x":')))
+    streamed.add({"index": 0, "function": {"arguments": " 1}"}})
+    streamed.add(ChatCompletionDeltaToolCall(id="b", index=0, function=Function(name="g", arguments="{}")))
+    assert streamed.done() == (
+        {"id": "a", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}},
+        {"id": "b", "type": "function", "function": {"name": "g", "arguments": "{}"}})  # a new id: a new call
+    whole = ToolCalls()
+    whole.add({"id": "c", "type": "function", "function": {"name": "h", "arguments": "{}"}}, 1)
+    assert whole.done()[0]["id"] == "c"
+
+
+def test_legacy_function_call_turns_are_text_too():
+    legacy = [*ASK, {"role": "assistant", "content": None, "function_call": {"name": "get_weather", "arguments": "{}"}},
+              {"role": "function", "name": "get_weather", "content": "sunny"}]
+    text = prompts.tool_turns_as_text(legacy)
+    assert text[1]["content"] == "[Called: get_weather({})]" and text[2]["content"] == "[Result of get_weather]\nsunny"
 
 
 async def test_forward_stays_the_default_and_fuse_refuses_what_it_cannot_serve():
-    fake = FakeCompleter()
     plain = profile(router={"policy": "always_fuse", "single_model": "model-a"})
     assert request(plain, messages=ASK, tools=TOOLS).forward_reason == "tools"
     with pytest.raises(RequestError, match="functions and function_call are the deprecated form of tools"):
@@ -75,7 +107,8 @@ async def test_forward_stays_the_default_and_fuse_refuses_what_it_cannot_serve()
         profile(router={"tools": "fuse"}, debate={"protocol": "consensus"})
     with pytest.raises(ConfigError, match="panel.tools: true needs router.tools: fuse"):
         profile(panel={"members": ["model-a", "model-b"], "tools": True})
-    assert fake.calls == []
+    with pytest.raises(RequestError, match="tool_choice is only allowed when tools are specified"):
+        request(fusing(), messages=ASK, tool_choice="auto")
 
 
 def test_tool_turns_as_text_names_each_result_by_its_call():

@@ -281,10 +281,12 @@ class ToolCalls:
         self.calls: dict[int, dict] = {}
 
     def add(self, call: Any, index: int | None = None) -> None:
-        get = (lambda o, k: o.get(k)) if isinstance(call, dict) else getattr  # noqa: E731
-        i = get(call, "index") if index is None else index
-        entry = self.calls.setdefault(int(i or 0), {"id": "", "type": "function",
-                                                      "function": {"name": "", "arguments": ""}})
+        get = lambda o, k: o.get(k) if isinstance(o, dict) else getattr(o, k, None)  # noqa: E731
+        i = int((get(call, "index") if index is None else index) or 0)
+        new_id = get(call, "id")
+        if new_id and self.calls.get(i, {}).get("id") not in (None, "", new_id):
+            i = max(self.calls) + 1  # a whole new call under an index already taken (a delta without one)
+        entry = self.calls.setdefault(i, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
         function = get(call, "function")
         entry["id"] = get(call, "id") or entry["id"]
         if function is not None:

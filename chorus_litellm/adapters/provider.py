@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import threading
 import uuid
 import weakref
@@ -96,14 +97,18 @@ _BUDGETS = (("key", "spend", "max_budget"), ("team", "team_spend", "team_max_bud
 def _budgets(meta: dict, caller: Caller) -> tuple[Budget, ...]:
     """The caller's key, team and user budgets, as LiteLLM's auth saw them: the auth
     object (`metadata.user_api_key_auth`, custom auth included), else the metadata keys.
-    End-user and organization budgets carry no spend here, so LiteLLM alone checks them."""
+    As LiteLLM does by default, a team key is held to its team's budget, not its user's
+    (`apply_user_budget_to_team_keys` is LiteLLM's own check). End-user and organization
+    budgets carry no spend here, so LiteLLM alone checks them."""
     auth = meta.get("user_api_key_auth")
     ids = {"key": caller.key_alias or caller.key_hash, "team": caller.team_id, "user": caller.user_id}
     found = []
     for scope, spend_field, max_field in _BUDGETS:
+        if scope == "user" and caller.team_id:
+            continue
         read = (lambda f: getattr(auth, f, None)) if auth is not None else (lambda f: meta.get(f"user_api_key_{f}"))
         limit = read(max_field)
-        if isinstance(limit, int | float) and not isinstance(limit, bool):
+        if isinstance(limit, int | float) and not isinstance(limit, bool) and math.isfinite(limit):
             found.append(Budget(scope, ids[scope], float(read(spend_field) or 0.0), float(limit)))
     return tuple(found)
 
@@ -223,7 +228,7 @@ class FusionHandler(CustomLLM):
             # Parsed once per process: the same block (or an equal copy) on every request.
             seen, parsed = self._parsed.get(name, (None, None))
             if parsed is None or not (seen is raw or seen == raw):
-                parsed = parse_profile(name, raw)
+                parsed = parse_profile(name, raw, provider=self.provider)
                 self._parsed[name] = (raw, parsed)
             return parsed
         if name in self.profiles:
@@ -393,7 +398,7 @@ class FusionHandler(CustomLLM):
             async for event in events:
                 if isinstance(event, Done):
                     report = event.report
-                    calls = report.synthesis.tool_calls if isinstance(report, RunReport) and report.synthesis else ()
+                    calls = _tool_calls(report)
                     if calls:  # the synthesizer's tool calls: one delta, then finish_reason "tool_calls"
                         for held in tail:
                             yield held
@@ -447,15 +452,17 @@ class FusionHandler(CustomLLM):
     # -- response building -----------------------------------------------------------
     def _response(self, response: ModelResponse, text: str, report: Any, req: FusionRequest) -> ModelResponse:
         if not isinstance(report, RunReport):  # a replay of the first run
-            response.choices[0].message = LMessage(role="assistant", content=text)  # type: ignore[union-attr]
-            response.choices[0].finish_reason = "stop"
+            calls = _tool_calls(report)
+            response.choices[0].message = LMessage(  # type: ignore[union-attr]
+                role="assistant", content=text or (None if calls else ""), tool_calls=list(calls) or None)
+            response.choices[0].finish_reason = "tool_calls" if calls else "stop"
             response.model = req.model
             response.usage = _replayed_usage()  # type: ignore[attr-defined]
             response._hidden_params["response_cost"] = 0.0
             response.chorus = _extension(report, req)  # type: ignore[attr-defined]
             return response
         if report.route.decision == "fuse":
-            calls = list(report.synthesis.tool_calls) if report.synthesis else []
+            calls = list(_tool_calls(report))
             response.choices[0].message = LMessage(  # type: ignore[union-attr]
                 role="assistant", content=text or (None if calls else ""), tool_calls=calls or None)
             response.choices[0].finish_reason = "tool_calls" if calls else "stop"
@@ -474,6 +481,13 @@ def _done_summary(report: RunReport, req: FusionRequest) -> dict:
     """A finished run for its webhook: the answer, the `chorus` extension, the receipt."""
     return {**_summary(req), "status": 200, "answer": report.synthesis.text if report.synthesis else "",
             "chorus": _extension(report, req), "receipt": report.receipt}
+
+
+def _tool_calls(report: Any) -> tuple[dict, ...]:
+    """The synthesizer's tool calls (router.tools: fuse): of this run, or of a replayed one."""
+    if isinstance(report, RunReport):
+        return report.synthesis.tool_calls if report.synthesis else ()
+    return tuple((report["extension"].get("synthesis") or {}).get("tool_calls") or ())
 
 
 def _has_payload(chunk: Any) -> bool:

@@ -39,7 +39,16 @@ class Contender:
 
     @property
     def fusion(self) -> bool:
-        return self.model.startswith("fusion/")
+        return is_fusion(self.model)
+
+
+# How clients name fusion profiles: the README's `fusion/<profile>` aliases, or the
+# recommended provider name asked directly (`chorus/<profile>`).
+FUSION_PREFIXES = ("fusion/", "chorus/")
+
+
+def is_fusion(model: str) -> bool:
+    return model.startswith(FUSION_PREFIXES)
 
 
 def parse_models(spec: str) -> list[Contender]:
@@ -52,7 +61,7 @@ def parse_models(spec: str) -> list[Contender]:
             model, _, k = item[len("vote:"):].rpartition(":")
             if not model or not k.isdigit() or int(k) < 2:
                 raise ValueError(f"{item!r}: write vote:<model>:<k> with k >= 2, e.g. vote:model-a:5")
-            if model.startswith("fusion/"):
+            if is_fusion(model):
                 raise ValueError(f"{item!r}: vote samples a plain model, not a fusion profile")
             out.append(Contender(item, model, int(k)))
         else:

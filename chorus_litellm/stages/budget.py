@@ -6,7 +6,9 @@ The worst case prices every call the run may make at its largest: each seat writ
 in every round or layer, a later round reads what the earlier ones wrote, the judge
 writes `judge_max_tokens`, and the synthesizer writes the client's `max_tokens` (else
 its model's limit). Prompts are counted with each model's tokenizer and priced from
-the Router's deployment prices, like every call the ledger records.
+the Router's deployment prices, like every call the ledger records. The judge step counts
+twice (one repair of invalid JSON). Not counted: the per-search fee some providers add
+to a call with `web_search_options` (LiteLLM prices it into the call's actual cost).
 
 With a cost cap (`limits.max_cost_usd`, `chorus.max_cost_usd`) no new step starts once
 the run has spent the cap, so the worst case is the cap plus the dearest single step.
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 # Per call: the instructions and framing a stage adds around the conversation (the
 # judge's rubric, a debate round's voices, a persona), in tokens, generously.
 OVERHEAD_TOKENS = 600
+# panel.web_search: the sources one answer cites, as the judge reads them.
+SOURCES_TOKENS = 300
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,10 @@ def worst_case(ctx: RunContext) -> Estimate:
                   for n in range(2, preset.max_rounds + 1)]
     else:
         steps += [(f"layer {n}", round_cost(drafts)) for n in range(2, agg.layers + 1)]
-    judged = min(drafts, agg.judge_input_chars // 3)  # the judge reads length-normalized answers
-    steps.append(("judge", call(agg.judge, judged, agg.judge_max_tokens)))
+    # The judge reads length-normalized answers (plus each one's cited sources), and may be
+    # asked once more to repair invalid JSON.
+    judged = min(drafts, agg.judge_input_chars // 3) + (SOURCES_TOKENS * len(seats) if ctx.panel.web_search else 0)
+    steps.append(("judge", 2 * call(agg.judge, judged, agg.judge_max_tokens)))
     steps.append(("synthesis", call(agg.synthesizer, drafts + agg.judge_max_tokens, final)))
     return Estimate(tuple(steps), ctx.report.cost, ctx.req.max_cost_usd)
 

@@ -58,7 +58,8 @@ class Consensus:
     def summary(self) -> dict[str, Any]:
         return {"rounds": len(self.votes), "stop_reason": self.stop_reason, "reached": self.reached,
                 "consensus_confidence": round(self.confidence, 4), "votes": self.votes,
-                "token_budget_exceeded": self.stop_reason == "token_budget_exceeded"}
+                "token_budget_exceeded": self.stop_reason == "token_budget_exceeded",
+                "cost_cap_reached": self.stop_reason == "cost_cap_reached"}
 
 
 def parse_vote(text: str) -> dict:

@@ -84,6 +84,7 @@ class Debate:
 
     @property
     def budget_exceeded(self) -> bool:
+        """Stopped by the token budget or the cost cap: the consensus voice stands."""
         return self.stop_reason in ("token_budget_exceeded", "cost_cap_reached")
 
     def summary(self) -> dict[str, Any]:
@@ -95,7 +96,8 @@ class Debate:
             "minority": self.minority,
             "flips": self.flips,
             "embedding_model": self.embedding_model,
-            "token_budget_exceeded": self.budget_exceeded,
+            "token_budget_exceeded": self.stop_reason == "token_budget_exceeded",
+            "cost_cap_reached": self.stop_reason == "cost_cap_reached",
             "pruned": self.pruned,
             "stats": [s.as_dict() for s in self.stats],
         }

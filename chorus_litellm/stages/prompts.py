@@ -64,7 +64,8 @@ def tool_turns_as_text(messages: list[dict]) -> list[dict]:
     """A conversation with tool calls and tool results, as plain turns for a model that is
     not offered the tools: a call becomes a line of the assistant's turn, a result a user
     turn that names its tool. Without tool turns, the same list."""
-    if not any(m.get("role") in ("tool", "function") or m.get("tool_calls") for m in messages):
+    if not any(m.get("role") in ("tool", "function") or m.get("tool_calls") or m.get("function_call")
+               for m in messages):
         return messages
     names = {c.get("id"): (c.get("function") or {}).get("name") for m in messages for c in m.get("tool_calls") or ()}
     out = []
@@ -73,9 +74,9 @@ def tool_turns_as_text(messages: list[dict]) -> list[dict]:
         if m.get("role") in ("tool", "function"):
             name = m.get("name") or names.get(m.get("tool_call_id")) or "a tool"
             out.append({"role": "user", "content": f"[Result of {name}]\n{text}"})
-        elif m.get("tool_calls"):
-            calls = "; ".join(f"{(c.get('function') or {}).get('name')}({(c.get('function') or {}).get('arguments', '')})"
-                              for c in m["tool_calls"])
+        elif m.get("tool_calls") or m.get("function_call"):
+            functions = [c.get("function") or {} for c in m.get("tool_calls") or ()] + [m.get("function_call") or {}]
+            calls = "; ".join(f"{f.get('name')}({f.get('arguments', '')})" for f in functions if f)
             out.append({"role": "assistant", "content": f"{text}\n[Called: {calls}]".strip()})
         else:
             out.append(m)
