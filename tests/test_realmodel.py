@@ -66,6 +66,7 @@ def proxy(smol, signing_key, tmp_path_factory):
             fusion_entry("real-debate", real(personas, protocol="debate", max_rounds=2, adaptive_stop=False,
                                              echo={"copy_similarity": 1.0})),
             fusion_entry("real-consensus", real(["smol", "smol", "smol"], protocol="consensus", max_rounds=1)),
+            fusion_entry("real-agent", {**real(["smol", "smol"]), "router": {"policy": "always_fuse", "tools": "fuse"}}),
             # The same model behind a deployment that stops at "{": its judge replies are real
             # prose that can never be the JSON analysis, so the degraded path is certain.
             {**entry, "model_name": "smol-prose", "litellm_params": {**entry["litellm_params"], "stop": ["{"]}},
@@ -156,3 +157,33 @@ def test_a_judge_that_cannot_write_the_json_degrades_and_the_answer_still_comes(
     assert "invalid judge JSON after 2 attempt(s)" in ext["judge"]["error"]
     assert ext["usage"]["stages"]["judge"]["calls"] == 2  # the first try and one repair
     assert resp.choices[0].message.content.strip() and not ext["synthesis"]["fallback"]
+
+
+WEATHER = [{"type": "function", "function": {
+    "name": "get_weather", "description": "The weather now in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+
+
+def test_an_agent_loop_through_a_fused_model_on_the_real_model(proxy):
+    """router.tools: fuse with SmolLM2 in every seat, driven by the official client: step 1
+    offers the tool (SmolLM2's chat template has no tool syntax, so `transformers serve`
+    returns text unless it parses a call); step 2 carries a call and its result, as the
+    client's loop would, which the members read as text and the writer as real tool turns."""
+    ask_weather = [{"role": "user", "content": "Is it warm in Paris now? Use the weather tool."}]
+    first = client(proxy).chat.completions.create(model="fusion/real-agent", messages=ask_weather, tools=WEATHER,
+                                                  max_tokens=40)
+    choice = first.choices[0]
+    assert choice.finish_reason in ("stop", "length", "tool_calls")
+    assert choice.message.content or choice.message.tool_calls
+    call = (choice.message.tool_calls or [None])[0]
+    call_id, arguments = (call.id, call.function.arguments) if call else ("call_1", '{"city": "Paris"}')
+    turns = [*ask_weather,
+             {"role": "assistant", "content": None, "tool_calls": [
+                 {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": arguments}}]},
+             {"role": "tool", "tool_call_id": call_id, "content": "Paris: sunny, 31 degrees Celsius."}]
+    second = client(proxy).chat.completions.create(model="fusion/real-agent", messages=turns, tools=WEATHER,
+                                                   max_tokens=40, extra_body={"chorus": {"include_panel": True}})
+    ext = second.model_extra["chorus"]
+    assert len(ext["panel"]["answered"]) == 2 and ext["usage"]["stages"]["synthesis"]["calls"] == 1
+    answer = second.choices[0].message
+    assert (answer.content or "").strip() or answer.tool_calls
