@@ -218,13 +218,18 @@ def pytest_sessionstart(session):
 # store, signing, settlement, peers' rules, the docs, and the peer CLI against a scripted
 # proxy. They cannot differ between LiteLLM releases, so they run once, on the newest
 # (marked `newest_only`; the floor run deselects them with -m "not newest_only"), as do
-# two of the three signal variants of `chorus serve` (the third runs on both).
+# the tests below, whose subject is this package's own store, CLI or workers (restarts,
+# a store outage, the demo's peers, two of `chorus serve`'s three signal variants); the
+# same paths through the proxy run on both ends.
 NEWEST_ONLY = {"test_geometry", "test_draw", "test_signing", "test_settlement", "test_echo_extract",
                "test_reputation", "test_netguard", "test_docs", "test_settle", "test_ledger", "test_store",
                "test_peers", "test_runlog", "test_judge", "test_panel", "test_debate", "test_consensus",
                "test_pipeline", "test_synthesis", "test_budget", "test_request", "test_router", "test_peer_cli",
                "test_webhooks", "test_eventlog"}
-NEWEST_ONLY_TESTS = ("[sigterm]", "[sigint-to-a-background-serve]")
+NEWEST_ONLY_TESTS = ("[sigterm]", "[sigint-to-a-background-serve]", "test_the_demo_pays_two_peers_joined_from_the_command_line",
+                     "test_redis_store_survives_a_proxy_restart", "test_a_pending_webhook_survives_a_proxy_restart",
+                     "test_a_store_outage_mid_requests_loses_no_receipt",
+                     "test_two_workers_on_redis_serve_any_run_to_any_viewer")
 
 
 def pytest_collection_modifyitems(config, items):
