@@ -67,6 +67,9 @@ async def test_a_cost_cap_bounds_the_worst_case_at_the_cap_plus_the_dearest_step
     with pytest.raises(RequestError, match="chorus.max_cost_usd: 0.5 is more than this profile's limit of 0.001"):
         request(prof, chorus={"max_cost_usd": 0.5})
     assert request(prof, chorus={"max_cost_usd": 0.0005}).max_cost_usd == 0.0005
+    for bad in (0, -1, "cheap"):
+        with pytest.raises(RequestError, match="chorus.max_cost_usd"):
+            request(prof, chorus={"max_cost_usd": bad})
 
 
 async def test_a_budget_too_small_for_the_worst_case_is_refused_before_any_call():

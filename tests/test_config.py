@@ -43,6 +43,11 @@ def test_defaults_and_quorum():
         ({"router": {"policy": "sometimes"}}, "router.policy"),
         ({"aggregator": {"judge": "j"}}, "aggregator.synthesizer"),
         ({"panel": {"self_moa": {"model": "a", "samples": 1}}}, "panel.self_moa.samples"),
+        ({"router": {"tools": "sometimes"}}, "router.tools"),
+        ({"panel": {"members": ["a", "b"], "web_search": True, "web_search_context": "huge"}},
+         "panel.web_search_context"),
+        ({"limits": {"max_cost_usd": -1}}, "limits.max_cost_usd"),
+        ({"limits": {"assumed_max_tokens": 0}}, "limits.assumed_max_tokens"),
     ],
 )
 def test_errors_name_profile_and_field(override, message):
