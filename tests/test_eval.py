@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from chorus_litellm.cli import main
-from chorus_litellm.evaluation import data, prompts, scoring
+from chorus_litellm.evaluation import data, prompts, report, runner, scoring
 from chorus_litellm.evaluation.client import AuthError, CallError, Endpoint
 from chorus_litellm.evaluation.runner import parse_models
 from chorus_litellm.fake_upstream import eval_letter, pairwise_verdict
@@ -32,27 +32,77 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 # -- scoring -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, letter", [
-    ("Answer: B", "B"), ("The answer is (C).", "C"), ("B", "B"), ("(D) because...", "D"), ("B. Paris", "B"),
-    ("**C**", "C"), ("I'd go with C", "C"), ("A good question. Final answer: D", "D"), ("A cat sat", None),
-    ("no idea", None), ("Answer: E", None),  # E is not an option of an A-D question
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "scorer_real_answers.json").read_text())["rows"]
+
+
+def golden_question(row: dict) -> data.Question:
+    messages = ({"role": "user", "content": prompts.short(row["question"])},) if row["question"] else ()
+    expected = tuple(row["gold"]) if row["kind"] == "evals" else row["gold"]
+    return data.Question(row["id"], messages, row["kind"], expected, row.get("options", ""))
+
+
+def test_the_golden_table_holds_real_answers_of_both_kinds():
+    real = [r for r in GOLDEN if r["id"].startswith("smol-t")]
+    assert len(real) == 80 and {r["kind"] for r in GOLDEN} == {"short", "mc", "evals"}
+    assert (sum(r["lenient"] for r in real), sum(r["strict"] for r in real)) == (59, 2)
+
+
+@pytest.mark.parametrize("row", GOLDEN, ids=[r["id"] for r in GOLDEN])
+def test_the_scorer_agrees_with_a_reader(row):
+    """Every answer in tests/golden/scorer_real_answers.json, graded as the person who read it did."""
+    grade = scoring.grade_both(golden_question(row), row["answer"])
+    assert (grade.correct, grade.strict) == (row["lenient"], row["strict"]), row.get("note")
+    assert scoring.grade(golden_question(row), row["answer"]) == (grade.key, grade.correct)
+
+
+@pytest.mark.parametrize("text, lenient, strict", [
+    ("Answer: B", "B", "B"), ("The answer is (C).", "C", "C"), ("B", "B", "B"), ("(D) because...", "D", "D"),
+    ("B. Paris", "B", "B"), ("**C**", "C", "C"), ("I'd go with C", "C", None), ("A good question. Final answer: D", "D", "D"),
+    ("A cat sat", None, None), ("no idea", None, None), ("Answer: E", None, None),  # E is not an option of A-D
+    ("I think it's C. Actually A.", "A", None), ("A is the answer", "A", None), ("Either B or C", None, None),
+    ("A. paranoia\nB. depression", None, "A"), ("The correct answer is:\n\nD", "D", "D"),
+    ("Between B and C, I choose C.", "C", None),
 ])
-def test_extract_letter(text, letter):
-    assert scoring.extract_letter(text, "ABCD") == letter
+def test_extract_letter_lenient_and_strict(text, lenient, strict):
+    assert scoring.extract_letter(text, "ABCD") == lenient and scoring.strict_letter(text, "ABCD") == strict
 
 
 def test_short_answers_compare_numbers_numerically_and_strings_normalized():
     assert scoring.short_answer("Let me think.\nAnswer: 1,000.") == "1,000"
-    assert scoring.short_answer("Some steps\n\nParis") == "Paris"
+    assert scoring.short_answer("Some steps\n\nParis") == "Paris" and scoring.short_answer("The answer is: 7.") == "7"
     assert scoring.same_short("1,000", 1000) and scoring.same_short("42.0", "42") and scoring.same_short("$5", 5)
     assert scoring.same_short("  New-York! ", "new york") and not scoring.same_short("York", "New York")
+    assert scoring.same_short("São Paulo", "Sao Paulo")  # accents do not count
     assert not scoring.same_short(None, "x") and not scoring.same_short("41", 42)
 
 
-def test_evals_match_any_ideal_exactly_or_within_the_first_line():
-    assert scoring.matches_ideal("paris.", ("Paris",))
+@pytest.mark.parametrize("text, question, number", [
+    ("3 + 5 = 8", "What is 3 + 5?", 8.0), ("What is 3 + 5? It is 8.", "What is 3 + 5?", 8.0),
+    ("It grew 12.5%.", "", 12.5), ("1,000 people", "", 1000.0), ("3 - 8 = -5", "", -5.0), ("x is -3", "", -3.0),
+    ("5 + 0 = 5", "What is 5 + 0?", 5.0), ("3 + 2 is a classic problem", "What is 3 + 2?", None),
+    ("4, not 5", "", 4.0), ("version v2 of 3.14", "", 3.14), ("no numbers", "", None),
+])
+def test_final_number(text, question, number):
+    assert scoring.final_number(text, question) == number
+
+
+def test_votes_count_a_sentence_and_a_bare_answer_as_the_same_key():
+    capital = data.Question("c", ({"role": "user", "content": "What is the capital of Russia?"},), "short", "Moscow")
+    keys = {scoring.grade(capital, t)[0] for t in ("The capital of Russia is Moscow.", "Moscow", "Answer: moscow")}
+    wrong = {scoring.grade(capital, t)[0] for t in ("The capital of Russia is Saint Petersburg.", "Saint Petersburg")}
+    assert keys == {"moscow"} and wrong == {"saint petersburg"}
+    total = data.Question("s", ({"role": "user", "content": "What is 3 + 5?"},), "short", 8)
+    assert {scoring.grade(total, t)[0] for t in ("3 + 5 = 8", "8", "Answer: 8.0")} == {"8.0"}
+    samples = [scoring.grade_both(capital, t) for t in ("Saint Petersburg", "Moscow", "The capital is Moscow.")]
+    assert scoring.vote_both(samples) == scoring.Grade("moscow", True, "saint petersburg", False)
+
+
+def test_evals_read_the_whole_answer_leniently_and_its_start_strictly():
+    assert scoring.matches_ideal("paris.", ("Paris",)) and scoring.starts_with_ideal("paris.", ("Paris",))
     assert scoring.matches_ideal("It is Paris, of course.\nMore text", ("Lyon", "Paris"))
-    assert not scoring.matches_ideal("Parisian food\nParis", ("Paris",))  # whole words, first line only
+    assert not scoring.starts_with_ideal("It is Paris, of course.", ("Lyon", "Paris"))
+    assert not scoring.matches_ideal("Parisian food", ("Paris",)) and not scoring.starts_with_ideal("Parisian", ("Paris",))
+    assert not scoring.matches_ideal("Lyon or Paris", ("Paris",))
 
 
 def test_majority_and_vote_break_ties_by_first_seen():
@@ -82,10 +132,43 @@ def test_per_round_accuracy_carries_a_short_debate_forward():
 def test_grade_per_kind():
     mc = data.Question("1", ({"role": "user", "content": "q"},), "mc", "B", "ABCD")
     assert scoring.grade(mc, "Answer: B") == ("B", True) and scoring.grade(mc, "C") == ("C", False)
+    assert scoring.grade_both(mc, "I'd go with B") == scoring.Grade("B", True, None, False)
     short = data.Question("2", (), "short", 12)
     assert scoring.grade(short, "Answer: 12.0")[1] and scoring.grade(short, "Answer: 12.0")[0] == scoring.grade(
         short, "Answer: 12")[0]
-    assert scoring.grade(data.Question("3", (), "open", None), "anything") == (None, None)
+    assert scoring.grade_both(short, "6 + 6 = 12") == scoring.Grade("12.0", True, "6 6 12", False)
+    evals = data.Question("3", (), "evals", ("Paris", "Paris, France"))
+    assert scoring.grade_both(evals, "The capital is Paris.") == scoring.Grade("paris", True, "the capital is paris", False)
+    assert scoring.grade(data.Question("4", (), "open", None), "anything") == (None, None)
+    assert scoring.grade_both(data.Question("4", (), "open", None), "anything") == scoring.Grade(None, None, None, None)
+
+
+async def test_an_old_cache_is_graded_again_from_its_stored_text(tmp_path):
+    """answers.jsonl written before the lenient reading: plain answers are read again from
+    their text; a vote that kept only its samples' keys keeps its one verdict for both."""
+    capital = data.Question("c", ({"role": "user", "content": "What is the capital of Russia?"},), "short", "Moscow")
+    old = {"qid": "c", "extracted": "the capital of russia is moscow", "correct": False, "cost": 0.0, "tokens": 1,
+           "latency": 0.1, "error": None}
+    cache = runner.Cache(tmp_path / "answers.jsonl")
+    cache.add({**old, "model": "m", "answer": "The capital of Russia is Moscow."})
+    cache.add({**old, "model": "vote:m:3", "answer": "Moscow", "extracted": "moscow", "correct": True,
+               "samples": ["moscow", "moscow", "lyon"]})
+    cache.add({**old, "model": "vote:m:2", "answer": "Moscow", "samples": ["x", "y"],
+               "sample_answers": ["It is Moscow.", "Answer: Moscow"]})
+    contenders = runner.parse_models("m,vote:m:3,vote:m:2")
+    records = await runner.run(None, contenders, [capital], runner.Settings(run_tag="t"), cache)
+    assert (records[("m", "c")]["correct"], records[("m", "c")]["correct_strict"]) == (True, False)
+    assert records[("m", "c")]["extracted"] == "moscow"
+    assert records[("vote:m:3", "c")] == {**old, "model": "vote:m:3", "answer": "Moscow", "extracted": "moscow",
+                                          "correct": True, "samples": ["moscow", "moscow", "lyon"]}
+    voted = records[("vote:m:2", "c")]
+    assert (voted["samples"], voted["correct"], voted["correct_strict"], voted["answer"]) == (
+        ["moscow", "moscow"], True, False, "It is Moscow.")  # strict: "it is moscow" and "moscow" tie
+    summary = report.summarize(contenders, [capital], records, {"format": "short"})["results"]
+    assert [(r["accuracy"], r["accuracy_strict"]) for r in summary.values()] == [(1.0, 0.0), (1.0, 1.0), (1.0, 0.0)]
+    table = report.markdown({"meta": {"dataset": "d", "n_questions": 1, "format": "short", "date": "now",
+                                      "base_url": "u"}, "results": summary})
+    assert "| model | accuracy | strict format | n |" in table and "| `m` | 1.000 | 0.000 | 1 |" in table
 
 
 # -- loaders -------------------------------------------------------------------------------
@@ -263,20 +346,22 @@ def test_eval_end_to_end_with_fusion_debate_and_vote_then_resume(proxy, upstream
     assert res["vote:model-b:3"]["accuracy"] == accuracy("model-b")
     assert res["fusion/research"]["accuracy"] == res["fusion/debate-all"]["accuracy"] == 4 / 6
     assert res["fusion/research"]["cost_usd"] > 0 and res["fusion/debate-all"]["cost_usd"] > 0
+    assert all(row["accuracy_strict"] == row["accuracy"] for row in res.values())  # "Answer: B" reads alike both ways
     assert "per_round_accuracy" not in res["fusion/research"] and "per_round_accuracy" not in res["model-a"]
     best_seat = max(accuracy(m) for m in PANEL)
     assert [(r["round"], r["majority"], r["best_seat"], r["n"]) for r in res["fusion/debate-all"]["per_round_accuracy"]] \
         == [(1, 4 / 6, best_seat, 6), (2, 4 / 6, best_seat, 6)]
     lines = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
-    assert len(lines) == 24 and all(line.keys() >= {"model", "qid", "answer", "extracted", "correct", "cost",
-                                                    "tokens", "latency", "error"} for line in lines)
+    assert len(lines) == 24 and all(line.keys() >= {"model", "qid", "answer", "extracted", "correct", "extracted_strict",
+                                                    "correct_strict", "cost", "tokens", "latency", "error"}
+                                    for line in lines)
     votes = [line for line in lines if line["model"] == "vote:model-b:3"]
-    assert all(len(v["samples"]) == 3 for v in votes)
+    assert all(len(v["samples"]) == 3 and len(v["sample_answers"]) == 3 for v in votes)
     assert res["vote:model-b:3"]["tokens"] == sum(v["tokens"] for v in votes)
     meta = json.loads((out / "results.json").read_text())["meta"]
     assert meta["base_url"] == proxy.url and meta["n_questions"] == 6 and "sk-team-a" not in json.dumps(meta)
     table = (out / "results.md").read_text()
-    assert "| `fusion/debate-all` |" in table and "by debate round" in table
+    assert "| `fusion/debate-all` |" in table and "by debate round" in table and "strict format" in table
     for png in ("accuracy_vs_cost.png", "accuracy_by_round.png"):
         assert (out / png).read_bytes().startswith(PNG)
 

@@ -3,7 +3,8 @@ same questions through any OpenAI-compatible endpoint (docs/eval.md).
 
     data.py      datasets (JSONL files, the mmlu / mtbench shortcuts) -> Question
     prompts.py   every prompt eval sends (the multiple-choice ask, the pairwise judge)
-    scoring.py   pure: answer extraction, normalization, majority vote, verdicts, rounds
+    scoring.py   pure: answers read leniently (as a person would) and strictly (the asked
+                 format), normalization, majority vote, verdicts, rounds
     client.py    I/O: one chat call (text, cost, tokens, latency), a run's transcript
     runner.py    the jobs: cache (answers.jsonl), concurrency, vote:k, debate rounds
     report.py    results.json, results.md and the plots

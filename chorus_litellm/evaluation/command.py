@@ -23,10 +23,15 @@ results.md, accuracy_vs_cost.png, accuracy_by_round.png (debate profiles) and an
 
 formats (--format auto picks one from the first row's fields):
   mc     {"question", "choices": [...] (or "A".."D" keys), "answer": letter or 0-based index}
-  short  {"question", "answer": number or short string}: normalized exact match
-  evals  {"input": [messages], "ideal": str or [str]}: OpenAI evals' match
+  short  {"question", "answer": number or short string}
+  evals  {"input": [messages], "ideal": str or [str]}
   open   {"question_id", "category", "turns": [...]}: MT-Bench, first turn only, judged
          pairwise against --baseline by --judge in both orders
+
+scoring: accuracy reads each final answer as a person would ("3 + 5 = 8" is 8, "The
+capital is Moscow." is Moscow, "Paris or Lyon" is no answer); accuracy_strict counts only
+answers in the asked format ("Answer: 8", the letter alone). Both are reported; rules in
+docs/eval.md#scoring.
 
 models (--models, comma-separated):
   model-a            a model of the endpoint

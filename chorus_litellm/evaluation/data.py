@@ -46,8 +46,8 @@ class Question:
 
     @property
     def text(self) -> str:
-        """The question as the pairwise judge sees it (the last user turn)."""
-        return next(m["content"] for m in reversed(self.messages) if m.get("role") == "user")
+        """The question as the pairwise judge sees it (the last user turn; "" if none)."""
+        return next((str(m["content"]) for m in reversed(self.messages) if m.get("role") == "user"), "")
 
 
 def detect(row: dict) -> str | None:

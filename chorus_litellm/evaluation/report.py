@@ -2,7 +2,11 @@
 the plots (accuracy_vs_cost.png; accuracy_by_round.png when a debate profile ran).
 
 Every number is over the same questions; a question that failed counts as wrong
-(open-ended: as a loss), and `errors` says how many did.
+(open-ended: as a loss), and `errors` says how many did. `accuracy` reads each answer as a
+person would (the headline), `accuracy_strict` counts only answers in the asked format
+(scoring.py, docs/eval.md "Scoring"). A record cached before the strict reading existed
+that cannot be graded again (a vote without its samples' texts) counts its one verdict
+for both.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ def _row(contender: Contender, records: list[dict | None], meta: dict) -> dict:
                  "latency_p50_s": scoring.p50([r["latency"] for r in ok if r.get("latency") is not None])}
     if meta.get("format") != "open":
         row["accuracy"] = sum(bool(r and r.get("correct")) for r in records) / n
+        row["accuracy_strict"] = sum(bool(r and r.get("correct_strict", r.get("correct"))) for r in records) / n
     elif contender.name == meta.get("baseline"):
         row.update(score=0.5, reference=True)  # the baseline against itself
     else:
@@ -66,12 +71,17 @@ def markdown(summary: dict) -> str:
     if is_open:
         lines += [f"Pairwise against `{meta['baseline']}`, judged by `{meta['judge']}` in both orders "
                   "(first turn only); score = (wins + 0.5 ties) / n.", ""]
-    head = ["model", "score" if is_open else "accuracy", "n", "errors", "cost USD", "tokens", "p50 latency s"]
+    else:
+        lines += ["accuracy: each final answer read as a person would; strict format: only answers in the "
+                  "format the prompt asked for count (docs/eval.md, Scoring).", ""]
+    head = ["model", *(["score"] if is_open else ["accuracy", "strict format"]), "n", "errors", "cost USD",
+            "tokens", "p50 latency s"]
     head += ["win", "tie", "loss"] if is_open else []
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in results.items():
-        cells = [f"`{name}`", _fmt(quality(row)), str(row["n"]), str(row["errors"]), _fmt(row["cost_usd"], 6),
-                 str(row["tokens"]), _fmt(row["latency_p50_s"], 2)]
+        cells = [f"`{name}`", _fmt(quality(row)), *([] if is_open else [_fmt(row.get("accuracy_strict"))]),
+                 str(row["n"]), str(row["errors"]), _fmt(row["cost_usd"], 6), str(row["tokens"]),
+                 _fmt(row["latency_p50_s"], 2)]
         if is_open:
             cells += ["reference"] * 3 if row.get("reference") else [_fmt(row[k]) for k in ("win", "tie", "loss")]
         lines.append("| " + " | ".join(cells) + " |")

@@ -2,6 +2,8 @@
 
 1) `Cache.load()` reads answers.jsonl: pairs already answered are skipped (a pair whose
    last attempt failed is tried again), so an interrupted run resumes where it stopped.
+   Each cached answer is graded again from its stored text (`rescore`), so results always
+   read every answer with the current scorer, an old cache included.
 2) The first pending job runs alone: a refused key (401) or an endpoint that cannot be
    reached stops the run there, before anything else is sent.
 3) The rest run `concurrency` questions at a time (open-ended: the baseline's answers
@@ -12,6 +14,10 @@
 A contender is a plain model, a fusion profile (`fusion/...`: sent with a deterministic
 `chorus.debate_id`; a debate's rounds are read back from its transcript), or
 `vote:<model>:<k>` (k samples at temperature 0.7, majority of the extracted answers).
+
+Every answer is graded both ways (scoring.py): `extracted` / `correct` the lenient reading
+(votes count its keys), `extracted_strict` / `correct_strict` the strict one. A vote also
+keeps its samples' keys (`samples`) and texts (`sample_answers`).
 """
 
 from __future__ import annotations
@@ -112,17 +118,44 @@ def debate_id(settings: Settings, contender: Contender, question: Question) -> s
 
 def _record(contender: Contender, question: Question, **fields) -> dict:
     base = {"model": contender.name, "qid": question.qid, "answer": None, "extracted": None, "correct": None,
-            "cost": 0.0, "tokens": 0, "latency": None, "error": None}
+            "extracted_strict": None, "correct_strict": None, "cost": 0.0, "tokens": 0, "latency": None,
+            "error": None}
     return {**base, **fields}
+
+
+def _graded(grade: scoring.Grade) -> dict:
+    return {"extracted": grade.key, "correct": grade.correct, "extracted_strict": grade.strict_key,
+            "correct_strict": grade.strict}
+
+
+def _voted(question: Question, texts: list[str]) -> dict:
+    """The fields of a vote over sample texts: the majority both ways, and a sample that says it."""
+    grades = [scoring.grade_both(question, text) for text in texts]
+    result = scoring.vote_both(grades)
+    answer = next((t for t, g in zip(texts, grades, strict=True) if g.key == result.key), texts[0])
+    return {"answer": answer, **_graded(result), "samples": [g.key for g in grades], "sample_answers": list(texts)}
+
+
+def rescore(question: Question, record: dict) -> dict:
+    """A cached answer graded again from its stored text. Kept as stored: failed and
+    open-ended answers, debate rounds (stored as grades, not texts), and a vote cached
+    before votes kept their samples' texts (its one stored verdict then stands for both
+    readings, see report.py)."""
+    if record.get("error") or question.kind == "open":
+        return record
+    if record.get("sample_answers"):
+        return {**record, **_voted(question, record["sample_answers"])}
+    if "samples" in record or not isinstance(record.get("answer"), str):
+        return record
+    return {**record, **_graded(scoring.grade_both(question, record["answer"]))}
 
 
 async def _plain(endpoint: Endpoint, contender: Contender, question: Question, settings: Settings) -> dict:
     chorus = {"debate_id": debate_id(settings, contender, question)} if contender.fusion else None
     reply = await endpoint.chat(contender.model, list(question.messages), max_tokens=settings.max_tokens,
                                 chorus=chorus)
-    key, correct = scoring.grade(question, reply.text)
-    record = _record(contender, question, answer=reply.text, extracted=key, correct=correct, cost=reply.cost,
-                     tokens=reply.tokens, latency=round(reply.latency_s, 4))
+    record = _record(contender, question, answer=reply.text, **_graded(scoring.grade_both(question, reply.text)),
+                     cost=reply.cost, tokens=reply.tokens, latency=round(reply.latency_s, 4))
     if chorus and _is_debate(reply):
         run = await endpoint.transcript(chorus["debate_id"])
         rounds = (run.get("transcript") or {}).get("rounds") or []
@@ -142,12 +175,9 @@ async def _vote(endpoint: Endpoint, contender: Contender, question: Question, se
         endpoint.chat(contender.model, list(question.messages), max_tokens=settings.max_tokens,
                       temperature=VOTE_TEMPERATURE)
         for _ in range(contender.samples)))
-    graded = [scoring.grade(question, r.text) for r in replies]
-    key, correct = scoring.vote(graded)
-    text = next((r.text for r, (k, _) in zip(replies, graded, strict=True) if k == key), replies[0].text)
-    return _record(contender, question, answer=text, extracted=key, correct=correct,
+    return _record(contender, question, **_voted(question, [r.text for r in replies]),
                    cost=sum(r.cost for r in replies), tokens=sum(r.tokens for r in replies),
-                   latency=round(time.monotonic() - start, 4), samples=[k for k, _ in graded])
+                   latency=round(time.monotonic() - start, 4))
 
 
 async def _judged(endpoint: Endpoint, record: dict, question: Question, baseline: dict | None,
@@ -177,14 +207,17 @@ async def answer(endpoint: Endpoint, contender: Contender, question: Question, s
     except fatal:
         raise
     except CallError as exc:
-        return _record(contender, question, error=str(exc), correct=False if question.kind != "open" else None,
+        wrong = False if question.kind != "open" else None
+        return _record(contender, question, error=str(exc), correct=wrong, correct_strict=wrong,
                        **({"verdict": "loss"} if question.kind == "open" else {}))
 
 
 async def run(endpoint: Endpoint, contenders: list[Contender], questions: list[Question], settings: Settings,
               cache: Cache, on_done: Callable[[dict], None] = lambda r: None) -> dict[tuple[str, str], dict]:
     """Every (contender, question) answered, from the cache or now; returns them all."""
-    done = {k: v for k, v in cache.load().items() if not v.get("error")}
+    by_qid = {q.qid: q for q in questions}
+    done = {k: rescore(by_qid[k[1]], v) if k[1] in by_qid else v
+            for k, v in cache.load().items() if not v.get("error")}
     first = [c for c in contenders if c.name == settings.baseline]
     phases = [first, [c for c in contenders if c not in first]]
     pending = [[(c, q) for c in phase for q in questions if (c.name, q.qid) not in done] for phase in phases]
