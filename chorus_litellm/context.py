@@ -20,7 +20,7 @@ from .adapters.llm import Completer, DefaultParams
 from .config import DebateConfig, PanelConfig, ProfileConfig
 from .ledger import Ledger
 from .report import RunReport
-from .request import FusionRequest
+from .request import FusionRequest, prompt_text
 from .runlog import RunLog
 from .stages import prompts
 from .types import Completion, Message, Relay, Seat
@@ -110,6 +110,11 @@ class RunContext:
     @property
     def messages(self) -> list[Message]:
         return self.req.messages
+
+    @property
+    def question(self) -> str:
+        """The last user turn's text: what answers are extracted and echoes measured against."""
+        return prompt_text([m for m in self.messages if m.get("role") == "user"][-1:])
 
     @property
     def quorum(self) -> int:

@@ -4,13 +4,16 @@ No instruct model can be downloaded here, so this stands in for Ollama or vLLM. 
 behaviour is chosen by words in the requested model name:
 
     fail500 / fail429   answer with that HTTP status
+    once500             answer 500 to the model's odd-numbered calls (1st, 3rd, ...): a
+                        transient error that one retry gets past
     filter              finish with finish_reason "content_filter"
     empty               return an empty answer
     hang                never answer (exercises deadlines)
     slow                take 10x the base latency (a straggler)
     badjson             answer JSON-mode requests with text that is not JSON
     drip                stream 0.2 s per word (a long synthesis to disconnect from)
-    midfail             stream three words, then break the connection
+    midfail             stream three words, then break the connection (not streamed:
+                        send the start of the JSON body, then break the connection)
 
 A request with `tools` (and `tool_choice` other than "none") is answered like an agent's
 model: a call of the first tool (or the one `tool_choice` names), with the first user
@@ -180,6 +183,9 @@ class FakeUpstream:
                     {"error": {"message": f"fake upstream error {status}", "type": "server_error"}},
                     status_code=status,
                 )
+        if "once500" in model and self.calls[model] % 2:
+            return JSONResponse({"error": {"message": "fake upstream: a transient 500", "type": "server_error"}},
+                                status_code=500)
         if "hang" in model:
             await asyncio.sleep(3600)
         await asyncio.sleep(self.latency * (10 if "slow" in model else 1))
@@ -195,6 +201,8 @@ class FakeUpstream:
             "total_tokens": prompt_tokens + len(text.split()),
         }
         rid = f"chatcmpl-fake-{self.calls[model]}"
+        if not body.get("stream") and "midfail" in model:
+            return StreamingResponse(self._broken_body(rid, model, text), media_type="application/json")
         if not body.get("stream"):
             return JSONResponse({
                 "id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
@@ -209,6 +217,14 @@ class FakeUpstream:
             self._stream(rid, model, text, finish, usage if include_usage else None, call, notes),
             media_type="text/event-stream",
         )
+
+    async def _broken_body(self, rid, model, text):
+        """A non-streamed answer whose connection breaks after its first three words."""
+        words = " ".join(text.split(" ")[:3])
+        yield ('{"id": "%s", "object": "chat.completion", "model": "%s", "choices": [{"index": 0, '
+               '"message": {"role": "assistant", "content": "%s' % (rid, model, words))
+        await asyncio.sleep(0.01)
+        raise ConnectionResetError("fake upstream: the answer broke mid-body")
 
     async def _stream(self, rid, model, text, finish, usage, call=None, notes=()):
         def chunk(delta, finish_reason=None, **extra):

@@ -23,7 +23,7 @@ from . import runlog
 from .context import RunContext
 from .errors import BudgetError, DeadlineError, PoolError, QuorumError
 from .request import PLUGIN_PARAMS, prompt_text, wants_json
-from .stages import budget, consensus, debate, draw, extract, judge, panel, prompts, reputation, router, synthesis
+from .stages import budget, consensus, debate, draw, extract, guard, judge, panel, prompts, reputation, router, synthesis
 from .stages.synthesis import is_json
 from .types import Delta, Done, Outcome, Panel, PanelAnswer, Progress, Relay, Route, Seat, SeatResult, Synthesis
 
@@ -88,15 +88,18 @@ async def _run(ctx: RunContext) -> AsyncIterator:
             raise
         report.outcome, report.panel = outcome, outcome.panel
         report.deliberation, report.transcript = outcome.summary, outcome.transcript
-        # The decision rule for extractable answers (number, option, yes/no), every protocol.
-        vote = extract.panel_vote([a.completion.text for a in outcome.panel.answers])
-        if vote is not None:
-            report.deliberation = {"rounds": 1, "stop_reason": None, **(report.deliberation or {}), "panel_vote": vote}
+        # The decision rule for extractable answers (a number, an option, yes/no, a short
+        # fact), every protocol; round 1's early stop, if any, reported beside it.
+        vote = extract.panel_vote([a.completion.text for a in outcome.panel.answers], ctx.question)
+        extras = {**({"panel_vote": vote} if vote else {}), **({"early_stop": report.early_stop}
+                                                               if report.early_stop else {})}
+        if extras:
+            report.deliberation = {"rounds": 1, "stop_reason": None, **(report.deliberation or {}), **extras}
         report.timings["panel"] = clock() - t  # the whole deliberation, every round
         failed = "".join(f"; {f.seat.name} {f.kind}" for f in outcome.panel.failures)
         if budget.over_cap(ctx):  # no judge and no synthesis: the best answer so far
             if outcome.answer is None:
-                best = _best_so_far(outcome.panel.answers)
+                best = _best_so_far(ctx, outcome.panel.answers)
                 outcome = dataclasses.replace(outcome, answer=best.completion.text, answer_source=best.seat.name)
             _capped(ctx, "before the judge", outcome.answer)
         if outcome.answer is not None and (not wants_json(req.final_params) or is_json(outcome.answer)):
@@ -125,6 +128,8 @@ async def _run(ctx: RunContext) -> AsyncIterator:
             pieces = synthesis.write(ctx.completer, ctx.profile.aggregator, ctx.writer_messages, verdict,
                                      outcome.panel.answers, ctx.final_params, stream=req.stream, vote=vote) \
                 if not budget.over_cap(ctx) else _capped_answer(ctx, judge.best_answer(verdict, outcome.panel.answers))
+            if vote is not None and not wants_json(req.final_params):  # the vote guard reads it whole first
+                pieces = _guarded(ctx, pieces, outcome.panel.answers)
             async with aclosing(pieces):
                 async for piece in pieces:
                     if isinstance(piece, Synthesis):
@@ -133,6 +138,9 @@ async def _run(ctx: RunContext) -> AsyncIterator:
                         ctx.emit("answer_delta", text=piece)
                         yield Delta(piece)
             report.timings["synthesis"] = clock() - t
+            done = report.synthesis
+            ctx.emit("synthesis_done", attempts=done.attempts, cut=done.cut, fallback=done.fallback,
+                     error=done.error)
 
     # 5) Finalize: settle the bounty (receipt stored before the response completes),
     #    keep the transcript, add to reputation; then the debug summary and Done.
@@ -148,11 +156,32 @@ async def _run(ctx: RunContext) -> AsyncIterator:
     yield Done(report)
 
 
-def _best_so_far(answers: tuple[PanelAnswer, ...]) -> PanelAnswer:
+def _best_so_far(ctx: RunContext, answers: tuple[PanelAnswer, ...]) -> PanelAnswer:
     """Without a judge: an answer of the panel's majority on an extractable answer, else the first."""
-    vote = extract.panel_vote([a.completion.text for a in answers])
-    agreeing = [a for a in answers if vote and extract.extract(a.completion.text) == vote.get("answer")]
-    return (agreeing or list(answers))[0]
+    return guard.agreeing_draft(answers, ctx.question)
+
+
+async def _guarded(ctx: RunContext, pieces: AsyncIterator[str | Synthesis],
+                   answers: tuple[PanelAnswer, ...]) -> AsyncIterator[str | Synthesis]:
+    """The synthesis, read whole before it is sent: where the panel's answers are
+    extractable it must state one of them, else the vote's draft stands (stages/guard.py)."""
+    written: Synthesis | None = None
+    async with aclosing(pieces):
+        async for piece in pieces:
+            if isinstance(piece, Synthesis):
+                written = piece
+    assert written is not None
+    replaced = None if written.tool_calls or written.fallback else guard.stand_in(written.text, ctx.question, answers)
+    if replaced is None:
+        yield written.text
+        yield written
+        return
+    draft, why = replaced
+    ctx.report.notes.append(f"vote guard: {why} (from {draft.seat.name})")
+    ctx.emit("answer_replaced", seat=draft.seat.name, reason=why)
+    yield draft.completion.text
+    yield dataclasses.replace(written, text=draft.completion.text, fallback=True, fallback_source=draft.seat.name,
+                              error=f"vote guard: {why}", cut=False)
 
 
 def _capped(ctx: RunContext, where: str, answer: str) -> None:

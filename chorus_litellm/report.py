@@ -40,6 +40,7 @@ class RunReport:
     request_hash: str | None = None  # what the run answered (idempotency checks)
     notes: list[str] = field(default_factory=list)  # what went wrong but did not fail the run
     budget: dict | None = None  # the admitted worst case, and where a cost cap stopped the run
+    early_stop: dict | None = None  # panel.early_stop: round 1's seats asked and saved, and the cost saved
 
     def add(self, stage: str, seat: str, completion: Completion, *, status: str = "ok",
             estimated: bool = False) -> None:
@@ -68,7 +69,9 @@ class RunReport:
 
     def degraded(self) -> list[str]:
         """The stages that fell back: `panel` (a member failed), `judge` (no valid
-        analysis), `synthesis` (a draft stood in for the synthesized answer)."""
+        analysis), `synthesis` (a draft stood in for the synthesized answer), and
+        `synthesis_cut` (the synthesizer's stream broke after its first words: the answer
+        is incomplete; `synthesis.error` says why)."""
         stages = []
         if self.panel is not None and self.panel.failures:
             stages.append("panel")
@@ -76,7 +79,30 @@ class RunReport:
             stages.append("judge")
         if self.synthesis is not None and self.synthesis.fallback:
             stages.append("synthesis")
+        if self.cut:
+            stages.append("synthesis_cut")
         return stages
+
+    @property
+    def cut(self) -> bool:
+        """The answer sent is the synthesizer's, cut off mid-stream (a draft that stood in
+        for it, e.g. by the vote guard, is whole)."""
+        return self.synthesis is not None and self.synthesis.cut and not self.synthesis.fallback
+
+    def finish_reason(self) -> str:
+        """The fused answer's OpenAI finish_reason: `tool_calls` when the synthesizer called
+        the client's tools; `length` when the answer is incomplete (its stream was cut,
+        or the synthesizer stopped at max_tokens), the value OpenAI clients check for a
+        truncated answer; else `stop`."""
+        synthesis = self.synthesis
+        if synthesis is None:
+            return "stop"
+        if synthesis.tool_calls:
+            return "tool_calls"
+        capped = synthesis.completion is not None and synthesis.completion.finish_reason == "length"
+        if self.cut or (capped and not synthesis.fallback):
+            return "length"
+        return "stop"
 
     def debug_text(self) -> str:
         """A readable run summary, appended to the answer in output_mode `debug`."""
@@ -99,6 +125,8 @@ class RunReport:
             lines.append("judge: " + ("degraded: " + str(self.verdict.error) if self.verdict.degraded else "ok"))
         if self.synthesis is not None and self.synthesis.fallback:
             lines.append(f"answer: fallback to {self.synthesis.fallback_source}")
+        if self.cut:
+            lines.append(f"answer: cut off ({self.synthesis.error})")
         u = self.usage
         lines.append(f"usage: {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
                      f"cost {self.cost:.6f} USD over {len(self.calls)} calls")
@@ -122,7 +150,9 @@ class RunReport:
                     {"stage": c.stage, "seat": c.seat, "model": c.completion.model,
                      **c.completion.usage.as_dict(), "cost": c.completion.cost,
                      "latency_s": round(c.completion.latency_s, 4), "status": c.status,
-                     **({"estimated": True} if c.estimated else {})}
+                     **({"estimated": True} if c.estimated else {}),
+                     # upstream calls behind this one when LiteLLM's Router retried it
+                     **({"attempts": c.completion.attempts} if c.completion.attempts != 1 else {})}
                     for c in self.calls
                 ],
             },
@@ -139,13 +169,15 @@ class RunReport:
                 ],
             }
         if self.verdict is not None:
-            ext["judge"] = {"degraded": self.verdict.degraded, "error": self.verdict.error}
+            ext["judge"] = {"degraded": self.verdict.degraded, "error": self.verdict.error,
+                            "attempts": self.verdict.attempts}
         if self.synthesis is not None:
             ext["synthesis"] = {
                 "fallback": self.synthesis.fallback,
                 "fallback_source": self.synthesis.fallback_source,
                 "error": self.synthesis.error,
                 "attempts": self.synthesis.attempts,
+                "cut": self.cut,
                 **({"tool_calls": list(self.synthesis.tool_calls)} if self.synthesis.tool_calls else {}),
             }
         if self.settlement is not None:

@@ -15,9 +15,14 @@ always emitted.
 Types, in the order a run emits them (payloads in docs/live-view.md; `seated` only for a
 panel with pool seats: the seats as drawn for this run):
 
-    run_started -> route -> [seated] -> [round_started -> answer ... -> round_done] per round
-    -> judge_done -> synthesis_started -> answer_delta ... -> settled -> run_done
+    run_started -> route -> [seated] -> [round_started -> answer ... -> [early_stop] -> round_done] per round
+    -> judge_done -> synthesis_started -> [answer_replaced] -> answer_delta ... -> synthesis_done -> settled
+    -> run_done
     (or run_failed at any point: the error the client got)
+
+A consensus run has no judge and no synthesis: between its rounds the synthesizer writes
+each candidate (`candidate_started` -> `candidate_done`), its vote rounds' `round_done`
+carry the ballots, and the accepted (or last) candidate is the one `answer_delta`.
 
 The synthesizer's pieces are coalesced into one `answer_delta` per `DELTA_WINDOW_S`, so
 a long answer costs a few events a second, not one per token.
@@ -32,9 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import RunError
+from .errors import RunError, UpstreamError
 from .request import prompt_text
-from .types import PanelAnswer, PanelFailure, Route, Seat, Verdict
+from .types import Completion, PanelAnswer, PanelFailure, Route, Seat, Verdict
 
 if TYPE_CHECKING:
     from .report import RunReport
@@ -134,14 +139,54 @@ def answer(result: PanelAnswer | PanelFailure, round_no: int) -> dict:
             "text": "", "truncated": False, "kind": result.kind, "detail": result.detail[:500], "reason": None}
 
 
-ROUND_DONE = {"agreement": None, "shift": None, "clusters": [], "consensus": None, "dissent": None, "filtered": {},
-              "flips": [], "vote": None, "links": [], "points": []}
+ROUND_DONE = {"agreement": None, "answer_agreement": None, "shift": None, "clusters": [], "consensus": None,
+              "dissent": None, "filtered": {}, "flips": [], "vote": None, "votes": None, "candidate": None,
+              "links": [], "points": []}
 
 
 def round_done(**data: Any) -> dict:
     """A `round_done` payload with every field (None or empty where a round has no such
-    measure: a critique or vote round has no map, and keeps the previous points)."""
+    measure: a critique round has no map, and a viewer keeps the points it has)."""
     return {**ROUND_DONE, **data}
+
+
+def ballots(cast: dict[str, dict | None], standing: dict[str, dict] | None = None) -> dict[str, dict]:
+    """A consensus vote round's `votes`: each seat's ballot as the page shows it. `cast`:
+    the votes read this round (None: unreadable, so skipped); `standing`: earlier votes
+    that still count (dissenters mode), marked `cast: false`."""
+    def one(vote: dict | None, was_cast: bool) -> dict:
+        if vote is None:
+            return {"accept": None, "confidence": None, "objection": "unreadable vote (skipped)", "blocking": [],
+                    "cast": was_cast}
+        return {"accept": bool(vote["accept"]), "confidence": vote.get("confidence"),
+                "objection": vote.get("objection") or "", "blocking": list(vote.get("blocking") or []),
+                "cast": was_cast}
+    out = {name: one(v, False) for name, v in (standing or {}).items() if name not in cast}
+    return {**out, **{name: one(v, True) for name, v in cast.items()}}
+
+
+def candidate(version: int, stage: str, model: str, completion: Completion | None = None,
+              error: UpstreamError | None = None) -> dict:
+    """`candidate_done`: the consensus synthesizer's candidate `version` (stage `candidate`
+    for the first, `revise` for a revision), or the failed call."""
+    if completion is None:
+        return {"version": version, "stage": stage, "model": model, "status": "failed", "latency_s": None,
+                "tokens": {"prompt": 0, "completion": 0}, "cost": 0.0, "text": "", "truncated": False,
+                "kind": error.kind if error else None, "detail": str(error)[:500] if error else None}
+    text, truncated = clip(completion.text)
+    return {"version": version, "stage": stage, "model": model, "status": "ok",
+            "latency_s": round(completion.latency_s, 4),
+            "tokens": {"prompt": completion.usage.prompt_tokens, "completion": completion.usage.completion_tokens},
+            "cost": completion.cost, "text": text, "truncated": truncated, "kind": None, "detail": None}
+
+
+def candidate_point(round_no: int, version: int, xyz: Any, similarity: dict[str, float]) -> dict:
+    """A consensus candidate on the map (seat `synthesizer`), in the vote round that voted
+    on it; `similarity`: its cosine to each seat's draft."""
+    x, y, z = (round(float(v), 4) for v in xyz)
+    return {"seat": "synthesizer", "round": round_no, "x": x, "y": y, "z": z, "cluster": -1, "centrality": 0.0,
+            "voice": None, "echo": False, "kind": "candidate", "version": version,
+            "similarity": {seat: round(float(s), 4) for seat, s in similarity.items()}}
 
 
 def echo(answer_payload: dict, reason: str) -> dict:
@@ -240,8 +285,9 @@ def summarize(events: list[dict], current: dict | None = None) -> dict:
             run["protocol"] = "single"
         elif kind == "round_done":
             run["rounds"] = max(data.get("round") or 0, run.get("rounds") or 0)
-        elif kind == "run_done":
-            run.update(state="done", cost=data.get("cost"), rounds=data.get("rounds", run.get("rounds")))
+        elif kind == "run_done":  # a consensus run's `rounds` counts its votes: keep the rounds seen
+            counts = [n for n in (data.get("rounds"), run.get("rounds")) if n is not None]
+            run.update(state="done", cost=data.get("cost"), rounds=max(counts) if counts else None)
         elif kind == "run_failed":
             run.update(state="failed", cost=data.get("cost", run.get("cost")))
     return run

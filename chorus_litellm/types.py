@@ -46,6 +46,9 @@ class Completion:
     tool_calls: tuple[dict, ...] = ()
     # Sources the model cited (web search: its `url_citation` annotations), {url, title}.
     citations: tuple[dict, ...] = ()
+    # Upstream calls this answer took: more than 1 when LiteLLM's Router retried it (the
+    # stages that retry themselves send num_retries=0, so theirs are always 1).
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class PanelFailure:
 class Panel:
     answers: tuple[PanelAnswer, ...]
     failures: tuple[PanelFailure, ...]
+    saved: tuple[Seat, ...] = ()  # not asked: the first wave had settled the vote (panel.early_stop)
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,7 @@ class Verdict:
     labels: dict[str, str] = field(default_factory=dict)  # label -> seat name
     labelled: tuple[tuple[str, str], ...] = ()  # (label, trimmed answer) as the judge saw them
     raw: dict | None = None  # the validated analysis in label form (what the synthesizer sees)
+    attempts: int = 1  # judge calls made: a retry of a failed call or a JSON repair makes 2
 
 
 @dataclass(frozen=True)
@@ -221,7 +226,8 @@ class Synthesis:
     fallback: bool = False
     fallback_source: str | None = None
     error: str | None = None
-    attempts: int = 1  # synthesizer calls made (2: the first failed and was retried)
+    attempts: int = 1  # synthesizer calls made, each one upstream call (2: the first failed and was retried)
+    cut: bool = False  # the synthesizer's stream broke after its first words: `text` is incomplete
 
     @property
     def tool_calls(self) -> tuple[dict, ...]:

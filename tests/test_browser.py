@@ -90,7 +90,7 @@ def test_a_debate_started_from_the_page_is_watched_live(page):
     assert canvas.count() >= 1 and canvas.first.bounding_box()["width"] > 200
     # the analytics have one point per round
     charts = view(page, "chartPoints")
-    for name in ("agreement", "shift", "clusters", "flips", "filtered"):
+    for name in ("agreement", "answer_agreement", "shift", "clusters", "flips", "filtered"):
         assert charts[name] == len(rounds), (name, charts)
     # the agent cards, the judge, the answer, the timeline and the payouts
     seats = [s["seat"] for s in events[0]["data"]["seats"]]
@@ -228,3 +228,72 @@ def test_the_network_view_shows_the_pool_by_model_with_state_load_and_earnings(b
         beater.join(10)
         context.close()
     assert not errors, f"the page raised: {errors}"
+
+
+def timeline_rows(page):
+    """{data-stage: (label, duration text)} of the stage timeline as drawn."""
+    return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('[data-testid=timeline] .tl-row')]
+        .map(r => [r.dataset.stage,
+                   [r.querySelector('.tl-label').textContent, r.querySelector('.tl-dur').textContent]]))""")
+
+
+def test_a_consensus_run_shows_its_drafts_candidates_and_votes(page, proxy):
+    """fusion/consensus-seed: reject-c rejects the candidate twice (strict unanimity,
+    dissenters re-vote): drafts, critiques, two votes, a revision, no consensus."""
+    sign_in(page)
+    page.get_by_test_id("bounty-input").fill("")
+    start(page, "fusion/consensus-seed", "Compare Raft and Paxos and explain the trade-offs.")
+    watch(page)
+    assert view(page, "status") == "done" and sorted(view(page, "rounds")) == [1, 2, 3, 4]
+    run_id = view(page, "runId")
+    # a. the map keeps the drafts and adds each candidate voted on (3 drafts + v1 + v2),
+    #    with the votes as accept/reject links from each voter's draft to the candidate
+    assert view(page, "graphNodes") == 5
+    cast = [b for e in view(page, "events") if e["type"] == "round_done" and e["data"].get("votes")
+            for b in e["data"]["votes"].values() if b["cast"]]
+    assert view(page, "graphVotes") == {"accept": sum(b["accept"] is True for b in cast),
+                                        "reject": sum(b["accept"] is False for b in cast)}
+    assert view(page, "graphVotes")["reject"] == 2  # reject-c, in both votes
+    # b. no judge in consensus: the panel says what happened instead of its placeholder
+    judge = page.get_by_test_id("judge").inner_text().lower()
+    assert "no judge analysis" not in judge and "no judge" in judge
+    assert "2 of 3 accept" in judge and "no consensus" in judge
+    # c. votes read as votes, not JSON
+    cards = page.get_by_test_id("agent-card")
+    assert not any('{"accept"' in cards.nth(i).inner_text() for i in range(cards.count()))
+    reject = page.locator("[data-testid=agent-card][data-seat='reject-c']")
+    assert "reject" in reject.get_by_test_id("vote").inner_text().lower()
+    assert "objection: no" in reject.get_by_test_id("vote").inner_text().lower()
+    # d. the synthesizer's calls on the timeline with their real time; no empty "Synthesis"
+    rows = timeline_rows(page)
+    assert "synthesis" not in rows, rows
+    assert rows["candidate-1"][0].startswith("Candidate") and rows["candidate-2"][0].startswith("Revision")
+    assert all(rows[k][1] not in ("0 ms", "—") for k in ("candidate-1", "candidate-2")), rows
+    # e. the runs index counts the four rounds
+    runs = httpx.get(f"{proxy.url}/chorus/v1/runs", params={"limit": 50}, timeout=30,
+                     headers={"Authorization": f"Bearer {KEY}"}).json()["runs"]
+    assert next(r for r in runs if r["id"] == run_id)["rounds"] == 4
+    # a finished run opened later replays to the same map
+    page.goto(f"/chorus/ui/?run={run_id}")
+    page.wait_for_function("window.chorusView && window.chorusView.status === 'done'", timeout=30_000)
+    assert view(page, "graphNodes") == 5
+
+
+def test_a_consensus_run_as_the_demo_shows_it(page):
+    """fusion/consensus as shipped (litellm_config.yaml, `chorus serve --demo`): every seat
+    accepts the first candidate. The screenshot in docs/live-view.md."""
+    sign_in(page)
+    page.get_by_test_id("bounty-input").fill("")
+    start(page, "fusion/consensus", "Compare Raft and Paxos and explain the trade-offs.")
+    watch(page)
+    assert view(page, "status") == "done" and sorted(view(page, "rounds")) == [1, 2, 3]
+    assert view(page, "graphNodes") == 4 and view(page, "graphVotes") == {"accept": 3, "reject": 0}
+    assert "consensus" in page.get_by_test_id("judge").inner_text().lower()
+    charts = view(page, "chartPoints")
+    assert charts["accepted"] == charts["agreement"] == 3
+    page.wait_for_timeout(500)  # let the graph's last frame settle
+    # the page down to the timeline: map, analytics, cards with votes, the panel's vote, timeline
+    bottom = page.evaluate("(() => { const r = document.querySelector('[data-testid=timeline]').closest('section')"
+                           ".getBoundingClientRect(); return r.bottom + window.scrollY + 12; })()")
+    page.screenshot(path=str(SCREENSHOT.with_name("live-view-consensus.png")), full_page=True,
+                    clip={"x": 0, "y": 0, "width": 1440, "height": bottom})

@@ -167,6 +167,11 @@ def test_shipped_config_is_valid():
         ({"debate": {"protocol": "chat"}}, "debate.protocol"),
         ({"debate": {"max_rounds": 0}}, "debate.max_rounds"),
         ({"panel": {"members": ["a", "b"], "reputation": {"min_score": 2}}}, "panel.reputation.min_score"),
+        ({"panel": {"members": ["a", "b"], "early_stop": {"first_wave": 3}}}, "panel.early_stop.first_wave: 3 is more"),
+        ({"panel": {"members": ["a", "b"], "early_stop": {"first_wave": 0}}}, "panel.early_stop.first_wave"),
+        ({"panel": {"members": ["a", "b"], "early_stop": {"mode": "always"}}}, "panel.early_stop.mode"),
+        ({"debate": {"answer_agreement": 0}}, "debate.answer_agreement"),
+        ({"debate": {"answer_agreement": 1.5}}, "debate.answer_agreement"),
     ],
 )
 def test_new_sections_name_the_field(override, field):
@@ -184,3 +189,27 @@ def test_the_live_view_and_small_model_settings_are_validated(section, field, va
     raw.setdefault(section, {})[field] = value
     with pytest.raises(ConfigError, match=rf"profile 'x'.*{section}\.{field}"):
         parse_profile("x", raw)
+
+
+# -- non-finite numbers (issue 23): YAML's .inf / .nan are floats pydantic would take
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+@pytest.mark.parametrize(("section", "field"), [
+    ("limits", "max_cost_usd"), ("limits", "run_timeout_s"), ("panel", "timeout_s"), ("panel", "quorum_grace_s"),
+    ("router", "threshold"), ("debate", "agreement"),
+])
+def test_a_non_finite_number_in_the_yaml_config_names_profile_and_field(tmp_path, section, field, value):
+    import yaml
+
+    from chorus_litellm.config import read_config_file
+
+    chorus = {**BASE, "panel": dict(BASE["panel"]), "router": {"policy": "always_fuse"}}
+    chorus.setdefault(section, {})[field] = "VALUE"
+    text = yaml.safe_dump({"model_list": [*models("model-a", "model-b", "model-c", "judge", "writer"),
+                                          entry("research", chorus)]}).replace("VALUE", value)
+    path = tmp_path / "litellm_config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_profiles(read_config_file(str(path)))
+    assert f"profile 'research': {section}.{field}" in str(err.value)
+    if section == "limits" and field == "max_cost_usd" and value == ".inf":
+        assert "finite" in str(err.value)

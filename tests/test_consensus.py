@@ -121,3 +121,16 @@ async def test_without_consensus_the_answer_says_why_and_confidence_is_the_best_
     assert "ignores Byzantine faults" in text
     assert d["consensus_confidence"] == round(1 / 3, 4)
     assert len(fake.calls_to("a")) == 3  # a accepted confidently in round 1: asked once
+
+
+async def test_drafts_that_agree_on_the_answer_end_the_loop_before_it_starts():
+    fake = FakeCompleter()
+    fake.enqueue("a", "6 + 7 = 13.").enqueue("b", "The answer is 13.")
+    prof = profile(debate={"protocol": "consensus"}, panel={"members": ["a", "b", "c"], "min_quorum": 2})
+    events = await run_events(request(prof, messages=[{"role": "user", "content": "What is 6 + 7?"}]), fake)
+    text = "".join(e.text for e in events if isinstance(e, Delta))
+    d = events[-1].report.deliberation
+    assert text == "6 + 7 = 13." and d["stop_reason"] == "drafts_agree" and d["answer_from"] == "a"
+    assert fake.calls_to("c") == [] and fake.calls_to("writer") == []  # early stop, then no critique or vote
+    assert [c.stage for c in events[-1].report.calls] == ["panel", "panel"]
+    assert events[-1].report.degraded() == []

@@ -10,9 +10,12 @@ from tests.factories import profile, request, run_events
 Q = "What is six times seven? Give the final answer."
 
 
-def debating(**debate):
-    return profile(debate={"protocol": "debate", "max_rounds": 3, **debate},
-                   panel={"members": ["a", "b", "c"], "min_quorum": 2})
+def debating(early_stop="off", **debate):
+    """The round mechanics below need a 2-1 split to count as disagreement, so they debate
+    until unanimous (`answer_agreement: 1.0`) and ask round 1 all at once; the defaults'
+    answer rules have their own tests at the end."""
+    return profile(debate={"protocol": "debate", "max_rounds": 3, "answer_agreement": 1.0, **debate},
+                   panel={"members": ["a", "b", "c"], "min_quorum": 2, "early_stop": {"mode": early_stop}})
 
 
 async def run(req, fake):
@@ -147,7 +150,7 @@ async def test_request_overrides_within_limits_and_retries():
     fake = FakeCompleter()
     _, report = await run(req, fake)
     assert report.deliberation["rounds"] == 1
-    assert all(c.params.get("num_retries") == 2 for c in fake.calls)
+    assert all(c.params.get("num_retries") == (0 if c.stage in ("judge", "synthesis") else 2) for c in fake.calls)
     capped = debating(max_total_tokens=100)
     with pytest.raises(RequestError, match="max_total_tokens"):
         ask(capped, chorus={"max_total_tokens": 1000})
@@ -276,3 +279,55 @@ async def test_per_agent_voices_show_each_agent_its_own_nearest_and_farthest_ans
         assert "shared by most panelists" not in views and data["your_previous_answer"] == texts[m]
         shown[m] = views["closest to yours"]
     assert shown["a"] == texts["b"] and shown["b"] == texts["a"]  # each its own neighbour, not one shared voice
+
+
+# The answer rules at their defaults (answer_agreement 0.66, panel.early_stop auto).
+
+def split_panel(fake, finals):
+    """Three agents whose prose is alike and whose final answers are `finals`, per round."""
+    for agent, answers in zip("abc", finals, strict=True):
+        fake.enqueue(agent, *(f"Round {r}, agent {agent}: working through six times seven step by step, "
+                              f"the final answer is {n}." for r, n in enumerate(answers, 1)))
+
+
+async def test_a_split_panel_debates_until_its_answers_agree_whatever_the_prose_embeds_to():
+    fake = FakeCompleter()
+    split_panel(fake, [["42", "42"], ["7", "42"], ["9", "42"]])
+    prof = profile(debate={"protocol": "debate", "max_rounds": 3},
+                   panel={"members": ["a", "b", "c"], "min_quorum": 2})
+    _, report = await run(ask(prof), fake)
+    d = report.deliberation
+    first = d["stats"][0]
+    assert first["agreement"] >= 0.85  # the embedding alone would call round 1 agreed
+    assert first["answer_agreement"] == pytest.approx(1 / 3, abs=1e-3) and first["agreed"] is False
+    assert d["stop_reason"] == "unanimous" and d["rounds"] == 2
+    assert d["stats"][1]["answer_agreement"] == 1.0 and d["stats"][1]["agreed"] is True
+    assert d["vote"] == {"answer": "42", "share": 1.0}
+
+
+async def test_a_split_panel_runs_out_of_rounds_when_it_never_agrees():
+    fake = FakeCompleter()
+    split_panel(fake, [["42"] * 3, ["7"] * 3, ["9"] * 3])
+    prof = profile(debate={"protocol": "debate", "max_rounds": 3}, panel={"members": ["a", "b", "c"]})
+    _, report = await run(ask(prof), fake)
+    assert report.deliberation["stop_reason"] == "max_rounds" and report.deliberation["rounds"] == 3
+
+
+async def test_a_two_to_one_majority_agrees_at_the_default_threshold():
+    fake = FakeCompleter()
+    split_panel(fake, [["42"], ["42"], ["13"]])
+    prof = profile(debate={"protocol": "debate"}, panel={"members": ["a", "b", "c"], "early_stop": {"mode": "off"}})
+    _, report = await run(ask(prof), fake)
+    d = report.deliberation
+    assert d["stop_reason"] == "agreed_in_round_1" and d["stats"][0]["answer_agreement"] == pytest.approx(2 / 3, abs=1e-3)
+
+
+async def test_a_settled_first_wave_is_round_one_agreement_and_the_rest_are_never_asked():
+    fake = FakeCompleter()
+    split_panel(fake, [["42"], ["42"], ["42"]])
+    prof = profile(debate={"protocol": "debate"}, panel={"members": ["a", "b", "c"]})
+    events, report = await run(ask(prof), fake)
+    d = report.deliberation
+    assert d["stop_reason"] == "agreed_in_round_1"
+    assert fake.calls_to("c") == [] and d["early_stop"]["asked"] == 2 and d["early_stop"]["saved"] == 1
+    assert d["early_stop"]["saved_seats"] == ["c"] and d["early_stop"]["cost_saved_usd"] > 0

@@ -93,6 +93,22 @@ def test_debate_and_consensus_runs_log_every_round(proxy):
     check_frames(frames)
     stages = [f["data"]["data"]["stage"] for f in events(frames) if f["event"] == "round_started"]
     assert stages[:3] == ["panel", "critique", "vote"]
+    done = {f["data"]["data"]["round"]: f["data"]["data"] for f in events(frames) if f["event"] == "round_done"}
+    assert done[3]["votes"] and all(v["accept"] for v in done[3]["votes"].values())
+    assert [p["seat"] for p in done[1]["points"]] and [p["kind"] for p in done[3]["points"]] == ["candidate"]
+    written = [f["data"]["data"] for f in events(frames) if f["event"] == "candidate_done"]
+    assert [(c["version"], c["stage"], c["status"]) for c in written] == [(1, "candidate", "ok")]
+
+
+def test_the_runs_index_counts_every_round_of_each_protocol(proxy):
+    """A consensus run's drafts, critiques and vote, a debate's rounds, MoA's layers."""
+    for model, run_id in (("fusion/consensus", "ev-rounds-consensus"), ("fusion/debate2", "ev-rounds-debate"),
+                          ("fusion/layers", "ev-rounds-layers"), ("fusion/research", "ev-rounds-moa")):
+        ask(proxy.url, model, run_id)
+    runs = httpx.get(f"{proxy.url}/chorus/v1/runs", params={"limit": 200}, timeout=30,
+                     headers={"Authorization": "Bearer sk-team-a"}).json()["runs"]
+    rounds = {r["id"]: r["rounds"] for r in runs if r["id"].startswith("ev-rounds-")}
+    assert rounds == {"ev-rounds-consensus": 3, "ev-rounds-debate": 2, "ev-rounds-layers": 2, "ev-rounds-moa": 1}
 
 
 def test_a_viewer_attached_before_the_run_sees_it_all_live(proxy):

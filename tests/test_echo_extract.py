@@ -3,7 +3,7 @@ import pytest
 
 from chorus_litellm.config import EchoConfig
 from chorus_litellm.stages import echo
-from chorus_litellm.stages.extract import confidence, extract, weighted_vote
+from chorus_litellm.stages.extract import answer_key, confidence, extract, panel_vote, tally, weighted_vote
 
 Q = np.array([1.0, 0.0, 0.0])
 KW = EchoConfig().model_dump(include={"parrot_residual", "copy_similarity"})  # the thresholds, at their defaults
@@ -59,3 +59,43 @@ def test_confidence_and_weighted_vote():
     assert confidence("no statement") == 1.0
     assert weighted_vote([("4", 0.9), ("5", 1.0), ("4", 0.5), (None, 1.0)]) == ("4", pytest.approx(1.4 / 2.4))
     assert weighted_vote([(None, 1.0)]) == (None, 0.0)
+
+
+@pytest.mark.parametrize(
+    "question, text, key",
+    [
+        ("What is the capital of Russia?", "The capital of Russia is Moscow.", "moscow"),
+        ("What is the capital of Russia?", "Moscow is the capital city of Russia, known for the Kremlin.", "moscow"),
+        ("What is the capital of France?", "Sure! The capital of France is Paris.", "paris"),
+        ("What is the capital of France?", "France's capital is Paris.", "paris"),
+        ("What is the capital of France?", "paris", "paris"),
+        ("What is the capital of France?", "Answer: Paris", "paris"),
+        ("What is the capital of Mexico?", "The capital of Mexico is Mexico City.", "mexico city"),
+        ("What is the capital of Argentina?", "Buenos Aires.", "buenos aires"),
+        ("What is the capital of Australia?", "The capital of Australia is Canberra, not Sydney.", "canberra"),
+        ("What is 3 + 5?", "3 + 5 = 8", "8"),
+        ("What is 6 + 7?", "6 + 7 equals 13.", "13"),
+        ("What is 6 + 7?", "The answer is 13.", "13"),
+        ("How many days are in a week?", "There are 7 days in a week.", "7"),
+        ("What is 6 + 7?", "The user's message, to answer now:\nWhat is 6 + 7?", None),  # scaffolding, no answer
+        ("What is 6 + 7?", "What is 6 + 7? 13", "13"),
+        ("Is Paris in France?", "Yes, it is.", "yes"),
+        ("Why is the sky blue?", "Rayleigh scattering of sunlight.", None),  # open-ended: synthesized
+        ("Compare Raft and Paxos.", "Raft is easier to understand.", None),
+        ("Compare Raft and Paxos.", "Reasoning... The answer is 42.", "42"),  # stated: always read
+        ("What is 2 + 2?", " ".join(["word"] * 50) + " so 4", None),  # long and not stated: open-ended
+    ],
+)
+def test_answer_key_reads_the_answer_as_a_reader_would(question, text, key):
+    assert answer_key(text, question) == key
+
+
+def test_tally_agreement_counts_every_answer_and_settles_when_no_seat_can_overtake():
+    split = tally([("42", 1.0), ("7", 1.0), ("9", 1.0)])
+    assert split.answer is not None and split.agreement == pytest.approx(1 / 3) and not split.settled(0)
+    two = tally([("42", 1.0), ("42", 1.0)])
+    assert two.agreement == 1.0 and two.settled(1) and not two.settled(2)
+    partly = tally([("42", 1.0), (None, 1.0), (None, 1.0)])
+    assert partly.share == 1.0 and partly.agreement == pytest.approx(1 / 3) and not partly.extractable
+    assert panel_vote(["6 + 7 = 13.", "It is 13.", "13"], "What is 6 + 7?") == {
+        "answer": "13", "share": 1.0, "voters": 3, "answers": 3}

@@ -65,7 +65,7 @@ async def test_no_response_format_when_unsupported():
 async def test_one_repair_then_success():
     fake = FakeCompleter().enqueue("judge", Reply("not json"), Reply('{"consensus": [], "best": "A"}'))
     verdict = await analyze(fake, CFG, MSGS, answers("a", "b"), random.Random(0))
-    assert not verdict.degraded and len(verdict.completions) == 2
+    assert not verdict.degraded and len(verdict.completions) == 2 and verdict.attempts == 2
     repair = fake.calls[1].messages
     assert repair[-2] == {"role": "assistant", "content": "not json"}
     assert "not valid JSON" in repair[-1]["content"]
@@ -78,6 +78,30 @@ async def test_degraded_after_failed_repair_or_call():
     fake = FakeCompleter().enqueue("judge", UpstreamError("timeout", "deadline exceeded"))
     verdict = await analyze(fake, CFG, MSGS, answers("a", "b"), random.Random(0))
     assert verdict.degraded and "timeout" in verdict.error
+
+
+async def test_two_judge_calls_in_all_each_one_upstream_call():
+    fake = FakeCompleter().enqueue("judge", UpstreamError("http_error", "down", status=503), Reply('{"best": "A"}'))
+    verdict = await analyze(fake, CFG, MSGS, answers("a", "b"), random.Random(0))
+    assert not verdict.degraded and verdict.attempts == 2  # a failed call is retried once
+    assert [c.params["num_retries"] for c in fake.calls] == [0, 0]  # the Router never retries them too
+    down = UpstreamError("http_error", "down", status=500)
+    fake = FakeCompleter().enqueue("judge", down, down, Reply("never asked"))
+    verdict = await analyze(fake, CFG, MSGS, answers("a", "b"), random.Random(0))
+    assert verdict.degraded and verdict.attempts == 2 == len(fake.calls) and "after 2 attempt(s)" in verdict.error
+    # a failed call and a repair share the two calls
+    fake = FakeCompleter().enqueue("judge", down, Reply("not json"), Reply('{"best": "A"}'))
+    verdict = await analyze(fake, CFG, MSGS, answers("a", "b"), random.Random(0))
+    assert verdict.degraded and verdict.attempts == 2 == len(fake.calls)
+
+
+@pytest.mark.parametrize("error", [UpstreamError("timeout", "deadline exceeded"),
+                                   UpstreamError("http_error", "bad", status=400),
+                                   UpstreamError("content_filter", "blocked")])
+async def test_a_judge_out_of_time_or_refused_is_not_asked_again(error):
+    fake = FakeCompleter().enqueue("judge", error, Reply('{"best": "A"}'))
+    verdict = await analyze(fake, CFG, MSGS, answers("a", "b"), random.Random(0))
+    assert verdict.degraded and verdict.attempts == 1 == len(fake.calls)
 
 
 async def test_best_answer_prefers_judges_pick_then_support():

@@ -147,3 +147,14 @@ async def test_a_failed_peer_counts_under_one_bounded_label(registry):
     report, error = await counted(registry, req, fake, pool=pool)
     assert error is None and len(report.panel.failures) == 2
     assert value(registry, "chorus_member_failures_total", model="peer/*", kind="connection") == 2
+
+
+async def test_early_stop_counts_seats_asked_and_saved_and_the_cost_saved(registry):
+    fake = FakeCompleter(json_models={"judge"}).enqueue("writer", "13")
+    fake.enqueue("model-a", "6 + 7 = 13.").enqueue("model-b", "It is 13.")
+    report, error = await counted(registry, request(messages=[{"role": "user", "content": "What is 6 + 7?"}]), fake)
+    assert error is None and report.early_stop["saved"] == 1
+    assert value(registry, "chorus_early_stop_seats_total", kind="asked") == 2
+    assert value(registry, "chorus_early_stop_seats_total", kind="saved") == 1
+    assert value(registry, "chorus_early_stop_saved_usd_total") == pytest.approx(report.early_stop["cost_saved_usd"])
+    assert report.early_stop["cost_saved_usd"] > 0

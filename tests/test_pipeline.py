@@ -97,7 +97,7 @@ async def test_extractable_answers_are_voted_in_moa_and_the_synthesizer_sees_the
     vote = out[-1].report.deliberation["panel_vote"]
     assert vote == {"answer": "42", "share": pytest.approx(2 / 3, abs=1e-4), "voters": 3, "answers": 3}
     prompt = fake.calls_to("writer")[0].messages[-1]["content"]
-    assert 'vote "42"' in prompt
+    assert 'Most drafts answer "42"' in prompt
     assert prompt.rstrip().endswith("Compare Raft and Paxos. Explain the trade-offs.")  # the question comes last
 
 
@@ -136,3 +136,67 @@ def test_layers_belong_to_the_moa_protocol():
         profile(aggregator={"judge": "judge", "synthesizer": "writer", "layers": 2}, debate={"protocol": "debate"})
     with pytest.raises(ConfigError, match="aggregator.layers"):
         profile(aggregator={"judge": "judge", "synthesizer": "writer", "layers": 5})
+
+
+# Extractable answers: early stop, MoA layers, and the vote guard on the written answer.
+
+SUM = [{"role": "user", "content": "What is 6 + 7?"}]
+
+
+async def test_early_stop_asks_the_rest_only_while_the_first_wave_disagrees():
+    fake = FakeCompleter(json_models={"judge"}).enqueue("writer", "6 + 7 = 13.")
+    fake.enqueue("model-a", "6 + 7 = 13.").enqueue("model-b", "It is 12.").enqueue("model-c", "13")
+    out = await events(request(messages=SUM), fake)
+    report = out[-1].report
+    assert len(fake.calls_to("model-c")) == 1  # the wave split 13 / 12: the third seat decides
+    assert report.deliberation["early_stop"] == {"asked": 3, "saved": 0, "saved_seats": [], "cost_saved_usd": 0.0}
+    assert report.deliberation["panel_vote"]["answer"] == "13"
+
+    fake = FakeCompleter(json_models={"judge"}).enqueue("writer", "13")
+    fake.enqueue("model-a", "6 + 7 = 13.").enqueue("model-b", "The sum is 13.")
+    out = await events(request(messages=SUM), fake)
+    assert fake.calls_to("model-c") == [] and out[-1].report.deliberation["early_stop"]["saved"] == 1
+
+
+async def test_open_ended_questions_ask_every_seat_at_once_unless_early_stop_is_on():
+    fake = FakeCompleter(json_models={"judge"})
+    out = await events(request(), fake)  # "Compare Raft and Paxos": no short-answer form
+    assert all(len(fake.calls_to(m)) == 1 for m in ("model-a", "model-b", "model-c"))
+    assert "early_stop" not in (out[-1].report.deliberation or {})
+    fake = FakeCompleter(json_models={"judge"}).enqueue("model-a", "Answer: 42").enqueue("model-b", "Answer: 42")
+    prof = profile(panel={"members": ["model-a", "model-b", "model-c"], "early_stop": {"mode": "on"}})
+    await events(request(prof), fake)
+    assert fake.calls_to("model-c") == []
+
+
+async def test_moa_layers_stop_once_a_layers_answers_agree():
+    fake = FakeCompleter(json_models={"judge"}).enqueue("writer", "13")
+    for m in ("model-a", "model-b", "model-c"):
+        fake.enqueue(m, "6 + 7 = 13.")
+    prof = profile(aggregator={"judge": "judge", "synthesizer": "writer", "layers": 3},
+                   panel={"members": ["model-a", "model-b", "model-c"], "early_stop": {"mode": "off"}})
+    out = await events(request(prof, messages=SUM), fake)
+    d = out[-1].report.deliberation
+    assert d["stop_reason"] == "answers_agree" and d["rounds"] == 1
+    assert all(len(fake.calls_to(m)) == 1 for m in ("model-a", "model-b", "model-c"))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_synthesis_that_states_no_members_answer_gives_way_to_the_vote(stream):
+    fake = FakeCompleter(json_models={"judge"})
+    fake.enqueue("model-a", "6 + 7 = 13.").enqueue("model-b", "The answer is 13.").enqueue("model-c", "12")
+    fake.enqueue("writer", "The user's message, to answer now:\nWhat is 6 + 7?")  # scaffolding parroted
+    out = await events(request(messages=SUM, stream=stream), fake)
+    text = "".join(e.text for e in out if isinstance(e, Delta))
+    report = out[-1].report
+    assert text in ("6 + 7 = 13.", "The answer is 13.")
+    assert report.synthesis.fallback and "synthesis" in report.degraded()
+    assert "the synthesis states no answer" in report.synthesis.error and "'13' stands" in report.synthesis.error
+    assert report.synthesis.completion is not None  # the writer's call was made and is charged
+
+    fake = FakeCompleter(json_models={"judge"})
+    fake.enqueue("model-a", "6 + 7 = 13.").enqueue("model-b", "It is 12.").enqueue("model-c", "13")
+    fake.enqueue("writer", "The sum is 12, after checking.")  # a member's (minority) answer: the writer may pick it
+    out = await events(request(messages=SUM, stream=stream), fake)
+    assert "".join(e.text for e in out if isinstance(e, Delta)) == "The sum is 12, after checking."
+    assert not out[-1].report.synthesis.fallback

@@ -472,3 +472,64 @@ def test_a_budget_refusal_is_served_as_litellms_budget_error():
     error = to_litellm_error(BudgetError("Budget has been exceeded! Key=k Current cost: 1"), "chorus/research")
     assert error.status_code == compat.budget_status() and error.type == "budget_exceeded"
     assert error.num_retries == 0 and "Budget has been exceeded!" in str(error)
+
+
+# -- retries counted once, and a cut answer says so -----------------------------------------
+async def test_a_synthesis_cut_mid_stream_ends_with_length_and_says_why(fake):
+    fake.enqueue("writer", Reply("one two three", error=UpstreamError("connection", "reset"), fail_after=2))
+    stream = await litellm.acompletion(model="fusion/test", messages=HARD, stream=True)
+    chunks = [c async for c in stream]
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    ext = next(c.provider_specific_fields["chorus"] for c in chunks if getattr(c, "provider_specific_fields", None))
+    assert content == "one two" and finish == ["length"]
+    assert ext["degraded"] == ["synthesis_cut"] and ext["synthesis"]["cut"] and "reset" in ext["synthesis"]["error"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_synthesizer_stopped_at_max_tokens_ends_with_length(monkeypatch, stream):
+    import dataclasses
+
+    class Capped(FakeCompleter):
+        async def complete(self, model, messages, **kwargs):
+            done = await super().complete(model, messages, **kwargs)
+            return dataclasses.replace(done, finish_reason="length") if model == "writer" else done
+
+        async def stream(self, model, messages, **kwargs):
+            async for piece in super().stream(model, messages, **kwargs):
+                yield dataclasses.replace(piece, finish_reason="length") if model == "writer" and not \
+                    isinstance(piece, str) else piece
+
+    handler = FusionHandler({"test": profile()}, completer=Capped().enqueue("writer", Reply("one two")))
+    monkeypatch.setattr(litellm, "custom_provider_map", [{"provider": "fusion", "custom_handler": handler}])
+    from litellm.utils import custom_llm_setup
+
+    custom_llm_setup()
+    resp = await litellm.acompletion(model="fusion/test", messages=HARD, stream=stream, max_tokens=2)
+    if stream:
+        finish = [c.choices[0].finish_reason async for c in resp if c.choices and c.choices[0].finish_reason]
+        assert finish == ["length"]
+    else:
+        assert resp.choices[0].finish_reason == "length" and resp.chorus["degraded"] == []
+
+
+async def test_the_router_completer_passes_num_retries_on_and_counts_the_routers_retries():
+    from litellm.types.utils import Choices, Message, ModelResponse
+
+    from chorus_litellm.adapters.llm import OWN_RETRIES, RouterCompleter
+
+    class Router:
+        seen: list = []
+
+        async def acompletion(self, **kwargs):
+            self.seen.append(kwargs)
+            response = ModelResponse(choices=[Choices(message=Message(content="hi"), finish_reason="stop")])
+            response._hidden_params["additional_headers"] = {"x-litellm-attempted-retries": len(self.seen) - 1}
+            return response
+
+    router = Router()
+    completer = RouterCompleter(lambda: router)
+    first = await completer.complete("m", HARD, timeout=5, **OWN_RETRIES)
+    assert router.seen[0]["num_retries"] == 0 and first.attempts == 1
+    second = await completer.complete("m", HARD, timeout=5)  # a member: the Router's retries, counted
+    assert "num_retries" not in router.seen[1] and second.attempts == 2

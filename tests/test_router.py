@@ -54,5 +54,6 @@ async def test_classifier_in_the_band_fails_open(reply, decision, reason):
     route = await decide(cfg, None, msgs(MID), MID, fake)
     assert route.decision == decision
     assert reason in route.reason
-    assert len(fake.calls_to("small")) == 1
+    assert len(fake.calls_to("small")) == 1  # asked once, never retried: the gate fails open instead
     assert fake.calls_to("small")[0].params["max_tokens"] == 20
+    assert fake.calls_to("small")[0].params["num_retries"] == 0  # nor retried by LiteLLM's Router

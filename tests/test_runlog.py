@@ -41,7 +41,7 @@ async def test_a_moa_run_logs_every_stage_in_order_with_a_map_of_its_round():
     assert error is None
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert collapse(types(events)) == ["run_started", "route", "round_started", "answer", "round_done", "judge_done",
-                                       "synthesis_started", "answer_delta", "run_done"]
+                                       "synthesis_started", "answer_delta", "synthesis_done", "run_done"]
     started = events[0].data
     assert started["protocol"] == "moa" and started["model"] == "fusion/test"
     assert [s["seat"] for s in started["seats"]] == ["model-a", "model-b", "model-c"]
@@ -95,8 +95,8 @@ async def test_a_debate_logs_rounds_echoes_and_a_map_whose_earlier_points_never_
 async def test_consensus_logs_drafts_critiques_and_votes_as_rounds():
     fake = FakeCompleter()
     fake.enqueue("writer", "Candidate: 42.")
-    for m in ("model-a", "model-b", "model-c"):
-        fake.enqueue(m, "Draft: 42.", "Critique: fine.", '{"accept": true}')
+    for m in ("model-a", "model-b", "model-c"):  # open-ended drafts: no extractable answer ends it early
+        fake.enqueue(m, f"Draft by {m}: Raft elects a leader.", "Critique: fine.", '{"accept": true}')
     prof = profile(debate={"protocol": "consensus", "max_rounds": 2})
     events, _out, error = await logged(request(prof), fake, embedder=HashEmbedder())
     assert error is None
@@ -190,3 +190,73 @@ def test_the_runs_index_follows_the_events():
                    "model": "fusion/p", "prompt": "q", "rounds": 1}
     done = summarize([{"seq": 3, "type": "run_done", "time": 12.0, "data": {"cost": 0.5, "rounds": 2}}], run)
     assert done["state"] == "done" and done["cost"] == 0.5 and done["rounds"] == 2 and done["started"] == 10.0
+
+
+async def test_consensus_logs_its_candidates_readable_votes_and_maps_candidates_on_the_drafts_space():
+    """Drafts on the map (round 1), each candidate voted on in its vote round's points,
+    projected with the drafts' basis; votes as ballots, not raw JSON; the synthesizer's
+    calls timed by candidate events; the runs index counts every round."""
+    fake = FakeCompleter()
+    fake.enqueue("writer", "Candidate: Raft elects a leader.", "Revised: Paxos is more general.")
+    fake.enqueue("model-a", "Draft: Raft elects a leader.", "Critique: fine.", '{"accept": true}', '{"accept": true}')
+    fake.enqueue("model-b", "Draft: Paxos is more general.", "Critique: fine.", '{"accept": true}',
+                 '{"accept": true}')
+    fake.enqueue("model-c", "Draft: both need a majority.", "Critique: vague.",
+                 '{"accept": false, "objection": "it is 13"}', '{"accept": true, "objection": ""}')
+    prof = profile(debate={"protocol": "consensus", "max_rounds": 2, "strict_unanimity": True})
+    events, _out, error = await logged(request(prof), fake, embedder=HashEmbedder())
+    assert error is None
+    done = {e.data["round"]: e.data for e in events if e.type == "round_done"}
+    assert sorted(done) == [1, 2, 3, 4]
+    # the synthesizer's two calls, timed: candidate (v1) then revise (v2)
+    calls = [(e.type, e.data["version"], e.data["stage"]) for e in events if e.type.startswith("candidate")]
+    assert calls == [("candidate_started", 1, "candidate"), ("candidate_done", 1, "candidate"),
+                     ("candidate_started", 2, "revise"), ("candidate_done", 2, "revise")]
+    written = [e.data for e in events if e.type == "candidate_done"]
+    assert [c["text"] for c in written] == ["Candidate: Raft elects a leader.", "Revised: Paxos is more general."]
+    assert all(c["status"] == "ok" and c["latency_s"] >= 0 and c["model"] == "writer" for c in written)
+    # votes as ballots: who accepted, with what objection (the raw JSON stays in the answer events)
+    assert done[3]["votes"] == {
+        "model-a": {"accept": True, "confidence": None, "objection": "", "blocking": [], "cast": True},
+        "model-b": {"accept": True, "confidence": None, "objection": "", "blocking": [], "cast": True},
+        "model-c": {"accept": False, "confidence": None, "objection": "it is 13", "blocking": [], "cast": True}}
+    assert done[3]["candidate"] == 1 and done[4]["candidate"] == 2
+    assert done[3]["vote"] == {"answer": "accept", "share": pytest.approx(2 / 3, abs=1e-4)}
+    assert done[2]["votes"] is None and done[2]["points"] == []  # critiques: no map, a viewer keeps the drafts
+    # the map: the drafts (round 1), then each candidate in the round that voted on it,
+    # among the drafts it resembles (their positions weighted by a softmax of its cosines)
+    drafts = done[1]["points"]
+    assert [p["round"] for p in drafts] == [1, 1, 1]
+    texts = {a.data["seat"]: a.data["text"] for a in events if a.type == "answer" and a.data["round"] == 1}
+    names = [p["seat"] for p in drafts]
+    embed = HashEmbedder()
+    vectors = await embed.encode([texts[n] for n in names])
+    assert np.allclose(Projection(vectors)(vectors), [[p["x"], p["y"], p["z"]] for p in drafts], atol=1e-3)
+    for r, text in ((3, "Candidate: Raft elects a leader."), (4, "Revised: Paxos is more general.")):
+        (point,) = done[r]["points"]
+        assert point["seat"] == "synthesizer" and point["round"] == r and point["kind"] == "candidate"
+        assert point["version"] == r - 2
+        sims = vectors @ (await embed.encode([text]))[0]
+        assert point["similarity"] == pytest.approx(dict(zip(names, sims.tolist())), abs=1e-3)
+        weights = np.exp((sims - sims.max()) / 0.05)
+        expected = weights @ Projection(vectors)(vectors) / weights.sum()
+        assert [point["x"], point["y"], point["z"]] == pytest.approx(expected.tolist(), abs=1e-3)
+    # the candidate that copies a draft sits next to it
+    (v2,) = done[4]["points"]
+    nearest = min(drafts, key=lambda p: (p["x"] - v2["x"]) ** 2 + (p["y"] - v2["y"]) ** 2 + (p["z"] - v2["z"]) ** 2)
+    assert nearest["seat"] == "model-b"
+    assert events[-1].type == "run_done" and events[-1].data["stop_reason"] == "consensus"
+    # the runs index: four rounds (drafts, critiques, two votes), not the two votes
+    assert summarize([e.envelope() for e in events])["rounds"] == 4
+
+
+def test_the_runs_index_counts_a_consensus_runs_rounds_not_its_votes():
+    events = [{"seq": 1, "type": "run_started", "time": 10.0, "data": {"profile": "c", "protocol": "consensus"}},
+              *({"seq": 1 + r, "type": "round_done", "time": 10.0 + r, "data": {"round": r}} for r in (1, 2, 3)),
+              {"seq": 5, "type": "run_done", "time": 14.0, "data": {"cost": 0.1, "rounds": 1}}]
+    assert summarize(events)["rounds"] == 3
+    # batches may come in any order: the count never goes down
+    run = summarize(events[4:], summarize(events[:4]))
+    assert run["rounds"] == 3 and run["state"] == "done"
+    run = summarize(events[:4], summarize(events[4:]))
+    assert run["rounds"] == 3

@@ -37,7 +37,7 @@ async def test_a_tool_turn_is_fused_and_only_the_synthesizer_may_call_the_client
         assert offered == (call.model == "writer"), call.model  # members and judge never see the schemas
     writer = fake.calls_to("writer")[0]
     assert writer.params["tools"] == TOOLS and writer.params["tool_choice"] == "auto"
-    assert "call the tool instead of answering" in writer.messages[-1]["content"]
+    assert "call the tool instead of answering" in writer.messages[0]["content"]  # instructions: the system turn
     assert "".join(e.text for e in events if isinstance(e, Delta)) == ""
 
 
@@ -53,7 +53,7 @@ async def test_the_panel_and_judge_read_tool_results_as_text_and_the_writer_the_
         assert "[Called: get_weather({\\\"city\\\": \\\"Oslo\\\"})]" in text
         assert "[Result of get_weather]" in text and "temp_c" in text
     writer = fake.calls_to("writer")[0]
-    assert writer.messages[:3] == AFTER  # the conversation as it is, tool turns intact, then our data
+    assert writer.messages[1:4] == AFTER  # our instructions, the conversation as it is (tool turns intact), our data
 
 
 async def test_panel_tools_shows_the_schemas_with_tool_choice_none_and_the_judge_still_reads_text():

@@ -4,6 +4,24 @@ Stages call a `Completer`; they never import LiteLLM. `RouterCompleter` sends ev
 through a `litellm.Router` (inside the proxy: the proxy's own `llm_router`, so deployment
 credentials, fallbacks, retries and cooldowns apply). Foreign exceptions are mapped here,
 once, to `UpstreamError(kind, ...)`. The test double is `chorus_litellm.testing.FakeCompleter`.
+
+Retries: each stage's retry is decided once, by one layer, so retries never multiply.
+- Stages with their own recovery send `OWN_RETRIES` (`num_retries=0`, which the Router
+  honours per call over its own and the deployment's setting) and retry, if at all, in
+  their own loop inside the run's deadline: the synthesis (one retry before its first
+  word, then a panel answer), the judge (two calls in all: a retry of a failed call or
+  one JSON repair, then the degraded path) and the gate's classifier (never retried: it
+  fails open to fusion at once). Their calls are each one upstream call, so the attempts
+  they report (`chorus.synthesis.attempts`, `chorus.judge.attempts`) are exactly what the
+  upstream saw.
+- Every other call (panel members, debate and consensus rounds) keeps the Router's
+  retries (the deployment's or `router_settings.num_retries`; `debate.max_retries` sets
+  it per profile); the plugin never re-asks a failed member: the quorum absorbs it. The
+  Router's retries are counted from its `x-litellm-attempted-retries` header into
+  `Completion.attempts` (`chorus.usage.calls[].attempts`).
+A Router `fallbacks` entry (another model group, the operator's routing) still applies
+inside one attempt; a Router `retry_policy` overrides a per-call 0 on older LiteLLM
+releases (1.98 for one: the Router then retries as the policy says).
 """
 
 from __future__ import annotations
@@ -59,6 +77,30 @@ class Completer(Protocol):
 
     def supports_response_schema(self, model: str) -> bool:
         """Whether `response_format={"type": "json_schema", ...}` may be sent to `model`."""
+
+
+# The params of a call whose stage retries itself (see the module docstring): the
+# Router must not retry it too.
+OWN_RETRIES: dict[str, Any] = {"num_retries": 0}
+
+
+def worth_retrying(exc: UpstreamError) -> bool:
+    """Worth one more try: a timeout, a dropped connection, a 429 or a 5xx (not a content
+    filter, an empty answer or a request the model refused as malformed)."""
+    if exc.kind in ("timeout", "connection", "error"):
+        return True
+    return exc.kind == "http_error" and (exc.status is None or exc.status == 429 or exc.status >= 500)
+
+
+def router_attempts(response: Any) -> int:
+    """Upstream calls behind a Router response: 1 plus the retries the Router says it made
+    (`x-litellm-attempted-retries` in its hidden params); 1 when it does not say."""
+    hidden = getattr(response, "_hidden_params", None)
+    headers = (hidden.get("additional_headers") if isinstance(hidden, dict) else None) or {}
+    try:
+        return 1 + max(0, int(headers.get("x-litellm-attempted-retries") or 0))
+    except (TypeError, ValueError):
+        return 1
 
 
 def map_exception(exc: BaseException) -> UpstreamError:
@@ -134,13 +176,14 @@ class RouterCompleter:
         for i, call in enumerate(getattr(choice.message, "tool_calls", None) or ()):
             calls.add(call, i)
         return _completion(model, choice.message.content or "", usage, cost, started, choice.finish_reason,
-                           calls.done(), citations(getattr(choice.message, "annotations", None)))
+                           calls.done(), citations(getattr(choice.message, "annotations", None)),
+                           router_attempts(response))
 
     async def stream(self, model, messages, *, timeout, stage="", seat="", run="", **params):
         started = time.perf_counter()
         text: list[str] = []
         usage = finish = None
-        calls, cited = ToolCalls(), []
+        calls, cited, attempts = ToolCalls(), [], 1
         deadline = asyncio.get_running_loop().time() + timeout
         try:
             with self._counted(model):
@@ -151,6 +194,7 @@ class RouterCompleter:
                         model=model, messages=messages, timeout=timeout, stream=True,
                         stream_options={"include_usage": True}, **_tagged(params, run, stage, seat),
                     )
+                attempts = router_attempts(response)
                 chunks = aiter(response)
                 while True:
                     async with asyncio.timeout_at(deadline):
@@ -174,7 +218,8 @@ class RouterCompleter:
         cost = compat.streamed_cost(usage)
         if cost is None and usage is not None:
             cost = self.price(model, int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
-        yield _completion(model, "".join(text), usage, cost, started, finish, calls.done(), citations(cited))
+        yield _completion(model, "".join(text), usage, cost, started, finish, calls.done(), citations(cited),
+                          attempts)
 
     def estimate(self, model: str, messages: list[Message], text: str) -> Completion:
         """Counted with LiteLLM's tokenizer for the deployment, priced from its
@@ -308,7 +353,7 @@ def citations(annotations: Any) -> tuple[dict, ...]:
     return tuple(found.values())
 
 
-def _completion(model, text, usage, cost, started, finish, tool_calls=(), cited=()) -> Completion:
+def _completion(model, text, usage, cost, started, finish, tool_calls=(), cited=(), attempts=1) -> Completion:
     if finish == "content_filter":
         raise UpstreamError("content_filter", "the model's content filter stopped the answer")
     if cost is None:
@@ -325,6 +370,7 @@ def _completion(model, text, usage, cost, started, finish, tool_calls=(), cited=
         finish_reason=finish,
         tool_calls=tool_calls,
         citations=cited,
+        attempts=attempts,
     )
 
 
@@ -354,7 +400,8 @@ class Wrapper:
 
 
 class DefaultParams(Wrapper):
-    """A Completer that adds default params (e.g. LiteLLM's `num_retries`) to every call."""
+    """A Completer that adds default params (e.g. LiteLLM's `num_retries`) to every call;
+    a param the call names itself wins (a stage's `OWN_RETRIES`)."""
 
     def __init__(self, inner: Completer, **defaults: Any) -> None:
         super().__init__(inner)

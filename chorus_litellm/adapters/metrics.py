@@ -50,6 +50,8 @@ class Series:
     echoes: Any
     judge_degraded: Any
     synthesis_fallback: Any
+    early_stop_seats: Any
+    early_stop_saved_usd: Any
     bounty_paid: Any
     payee_label: bool
 
@@ -77,6 +79,9 @@ class Series:
             counter("chorus_echo_filtered", "Answers the echo watchdog filtered", "reason"),
             counter("chorus_judge_degraded", "Runs whose judge analysis fell back"),
             counter("chorus_synthesis_fallback", "Runs whose answer is a panel draft, not a synthesis"),
+            counter("chorus_early_stop_seats", "Round-1 seats under panel.early_stop: asked, or saved by a settled vote",
+                    "kind"),
+            counter("chorus_early_stop_saved_usd", "Estimated cost of the seats panel.early_stop did not ask, USD"),
             counter("chorus_bounty_paid_minor_units", "Bounty paid out, in minor units",
                     "currency", *(["payee"] if payee_label else [])),
             payee_label,
@@ -124,6 +129,11 @@ class RunMetrics:
             self.s.member_failures.labels(self.profile, model, data["kind"] or "error").inc()
         elif data["status"] == "echo":
             self.s.echoes.labels(self.profile, data["reason"] or "unknown").inc()
+
+    def on_early_stop(self, data: dict) -> None:
+        self.s.early_stop_seats.labels(self.profile, "asked").inc(data["asked"])
+        self.s.early_stop_seats.labels(self.profile, "saved").inc(data["saved"])
+        self.s.early_stop_saved_usd.labels(self.profile).inc(data["cost_saved_usd"])
 
     def on_judge_done(self, data: dict) -> None:
         if data["degraded"]:

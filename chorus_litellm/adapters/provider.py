@@ -10,6 +10,7 @@ into a `ModelResponse` or `ModelResponseStream` chunks:
 - `Relay`    -> the forwarded model's own response or chunk, passed on
 - `Done`     -> usage (sum of every inner call) and the `chorus` extension field on the
                 last content chunk, held back until then, before `finish_reason`
+                (`length` when the synthesis was cut off: `RunReport.finish_reason`)
 
 Charging: the ledger calls `_Charge` after every inner call, so LiteLLM's logging object
 always holds the run's running total: the success path charges it (non-streaming
@@ -408,7 +409,7 @@ class FusionHandler(CustomLLM):
                     tail[0].usage = _usage(report) if isinstance(report, RunReport) else _replayed_usage()
                     tail[0].provider_specific_fields = {"chorus": _extension(report, req)}
                     if all(c.choices[0].finish_reason is None for c in tail if c.choices):
-                        tail.append(own(finish_reason="stop"))
+                        tail.append(own(finish_reason=_finish_reason(report)))
                     for chunk in tail:
                         yield chunk
                     return
@@ -465,7 +466,7 @@ class FusionHandler(CustomLLM):
             calls = list(_tool_calls(report))
             response.choices[0].message = LMessage(  # type: ignore[union-attr]
                 role="assistant", content=text or (None if calls else ""), tool_calls=calls or None)
-            response.choices[0].finish_reason = "tool_calls" if calls else "stop"
+            response.choices[0].finish_reason = report.finish_reason()
             response.model = req.model
         response.usage = _usage(report)  # type: ignore[attr-defined]
         response._hidden_params["response_cost"] = report.cost
@@ -488,6 +489,13 @@ def _tool_calls(report: Any) -> tuple[dict, ...]:
     if isinstance(report, RunReport):
         return report.synthesis.tool_calls if report.synthesis else ()
     return tuple((report["extension"].get("synthesis") or {}).get("tool_calls") or ())
+
+
+def _finish_reason(report: Any) -> str:
+    """A streamed fused answer's last finish_reason (`length` when it was cut off); a
+    replayed run's, and a forwarded one whose model sent none, `stop`."""
+    fused = isinstance(report, RunReport) and report.route is not None and report.route.decision == "fuse"
+    return report.finish_reason() if fused else "stop"
 
 
 def _has_payload(chunk: Any) -> bool:

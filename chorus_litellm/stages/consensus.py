@@ -5,7 +5,9 @@ candidate; every seat votes on it as strict JSON; a majority (or, with
 `strict_unanimity`, every voter) accepting ends the loop, otherwise the synthesizer
 revises against the objections. An unparseable vote counts as a rejection with the
 objection "invalid vote". Yields `Progress` per phase, then one `Outcome` whose answer
-is the last candidate (judge and synthesis are not run again).
+is the last candidate (judge and synthesis are not run again). Drafts whose extracted
+answers already agree (`debate.answer_agreement`) end the loop before it starts: the
+answer is a draft of the majority (stop reason `drafts_agree`).
 
 `debate.revote: dissenters` is the Go seed's loop: votes carry a confidence and blocking
 issues; after a revision only the seats that rejected, listed blocking issues or voted
@@ -21,15 +23,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .. import runlog
 from ..errors import QuorumError, UpstreamError
 from ..request import wants_json
 from ..types import Message, Outcome, Panel, Progress, Seat
 from . import budget, prompts
 from .extract import panel_vote
+from .geometry import Projection
 from .jsonout import json_object
 from .judge import make_labels
-from .panel import close_round, round_of
+from .guard import agreeing_draft
+from .panel import answers_agree, close_round, round_of
 from .panel import results as panel_results
 
 if TYPE_CHECKING:
@@ -100,6 +106,47 @@ def disagreement(votes: dict[str, dict], rounds: int, best: float) -> str:
             f"counted votes reject this answer" + (f". Open issues: {listed}." if listed else "."))
 
 
+class _CandidateMap:
+    """The live view's map of a consensus run: each candidate voted on, as its vote round's
+    `points`, placed among the drafts it draws on: the drafts' map positions (round 1's
+    projection) weighted by a softmax of its cosine to each draft. A synthesis is mostly
+    new text, off the drafts' principal directions, so projecting it alone would put it
+    anywhere; this keeps it on the map, nearest the drafts it resembles."""
+
+    SHARPNESS = 0.05  # softmax temperature over cosines: 0.1 more similar weighs e^2 more
+
+    def __init__(self, ctx: RunContext, drafts: Panel) -> None:
+        self.ctx, self.names = ctx, [a.seat.name for a in drafts.answers]
+        self.texts = [a.completion.text for a in drafts.answers]
+        self.vectors: np.ndarray | None = None
+        self.xyz: np.ndarray | None = None
+
+    def close(self, done: dict, text: str | None) -> None:
+        """A vote round's `round_done`: at once, or with its candidate's point (measured off
+        the critical path) when a viewer renders the map."""
+        if self.ctx.watched and self.ctx.embedder is not None and text and self.texts:
+            self.ctx.spawn(self._placed(done, text))
+        else:
+            self.ctx.emit("round_done", **done)
+
+    async def _placed(self, done: dict, text: str) -> None:
+        try:
+            if self.vectors is None:
+                vectors = await self.ctx.embedder.encode([*self.texts, text])
+                self.vectors, vector = vectors[:-1], vectors[-1]
+                self.xyz = Projection(self.vectors)(self.vectors)  # round 1's map, as drawn
+            else:
+                vector = (await self.ctx.embedder.encode([text]))[0]
+            sims = self.vectors @ vector
+            weights = np.exp((sims - sims.max()) / self.SHARPNESS)
+            point = runlog.candidate_point(done["round"], done["candidate"], weights @ self.xyz / weights.sum(),
+                                           dict(zip(self.names, sims.tolist(), strict=True)))
+            done = {**done, "points": [point]}
+        except Exception as exc:  # noqa: BLE001 - the map is extra: the round's votes still go out
+            self.ctx.report.notes.append(f"live view: {type(exc).__name__}: {exc}")
+        self.ctx.emit("round_done", **done)
+
+
 class _Capped(Exception):
     """The run spent its cost cap: the loop ends with the latest candidate."""
 
@@ -126,20 +173,38 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
         if budget.over_cap(ctx):
             raise _Capped
 
+    written: list[int] = []  # the candidates' versions, for the live view
+
     async def synthesizer(instructions: str, data: object, stage: str) -> str:
         step()
-        completion = await ctx.completer.complete(
-            ctx.profile.aggregator.synthesizer,
-            prompts.with_context(ctx.messages, instructions, prompts.json_data(data)),
-            timeout=ctx.profile.aggregator.synthesis_timeout_s, stage=stage, seat="synthesizer",
-            **ctx.final_params,
-        )
+        version, model = len(written) + 1, ctx.profile.aggregator.synthesizer
+        ctx.emit("candidate_started", version=version, stage=stage, model=model)
+        try:
+            completion = await ctx.completer.complete(
+                model,
+                prompts.with_context(ctx.messages, instructions, prompts.json_data(data)),
+                timeout=ctx.profile.aggregator.synthesis_timeout_s, stage=stage, seat="synthesizer",
+                **ctx.final_params,
+            )
+        except UpstreamError as exc:
+            ctx.emit("candidate_done", **runlog.candidate(version, stage, model, error=exc))
+            raise
+        written.append(version)
+        ctx.emit("candidate_done", **runlog.candidate(version, stage, model, completion))
         return completion.text
 
-    drafts = await everyone("panel", base, seats)  # a missed quorum here fails the run, cleanly
+    # A missed quorum here fails the run, cleanly; drafts come in waves (panel.early_stop).
+    drafts = await round_of(ctx, seats, next(rounds), base, stage="panel", early=True)
     close_round(ctx, drafts, 1)
     history = panel_results(drafts, 1)
+    if answers_agree(ctx, drafts):  # extractable drafts that agree: nothing to critique or vote on
+        best = agreeing_draft(drafts.answers, ctx.question)
+        yield Progress("consensus", f"Drafts: {len(drafts.answers)} of {len(seats)} answered and agree.")
+        result = Consensus(best.completion.text, True, "drafts_agree", drafts)
+        yield Outcome(drafts, history, answer=result.text, summary={**result.summary(), "answer_from": best.seat.name})
+        return
     voters = [a.seat for a in drafts.answers]
+    mapped = _CandidateMap(ctx, drafts)  # the live view: candidates on the drafts' map
     order = list(drafts.answers)
     ctx.rng.shuffle(order)
     anonymized = [{"label": label, "text": a.completion.text}
@@ -159,7 +224,7 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
         except QuorumError:
             notes = []  # write the candidate from the drafts alone
         yield Progress("consensus", f"Critiques: {len(notes)}.")
-        vote = panel_vote([a.completion.text for a in drafts.answers])  # the drafts' extractable answers
+        vote = panel_vote([a.completion.text for a in drafts.answers], ctx.question)  # the drafts' extractable answers
         data = {"drafts": anonymized, "critiques": notes, **({"drafts_vote": vote} if vote else {})}
         candidate = await synthesizer(prompts.CONSENSUS_CANDIDATE, data,
                                       "candidate")
@@ -182,8 +247,11 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
             share = round(accepted / max(1, len(counted)), 4)
             approvals.append(share)
             split = [[n for n, v in counted.items() if v["accept"]], [n for n, v in counted.items() if not v["accept"]]]
-            ctx.emit("round_done", **runlog.round_done(round=2 + round_no, agreement=share, clusters=split,
-                                                       vote={"answer": "accept", "share": share}))
+            ballots = runlog.ballots({a.seat.name: cast.get(a.seat.name) for a in ballot.answers},
+                                     standing if seed else None)
+            mapped.close(runlog.round_done(round=2 + round_no, agreement=share, clusters=split, votes=ballots,
+                                           vote={"answer": "accept", "share": share}, candidate=len(written)),
+                         candidate)
             yield Progress("consensus", f"Vote {round_no}: {accepted} of {len(counted)} accept (need {needed})"
                                         + (f", {len(ballot.answers) - len(cast)} unreadable vote(s) skipped." if seed
                                            else "."))

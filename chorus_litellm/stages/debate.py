@@ -7,11 +7,15 @@ Round 1 is the panel fan-out (each seat with its persona). After every round:
    named with the reason in the summary, the transcript and the receipt;
 3) build the cosine kNN graph, pick the consensus voice (most central answer of the
    largest cluster) and the dissent voice (the eligible answer farthest from the rest);
-4) measure: agreement (mean pairwise cosine), centroid shift, clusters, extracted answers
-   and their confidence-weighted vote;
+4) measure: text agreement (mean pairwise cosine), centroid shift, clusters, extracted
+   answers (stages/extract.py) and their confidence-weighted vote, whose leader's share
+   of all the answers is the answer agreement;
 5) stop if round 1 already agrees, if extracted answers are unanimous, if the answers
    stopped moving while agreeing, if the token budget or the cost cap is spent, or at
-   max_rounds;
+   max_rounds. Where answers are extractable, "agrees" means the answer agreement
+   reaches `answer_agreement`, whatever the prose embeds to; the embedding's agreement
+   decides only for open-ended answers. Round 1 is asked in waves under
+   `panel.early_stop`: a settled first wave is an agreeing round 1;
 6) otherwise every agent gets both voices, anonymized, plus its own previous answer, and
    answers again; with `debate.voices: per_agent`, each agent's own voices instead: the
    eligible answer nearest to its own and the farthest.
@@ -32,7 +36,7 @@ from .. import runlog
 from ..errors import QuorumError
 from ..types import Message, Outcome, Panel, PanelAnswer, Progress, Seat, SeatResult
 from . import atlas, budget, echo, geometry, prompts
-from .extract import confidence, extract, weighted_vote
+from .extract import answer_key, confidence, tally
 from .panel import results as panel_results
 from .panel import round_of
 
@@ -60,9 +64,13 @@ class RoundStats:
     dissent: str | None
     filtered: dict[str, str]
     vote: tuple[str | None, float]
+    answer_agreement: float | None = None  # the leading answer's share of all answers; None: open-ended
+    agreed: bool = False  # by answers where they are extractable, else by text
 
     def as_dict(self) -> dict[str, Any]:
         return {"round": self.round, "agreement": round(self.agreement, 4),
+                "answer_agreement": None if self.answer_agreement is None else round(self.answer_agreement, 4),
+                "agreed": self.agreed,
                 "shift": None if self.shift is None else round(self.shift, 4), "clusters": self.clusters,
                 "consensus": self.consensus, "dissent": self.dissent, "filtered": self.filtered,
                 "vote": {"answer": self.vote[0], "share": round(self.vote[1], 4)} if self.vote[0] else None}
@@ -121,7 +129,8 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     """The `debate` protocol (module docstring): rounds until a stopping rule fires."""
     config, embedder = ctx.preset, ctx.embedder
     base = ctx.seat_messages()
-    q_vec = (await embedder.encode([_question(ctx.messages)]))[0]
+    question = ctx.question
+    q_vec = (await embedder.encode([question]))[0]
     turns: list[list[Turn]] = []
     stats: list[RoundStats] = []
     history: list[SeatResult] = []
@@ -147,7 +156,8 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
             reason = echo.check(text, vecs[i], q_vec, shown.get(answer.seat.name, []),
                                 parrot_residual=config.echo.parrot_residual,
                                 copy_similarity=config.echo.copy_similarity)
-            round_turns.append(Turn(answer.seat.name, round_no, text, extract(text), confidence(text), reason))
+            round_turns.append(Turn(answer.seat.name, round_no, text, answer_key(text, question), confidence(text),
+                                    reason))
             if reason is None:
                 eligible.append(i)
             else:
@@ -172,14 +182,18 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
         names = [result.answers[i].seat.name for i in eligible]
         lay = atlas.layout(vecs, eligible, link=config.link, dissent=config.dissent)
         cons, diss, agreement = lay.consensus, lay.dissent, lay.agreement
-        vote = weighted_vote([(round_turns[i].extracted, round_turns[i].confidence) for i in eligible])
+        count = tally([(round_turns[i].extracted, round_turns[i].confidence) for i in eligible])
+        vote = (count.answer, count.share)
+        answer_agreement = count.agreement if count.extractable else None
+        agreed = (answer_agreement >= config.answer_agreement if answer_agreement is not None
+                  else agreement >= config.agreement)
         extracted = {round_turns[i].extracted for i in eligible}
         unanimous = len(eligible) > 1 and None not in extracted and len(extracted) == 1
         shift = geometry.centroid_shift(prev[1][prev[2]], vecs[eligible]) if prev else None
         stats.append(RoundStats(
             round_no, agreement, shift, [[names[j] for j in c] for c in lay.clusters],
             result.answers[cons].seat.name, result.answers[diss].seat.name if diss is not None else None,
-            {t.seat: t.echo for t in round_turns if t.echo}, vote,
+            {t.seat: t.echo for t in round_turns if t.echo}, vote, answer_agreement, agreed,
         ))
         prev = (result, vecs, eligible, round_turns)
         flips = _flips(turns[-2:], stats[-2:]) if round_no > 1 else []
@@ -188,11 +202,11 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
         yield Progress("debate", _progress(stats[-1], len(result.answers)))
 
         adaptive = config.adaptive_stop
-        if adaptive and round_no == 1 and (agreement >= config.agreement or unanimous):
+        if adaptive and round_no == 1 and (agreed or unanimous or result.saved):
             stop = "agreed_in_round_1"
         elif adaptive and round_no > 1 and unanimous:
             stop = "unanimous"
-        elif adaptive and shift is not None and shift < config.shift and agreement >= config.agreement:
+        elif adaptive and shift is not None and shift < config.shift and agreed:
             stop = "converged"
         elif config.max_total_tokens and ctx.tokens_used() >= config.max_total_tokens:
             stop = "token_budget_exceeded"
@@ -238,7 +252,7 @@ async def _round(ctx: RunContext, active: list[Seat], per_seat: dict[str, list[M
 
     try:
         result = await round_of(ctx, active, round_no, per_seat, stage="panel" if round_no == 1 else "debate",
-                                on_answer=embed)
+                                on_answer=embed, early=round_no == 1 and ctx.preset.adaptive_stop)
         return result, np.stack([(await vectors[a.seat.name])[0] for a in result.answers])
     finally:
         for task in vectors.values():
@@ -266,17 +280,10 @@ def _conclude(turns: list[list[Turn]], stats: list[RoundStats], stop: str,
     )
 
 
-def _question(messages: list[Message]) -> str:
-    """The last user turn: what the echo watchdog compares answers against."""
-    from ..request import prompt_text
-
-    last = next(m for m in reversed(messages) if m.get("role") == "user")
-    return prompt_text([last])
-
-
 def _progress(s: RoundStats, answered: int) -> str:
     shift = "" if s.shift is None else f", shift {s.shift:.3f}"
-    vote = f", vote {s.vote[0]} ({s.vote[1]:.0%})" if s.vote[0] else ""
+    vote = (f", vote {s.vote[0]} ({s.vote[1]:.0%}), answers agree {s.answer_agreement:.0%}"
+            if s.answer_agreement is not None else f", vote {s.vote[0]} ({s.vote[1]:.0%})" if s.vote[0] else "")
     filtered = "".join(f"; {seat} filtered ({why})" for seat, why in s.filtered.items())
     return (f"Round {s.round}: {answered} answers, agreement {s.agreement:.2f}{shift}, "
             f"{len(s.clusters)} cluster(s){vote}{filtered}.")

@@ -2,9 +2,13 @@
 
 Labels are shuffled per call, so the order of completion (which model was fastest) never
 shows. Each answer is trimmed to an equal share of `judge_input_chars`. The reply must be
-JSON of a fixed schema; invalid JSON gets one repair attempt, then the run continues on a
-recorded degraded path (the synthesizer weighs the raw answers itself). Never raises for
-a bad judge: the verdict says what happened.
+JSON of a fixed schema. The judge gets two calls in all, each one upstream call (they say
+`num_retries=0`, so LiteLLM's Router never retries them too): a call that fails with an
+error worth retrying (a dropped connection, a 429 or a 5xx; not a timeout, which would
+spend the judge's time twice) is made once more, and invalid JSON gets one repair
+attempt; then the run continues on a recorded degraded path (the synthesizer weighs the
+raw answers itself). `Verdict.attempts` counts the calls made. Never raises for a bad
+judge: the verdict says what happened.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..adapters.llm import Completer
+from ..adapters.llm import OWN_RETRIES, Completer, worth_retrying
 from ..config import AggregatorConfig
 from ..errors import UpstreamError
 from ..types import Analysis, Completion, Message, PanelAnswer, Point, Verdict
@@ -62,6 +66,8 @@ class _Output(BaseModel):
         return value
 
 
+# Judge calls per run: the first, then one retry of a failed call or one JSON repair.
+JUDGE_ATTEMPTS = 2
 ANALYSIS_FIELDS = {"consensus", "contradictions", "unique_insights", "insights", "blind_spots", "best"}
 LABEL_LIST = re.compile(r"\b([A-Z]{1,2})\b")
 BEST_LABEL = re.compile(r"(?:answer\s+)?\(?([A-Z]{1,2})\)?\.?", re.IGNORECASE)
@@ -169,27 +175,34 @@ async def analyze(
         params["response_format"] = {"type": "json_object"}
     calls: list[Completion] = []
     error = "no attempt"
-    for attempt in range(2):  # the first try, then one repair
+    attempts = 0
+    while attempts < JUDGE_ATTEMPTS:  # the first try, then one retry or one repair
+        attempts += 1
         try:
             completion = await completer.complete(
-                config.judge, request, timeout=config.judge_timeout_s, stage="judge", seat="judge", **params
+                config.judge, request, timeout=config.judge_timeout_s, stage="judge", seat="judge",
+                **params, **OWN_RETRIES,
             )
         except UpstreamError as exc:
-            error = f"judge call failed: {exc.describe()}"
+            error = f"judge call failed after {attempts} attempt(s): {exc.describe()}"
+            if worth_retrying(exc) and exc.kind != "timeout":
+                continue
             break
         calls.append(completion)
+        attempts += completion.attempts - 1  # a Router that ignored num_retries=0 retried anyway
         try:
             analysis, raw = parse_analysis(completion.text, labels, bare_label=config.judge_schema == "minimal")
         except ValueError as exc:
-            error = f"invalid judge JSON after {attempt + 1} attempt(s): {exc}"
+            error = f"invalid judge JSON after {attempts} attempt(s): {exc}"
             request = [
                 *request,
                 {"role": "assistant", "content": completion.text},
                 {"role": "user", "content": prompts.JUDGE_REPAIR.format(error=exc)},
             ]
             continue
-        return Verdict(analysis, tuple(calls), labels=labels, labelled=tuple(labelled), raw=raw)
-    return Verdict(None, tuple(calls), degraded=True, error=error, labels=labels, labelled=tuple(labelled))
+        return Verdict(analysis, tuple(calls), labels=labels, labelled=tuple(labelled), raw=raw, attempts=attempts)
+    return Verdict(None, tuple(calls), degraded=True, error=error, labels=labels, labelled=tuple(labelled),
+                   attempts=attempts)
 
 
 def best_answer(verdict: Verdict, answers: tuple[PanelAnswer, ...]) -> PanelAnswer:

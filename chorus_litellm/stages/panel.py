@@ -19,7 +19,7 @@ from ..adapters.llm import Completer
 from ..config import PanelConfig
 from ..errors import QuorumError, UpstreamError
 from ..types import Message, Outcome, Panel, PanelAnswer, PanelFailure, Progress, Seat, SeatResult
-from . import atlas, budget, prompts
+from . import atlas, budget, extract, prompts
 
 if TYPE_CHECKING:
     from ..context import RunContext
@@ -49,10 +49,12 @@ def seats(config: PanelConfig) -> list[Seat]:
 async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     """The `moa` protocol: every seat answers once per layer (`aggregator.layers`, default
     one). A later layer shows each seat the previous layer's answers, shuffled and
-    unattributed, as references; the judge and synthesis work on the last layer."""
+    unattributed, as references; the judge and synthesis work on the last layer. Layer 1
+    is asked in waves under `panel.early_stop`; where answers are extractable, a layer
+    whose answers agree (`debate.answer_agreement`) is the last one asked."""
     layers = ctx.profile.aggregator.layers
     own = ctx.seat_messages()
-    per_seat, history, stop = own, [], None
+    per_seat, history, stop, stats = own, [], None, []
     for layer in range(1, layers + 1):
         if layer > 1 and budget.over_cap(ctx):
             stop, layers = "cost_cap_reached", layer - 1
@@ -60,15 +62,28 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
             break
         if layer > 1:
             yield Progress("panel", f"Layer {layer} of {layers}: the panel reads layer {layer - 1}'s answers.")
-        result = await round_of(ctx, ctx.seats, layer, per_seat)
+        result = await round_of(ctx, ctx.seats, layer, per_seat, early=layer == 1)
         close_round(ctx, result, layer)
         history += results(result, layer)
+        stats.append({"round": layer, **answer_measure(ctx, result)})
+        if layer < layers and answers_agree(ctx, result):
+            stop, layers = "answers_agree", layer
+            yield Progress("panel", f"Layer {layer}'s answers agree: no further layer asked.")
+            break
         references = [a.completion.text for a in result.answers]
         ctx.rng.shuffle(references)  # completion order says who was fast; drop it
         per_seat = {name: [*messages, {"role": "user", "content": prompts.layer_user(references)}]
                     for name, messages in own.items()}
-    summary = {"rounds": layers, "stop_reason": stop, "layers": layers} if layers > 1 or stop else None
+    summary = ({"rounds": layers, "stop_reason": stop, "layers": layers, "answer_agreement_by_layer": stats}
+               if layers > 1 or stop else None)
     yield Outcome(result, tuple(history), summary=summary)
+
+
+def answers_agree(ctx: RunContext, panel: Panel) -> bool:
+    """The round's answers are extractable and agree (`debate.answer_agreement`), or a
+    first wave settled the vote."""
+    agreement = answer_measure(ctx, panel)["answer_agreement"]
+    return bool(panel.saved) or (agreement is not None and agreement >= ctx.preset.answer_agreement)
 
 
 def results(panel: Panel, round_no: int, echoes: dict[str, str] | None = None) -> tuple[SeatResult, ...]:
@@ -113,24 +128,40 @@ async def fan_out(
     per_seat: dict[str, list[Message]] | None = None,
     on_result: Callable[[PanelAnswer | PanelFailure], None] | None = None,
     stage: str = "panel",
+    first_wave: int | None = None,
+    settled: Callable[[list[PanelAnswer], int], bool] | None = None,
 ) -> Panel:
     """`per_seat` gives some seats their own messages (personas, debate rounds);
     `on_result` sees each answer or failure as it arrives (the event log; the debate
-    starts embedding answers)."""
+    starts embedding answers). With `first_wave`, only that many seats are asked first;
+    once they have all ended, the rest are asked unless `settled(answers, seats left)`
+    says no remaining seat can change the outcome (then they are `Panel.saved`)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     per_seat = per_seat or {}
-    tasks = {
-        asyncio.create_task(_ask(completer, seat, per_seat.get(seat.name, messages), timeout_s, params, stage)): seat
-        for seat in panel_seats
-    }
+    tasks: dict[asyncio.Task, Seat] = {}
+
+    def ask(among: list[Seat]) -> set[asyncio.Task]:
+        new = {asyncio.create_task(_ask(completer, seat, per_seat.get(seat.name, messages), timeout_s, params,
+                                        stage)): seat for seat in among}
+        tasks.update(new)
+        return set(new)
+
+    wave = first_wave if first_wave is not None and settled is not None else len(panel_seats)
+    held, saved = list(panel_seats[wave:]), []
     answers: list[PanelAnswer] = []
     failures: list[PanelFailure] = []
     order = {seat.name: i for i, seat in enumerate(panel_seats)}
-    pending = set(tasks)
+    pending = ask(list(panel_seats[:wave]))
     grace_until: float | None = None
     try:
-        while pending:
+        while pending or held:
+            if not pending:  # the first wave has ended: settled, or ask the rest now
+                if len(answers) >= quorum and settled(answers, len(held)):
+                    saved, held = held, []
+                    break
+                pending, held = ask(held), []
+                continue
             wait_for = None if grace_until is None else max(0.0, grace_until - loop.time())
             done, pending = await asyncio.wait(pending, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED)
             if not done:
@@ -140,11 +171,11 @@ async def fan_out(
                 (answers if isinstance(result, PanelAnswer) else failures).append(result)
                 if on_result is not None:
                     on_result(result)
-            if grace_until is None and len(answers) >= quorum:
+            if grace_until is None and not held and len(answers) >= quorum:
                 now = loop.time()
                 grace_s = min(grace_s, grace_ratio * (now - started))
                 grace_until = now + grace_s
-            if len(answers) + len(pending) < quorum:
+            if len(answers) + len(pending) + len(held) < quorum:
                 break  # the quorum can no longer be met
     finally:
         for task in pending:
@@ -169,7 +200,7 @@ async def fan_out(
             tuple(failures),
         )
     # Answers stay in completion order here; the judge shuffles labels before anyone sees them.
-    return Panel(tuple(answers), tuple(failures))
+    return Panel(tuple(answers), tuple(failures), tuple(saved))
 
 
 async def convene(
@@ -183,21 +214,42 @@ async def convene(
     per_seat: dict[str, list[Message]] | None = None,
     on_result: Callable[[PanelAnswer | PanelFailure], None] | None = None,
     stage: str = "panel",
+    question: str | None = None,
 ) -> Panel:
-    """`fan_out` with the profile's deadlines and grace."""
+    """`fan_out` with the profile's deadlines and grace; given the `question`, round 1
+    in waves as `panel.early_stop` says."""
+    wave = first_wave(config, len(panel_seats), question) if question is not None else None
     return await fan_out(
         completer, panel_seats, messages, quorum=quorum, timeout_s=config.timeout_s,
         grace_s=config.quorum_grace_s, grace_ratio=config.quorum_grace_ratio, params=params,
-        per_seat=per_seat, on_result=on_result, stage=stage,
+        per_seat=per_seat, on_result=on_result, stage=stage, first_wave=wave,
+        settled=(lambda answers, left: vote_settled(answers, left, question or "")) if wave else None,
     )
+
+
+def first_wave(config: PanelConfig, seats: int, question: str) -> int | None:
+    """How many seats round 1 asks first, or None (all at once): `panel.early_stop`."""
+    mode = config.early_stop.mode
+    if mode == "off" or (mode == "auto" and extract.question_form(question) is None):
+        return None
+    wave = config.early_stop.first_wave or seats // 2 + 1
+    return wave if wave < seats else None
+
+
+def vote_settled(answers: list[PanelAnswer], left: int, question: str) -> bool:
+    """The first wave's answers are extractable and `left` more seats cannot overtake
+    (or tie) the leading answer."""
+    result = extract.tally_texts([a.completion.text for a in answers], question)
+    return result.extractable and result.settled(left)
 
 
 async def round_of(ctx: RunContext, among: list[Seat], round_no: int, per_seat: dict[str, list[Message]], *,
                    stage: str = "panel", on_answer: Callable[[PanelAnswer], None] | None = None,
-                   quorum: int | None = None) -> Panel:
+                   quorum: int | None = None, early: bool = False) -> Panel:
     """One round of the run's panel, on the event log: announced, then every answer and
     failure as it arrives (`on_answer` sees the answers too). `quorum` defaults to the
-    run's (a re-vote of a few seats needs fewer)."""
+    run's (a re-vote of a few seats needs fewer). `early`: round 1 of a protocol, asked in
+    waves under `panel.early_stop`; the seats it saved are counted on the run's report."""
     ctx.emit("round_started", round=round_no, stage=stage, seats=[s.name for s in among])
 
     def seen(result: PanelAnswer | PanelFailure) -> None:
@@ -205,8 +257,23 @@ async def round_of(ctx: RunContext, among: list[Seat], round_no: int, per_seat: 
         if on_answer is not None and isinstance(result, PanelAnswer):
             on_answer(result)
 
-    return await convene(ctx.completer, ctx.panel, among, ctx.messages, quorum=ctx.quorum if quorum is None else quorum,
-                         params=ctx.draft_params, per_seat=per_seat, on_result=seen, stage=stage)
+    result = await convene(ctx.completer, ctx.panel, among, ctx.messages,
+                           quorum=ctx.quorum if quorum is None else quorum, params=ctx.draft_params,
+                           per_seat=per_seat, on_result=seen, stage=stage, question=ctx.question if early else None)
+    if early and first_wave(ctx.panel, len(among), ctx.question):
+        ctx.report.early_stop = early_stop_summary(result, len(among))
+        ctx.emit("early_stop", round=round_no, **ctx.report.early_stop)
+    return result
+
+
+def early_stop_summary(result: Panel, seats: int) -> dict[str, Any]:
+    """Seats asked and saved by the first wave, and what the saved ones would have cost
+    (the mean cost of the answers that came back, per seat)."""
+    asked = seats - len(result.saved)
+    paid = [a.completion.cost for a in result.answers]
+    mean = sum(paid) / len(paid) if paid else 0.0
+    return {"asked": asked, "saved": len(result.saved), "saved_seats": [s.name for s in result.saved],
+            "cost_saved_usd": round(mean * len(result.saved), 8)}
 
 
 def close_round(ctx: RunContext, panel: Panel, round_no: int) -> None:
@@ -214,14 +281,25 @@ def close_round(ctx: RunContext, panel: Panel, round_no: int) -> None:
     if ctx.watched:
         ctx.spawn(mapped(ctx, panel, round_no))
     else:
-        ctx.emit("round_done", **runlog.round_done(round=round_no, clusters=[[a.seat.name for a in panel.answers]]))
+        ctx.emit("round_done", **runlog.round_done(round=round_no, clusters=[[a.seat.name for a in panel.answers]],
+                                                   **answer_measure(ctx, panel)))
+
+
+def answer_measure(ctx: RunContext, panel: Panel) -> dict[str, Any]:
+    """A round's vote and answer agreement (the leader's share of all its answers), both
+    None when its answers are open-ended."""
+    count = extract.tally_texts([a.completion.text for a in panel.answers], ctx.question)
+    if not count.extractable:
+        return {"answer_agreement": None, "vote": None}
+    return {"answer_agreement": round(count.agreement, 4),
+            "vote": {"answer": count.answer, "share": round(count.share, 4)}}
 
 
 async def mapped(ctx: RunContext, panel: Panel, round_no: int) -> None:
     """`round_done` for a one-shot round (moa, consensus drafts): its layout, measured
     off the critical path (`ctx.spawn`) when the run has an embedder and a viewer."""
     answers = panel.answers
-    done = runlog.round_done(round=round_no, clusters=[[a.seat.name for a in answers]])
+    done = runlog.round_done(round=round_no, clusters=[[a.seat.name for a in answers]], **answer_measure(ctx, panel))
     if ctx.embedder is not None and len(answers) > 0:
         vectors = await ctx.embedder.encode([a.completion.text for a in answers])
         names = [a.seat.name for a in answers]

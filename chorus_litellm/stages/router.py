@@ -3,7 +3,9 @@
 `auto` scores difficulty from cheap text features first. Only when that score lands
 within `band` of the threshold, and a classifier is configured, does a small model get
 asked (strict JSON). If the classifier fails in any way the gate fails open to fusion:
-a wasted panel costs money, a wrong single answer on a hard prompt costs trust.
+a wasted panel costs money, a wrong single answer on a hard prompt costs trust. It is
+asked once, never retried (its call says `num_retries=0`, so LiteLLM's Router does not
+retry it either): the gate sits on the critical path, and failing open is the recovery.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..adapters.llm import Completer
+from ..adapters.llm import OWN_RETRIES, Completer
 from ..config import RouterConfig
 from ..errors import UpstreamError
 from ..types import Message, Route
@@ -88,6 +90,7 @@ async def decide(
             seat="classifier",
             max_tokens=20,
             temperature=0,
+            **OWN_RETRIES,
         )
     except UpstreamError as exc:
         return Route("fuse", policy, f"classifier failed ({exc.kind}); fail open", score=round(score, 4))

@@ -3,12 +3,14 @@
 Yields text deltas as the synthesizer produces them, then one `Synthesis`. If the
 synthesizer fails before its first token with an error worth retrying (a timeout, a
 dropped connection, a 429 or a 5xx), it is asked once more, as the Rust seed does; the
-run's deadline caps that second call like any other. If that fails too (or the error
-was not worth retrying), the judge's best-supported panel answer is yielded instead and
-the `Synthesis` says so; after its first token, the partial answer stands and the error
-is recorded (tokens already sent cannot be taken back). When the client asked for a
-`response_format`, a fallback answer must itself be JSON, else the failure stands: a
-504 when the synthesizer ran out of time, else a 502.
+run's deadline caps that second call like any other. The calls say `num_retries=0`, so
+LiteLLM's Router never retries them too: `Synthesis.attempts` is the number of upstream
+calls made (at most 2). If that fails too (or the error was not worth retrying), the
+judge's best-supported panel answer is yielded instead and the `Synthesis` says so; after
+its first token, the partial answer stands, marked `cut` with the error (tokens already
+sent cannot be taken back; the response then ends with finish_reason "length"). When the
+client asked for a `response_format`, a fallback answer must itself be JSON, else the
+failure stands: a 504 when the synthesizer ran out of time, else a 502.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from ..adapters.llm import Completer
+from ..adapters.llm import OWN_RETRIES, Completer, worth_retrying
 from ..config import AggregatorConfig
 from ..errors import DeadlineError, UpstreamError
 from ..request import prompt_text, wants_json
@@ -40,7 +42,7 @@ async def write(
     """`stream=False` makes one plain call (less per-chunk work) and yields it whole;
     `vote` is the panel's vote on an extractable answer (extract.panel_vote)."""
     question = prompt_text([m for m in messages if m.get("role") == "user"][-1:])
-    request = prompts.with_context(
+    request = prompts.writer_request(
         messages, prompts.SYNTH_SYSTEM + ("\n" + prompts.SYNTH_TOOLS if params.get("tools") else ""),
         prompts.synth_user(list(verdict.labelled), verdict.raw, vote, question)
     )
@@ -49,20 +51,21 @@ async def write(
     for attempt in (1, 2):
         try:
             pieces = call(config.synthesizer, request, timeout=config.synthesis_timeout_s, stage="synthesis",
-                          seat="synthesizer", **params)
+                          seat="synthesizer", **{**params, **OWN_RETRIES})
             async with aclosing(pieces):
                 async for piece in pieces:
                     if isinstance(piece, Completion):
-                        yield Synthesis(piece.text, piece, attempts=attempt)
+                        # + any retries a Router that ignored num_retries=0 made anyway
+                        yield Synthesis(piece.text, piece, attempts=attempt - 1 + piece.attempts)
                         return
                     sent.append(piece)
                     yield piece
         except UpstreamError as exc:
             if sent:
                 yield Synthesis("".join(sent), None, error=f"synthesizer failed mid-answer: {exc.describe()}",
-                                attempts=attempt)
+                                attempts=attempt, cut=True)
                 return
-            if attempt == 1 and retryable(exc):
+            if attempt == 1 and worth_retrying(exc):
                 continue  # once, within the run's deadline (the ledger caps the second call)
             best = best_answer(verdict, answers)
             if wants_json(params) and not is_json(best.completion.text):
@@ -79,12 +82,7 @@ async def write(
             return
 
 
-def retryable(exc: UpstreamError) -> bool:
-    """Worth one more try: a timeout, a dropped connection, a 429 or a 5xx (not a content
-    filter, an empty answer or a request the model refused as malformed)."""
-    if exc.kind in ("timeout", "connection", "error"):
-        return True
-    return exc.kind == "http_error" and (exc.status is None or exc.status == 429 or exc.status >= 500)
+retryable = worth_retrying  # the name this module used to define it under
 
 
 def is_json(text: str) -> bool:

@@ -1,6 +1,7 @@
 // One card per seat: who it is, how each round went, and what it said (latest round first).
 import { renderMarkdown } from "./md.js";
-import { fmtInt, fmtSecs, fmtUsd, h, put, seatColor } from "./util.js";
+import { ballotOf, isVoteRound } from "./state.js";
+import { fmtInt, fmtPct, fmtSecs, fmtUsd, h, put, seatColor } from "./util.js";
 
 const STATUS_LABEL = { ok: "ok", failed: "failed", cancelled: "cancelled", echo: "echo", pending: "thinking…" };
 
@@ -54,6 +55,8 @@ export class AgentCards {
     const voice = done?.consensus === seat.seat ? "consensus" : done?.dissent === seat.seat ? "dissent" : null;
     const flip = done?.flips?.find?.((f) => f.seat === seat.seat);
     const filteredReason = done?.filtered?.[seat.seat];
+    const stage = round != null ? run.roundStarts.get(round)?.stage : null;
+    const ballot = round != null && a?.text && isVoteRound(run, round) ? ballotOf(run, seat.seat, round) : null;
     card.dataset.status = status ?? "none";
     card.classList.toggle("is-consensus", voice === "consensus");
     card.classList.toggle("is-dissent", voice === "dissent");
@@ -91,7 +94,8 @@ export class AgentCards {
             const ar = seat.answers.get(r);
             const st = ar?.status ?? (seat.pending.has(r) ? "pending" : "none");
             const dr = run.roundDone.get(r);
-            const mark = dr?.consensus === seat.seat ? " ★" : dr?.dissent === seat.seat ? " ⚑" : "";
+            const b = ar?.text && isVoteRound(run, r) ? ballotOf(run, seat.seat, r) : null;
+            const mark = b ? (b.accept === true ? " ✓" : b.accept === false ? " ✕" : " ?") : dr?.consensus === seat.seat ? " ★" : dr?.dissent === seat.seat ? " ⚑" : "";
             return h(
               "button",
               {
@@ -108,7 +112,10 @@ export class AgentCards {
             );
           }),
         ),
-      h(
+      stage === "critique" && a?.text && h("div", { class: "seat-stage" }, "Critique of the anonymized drafts"),
+      ballot
+        ? voteBox(ballot, done?.candidate ?? null, a.text)
+        : h(
         "div",
         { class: `seat-text${status === "echo" ? " dim" : ""}` },
         a?.text ? renderMarkdown(a.text) : status === "pending" ? h("span", { class: "typing" }, "answering…") : h("span", { class: "muted" }, !a ? (run.done || run.failed ? "Not called in this run." : "No answer yet.") : a.status === "failed" || a.status === "cancelled" ? `No answer: ${a.status}.` : "(empty answer)"),
@@ -119,6 +126,26 @@ export class AgentCards {
       flip && h("div", { class: "seat-note flip" }, `Changed its mind in round ${flip.round}: cluster ${fmtCluster(flip.from)} → ${fmtCluster(flip.to)}`),
     );
   }
+}
+
+/** A consensus vote as a person reads it: accept or reject, confidence, objection, blocking issues. */
+function voteBox(b, version, raw) {
+  const verdict = b.accept === true ? "accepts" : b.accept === false ? "rejects" : "unreadable";
+  return h(
+    "div",
+    { class: `vote-box ${verdict}`, "data-testid": "vote", dataset: { accept: String(b.accept) } },
+    h(
+      "div",
+      { class: "vote-head" },
+      h("span", { class: `vote-badge ${verdict}` }, b.accept === true ? "✓ accept" : b.accept === false ? "✕ reject" : "? unreadable vote"),
+      h("span", { class: "muted" }, version ? `candidate v${version}` : "the candidate"),
+      b.confidence != null && h("span", { class: "muted" }, `confidence ${fmtPct(b.confidence)}`),
+      b.cast === false && h("span", { class: "muted" }, "standing vote"),
+    ),
+    b.objection && h("div", { class: "vote-objection" }, h("b", null, "Objection: "), b.objection),
+    b.blocking?.length ? h("ul", { class: "vote-blocking" }, b.blocking.map((x) => h("li", null, h("b", null, "Blocking: "), x))) : null,
+    h("details", { class: "vote-raw" }, h("summary", null, "raw vote"), h("code", null, raw ?? "")),
+  );
 }
 
 function stat(label, value) {

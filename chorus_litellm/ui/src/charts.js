@@ -1,5 +1,8 @@
-// Per-round analytics with chart.js: agreement and centroid shift (lines), cluster count,
-// flips and filtered answers (bars).
+// Per-round analytics with chart.js: text agreement (mean cosine of the answers'
+// embeddings), answer agreement (the leading extracted answer's share; not drawn for
+// open-ended answers), a consensus vote's accepted share and the centroid shift (lines);
+// cluster count, flips and filtered answers (bars).
+import { isVoteRound } from "./state.js";
 import {
   BarController,
   BarElement,
@@ -29,7 +32,9 @@ export class RoundCharts {
       data: {
         labels: [],
         datasets: [
-          { key: "agreement", label: "Agreement", data: [], borderColor: "#4cc9f0", backgroundColor: "rgba(76,201,240,0.15)", fill: true, tension: 0.3, spanGaps: true, yAxisID: "y" },
+          { key: "agreement", label: "Text agreement", data: [], borderColor: "#4cc9f0", backgroundColor: "rgba(76,201,240,0.15)", fill: true, tension: 0.3, spanGaps: true, yAxisID: "y" },
+          { key: "answer_agreement", label: "Answer agreement", data: [], borderColor: "#f72585", backgroundColor: "#f72585", pointStyle: "rectRot", pointRadius: 4, tension: 0.3, spanGaps: false, yAxisID: "y" },
+          { key: "accepted", label: "Accepted (vote)", data: [], borderColor: "#34d399", backgroundColor: "#34d399", pointStyle: "triangle", pointRadius: 5, showLine: false, yAxisID: "y" },
           { key: "shift", label: "Centroid shift", data: [], borderColor: "#ff9f43", backgroundColor: "#ff9f43", borderDash: [5, 4], tension: 0.3, spanGaps: true, yAxisID: "y1" },
         ],
       },
@@ -38,9 +43,13 @@ export class RoundCharts {
         maintainAspectRatio: false,
         animation: { duration: 250 },
         interaction: { mode: "index", intersect: false },
-        plugins: { legend, tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${c.parsed.y == null ? "—" : c.parsed.y.toFixed(3)}` } } },
+        clip: 8, // a point at 0 or 1 is drawn whole, not cut by the axis
+        plugins: {
+          legend: { ...legend, labels: { ...legend.labels, filter: (item, data) => this.shown(data.datasets[item.datasetIndex]) } },
+          tooltip: { filter: (c) => c.parsed.y != null, callbacks: { label: (c) => `${c.dataset.label}: ${c.parsed.y.toFixed(3)}` } },
+        },
         scales: {
-          y: { min: 0, max: 1, title: { display: true, text: "agreement" }, ticks: { stepSize: 0.25 } },
+          y: { min: 0, max: 1, title: { display: true, text: "agreement / share" }, ticks: { stepSize: 0.25, callback: (v) => `${Math.round(v * 100)}%` } },
           y1: { position: "right", beginAtZero: true, suggestedMax: 0.5, grid: { drawOnChartArea: false }, title: { display: true, text: "shift" } },
         },
       },
@@ -70,10 +79,16 @@ export class RoundCharts {
     const rounds = [...run.rounds].sort((a, b) => a - b);
     const rows = rounds.map((r) => run.roundDone.get(r) ?? {});
     const labels = rounds.map((r) => `R${r}`);
+    const vote = rounds.map((r) => isVoteRound(run, r));
+    const noMap = rounds.map((r, i) => vote[i] || run.roundStarts.get(r)?.stage === "critique");
+    const num = (x) => (x == null || Number.isNaN(+x) ? null : +x);
     const series = {
-      agreement: rows.map((d) => (d.agreement == null ? null : +d.agreement)),
-      shift: rows.map((d) => (d.shift == null ? null : +d.shift)),
-      clusters: rows.map((d) => (Array.isArray(d.clusters) ? d.clusters.length : 0)),
+      // a vote round's `agreement` is its accepted share, not a text measure: charted as such
+      agreement: rows.map((d, i) => (vote[i] ? null : num(d.agreement))),
+      answer_agreement: rows.map((d, i) => (vote[i] ? null : num(d.answer_agreement))),
+      accepted: rows.map((d, i) => (vote[i] ? num(d.vote?.share ?? d.agreement) : null)),
+      shift: rows.map((d) => num(d.shift)),
+      clusters: rows.map((d, i) => (noMap[i] ? null : Array.isArray(d.clusters) ? d.clusters.length : 0)),
       flips: rows.map((d) => (Array.isArray(d.flips) ? d.flips.length : 0)),
       filtered: rows.map((d) => Object.keys(d.filtered ?? {}).length),
     };
@@ -82,6 +97,11 @@ export class RoundCharts {
       for (const ds of chart.data.datasets) ds.data = series[ds.key];
       chart.update();
     }
+  }
+
+  /** A line with nothing to draw (no vote rounds, no extractable answers) stays out of the legend. */
+  shown(ds) {
+    return ds.key === "agreement" || ds.key === "answer_agreement" || ds.data.some((v) => v != null);
   }
 
   /** chart name -> number of data points, read from the charts themselves. */

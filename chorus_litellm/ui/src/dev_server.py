@@ -203,7 +203,9 @@ def synthetic(n_seats: int, n_rounds: int, *, seed: int = 7, prompt: str | None 
                 if sim >= 0.6 and [x, s, sim] not in links:
                     links.append([s, x, sim])
         agreement = round(min(0.97, 0.35 + 0.14 * (r - 1) + rng.uniform(-0.03, 0.03)), 3)
-        add(0.2, "round_done", {"round": r, "agreement": agreement,
+        # the leading extracted answer's share: open-ended (null) in every third scenario
+        answer_agreement = None if seed % 3 == 0 else round(min(1.0, 0.4 + 0.15 * (r - 1)), 3)
+        add(0.2, "round_done", {"round": r, "agreement": agreement, "answer_agreement": answer_agreement,
                                 "shift": None if r == 1 else round(0.3 / r + rng.uniform(0, 0.02), 3),
                                 "clusters": clusters, "consensus": cons, "dissent": diss, "filtered": filtered,
                                 "flips": flips, "vote": None, "links": links, "points": copy.deepcopy(points)})

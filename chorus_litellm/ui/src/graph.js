@@ -5,6 +5,8 @@ import * as THREE from "three";
 import { clusterColor, ECHO, esc, excerpt, seatColor, VOICE } from "./util.js";
 
 const SCALE = 110; // projection coords are about [-1, 1]
+const CANDIDATE = "#f8fafc"; // a consensus candidate's node
+const VOTE = { accept: "rgba(52,211,153,0.85)", reject: "rgba(255,77,109,0.85)" };
 
 export function webglAvailable() {
   try {
@@ -50,7 +52,7 @@ export class ConsensusGraph {
       .linkOpacity(1)
       .linkColor((l) => this.linkColor(l))
       .linkWidth((l) => this.linkWidth(l))
-      .linkDirectionalArrowLength((l) => (l.kind === "trail" ? 5 : 0))
+      .linkDirectionalArrowLength((l) => (l.kind === "trail" ? 5 : l.kind === "vote" ? 3.5 : 0))
       .linkDirectionalArrowRelPos(0.92)
       .linkDirectionalArrowColor((l) => this.linkColor(l, true))
       .onNodeHover((n) => {
@@ -119,7 +121,7 @@ export class ConsensusGraph {
   visible(n) {
     if (n == null) return false;
     const node = typeof n === "object" ? n : this.byId.get(n);
-    return this.show === "all" || node?.round === this.show;
+    return this.show === "all" || node?.round === this.show || !!this.alsoShow?.get(this.show)?.has(node?.id);
   }
 
   /** Replace the whole node set with round_done's points (every round so far). */
@@ -129,15 +131,37 @@ export class ConsensusGraph {
     const nodes = [];
     this.byId = new Map();
     const colourOf = clusterColours(run);
+    // A node's age counts the seat's own later nodes (a consensus draft is its seat's
+    // newest node, however many vote rounds follow it).
+    const seatRounds = new Map();
+    for (const p of run.points ?? []) {
+      if (p?.seat == null || p.round == null) continue;
+      if (!seatRounds.has(p.seat)) seatRounds.set(p.seat, []);
+      seatRounds.get(p.seat).push(p.round);
+    }
+    for (const list of seatRounds.values()) list.sort((a, b) => b - a);
     for (const p of run.points ?? []) {
       if (p == null || p.seat == null || p.round == null) continue;
       const id = `${p.seat}#${p.round}`;
       const x = (+p.x || 0) * SCALE;
       const y = (+p.y || 0) * SCALE;
       const z = (+p.z || 0) * SCALE;
+      if (p.kind === "candidate") {
+        const c = run.candidates?.get(p.version);
+        const age = seatRounds.get(p.seat).indexOf(p.round);
+        const node = {
+          id, seat: p.seat, round: p.round, x, y, z, fx: x, fy: y, fz: z,
+          kind: "candidate", version: p.version, cluster: -1, centrality: 0, voice: null, echo: false,
+          latest: age === 0, age, val: 7, base: CANDIDATE,
+          text: c?.done?.text ?? "", stage: c?.stage ?? null, model: c?.model ?? null, similarity: p.similarity ?? {},
+        };
+        nodes.push(node);
+        this.byId.set(id, node);
+        continue;
+      }
       const answer = run.seats.get(p.seat)?.answers.get(p.round);
       const echo = !!p.echo || answer?.status === "echo";
-      const age = this.latestRound == null ? 0 : this.latestRound - p.round;
+      const age = seatRounds.get(p.seat).indexOf(p.round);
       const node = {
         id,
         seat: p.seat,
@@ -166,7 +190,25 @@ export class ConsensusGraph {
         if (this.byId.has(s) && this.byId.has(t)) links.push({ source: s, target: t, kind: "knn", sim: +sim || 0, round });
       }
     }
-    // Trails: each seat's consecutive rounds.
+    // Consensus votes: from each voter's draft (round 1) to the candidate it voted on, green
+    // for accept, red for reject; a vote round shown alone shows its voters' drafts too.
+    this.alsoShow = new Map();
+    this.votes = { accept: 0, reject: 0 };
+    for (const [round, d] of run.roundDone) {
+      const target = `synthesizer#${round}`;
+      if (!d?.votes || !this.byId.has(target)) continue;
+      const extra = new Set();
+      for (const [seat, b] of Object.entries(d.votes)) {
+        const source = `${seat}#1`;
+        if (b.cast === false || b.accept == null || !this.byId.has(source)) continue;
+        const kind = b.accept ? "accept" : "reject";
+        links.push({ source, target, kind: "vote", accept: b.accept, seat, round, objection: b.objection ?? "" });
+        this.votes[kind] += 1;
+        extra.add(source);
+      }
+      this.alsoShow.set(round, extra);
+    }
+    // Trails: each seat's consecutive rounds (a consensus run: candidate v1 -> v2 -> ...).
     const bySeat = new Map();
     for (const n of nodes) {
       if (!bySeat.has(n.seat)) bySeat.set(n.seat, []);
@@ -239,7 +281,7 @@ export class ConsensusGraph {
 
   counts() {
     const d = this.fg.graphData();
-    return { nodes: d.nodes.length, links: d.links.length };
+    return { nodes: d.nodes.length, links: d.links.length, votes: { ...(this.votes ?? { accept: 0, reject: 0 }) } };
   }
 
   /** Cluster colour; earlier rounds fade when all rounds are shown. */
@@ -250,6 +292,10 @@ export class ConsensusGraph {
   }
 
   linkColor(l, arrow = false) {
+    if (l.kind === "vote") {
+      const hot = this.hoverSeat != null && (l.seat === this.hoverSeat || this.hoverSeat === "synthesizer");
+      return hot || this.show !== "all" ? VOTE[l.accept ? "accept" : "reject"] : VOTE[l.accept ? "accept" : "reject"].replace("0.85", "0.5");
+    }
     if (l.kind === "trail") {
       const hot = this.hoverSeat === l.seat;
       return withAlpha(seatColor(l.seat), hot ? 1 : arrow ? 0.85 : 0.55);
@@ -259,11 +305,18 @@ export class ConsensusGraph {
   }
 
   linkWidth(l) {
+    if (l.kind === "vote") return this.hoverSeat === l.seat ? 1.4 : 0.8;
     if (l.kind !== "trail") return 0;
     return this.hoverSeat === l.seat ? 1.6 : 0.7;
   }
 
   label(n) {
+    if (n.kind === "candidate") {
+      const head = `<b>candidate v${n.version}</b> · ${n.stage === "revise" ? "revision" : "first candidate"}${n.model ? ` by ${esc(n.model)}` : ""} · voted on in round ${n.round}`;
+      const sims = Object.entries(n.similarity).sort((a, b) => b[1] - a[1]);
+      const near = sims.length ? `<div class="tip-sim">placed among the drafts it resembles: ${sims.map(([s, v]) => `<b style="color:${seatColor(s)}">${esc(s)}</b> ${(+v).toFixed(2)}`).join(" · ")}</div>` : "";
+      return `<div class="tip"><div class="tip-head">${head}</div>${near}<div class="tip-text">${esc(excerpt(n.text, 320)) || "<i>(no text)</i>"}</div></div>`;
+    }
     const voice = n.voice ? `<span class="tip-voice ${n.voice}">${n.voice} voice</span>` : "";
     const echo = n.echo ? `<span class="tip-echo">echo-filtered${n.reason ? `: ${esc(n.reason)}` : ""}</span>` : "";
     const cluster = n.cluster >= 0 ? `cluster ${n.cluster + 1}` : "filtered";
@@ -282,7 +335,7 @@ export class ConsensusGraph {
     if (n.voice) group.add(ringSprite(VOICE[n.voice] ?? "#fff", r * 3.4));
     if (n.echo) group.add(ringSprite(ECHO, r * 2.8, true));
     if (showLabel) {
-      const s = textSprite(n.seat, seatColor(n.seat));
+      const s = n.kind === "candidate" ? textSprite(`candidate v${n.version}`, CANDIDATE) : textSprite(n.seat, seatColor(n.seat));
       s.position.set(0, r + 7, 0);
       group.add(s);
     }

@@ -20,7 +20,7 @@ import {
   renderTimeline,
 } from "./panels.js";
 import { followRun, NotFound } from "./sse.js";
-import { apply, emptyRun, latestVoices } from "./state.js";
+import { apply, emptyRun, isConsensus, latestVoices } from "./state.js";
 import { $, ago, excerpt, fmtUsd, h, put, resetSeatColors, uuid } from "./util.js";
 
 // ---------- elements ----------
@@ -85,6 +85,9 @@ const view = {
   },
   get graphLinks() {
     return graph ? graph.counts().links : 0;
+  },
+  get graphVotes() {
+    return graph ? graph.counts().votes : { accept: 0, reject: 0 };
   },
   get chartPoints() {
     return charts.points();
@@ -151,6 +154,7 @@ function renderParts(parts) {
   const has = run.id != null;
   el.hero.hidden = has;
   document.body.classList.toggle("has-run", has);
+  document.body.classList.toggle("is-consensus", isConsensus(run));
   if (parts.has("summary")) {
     renderSummary(el.summary, run);
     renderPrompt(el.promptLine, run);

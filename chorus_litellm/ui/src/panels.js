@@ -2,7 +2,7 @@
 // costs and settlement. Each takes the run and redraws its own element.
 import { getReceipt } from "./api.js";
 import { renderMarkdown } from "./md.js";
-import { seatCosts } from "./state.js";
+import { isConsensus, isVoteRound, seatCosts, voteRounds } from "./state.js";
 import { fmtInt, fmtMinor, fmtNum, fmtPct, fmtSecs, fmtUsd, h, put, seatColor } from "./util.js";
 
 // ---------- summary strip ----------
@@ -17,7 +17,7 @@ export function renderSummary(el, run) {
     ["model", i.model ?? "—"],
     ["protocol", i.protocol ?? "—"],
     ["seats", run.seats.size ? `${run.seats.size}${i.quorum != null ? ` (quorum ${i.quorum})` : ""}` : "—"],
-    ["rounds", `${run.rounds.length}${i.max_rounds != null ? ` / ${i.max_rounds}` : ""}`],
+    ["rounds", `${run.rounds.length}${maxRounds(run) != null ? ` / ${maxRounds(run)}` : ""}`],
     ["route", run.route ? `${run.route.decision}${run.route.policy ? ` · ${run.route.policy}` : ""}` : "—"],
     ["bounty", i.bounty ? fmtMinor(i.bounty.amount, i.bounty.currency) : "none"],
     ["cost", fmtUsd(cost)],
@@ -27,6 +27,13 @@ export function renderSummary(el, run) {
     el,
     items.map(([k, v]) => h("div", { class: "kv" }, h("span", { class: "k" }, k), h("span", { class: "v", title: String(v) }, String(v)))),
   );
+}
+
+/** The most rounds the run can have: a consensus run's max_rounds counts its votes only. */
+function maxRounds(run) {
+  const m = run.info?.max_rounds;
+  if (m == null) return null;
+  return run.info?.protocol === "consensus" ? m + 2 : m;
 }
 
 export function renderPrompt(el, run) {
@@ -63,25 +70,28 @@ export function renderRoundTable(el, run) {
     h(
       "table",
       { class: "tbl compact" },
-      h("thead", null, h("tr", null, ["Round", "Stage", "Agree", "Shift", "Clusters", "Flips", "Filtered", "Consensus", "Dissent", "Vote"].map((x) => h("th", null, x)))),
+      h("thead", null, h("tr", null, ["Round", "Stage", "Text agr.", "Answer agr.", "Shift", "Clusters", "Flips", "Filtered", "Consensus", "Dissent", "Vote"].map((x) => h("th", null, x)))),
       h(
         "tbody",
         null,
         rounds.map((r) => {
           const d = run.roundDone.get(r) ?? {};
+          const vote = isVoteRound(run, r);
+          const stage = run.roundStarts.get(r)?.stage ?? "—";
           return h(
             "tr",
             null,
             h("td", null, `R${r}`),
-            h("td", null, run.roundStarts.get(r)?.stage ?? "—"),
-            h("td", null, fmtPct(d.agreement)),
+            h("td", null, vote && d.candidate ? `vote · v${d.candidate}` : stage),
+            h("td", null, vote ? "—" : fmtPct(d.agreement)),
+            h("td", { title: d.answer_agreement == null ? "no extractable answers (open-ended)" : "share of the leading extracted answer" }, vote ? "—" : fmtPct(d.answer_agreement)),
             h("td", null, fmtNum(d.shift, 3)),
-            h("td", null, String(d.clusters?.length ?? 0)),
+            h("td", null, vote || stage === "critique" ? "—" : String(d.clusters?.length ?? 0)),
             h("td", null, String(d.flips?.length ?? 0)),
             h("td", { title: Object.entries(d.filtered ?? {}).map(([s, why]) => `${s}: ${why}`).join("\n") }, String(Object.keys(d.filtered ?? {}).length)),
             h("td", null, seatChip(d.consensus)),
             h("td", null, seatChip(d.dissent)),
-            h("td", null, d.vote ? `${d.vote.answer} (${fmtPct(d.vote.share)})` : "—"),
+            h("td", null, vote ? tally(d) : d.vote ? `${d.vote.answer} (${fmtPct(d.vote.share)})` : "—"),
           );
         }),
       ),
@@ -108,10 +118,23 @@ export function renderStopReason(el, run) {
   el.textContent = text;
 }
 
+function tally(d) {
+  const ballots = Object.values(d.votes ?? {}).filter((b) => b.accept != null);
+  if (!ballots.length) return d.vote ? `accept ${fmtPct(d.vote.share)}` : "—";
+  return `${ballots.filter((b) => b.accept).length} of ${ballots.length} accept`;
+}
+
 // ---------- judge ----------
 
 export function renderJudge(el, run) {
   const j = run.judge;
+  const title = el.closest("section")?.querySelector(".panel-head h2");
+  const consensus = !j && isConsensus(run);
+  if (title) title.textContent = consensus ? "The panel's vote" : "Judge's analysis";
+  if (consensus) {
+    renderVotes(el, run);
+    return;
+  }
   if (!j) {
     put(el, h("p", { class: "muted" }, run.done || run.failed ? "No judge analysis in this run." : "The judge reads the panel after the last round."));
     return;
@@ -148,6 +171,73 @@ export function renderJudge(el, run) {
   );
 }
 
+/** A consensus run has no judge: what happened instead (candidates, each vote, the outcome). */
+function renderVotes(el, run) {
+  const votes = voteRounds(run);
+  const stop = run.done?.stop_reason ?? null;
+  const versions = [...run.candidates.keys()].sort((a, b) => a - b);
+  const last = versions.length ? versions[versions.length - 1] : null;
+  const counted = (v) => Object.values(v.votes ?? {}).filter((b) => b.accept != null);
+  let outcome = null;
+  if (stop === "consensus") {
+    const v = votes[votes.length - 1];
+    const c = v ? counted(v) : [];
+    outcome = h("div", { class: "notice ok" }, h("b", null, "Consensus. "), `Candidate v${v?.candidate ?? last ?? "?"} accepted in vote ${v?.vote ?? "?"}`, c.length ? ` (${c.filter((b) => b.accept).length} of ${c.length} accept)` : "", ": it is the answer.");
+  } else if (stop === "drafts_agree") {
+    outcome = h("div", { class: "notice ok" }, h("b", null, "The drafts agreed. "), "Their extracted answers matched, so nothing was critiqued or voted on: the answer is a draft of the majority.");
+  } else if (run.done) {
+    outcome = h("div", { class: "notice warn" }, h("b", null, "No consensus. "), `After ${votes.length} vote${votes.length === 1 ? "" : "s"} (${humanize(stop ?? "stopped")})`, last ? `: the last candidate, v${last}, is the answer.` : ": the first draft is the answer.");
+  } else if (run.failed) {
+    outcome = h("div", { class: "notice bad" }, "The run failed before the panel agreed.");
+  }
+  put(
+    el,
+    h("p", { class: "muted small", "data-testid": "no-judge" }, "No judge in a consensus run: the panel drafts, critiques the drafts, and votes on the synthesizer's candidate until it accepts one."),
+    outcome,
+    versions.length
+      ? h(
+          "section",
+          { class: "judge-list candidates" },
+          h("h4", null, "Candidates", h("span", { class: "count" }, String(versions.length))),
+          h(
+            "ul",
+            null,
+            versions.map((n) => {
+              const c = run.candidates.get(n);
+              const d = c.done;
+              const state = !d ? "writing…" : d.status !== "ok" ? `failed${d.kind ? ` (${d.kind})` : ""}` : `${fmtSecs(d.latency_s)} · ${fmtInt((d.tokens?.completion ?? 0))} tokens`;
+              return h("li", null, h("span", { class: "claim" }, h("b", null, `v${n}`), ` ${c.stage === "revise" ? "revision" : "candidate"} by ${c.model ?? "the synthesizer"}`), h("span", { class: "muted" }, state));
+            }),
+          ),
+        )
+      : null,
+    votes.map((v) => {
+      const c = counted(v);
+      const ok = c.filter((b) => b.accept).length;
+      return h(
+        "section",
+        { class: "judge-list vote-round", "data-testid": "vote-round" },
+        h("h4", null, `Vote ${v.vote} · R${v.round}${v.candidate ? ` · candidate v${v.candidate}` : ""}`, h("span", { class: "count" }, v.done ? `${ok} of ${c.length} accept` : "voting…")),
+        v.votes
+          ? h(
+              "ul",
+              null,
+              Object.entries(v.votes).map(([seat, b]) =>
+                h(
+                  "li",
+                  { class: `ballot ${b.accept === true ? "accepts" : b.accept === false ? "rejects" : "unreadable"}` },
+                  h("span", { class: "claim" }, seatChip(seat), " ", h("b", { class: "verdict" }, b.accept === true ? "✓ accept" : b.accept === false ? "✕ reject" : "? unreadable"), b.confidence != null ? h("span", { class: "muted" }, ` · confidence ${fmtPct(b.confidence)}`) : null, b.cast === false ? h("span", { class: "muted" }, " · standing vote") : null),
+                  b.objection || b.blocking?.length ? h("span", { class: "objection" }, [b.objection, ...(b.blocking ?? [])].filter(Boolean).join(" · ")) : null,
+                ),
+              ),
+            )
+          : null,
+      );
+    }),
+    !votes.length && !outcome ? h("p", { class: "muted" }, "The votes appear here as the panel casts them.") : null,
+  );
+}
+
 // ---------- final answer ----------
 
 export function renderAnswer(el, metaEl, run) {
@@ -158,9 +248,14 @@ export function renderAnswer(el, metaEl, run) {
   }
   el.classList.toggle("streaming", streaming);
   el.classList.toggle("empty", !run.answer);
-  if (!run.answer) el.dataset.placeholder = run.failed ? "No final answer: the run failed." : run.synthesis ? "Writing…" : "The synthesized answer streams here.";
+  const consensus = isConsensus(run);
+  if (!run.answer) el.dataset.placeholder = run.failed ? "No final answer: the run failed." : run.synthesis ? "Writing…" : consensus ? "The candidate the panel accepts (or the last one) appears here." : "The synthesized answer streams here.";
   const bits = [];
   if (run.synthesis?.model) bits.push(`synthesized by ${run.synthesis.model}`);
+  if (consensus && run.done && run.candidates.size) {
+    const last = Math.max(...run.candidates.keys());
+    bits.push(run.done.stop_reason === "consensus" ? `candidate v${last}, accepted by the panel` : `candidate v${last}, not accepted`);
+  }
   if (run.done?.fallback) bits.push("fallback to the best panel answer");
   if (run.answer) bits.push(`${run.answer.length.toLocaleString()} chars`);
   metaEl.textContent = bits.join(" · ");
@@ -184,19 +279,39 @@ export function timelineRows(run) {
   const firstRound = roundStartTimes.length ? Math.min(...roundStartTimes) : null;
   const gateEnd = firstRound ?? run.times.route ?? run.synthesis?.time ?? end;
   add("gate", "Gate", t0, gateEnd, timings.gate, gateEnd == null);
+  const middle = [];
+  const steps = [...run.roundStarts.values(), ...run.candidates.values(), run.synthesis ?? {}].map((x) => x.time).filter((x) => x != null);
   for (const r of [...run.roundStarts.keys()].sort((a, b) => a - b)) {
     const s = run.roundStarts.get(r);
     const d = run.roundDone.get(r);
-    const stop = d?.time ?? (end ?? now);
-    add(`round-${r}`, `Round ${r}${s.stage ? ` · ${s.stage}` : ""}`, s.time, stop, null, !d && !end);
+    let stop = d?.time ?? (end ?? now);
+    const next = Math.min(...steps.filter((x) => x > s.time));
+    if (d && next < d.time) {
+      // Its map was measured beside the next step (round_done came later): it ended with its last answer.
+      const answered = [...run.seats.values()].map((x) => x.answers.get(r)?.time).filter((x) => x != null);
+      if (answered.length) stop = Math.max(...answered);
+    }
+    middle.push([`round-${r}`, `Round ${r}${s.stage ? ` · ${s.stage}` : ""}`, s.time, stop, null, !d && !end]);
   }
+  // Consensus: the synthesizer's candidate and revisions, timed by their own calls.
+  for (const c of [...run.candidates.values()].sort((a, b) => a.version - b.version)) {
+    const d = c.done;
+    const start = c.time ?? (d ? d.time - (d.latency_s ?? 0) : null);
+    const label = `${c.stage === "revise" ? "Revision" : "Candidate"} v${c.version}${d && d.status !== "ok" ? " (failed)" : ""}`;
+    middle.push([`candidate-${c.version}`, label, start, d?.time ?? (end ?? now), d ? (d.time - start) : null, !d && !end]);
+  }
+  middle.sort((a, b) => (a[2] ?? 0) - (b[2] ?? 0));
+  for (const row of middle) add(...row);
   if (run.judge) {
     const start = run.judge.time - (run.judge.duration_s ?? 0);
     add("judge", "Judge", start, run.judge.time, timings.judge ?? run.judge.duration_s);
   }
-  if (run.synthesis) {
-    const stop = run.done?.time ?? run.synthesis.lastTime;
-    add("synthesis", "Synthesis", run.synthesis.time, end == null ? now : stop, timings.synthesis, !end);
+  if (run.synthesis?.implicit && timings.synthesis == null) {
+    // No synthesis call: the protocol wrote the answer (a consensus candidate, a cost cap).
+    add("answer", "Answer sent", run.synthesis.time, run.synthesis.time, 0);
+  } else if (run.synthesis) {
+    const stop = run.synthesis.doneTime ?? (end == null ? now : run.done?.time ?? run.synthesis.lastTime);
+    add("synthesis", "Synthesis", run.synthesis.time, stop, timings.synthesis, !end && run.synthesis.doneTime == null);
   }
   if (run.settled) add("settle", "Settlement", run.settled.time, run.settled.time, 0);
   const total = timings.total ?? (end ?? now) - t0;
@@ -225,14 +340,14 @@ export function renderTimeline(el, run) {
       rows.map((r) =>
         h(
           "div",
-          { class: `tl-row ${r.key.startsWith("round") ? "round" : r.key}${r.live ? " live" : ""}`, dataset: { stage: r.key } },
+          { class: `tl-row ${r.key.startsWith("round") ? "round" : r.key.startsWith("candidate") ? "candidate" : r.key}${r.live ? " live" : ""}`, dataset: { stage: r.key } },
           h("span", { class: "tl-label" }, r.label),
           h(
             "span",
             { class: "tl-track" },
             h("span", { class: "tl-bar", style: { left: `${(100 * r.start) / total}%`, width: `max(3px, ${(100 * r.dur) / total}%)` } }),
           ),
-          h("span", { class: "tl-dur" }, r.key === "settle" ? `@ ${fmtSecs(r.start)}` : r.live ? `${fmtSecs(r.dur)}…` : fmtSecs(r.dur)),
+          h("span", { class: "tl-dur" }, r.key === "settle" || r.key === "answer" ? `@ ${fmtSecs(r.start)}` : r.live ? `${fmtSecs(r.dur)}…` : fmtSecs(r.dur)),
         ),
       ),
       h("div", { class: "tl-total" }, h("span", null, run.done || run.failed ? "Total" : "Elapsed"), h("b", null, fmtSecs(total))),

@@ -10,8 +10,9 @@ export function emptyRun(id) {
     roundStarts: new Map(), // round -> {round, stage, seats, time}
     roundDone: new Map(), // round -> round_done payload + time
     rounds: [], // round numbers that got round_done, in order
-    points: [],
+    points: [], // every point drawn so far, one per seat and round (round_done's points, merged)
     links: new Map(), // round -> [[a, b, sim]]
+    candidates: new Map(), // consensus: version -> {version, stage, model, time, done: candidate_done + time | null}
     judge: null,
     synthesis: null, // {model, time, lastTime}
     answer: "",
@@ -52,7 +53,7 @@ export function apply(run, env) {
         seat.payee = s.payee ?? null;
         seat.peer = s.peer ?? null;
       }
-      return ["summary", "cards", "timeline", "costs", "settlement"];
+      return ["summary", "cards", "timeline", "costs", "settlement", "judge", "answer"];
     case "seated":
       // Pool seats drawn for this run (a marketplace profile): who sits where, as whom.
       for (const s of d.seats ?? []) {
@@ -66,7 +67,7 @@ export function apply(run, env) {
     case "round_started": {
       run.roundStarts.set(d.round, { ...d, time: t });
       for (const name of d.seats ?? []) seatOf(run, name).pending.add(d.round);
-      return ["cards", "timeline", "summary"];
+      return ["cards", "timeline", "summary", ...(d.stage === "vote" ? ["judge"] : [])];
     }
     case "answer": {
       const seat = seatOf(run, d.seat, d.model);
@@ -83,22 +84,36 @@ export function apply(run, env) {
     case "round_done": {
       run.roundDone.set(d.round, { ...d, time: t });
       if (!run.rounds.includes(d.round)) run.rounds.push(d.round);
-      if (Array.isArray(d.points)) run.points = d.points;
+      // A debate round sends every point so far, a consensus vote round only its candidate and
+      // a critique round none: merge by seat and round, so no round wipes the map.
+      if (Array.isArray(d.points) && d.points.length) run.points = mergePoints(run.points, d.points);
       run.links.set(d.round, d.links ?? []);
       for (const s of run.seats.values()) s.pending.delete(d.round);
-      return ["graph", "charts", "cards", "timeline", "summary"];
+      return ["graph", "charts", "cards", "timeline", "summary", ...(d.votes ? ["judge"] : [])];
     }
     case "judge_done":
       run.judge = { ...d, time: t };
       return ["judge", "timeline"];
+    case "candidate_started":
+      run.candidates.set(d.version, { ...d, time: t, done: run.candidates.get(d.version)?.done ?? null });
+      return ["timeline", "judge", "graph"];
+    case "candidate_done": {
+      const c = run.candidates.get(d.version) ?? { version: d.version, stage: d.stage, model: d.model, time: null };
+      run.candidates.set(d.version, { ...c, done: { ...d, time: t } });
+      return ["timeline", "judge", "graph", "answer"];
+    }
     case "synthesis_started":
       run.synthesis = { model: d.model, time: t, lastTime: t };
       return ["answer", "timeline"];
     case "answer_delta":
       run.answer += d.text ?? "";
-      if (!run.synthesis) run.synthesis = { model: null, time: t, lastTime: t };
+      // No synthesis_started: the protocol wrote the answer itself (consensus, a cost cap).
+      if (!run.synthesis) run.synthesis = { model: null, time: t, lastTime: t, implicit: true };
       run.synthesis.lastTime = t;
       return ["answer"];
+    case "synthesis_done":
+      if (run.synthesis) run.synthesis.doneTime = t;
+      return ["timeline"];
     case "settled":
       run.settled = { ...d, time: t };
       return ["settlement", "timeline"];
@@ -106,7 +121,7 @@ export function apply(run, env) {
       run.done = { ...d, time: t };
       if (typeof d.answer === "string" && d.answer && d.answer !== run.answer) run.answer = d.answer;
       for (const s of run.seats.values()) s.pending.clear();
-      return ["summary", "answer", "charts", "timeline", "costs", "cards", "settlement"];
+      return ["summary", "answer", "charts", "timeline", "costs", "cards", "settlement", "judge"];
     case "run_failed":
       run.failed = { ...d, time: t };
       for (const s of run.seats.values()) s.pending.clear();
@@ -114,6 +129,13 @@ export function apply(run, env) {
     default:
       return [];
   }
+}
+
+function mergePoints(old, fresh) {
+  const key = (p) => `${p.seat}#${p.round}`;
+  const byKey = new Map(old.map((p) => [key(p), p]));
+  for (const p of fresh) if (p && p.seat != null && p.round != null) byKey.set(key(p), p);
+  return [...byKey.values()];
 }
 
 function pick(d) {
@@ -153,4 +175,56 @@ export function seatCosts(run) {
     for (const [seat, v] of Object.entries(final)) out.set(seat, { ...(out.get(seat) ?? {}), ...v });
   }
   return out;
+}
+
+/** Whether round r is a consensus vote on a candidate (its round_done carries the ballots). */
+export function isVoteRound(run, r) {
+  return run.roundStarts.get(r)?.stage === "vote" || run.roundDone.get(r)?.votes != null;
+}
+
+/** A consensus run (drafts, critiques, candidates, votes; no judge). */
+export function isConsensus(run) {
+  return run.info?.protocol === "consensus" || run.candidates.size > 0;
+}
+
+/** The vote rounds so far, in order: [{round, vote: 1.., candidate, votes, share}]. */
+export function voteRounds(run) {
+  return [...run.roundStarts.keys(), ...run.roundDone.keys()]
+    .filter((r, i, all) => all.indexOf(r) === i && isVoteRound(run, r))
+    .sort((a, b) => a - b)
+    .map((r, i) => {
+      const d = run.roundDone.get(r) ?? null;
+      return { round: r, vote: i + 1, candidate: d?.candidate ?? null, votes: d?.votes ?? null, share: d?.vote?.share ?? null, done: !!d };
+    });
+}
+
+/**
+ * A seat's ballot in a vote round: the proxy's reading of it (round_done `votes`) or, until
+ * the round ends, the seat's answer read as the vote JSON it should be. null: no vote.
+ */
+export function ballotOf(run, seat, r) {
+  const read = run.roundDone.get(r)?.votes?.[seat];
+  if (read) return read;
+  const text = run.seats.get(seat)?.answers.get(r)?.text;
+  return text ? parseVote(text) : null;
+}
+
+export function parseVote(text) {
+  const s = String(text ?? "");
+  const start = s.indexOf("{");
+  const end = s.lastIndexOf("}");
+  let data = null;
+  if (start >= 0 && end > start) {
+    try {
+      data = JSON.parse(s.slice(start, end + 1));
+    } catch {
+      data = null;
+    }
+  }
+  if (!data || typeof data !== "object" || typeof data.accept !== "boolean") {
+    return { accept: null, confidence: null, objection: "unreadable vote", blocking: [], cast: true };
+  }
+  const confidence = Number.isFinite(+data.confidence) && data.confidence != null ? Math.max(0, Math.min(1, +data.confidence)) : null;
+  const blocking = Array.isArray(data.blocking) ? data.blocking.map(String).filter((b) => b.trim()) : [];
+  return { accept: data.accept, confidence, objection: data.objection ? String(data.objection) : "", blocking, cast: true };
 }

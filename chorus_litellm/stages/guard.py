@@ -1,0 +1,34 @@
+"""The vote guard: where the panel's answers are extractable, the written answer must
+state one of them.
+
+A synthesizer can drop the answer (a weak model repeats the prompt's scaffolding) or
+state one no member gave. Then the panel's vote stands: a draft that states the leading
+answer replaces the synthesis, and the run says so (`chorus.degraded` lists
+`synthesis`). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from ..types import PanelAnswer
+from .extract import answer_key, tally_texts
+
+
+def stand_in(text: str, question: str, answers: tuple[PanelAnswer, ...]) -> tuple[PanelAnswer, str] | None:
+    """None when `text` states an answer some member gave; else (the draft that stands
+    in: one stating the vote's leader, else the first) and why."""
+    keys = {answer_key(a.completion.text, question) for a in answers} - {None}
+    said = answer_key(text, question)
+    if said is not None and said in keys:
+        return None
+    leader = tally_texts([a.completion.text for a in answers], question).answer
+    draft = agreeing_draft(answers, question)
+    why = (f"the synthesis states {said!r}, an answer no panel member gave" if said is not None
+           else "the synthesis states no answer")
+    return draft, f"{why}; the panel vote's answer {leader!r} stands"
+
+
+def agreeing_draft(answers: tuple[PanelAnswer, ...], question: str) -> PanelAnswer:
+    """The first answer that states the vote's leading answer, else the first answer."""
+    leader = tally_texts([a.completion.text for a in answers], question).answer
+    return next((a for a in answers if leader is not None and answer_key(a.completion.text, question) == leader),
+                answers[0])
