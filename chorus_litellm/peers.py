@@ -13,8 +13,9 @@ Signed requests: every peer request (register, heartbeat, leave, earnings) carri
 over the bytes `<METHOD> <path>\\n<t>\\n<body>` (the path with its `?query`, if any). A
 request is refused when unsigned, badly signed, when `t` is more than `window_s` from the
 proxy's clock, or when `t` is not later than the last request the proxy accepted from
-that peer (so a captured request cannot be replayed, even inside the window; the
-read-only earnings listing has only the window).
+that peer (so a captured request cannot be replayed, even inside the window, nor after
+the peer left: the store keeps its last `t` for the window; the read-only earnings
+listing has only the window).
 
 Admission (`CHORUS_PEER_ADMISSION`): `closed` (the default: no peers), `open`,
 `allowlist` (only the key ids in `CHORUS_PEER_KEYS`) or `invite` (a per-pool token from
@@ -57,7 +58,8 @@ class PeerError(RequestError):
 class Registration(BaseModel):
     """What a peer offers: the body of `POST /chorus/v1/peers`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: an offer's 1e309 parses to inf, and an infinite price is no price.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     pool: str
     base_url: str = Field(min_length=8, max_length=2048)  # OpenAI-compatible, e.g. http://host:11434/v1

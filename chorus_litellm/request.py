@@ -6,10 +6,12 @@ style of OpenAI's own errors. Pure: takes the messages and params LiteLLM hands 
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import PROVIDER, DebateConfig, ProfileConfig
 from .errors import RequestError
@@ -35,12 +37,31 @@ REFUSED = {
 TOOL_PARAMS = ("tools", "tool_choice", "functions", "function_call", "parallel_tool_calls")
 # With router.tools: fuse, the synthesizer's alone (and the panel's with panel.tools).
 FUSED_TOOLS = ("tools", "tool_choice", "parallel_tool_calls")
+# A run id is a store key, a URL path segment and the `x-chorus-debate-id` header's value:
+# 1-128 ASCII letters, digits, `.`, `_`, `:` or `-` (nothing a header or a path must escape).
+DEBATE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def is_debate_id(value: object) -> bool:
+    """Whether `value` is a valid run id (the one rule for `chorus.debate_id`)."""
+    return isinstance(value, str) and DEBATE_ID.fullmatch(value) is not None
+
+
+def run_id(chosen: object, call_id: object) -> str | None:
+    """The run's id, the one rule the request, the provider and the response header share:
+    the client's `chorus.debate_id` (`chosen`) when it is valid, else (none chosen)
+    LiteLLM's call id. None when the chosen id is not valid (the request is refused with a
+    400 naming `chorus.debate_id`, and no header repeats it) or there is no id at all."""
+    if chosen is not None:
+        return chosen if is_debate_id(chosen) else None  # type: ignore[return-value]
+    return str(call_id) if call_id else None
 
 
 class RunOptions(BaseModel):
     """Per-request options, sent as `{"chorus": {...}}` in the body (openai: extra_body)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: JSON's 1e309 parses to inf (and Python's json takes Infinity, NaN).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     policy: Literal["always_fuse", "never_fuse", "auto"] | None = None
     # Raise (never lower) the profile's quorum for this request.
@@ -54,8 +75,15 @@ class RunOptions(BaseModel):
     max_cost_usd: float | None = Field(None, gt=0)  # at most the profile's limits.max_cost_usd
     output_mode: Literal["clean", "debug", "audit"] | None = None
     # A client-chosen debate id (per team): a retried request reuses it and is never
-    # paid twice. Default: LiteLLM's call id.
-    debate_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    # paid twice. Default: LiteLLM's call id. The rule: DEBATE_ID.
+    debate_id: str | None = None
+
+    @field_validator("debate_id")
+    @classmethod
+    def _debate_id(cls, value: str | None) -> str | None:
+        if value is not None and not is_debate_id(value):
+            raise ValueError("must be 1-128 characters, each an ASCII letter, digit, '.', '_', ':' or '-'")
+        return value
 
 
 @dataclass(frozen=True)
@@ -85,8 +113,8 @@ class FusionRequest:
 
     @property
     def debate_id(self) -> str:
-        """The run's id: the client's `chorus.debate_id`, else LiteLLM's call id."""
-        return self.options.debate_id or self.request_id
+        """The run's id: the client's `chorus.debate_id`, else LiteLLM's call id (`run_id`)."""
+        return run_id(self.options.debate_id, self.request_id) or self.request_id
 
     @property
     def quorum(self) -> int:
@@ -218,6 +246,7 @@ def build_request(
     request_id: str = "",
 ) -> FusionRequest:
     messages = validate_messages(messages, profile)
+    check_finite(params)
     options = parse_options(params.get("chorus"))
     if options.min_quorum and options.min_quorum > profile.panel.seat_count:
         raise RequestError(
@@ -270,6 +299,14 @@ def build_request(
         bounty=parse_bounty(params.get("bounty"), profile),
         callback_url=parse_callback_url(params.get("callback_url"), profile, profile_name),
     )
+
+
+def check_finite(params: dict[str, Any]) -> None:
+    """A 400 naming a top-level number that is not finite (temperature, top_p, max_tokens,
+    ...: JSON's 1e309 is inf); the plugin's own fields are checked by their parsers."""
+    for name, value in params.items():
+        if name not in PLUGIN_PARAMS and isinstance(value, float) and not math.isfinite(value):
+            raise RequestError(f"{name}: must be a finite number, not {value}", param=name)
 
 
 def parse_callback_url(raw: Any, profile: ProfileConfig, profile_name: str) -> str | None:

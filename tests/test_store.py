@@ -484,3 +484,40 @@ async def test_peer_load_sums_the_fresh_workers_and_forgets_a_dead_one(stores, c
     clock.now += 2  # w2 stopped publishing 7 s ago: it died
     assert await store.peer_loads() == {"ed25519:p2": 4}
     await stores(down=True).put_peer_load("w3", {"ed25519:p1": 1}, ttl_s=6)  # an outage is only logged
+
+
+async def test_a_peer_that_left_keeps_its_last_accepted_t_for_the_replay_window(stores, clock, tmp_path):
+    """Issue 23: after a peer's DELETE, its captured registration (same body, same t) must
+    not make it live again: the last accepted t stays as a tombstone for the window."""
+    store, t = stores(), int(clock.now)
+    assert await store.put_peer("ed25519:aa", "gpu", {"model": "m1"}, last_seen=clock.now, last_ts=t) is True
+    assert await store.put_peer("ed25519:aa", "gpu", {"model": "m1"}, last_seen=clock.now, last_ts=t) is False
+    assert await store.touch_peer("ed25519:aa", clock.now, t + 10)
+    await store.delete_peer("ed25519:aa", last_ts=t + 20, ttl_s=300)  # the DELETE's own t
+    assert await store.get_peer("ed25519:aa") is None and await store.all_peers() == []
+    if isinstance(store, SQLiteStore):  # kept the window past the later of now and that t
+        assert rows(tmp_path / "db.sqlite3", "SELECT debate_id, record, expires_at FROM records WHERE kind = "
+                    "'peer_left'") == [("ed25519:aa", json.dumps({"last_ts": t + 20}), t + 320.0)]
+    else:  # and collected by the server after it (plus the GC margin)
+        import redis
+
+        from chorus_litellm.adapters.store_redis import GC_MARGIN_S
+
+        left = redis.Redis.from_url(store.url).pttl(f"{store.prefix}:peer-left:ed25519:aa")
+        assert 300_000 < left <= (320 + GC_MARGIN_S) * 1000
+    other = stores.reader()  # another worker: the tombstone is in the backend
+    for replayed in (t, t + 10, t + 20):  # the registration, a heartbeat's t, the leave's t
+        assert await other.put_peer("ed25519:aa", "gpu", {"model": "m1"}, last_seen=clock.now,
+                                    last_ts=replayed) is False
+    assert await store.get_peer("ed25519:aa") is None and await store.pool_peers("gpu") == []
+    assert await store.put_peer("ed25519:aa", "cpu", {"model": "m1"}, last_seen=clock.now, last_ts=t + 21) is True
+    assert [p["pool"] for p in await other.all_peers()] == ["cpu"]  # the peer itself, later, is back
+    await store.delete_peer("ed25519:aa", last_ts=t + 30, ttl_s=300)
+    await store.delete_peer("ed25519:zz", last_ts=t + 30, ttl_s=300)  # never registered: a tombstone all the same
+    assert await store.put_peer("ed25519:zz", "gpu", {"model": "m9"}, last_seen=clock.now, last_ts=t + 30) is False
+    clock.now = t + 30 + 300 + 1  # past the window after the last t: no such t passes the signature check
+    assert await store.put_peer("ed25519:aa", "gpu", {"model": "m1"}, last_seen=clock.now, last_ts=t + 25) is True
+    assert await store.put_peer("ed25519:zz", "gpu", {"model": "m9"}, last_seen=clock.now, last_ts=t + 30) is True
+    assert [p["pool"] for p in await store.all_peers()] == ["gpu", "gpu"]
+    with pytest.raises(StoreUnavailable):
+        await stores(down=True).delete_peer("ed25519:aa", last_ts=t + 40, ttl_s=300)

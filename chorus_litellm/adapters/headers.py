@@ -4,8 +4,11 @@ Boundary: a LiteLLM `CustomLogger` whose `async_post_call_response_headers_hook`
 proxy calls for every response (chat completions, Responses API, Anthropic Messages;
 success and failure) before the first byte goes out: the only point where a streaming
 response's headers can still be set. It needs no state from the run: the run's id is
-the client's `chorus.debate_id`, else LiteLLM's call id (`FusionRequest.debate_id`), and
-both are in the request data LiteLLM hands the hook.
+the client's `chorus.debate_id`, else LiteLLM's call id (`request.run_id`, the one rule
+`FusionRequest.debate_id` follows too), and both are in the request data LiteLLM hands
+the hook. The hook also runs for a refused request, before or without validation, so the
+header carries only an id that passes the rule: a chosen id that breaks it (a newline,
+a NUL, non-ASCII, 129+ characters) gets no header, and the request its 400.
 
 Registered once by `sdk.proxy_handler()`; it answers only for models whose deployment
 is a fusion profile (`<provider>/<profile>`), so other models' responses are untouched.
@@ -17,14 +20,17 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
+from ..request import run_id
+
 HEADER = "x-chorus-debate-id"
 
 
 def debate_id(data: dict) -> str | None:
-    """The run id a request to a fusion model gets (request.FusionRequest.debate_id)."""
+    """The run id a request to a fusion model gets (request.FusionRequest.debate_id), or
+    None when the client's chosen id is invalid (its request is refused)."""
     chorus = data.get("chorus")
     chosen = chorus.get("debate_id") if isinstance(chorus, dict) else None
-    return str(chosen or data.get("litellm_call_id") or "") or None
+    return run_id(chosen, data.get("litellm_call_id"))
 
 
 class DebateIdHeader(CustomLogger):

@@ -14,10 +14,13 @@
                                                  proxy admins)
 
 Peer requests carry no LiteLLM key: the peer's Ed25519 signature is its identity
-(peers.py: signed bytes, replay rules, admission). Refusals are JSON errors: 401 for
-identity, 403 for admission, 400 for the body (a base URL that fails the SSRF rule of
-adapters/netguard.py names the reason), 404 for an unknown peer, 503 when the store is
-down. (No `from __future__ import annotations`: FastAPI must see the real types.)
+(peers.py: signed bytes, replay rules, admission). A registration is stored only if its
+`t` is later than the peer's last accepted one, a compare-and-set in the store that also
+sees a peer that left: its leave request's `t` is kept for the signature window, so a
+registration captured before it left is a replay, not a way back in. Refusals are JSON
+errors: 401 for identity, 403 for admission, 400 for the body (a base URL that fails the
+SSRF rule of adapters/netguard.py names the reason), 404 for an unknown peer, 503 when
+the store is down. (No `from __future__ import annotations`: FastAPI must see the real types.)
 """
 
 import base64
@@ -89,7 +92,8 @@ def build_peer_router(handler: Any) -> APIRouter:
         record = {**offer.model_dump(mode="json"), "peer_id": sender.peer_id,
                   "public_key": base64.b64encode(sender.public_key).decode(),
                   "registered_at": before["record"]["registered_at"] if before else now}
-        await stored(handler.store.put_peer, sender.peer_id, offer.pool, record, now, sender.timestamp)
+        if not await stored(handler.store.put_peer, sender.peer_id, offer.pool, record, now, sender.timestamp):
+            raise HTTPException(status_code=401, detail=REPLAY)  # a later one was accepted, or the peer left since
         return {"peer_id": sender.peer_id, "pool": offer.pool, "state": "live", "heartbeat_s": peers.HEARTBEAT_S,
                 "away_after_s": policy.away_after_s}
 
@@ -104,8 +108,8 @@ def build_peer_router(handler: Any) -> APIRouter:
     @router.delete("/{peer_id}", status_code=204)
     async def leave(peer_id: str, request: Request) -> Response:
         peer = await existing(peer_id)
-        await own(request, peer_id, peer)
-        await stored(handler.store.delete_peer, peer_id)
+        sender = await own(request, peer_id, peer)
+        await stored(handler.store.delete_peer, peer_id, sender.timestamp, policy.window_s)
         return Response(status_code=204)
 
     async def own(request: Request, peer_id: str, peer: dict) -> peers.Signed:

@@ -37,8 +37,12 @@ The outbox rule (storage never fails or duplicates a run):
 - Peers (peers.py): one record per peer key (`put_peer` replaces it; a peer is in one
   pool at a time), with `last_seen` and `last_ts` kept apart so that `touch_peer` is a
   compare-and-set: a heartbeat counts only if its signed timestamp is later than the
-  last one accepted (no replay, even across workers). Peer calls need the backend:
-  they raise `StoreUnavailable` (a 503), never go to the outbox.
+  last one accepted (no replay, even across workers). `put_peer` is one too, and a peer
+  that leaves (`delete_peer`) leaves a tombstone with its last accepted timestamp until
+  no request as old can pass the signature window (`ttl_s` past the later of now and
+  that timestamp), so a registration captured before it left cannot bring it back.
+  Peer calls need the backend: they raise `StoreUnavailable` (a 503), never go to the
+  outbox.
 - Run events (the live view's log, runlog.py) are best effort like transcripts: a batch
   the backend cannot take waits in the outbox and is delivered later (events are keyed
   by their sequence number, so batches may arrive in any order and twice). Each batch
@@ -72,6 +76,7 @@ log = logging.getLogger("chorus_litellm")
 RECEIPT, TRANSCRIPT, EVENTS, WEBHOOK = "receipt", "transcript", "events", "webhook"
 FLUSH_BATCH = 100
 DEAD_TTL_S = 7 * 24 * 3600  # a webhook that gave up stays readable for the operator this long
+PEER_TOMBSTONE_S = 300.0  # a left peer's last timestamp is kept this long (the default signature window)
 
 
 @dataclass(frozen=True)
@@ -194,7 +199,8 @@ class Store:
         """A queued or dead job's state: `{"state", "attempts", "due", "error"}` (None: delivered or unknown)."""
         raise NotImplementedError
 
-    async def _put_peer(self, peer_id: str, pool: str, record: dict, last_seen: float, last_ts: int) -> None:
+    async def _put_peer(self, peer_id: str, pool: str, record: dict, last_seen: float, last_ts: int) -> bool:
+        """Compare-and-set against the peer's record and its unexpired tombstone (dropped on success)."""
         raise NotImplementedError
 
     async def _get_peer(self, peer_id: str) -> dict | None:
@@ -207,7 +213,9 @@ class Store:
     async def _touch_peer(self, peer_id: str, last_seen: float, last_ts: int) -> bool:
         raise NotImplementedError
 
-    async def _delete_peer(self, peer_id: str) -> None:
+    async def _delete_peer(self, peer_id: str, last_ts: int | None, ttl_s: float) -> None:
+        """Remove the peer; tombstone the later of its record's and `last_ts` (if any) until
+        `ttl_s` past the later of now and that timestamp."""
         raise NotImplementedError
 
     async def _put_load(self, worker: str, calls: dict[str, int], expires_at: float) -> None:
@@ -356,8 +364,10 @@ class Store:
         return await self._webhook(job_id)
 
     # -- peers ---------------------------------------------------------------------------
-    async def put_peer(self, peer_id: str, pool: str, record: dict, last_seen: float, last_ts: int) -> None:
-        await self._put_peer(peer_id, pool, record, last_seen, last_ts)
+    async def put_peer(self, peer_id: str, pool: str, record: dict, last_seen: float, last_ts: int) -> bool:
+        """Register (or update) a peer; False, storing nothing, unless `last_ts` is later than
+        the last accepted one: the peer's, or, after it left, its tombstone's (a replay)."""
+        return await self._put_peer(peer_id, pool, record, last_seen, last_ts)
 
     async def get_peer(self, peer_id: str) -> dict | None:
         """`{"record", "pool", "last_seen", "last_ts"}`, or None."""
@@ -373,8 +383,11 @@ class Store:
         """Record a heartbeat; False if the peer is gone or `last_ts` is not later than the last."""
         return await self._touch_peer(peer_id, last_seen, last_ts)
 
-    async def delete_peer(self, peer_id: str) -> None:
-        await self._delete_peer(peer_id)
+    async def delete_peer(self, peer_id: str, last_ts: int | None = None, ttl_s: float = PEER_TOMBSTONE_S) -> None:
+        """The peer leaves. Its last accepted timestamp (its record's, or `last_ts`, the
+        leave request's own, if later) is kept `ttl_s` (the signature window) past the
+        later of now and that timestamp, so no older request of its can register it again."""
+        await self._delete_peer(peer_id, last_ts, ttl_s)
 
     # -- reputation -----------------------------------------------------------------
     async def put_peer_load(self, worker: str, calls: dict[str, int], ttl_s: float) -> None:

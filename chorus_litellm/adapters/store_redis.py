@@ -79,6 +79,49 @@ redis.call('HSET', KEYS[1], 'last_seen', ARGV[1], 'last_ts', ARGV[2])
 return 1
 """
 
+# A peer's registration, a compare-and-set like _TOUCH, also against the tombstone a peer
+# that left keeps (its last accepted t, until `expires_at` by the store's clock).
+# KEYS[1] the peer's hash, KEYS[2] its tombstone hash, KEYS[3] the set of all peers,
+# KEYS[4] its pool's set; ARGV[1] record, ARGV[2] pool, ARGV[3] last_seen, ARGV[4] last_ts,
+# ARGV[5] the peer id, ARGV[6] the pool sets' key prefix, ARGV[7] now.
+_PUT_PEER = """
+local new = tonumber(ARGV[4])
+local last = redis.call('HGET', KEYS[1], 'last_ts')
+if last and tonumber(last) >= new then return 0 end
+local gone = redis.call('HMGET', KEYS[2], 'last_ts', 'expires_at')
+if gone[1] and tonumber(gone[2]) > tonumber(ARGV[7]) and tonumber(gone[1]) >= new then return 0 end
+local before = redis.call('HGET', KEYS[1], 'pool')
+if before and before ~= ARGV[2] then redis.call('SREM', ARGV[6] .. before, ARGV[5]) end
+redis.call('HSET', KEYS[1], 'record', ARGV[1], 'pool', ARGV[2], 'last_seen', ARGV[3], 'last_ts', ARGV[4])
+redis.call('SADD', KEYS[4], ARGV[5])
+redis.call('SADD', KEYS[3], ARGV[5])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+# A peer leaves: its hash and set entries go, its tombstone keeps the latest of its
+# record's, its tombstone's and the leave request's t, until ARGV[5] seconds past the
+# later of now and that t (the server's PX adds the GC margin). KEYS as _PUT_PEER's
+# first three; ARGV[1] the peer id, ARGV[2] the pool sets' key prefix, ARGV[3] last_ts or
+# "", ARGV[4] now, ARGV[5] ttl_s, ARGV[6] GC_MARGIN_S.
+_DELETE_PEER = """
+local now = tonumber(ARGV[4])
+local fields = redis.call('HMGET', KEYS[1], 'pool', 'last_ts')
+local kept = tonumber(ARGV[3])
+if fields[2] and (not kept or tonumber(fields[2]) > kept) then kept = tonumber(fields[2]) end
+local gone = redis.call('HMGET', KEYS[2], 'last_ts', 'expires_at')
+if gone[1] and tonumber(gone[2]) > now and (not kept or tonumber(gone[1]) > kept) then kept = tonumber(gone[1]) end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+if fields[1] then redis.call('SREM', ARGV[2] .. fields[1], ARGV[1]) end
+if kept then
+  local expires_at = math.max(now, kept) + tonumber(ARGV[5])
+  redis.call('HSET', KEYS[2], 'last_ts', string.format('%d', kept), 'expires_at', string.format('%.3f', expires_at))
+  redis.call('PEXPIRE', KEYS[2], math.ceil((expires_at - now + tonumber(ARGV[6])) * 1000))
+end
+return 1
+"""
+
 mapped = unavailable_on(RedisError, OSError)
 
 
@@ -241,18 +284,16 @@ class RedisStore(Store):
     def _peer_key(self, peer_id: str) -> str:
         return f"{self.prefix}:peer:{peer_id}"
 
+    def _peer_keys(self, peer_id: str) -> list[str]:
+        """The peer's hash, its tombstone (after it left) and the set of all peers."""
+        return [self._peer_key(peer_id), f"{self.prefix}:peer-left:{peer_id}", f"{self.prefix}:peers"]
+
     @mapped
-    async def _put_peer(self, peer_id: str, pool: str, record: dict, last_seen: float, last_ts: int) -> None:
-        client = self._client()
-        before = await client.hget(self._peer_key(peer_id), "pool")
-        pipe = client.pipeline(transaction=True)
-        if before is not None and before.decode() != pool:
-            pipe.srem(f"{self.prefix}:pool:{before.decode()}", peer_id)
-        pipe.hset(self._peer_key(peer_id), mapping={"record": json.dumps(record), "pool": pool,
-                                                    "last_seen": repr(last_seen), "last_ts": last_ts})
-        pipe.sadd(f"{self.prefix}:pool:{pool}", peer_id)
-        pipe.sadd(f"{self.prefix}:peers", peer_id)
-        await pipe.execute()
+    async def _put_peer(self, peer_id: str, pool: str, record: dict, last_seen: float, last_ts: int) -> bool:
+        keys = [*self._peer_keys(peer_id), f"{self.prefix}:pool:{pool}"]
+        return bool(await self._client().eval(_PUT_PEER, len(keys), *keys, json.dumps(record), pool,
+                                              repr(last_seen), last_ts, peer_id, f"{self.prefix}:pool:",
+                                              repr(self.clock())))
 
     @staticmethod
     def _peer(data: dict) -> dict | None:
@@ -282,15 +323,10 @@ class RedisStore(Store):
         return bool(await self._client().eval(_TOUCH, 1, self._peer_key(peer_id), repr(last_seen), last_ts))
 
     @mapped
-    async def _delete_peer(self, peer_id: str) -> None:
-        client = self._client()
-        pool = await client.hget(self._peer_key(peer_id), "pool")
-        pipe = client.pipeline(transaction=True)
-        pipe.delete(self._peer_key(peer_id))
-        pipe.srem(f"{self.prefix}:peers", peer_id)
-        if pool is not None:
-            pipe.srem(f"{self.prefix}:pool:{pool.decode()}", peer_id)
-        await pipe.execute()
+    async def _delete_peer(self, peer_id: str, last_ts: int | None, ttl_s: float) -> None:
+        keys = self._peer_keys(peer_id)
+        await self._client().eval(_DELETE_PEER, len(keys), *keys, peer_id, f"{self.prefix}:pool:",
+                                  "" if last_ts is None else last_ts, repr(self.clock()), repr(ttl_s), GC_MARGIN_S)
 
     @mapped
     async def _put_load(self, worker: str, calls: dict[str, int], expires_at: float) -> None:

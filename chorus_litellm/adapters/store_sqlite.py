@@ -67,6 +67,9 @@ async def _m6_earnings(db: aiosqlite.Connection) -> None:
 
 MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation, _m3_events, _m4_webhooks, _m5_peers, _m6_earnings]
 _PEER = ("record", "pool", "last_seen", "last_ts")
+# A peer that left: a record {"last_ts"} keyed (kind, "", peer id), expiring when no request
+# as old can pass the signature window (the empty owner is no caller's: owner_of never gives it).
+_PEER_LEFT = "peer_left"
 
 _LIVE = "kind = ? AND owner = ? AND debate_id = ? AND (expires_at IS NULL OR expires_at > ?)"
 
@@ -200,12 +203,28 @@ class SQLiteStore(Store):
         rows = await db.execute_fetchall("SELECT state, attempts, due, error FROM webhooks WHERE id = ?", (job_id,))
         return dict(zip(("state", "attempts", "due", "error"), rows[0], strict=True)) if rows else None
 
+    async def _last_ts(self, db: aiosqlite.Connection, peer_id: str, now: float) -> list[int]:
+        """The peer's last accepted timestamps: its record's and its unexpired tombstone's."""
+        rows = await db.execute_fetchall("SELECT last_ts FROM peers WHERE peer_id = ?", (peer_id,))
+        left = await db.execute_fetchall(f"SELECT record FROM records WHERE {_LIVE}", (_PEER_LEFT, "", peer_id, now))
+        return [int(row[0]) for row in rows] + [int(json.loads(row[0])["last_ts"]) for row in left]
+
+    async def _forget_left(self, db: aiosqlite.Connection, peer_id: str, now: float) -> None:
+        """Drop the peer's tombstone, and every expired one."""
+        await db.execute("DELETE FROM records WHERE kind = ? AND (debate_id = ? AND owner = '' OR expires_at <= ?)",
+                         (_PEER_LEFT, peer_id, now))
+
     @mapped
-    async def _put_peer(self, peer_id: str, pool: str, record: dict, last_seen: float, last_ts: int) -> None:
-        db = await self.db.conn()
-        await db.execute("INSERT INTO peers VALUES (?, ?, ?, ?, ?) ON CONFLICT (peer_id) DO UPDATE SET "
-                         "pool = excluded.pool, record = excluded.record, last_seen = excluded.last_seen, "
-                         "last_ts = excluded.last_ts", (peer_id, pool, json.dumps(record), last_seen, last_ts))
+    async def _put_peer(self, peer_id: str, pool: str, record: dict, last_seen: float, last_ts: int) -> bool:
+        async with self.db.transaction() as db:  # the compare and the set, one writer at a time
+            now = self.clock()
+            if any(last >= last_ts for last in await self._last_ts(db, peer_id, now)):
+                return False
+            await db.execute("INSERT INTO peers VALUES (?, ?, ?, ?, ?) ON CONFLICT (peer_id) DO UPDATE SET "
+                             "pool = excluded.pool, record = excluded.record, last_seen = excluded.last_seen, "
+                             "last_ts = excluded.last_ts", (peer_id, pool, json.dumps(record), last_seen, last_ts))
+            await self._forget_left(db, peer_id, now)
+        return True
 
     def _peer(self, row: tuple) -> dict:
         return {**dict(zip(_PEER, row, strict=True)), "record": json.loads(row[0])}
@@ -232,9 +251,16 @@ class SQLiteStore(Store):
         return cursor.rowcount == 1
 
     @mapped
-    async def _delete_peer(self, peer_id: str) -> None:
-        db = await self.db.conn()
-        await db.execute("DELETE FROM peers WHERE peer_id = ?", (peer_id,))
+    async def _delete_peer(self, peer_id: str, last_ts: int | None, ttl_s: float) -> None:
+        async with self.db.transaction() as db:
+            now = self.clock()
+            known = [*await self._last_ts(db, peer_id, now), *([] if last_ts is None else [last_ts])]
+            await db.execute("DELETE FROM peers WHERE peer_id = ?", (peer_id,))
+            await self._forget_left(db, peer_id, now)
+            if known:
+                kept = max(known)
+                await db.execute("INSERT INTO records VALUES (?, '', ?, ?, ?, ?)",
+                                 (_PEER_LEFT, peer_id, json.dumps({"last_ts": kept}), now, max(now, kept) + ttl_s))
 
     @mapped
     async def _put_load(self, worker: str, calls: dict[str, int], expires_at: float) -> None:
