@@ -96,13 +96,16 @@ def test_allowlist_parse_names_bad_entries(entry):
 
 
 class Receiver:
-    """A raw HTTP/1.1 server on 127.0.0.1 that records what arrives and answers with `reply`."""
+    """A raw HTTP/1.1 server on `host` (127.0.0.1) that records what arrives and answers with
+    `reply` (bytes, or a function of the request's head and body)."""
 
-    def __init__(self, reply: bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", *, hold: bool = False):
+    def __init__(self, reply=b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", *, hold: bool = False,
+                 host: str = "127.0.0.1", port: int = 0):
         self.reply, self.hold, self.connections, self.requests = reply, hold, 0, []
+        self.host, self.port = host, port
 
     async def __aenter__(self):
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self.handle, self.host, self.port)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -116,7 +119,7 @@ class Receiver:
             length = next((int(line.split(":")[1]) for line in head.split("\r\n")
                            if line.lower().startswith("content-length:")), 0)
             self.requests.append((head, await reader.readexactly(length)))
-            writer.write(self.reply)
+            writer.write(self.reply(*self.requests[-1]) if callable(self.reply) else self.reply)
             await writer.drain()
             if self.hold:  # say no more, keep the connection open until the client gives up
                 await reader.read()
@@ -228,3 +231,152 @@ async def test_connect_pins_the_ip_and_tls_verifies_the_name():
 async def test_unix_sockets_are_refused():
     with pytest.raises(httpcore.ConnectError, match="unix sockets are refused"):
         await GuardedBackend(LOOPBACK).connect_unix_socket("/var/run/docker.sock")
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+async def test_a_redirect_is_refused_by_the_transport_even_when_a_request_asks_to_follow(code):
+    async with Receiver() as target:
+        reply = (f"HTTP/1.1 {code} Moved\r\nLocation: http://127.0.0.1:{target.port}/elsewhere\r\n"
+                 "Content-Length: 0\r\n\r\n").encode()
+        async with Receiver(reply) as receiver, guarded_client(LOOPBACK) as client:
+            answer = await client.post(f"http://127.0.0.1:{receiver.port}/hook", content=b"{}", follow_redirects=True)
+    assert answer.status_code == code and "location" not in answer.headers
+    assert answer.json()["error"] == {"type": "redirect_refused", "message": (
+        f"127.0.0.1 answered {code} (a redirect to http://127.0.0.1:{target.port}); redirects are not followed")}
+    assert receiver.connections == 1 and target.connections == 0
+
+
+# -- peers: the probe and every call to a `peer/*` deployment go through the guarded client ----
+
+def chat_answer(text: str) -> bytes:
+    import json
+
+    body = json.dumps({"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                    "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+class PeerStore:
+    """What PeerSync reads and writes of the store, for one live peer."""
+
+    def __init__(self, base_url: str):
+        self.record = {"peer_id": "ed25519:00000000000000aa", "base_url": base_url, "model": "m", "payee": "p",
+                       "api_key": None, "max_concurrency": 2, "price_per_token": None, "registered_at": 1.0}
+        self.reputation = []
+
+    def clock(self):
+        return 100.0
+
+    async def all_peers(self):
+        return [{"record": self.record, "last_seen": 100.0}]
+
+    async def add_reputation(self, change):
+        self.reputation.append(change)
+
+
+REFUSED = "redirects are not followed"
+
+
+def peer_sync(store, urls, **kw):
+    import litellm
+
+    from chorus_litellm import peers
+    from chorus_litellm.adapters.peer_sync import PeerSync
+
+    router = litellm.Router(model_list=[])
+    return PeerSync(store, lambda: router, peers.Policy(admission="open"), urls, **kw), router
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("code", [307, 303, 308])
+async def test_a_peer_that_redirects_its_calls_is_a_failed_call_never_followed(code, stream):
+    """The peer answers its probe, then redirects every call to a loopback canary the
+    allowlist (127.0.0.2 only) refuses: LiteLLM's own client would follow it."""
+    import litellm
+
+    async with Receiver(chat_answer("CANARY")) as canary:
+        def redirect(head, body):
+            if b"Say OK." in body:
+                return chat_answer("OK")
+            path = head.split(" ")[1]
+            return (f"HTTP/1.1 {code} Moved\r\nLocation: http://127.0.0.1:{canary.port}{path}\r\n"
+                    "Content-Length: 0\r\n\r\n").encode()
+
+        async with Receiver(redirect, host="127.0.0.2") as peer:
+            store = PeerStore(f"http://127.0.0.2:{peer.port}/v1")
+            sync, router = peer_sync(store, Allowlist.parse("127.0.0.2/32"))
+            try:
+                assert (await sync.sync_once())["added"] == [store.record["peer_id"]]  # the probe answered
+                with pytest.raises(Exception, match="redirects are not followed") as err:
+                    answer = await router.acompletion(model=f"peer/{store.record['peer_id']}", num_retries=0,
+                                                      messages=[{"role": "user", "content": "hi"}], stream=stream)
+                    if stream:
+                        async for _ in answer:
+                            pass
+                assert getattr(err.value, "status_code", None) == code
+                # LiteLLM's health check calls the deployment's params outside the Router: guarded too
+                [dep] = router.get_model_list()
+                health = await litellm.ahealth_check(dict(dep["litellm_params"]), mode="chat", prompt="hi")
+                assert REFUSED in str(health.get("error")), health
+            finally:
+                await sync.aclose()
+    assert len(peer.requests) == 3 and canary.connections == 0
+
+
+async def test_a_peer_whose_probe_redirects_is_kept_out():
+    async with Receiver(chat_answer("CANARY")) as canary:
+        reply = (f"HTTP/1.1 307 Moved\r\nLocation: http://127.0.0.1:{canary.port}/v1/chat/completions\r\n"
+                 "Content-Length: 0\r\n\r\n").encode()
+        async with Receiver(reply, host="127.0.0.2") as peer:
+            store = PeerStore(f"http://127.0.0.2:{peer.port}/v1")
+            sync, router = peer_sync(store, Allowlist.parse("127.0.0.2/32"))
+            try:
+                assert (await sync.sync_once())["added"] == []
+            finally:
+                await sync.aclose()
+    assert store.reputation == [{store.record["peer_id"]: {"runs": 1, "failures": 1}}]
+    assert peer.connections == 1 and canary.connections == 0 and router.get_model_list() == []
+
+
+async def test_a_peer_name_rebinding_to_loopback_after_its_check_is_refused_at_connect(monkeypatch):
+    """The system resolver answers a public address for the sync's check, then 127.0.0.1:
+    every resolver in the process (LiteLLM's too) sees the rebinding."""
+    import socket
+
+    real, answers = socket.getaddrinfo, []
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "peer.test":
+            return real(host, port, *args, **kwargs)
+        answers.append("93.184.216.34" if not answers else "127.0.0.1")
+        return real(answers[-1], port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    async with Receiver(chat_answer("CANARY")) as canary:
+        store = PeerStore(f"http://peer.test:{canary.port}/v1")
+        sync, router = peer_sync(store, Allowlist())
+        try:
+            assert (await sync.sync_once())["added"] == []
+        finally:
+            await sync.aclose()
+    assert answers[:2] == ["93.184.216.34", "127.0.0.1"] and canary.connections == 0
+    assert store.reputation == [{store.record["peer_id"]: {"runs": 1, "failures": 1}}]
+
+
+async def test_a_call_to_a_peer_deployment_without_a_guarded_client_is_refused():
+    """Fail closed: a `peer/*` deployment the guard does not know (added behind PeerSync's back)
+    is never called through LiteLLM's own client."""
+    import litellm
+
+    from chorus_litellm.adapters.peer_sync import deployment, install_hook
+
+    install_hook()
+    async with Receiver(chat_answer("CANARY")) as canary:
+        record = {**PeerStore(f"http://127.0.0.1:{canary.port}/v1").record, "registered_at": 2.0}
+        router = litellm.Router(model_list=[deployment(record)])
+        with pytest.raises(Exception, match="no guarded client"):
+            await router.acompletion(model=f"peer/{record['peer_id']}", num_retries=0,
+                                     messages=[{"role": "user", "content": "hi"}])
+    assert canary.connections == 0

@@ -1,5 +1,5 @@
-"""The SSRF guard: every outbound request to a URL a user gave (webhook `callback_url`s, later
-peer base URLs) goes through here, so a caller cannot make the proxy reach its own network.
+"""The SSRF guard: every outbound request to a URL a user gave (webhook `callback_url`s, peer
+base URLs) goes through here, so a caller cannot make the proxy reach its own network.
 
 The rule, applied twice with the same code: every address the host resolves to must be
 admitted, either by the operator's `Allowlist` (a hostname or an IP network) or because
@@ -9,8 +9,12 @@ admitted, either by the operator's `Allowlist` (a hostname or an IP network) or 
 - Connect time: `guarded_client()`'s network backend resolves the name again, checks every
   address, and connects to the first one by IP, so a name that resolves differently later
   (DNS rebinding) is refused there too (`httpx.ConnectError` naming the reason). TLS still
-  verifies the URL's hostname. Redirects are never followed; proxy env vars, netrc and unix
-  sockets are never used.
+  verifies the URL's hostname. Redirects are never followed: the transport itself turns a 3xx
+  with a `Location` into the same status without it and with a JSON error naming the refusal
+  (`RefuseRedirects`), so neither a client's `follow_redirects` nor a per-request override can
+  follow one. Proxy env vars, netrc and unix sockets are never used.
+- One client for every such connection: webhooks (`post_json`) and each call to a peer (an
+  `openai.AsyncOpenAI` over it, adapters/peer_sync.py).
 - `post_json()` reads at most `max_response_bytes` of the answer.
 
 Boundary: this module knows addresses, names and sockets, not webhooks or peers: what to send,
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -210,22 +215,53 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+class RefuseRedirects(httpx.AsyncBaseTransport):
+    """A transport that answers a redirect itself: a 3xx with a `Location` becomes the same
+    status without one and a JSON error body (`{"error": {"message", "type": "redirect_refused"}}`,
+    the OpenAI error shape, so an SDK over it reports the reason), after the original answer is
+    closed. With no `Location` there is nothing a client could follow."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        location = response.headers.get("location")
+        if not (300 <= response.status_code < 400 and location is not None):
+            return response
+        await response.aclose()
+        try:
+            target = request.url.join(location)
+            where = f"{target.scheme}://{target.netloc.decode('ascii', 'replace')}"
+        except (httpx.InvalidURL, UnicodeError):
+            where = "an invalid URL"
+        message = (f"{request.url.host} answered {response.status_code} (a redirect to {where}); "
+                   "redirects are not followed")
+        body = json.dumps({"error": {"message": message, "type": "redirect_refused"}}).encode()
+        return httpx.Response(response.status_code, request=request, stream=httpx.ByteStream(body),  # unread
+                              headers={"content-type": "application/json", "content-length": str(len(body))})
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 def guarded_client(allowlist: Allowlist, *, timeout: float = 5.0, resolve: Resolve | None = None) -> httpx.AsyncClient:
-    """An AsyncClient whose every connection goes through `GuardedBackend`: no redirects, no env
-    proxies or netrc, `timeout` seconds for each of connect, read, write and pool."""
+    """An AsyncClient whose every connection goes through `GuardedBackend`: no redirects (not by
+    the client, and refused by the transport), no env proxies or netrc, `timeout` seconds for
+    each of connect, read, write and pool (a default: a request may set its own)."""
     transport = httpx.AsyncHTTPTransport(trust_env=False)
     # httpx 0.28 takes no network backend, so its pool is replaced by an equal one that has ours.
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=httpx.create_ssl_context(), max_connections=100, max_keepalive_connections=20,
         keepalive_expiry=5.0, network_backend=GuardedBackend(allowlist, resolve=resolve))
-    return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
+    return httpx.AsyncClient(transport=RefuseRedirects(transport), follow_redirects=False, trust_env=False,
                              timeout=httpx.Timeout(timeout))
 
 
 async def post_json(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], *,
                     max_response_bytes: int = 65536) -> tuple[int, bytes]:
     """POST `body` as JSON; the status and at most `max_response_bytes` of the raw answer (asked
-    uncompressed, so no decompression can grow it). A redirect is returned, not followed."""
+    uncompressed, so no decompression can grow it). A redirect's status is returned, not followed."""
     merged = httpx.Headers({"content-type": "application/json"})
     merged.update(headers)  # case-insensitive: the caller's content-type wins
     merged["accept-encoding"] = "identity"

@@ -15,6 +15,17 @@ Boundary: reads the peers in the store, writes the proxy's Router (`upsert_deplo
 - a probe (`Say OK.`, 4 tokens, 10 s) runs once per registration before first use; a
   failed probe keeps the peer out and counts as a failed run in the peer's reputation.
 
+Every connection to a peer (the probe and each call to its deployment) goes through the
+SSRF guard's client (netguard.guarded_client: the address checked at connect time with
+the same allowlist, so DNS rebinding is refused; a redirect is an error, never followed),
+as an `openai.AsyncOpenAI` per deployment and event loop (`PeerClients`). LiteLLM's own
+client for the provider would follow redirects, so the guarded one is handed to each call
+by `PeerGuardHook`, a LiteLLM callback whose `async_pre_call_deployment_hook` (run inside
+`litellm.acompletion`, after the Router picked the deployment, on every attempt) sets the
+call's `client` for a deployment whose `model_info` names a `chorus_peer`. Fail closed: a
+peer deployment with no guarded client here, or called for anything but a chat
+completion, is refused instead of called.
+
 Each pass also publishes this worker's calls in flight per peer (the pool view's load).
 
 `available(pool)` is what the draw (stages/draw.py) may seat: the pool's peers live in
@@ -28,12 +39,13 @@ import asyncio
 import hashlib
 import logging
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import peers
 from .background import stop
-from .netguard import Allowlist, UnsafeURL, check_url
+from .netguard import Allowlist, Resolve, UnsafeURL, check_url, guarded_client
 
 log = logging.getLogger("chorus_litellm")
 
@@ -54,6 +66,113 @@ def deployment(record: dict) -> dict:
     return {"model_name": peers.model_name(record["peer_id"]), "litellm_params": params,
             "model_info": {"id": deployment_id(record["peer_id"], record["registered_at"]),
                            "chorus_peer": record["peer_id"], "chorus_payee": record["payee"]}}
+
+
+class PeerRefused(RuntimeError):
+    """A call to a peer deployment the guard will not make (no guarded client for it here)."""
+
+
+CHAT_CALLS = frozenset({"acompletion", "completion"})
+
+
+class PeerClients:
+    """The guarded `openai.AsyncOpenAI` of each peer deployment, by deployment id, one per
+    event loop (an httpx pool belongs to the loop that uses it). `register` records what a
+    client needs (base URL, key, allowlist); the client is made on first use in a loop."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, tuple[str, str, Allowlist, Resolve | None]] = {}
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = \
+            weakref.WeakKeyDictionary()
+
+    def register(self, dep: dict, urls: Allowlist, resolve: Resolve | None = None) -> None:
+        params = dep["litellm_params"]
+        spec = (params["api_base"], params["api_key"], urls, resolve)
+        dep_id = dep["model_info"]["id"]
+        if self.specs.get(dep_id) != spec:  # new, or changed: a client made from the old one is dropped
+            self.specs[dep_id] = spec
+            for clients in self._clients.values():
+                clients.pop(dep_id, None)
+
+    async def unregister(self, dep_id: str) -> None:
+        """Forget the deployment; its client in this loop is closed (others go with their loop)."""
+        self.specs.pop(dep_id, None)
+        for loop, clients in list(self._clients.items()):
+            client = clients.pop(dep_id, None)
+            if client is not None and loop is asyncio.get_running_loop():
+                await client.close()
+
+    def client(self, dep_id: str) -> Any:
+        """This loop's guarded client for the deployment; PeerRefused when it is not registered."""
+        spec = self.specs.get(dep_id)
+        if spec is None:
+            raise PeerRefused(f"peer deployment {dep_id} has no guarded client in this process: call refused")
+        clients = self._clients.setdefault(asyncio.get_running_loop(), {})
+        if dep_id not in clients:
+            import openai
+
+            base_url, api_key, urls, resolve = spec
+            # Each call sets its own timeout; LiteLLM sets max_retries (its own retries apply).
+            clients[dep_id] = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0,
+                                                 http_client=guarded_client(urls, timeout=600.0, resolve=resolve))
+        return clients[dep_id]
+
+    async def aclose(self) -> None:
+        """Close this loop's clients (the specs stay: a later loop makes new ones)."""
+        for client in self._clients.pop(asyncio.get_running_loop(), {}).values():
+            await client.close()
+
+    def attach(self, kwargs: dict, call_type: Any) -> dict | None:
+        """The call's kwargs with the guarded client, when it goes to a peer deployment (named
+        by the Router's `model_info`, or, for a chat call made outside the Router, such as
+        LiteLLM's health checks, by a peer's exact base URL and key); None (unchanged)
+        otherwise. PeerRefused for a peer deployment it cannot guard."""
+        kind = getattr(call_type, "value", call_type)
+        dep_id = peer_deployment_id(kwargs)
+        if dep_id is None and kind in CHAT_CALLS:  # outside the Router (LiteLLM's health checks): by endpoint
+            dep_id = next((d for d, (base, key, *_) in self.specs.items()
+                           if base == kwargs.get("api_base") and key == kwargs.get("api_key")), None)
+        if dep_id is None:
+            return None
+        if kind not in CHAT_CALLS:
+            raise PeerRefused(f"peer deployments serve chat completions only, not {kind}: call refused")
+        return {**kwargs, "client": self.client(dep_id)}
+
+
+def peer_deployment_id(kwargs: Mapping[str, Any]) -> str | None:
+    """The deployment id of a call the Router sends to a peer deployment (its `model_info`,
+    which the Router puts in the call's metadata), else None."""
+    for key in ("metadata", "litellm_metadata"):
+        info = (kwargs.get(key) or {}).get("model_info") if isinstance(kwargs.get(key), Mapping) else None
+        if isinstance(info, Mapping) and info.get("chorus_peer"):
+            return str(info.get("id"))
+    info = kwargs.get("model_info")
+    if isinstance(info, Mapping) and info.get("chorus_peer"):
+        return str(info.get("id"))
+    return None
+
+
+CLIENTS = PeerClients()  # one per process: the Router and LiteLLM's callbacks are per process
+_hook: Any = None
+
+
+def install_hook() -> Any:
+    """Put `PeerGuardHook` in `litellm.callbacks` (once; again if something removed it)."""
+    global _hook
+    import litellm
+    from litellm.integrations.custom_logger import CustomLogger
+
+    if _hook is None:
+        class PeerGuardHook(CustomLogger):
+            """Hands each call to a peer deployment its guarded client (see the module docstring)."""
+
+            async def async_pre_call_deployment_hook(self, kwargs: dict, call_type: Any) -> dict | None:
+                return CLIENTS.attach(kwargs, call_type)
+
+        _hook = PeerGuardHook()
+    if _hook not in litellm.callbacks:
+        litellm.callbacks.append(_hook)
+    return _hook
 
 
 class PeerSync:
@@ -91,6 +210,9 @@ class PeerSync:
                    or wanted[pid]["model_info"]["id"] != dep_id]
         for pid in removed:
             router.delete_deployment(id=current[pid])
+            await CLIENTS.unregister(current[pid])
+        if wanted:
+            install_hook()
         new = {pid: dep for pid, dep in wanted.items()
                if not (current.get(pid) == dep["model_info"]["id"] and pid not in removed)}
         answered = await asyncio.gather(*(self._probe(dep) for dep in new.values()))  # side by side
@@ -102,6 +224,8 @@ class PeerSync:
         if added or removed:
             log.info("chorus: peers added to the Router %s, removed %s", added, removed)
         in_router = (set(current) - set(removed)) | set(added)
+        for pid in in_router & set(wanted):  # deployed by another loop's sync: guarded here too
+            CLIENTS.register(wanted[pid], self.urls, self.resolve)
         self.deployed = {pid: peer["record"] for peer in peers_now if (pid := peer["record"]["peer_id"]) in wanted
                          and pid in in_router}
         if self.load is not None:  # valid for three passes: a dead worker's calls stop counting
@@ -127,13 +251,16 @@ class PeerSync:
         import litellm
 
         params = dep["litellm_params"]
-        try:
+        CLIENTS.register(dep, self.urls, self.resolve)
+        try:  # through the guarded client: connect-time address check, no redirects
             await litellm.acompletion(model=params["model"], api_base=params["api_base"], api_key=params["api_key"],
-                                      messages=PROBE, max_tokens=4, timeout=self.probe_timeout_s, num_retries=0)
+                                      messages=PROBE, max_tokens=4, timeout=self.probe_timeout_s, num_retries=0,
+                                      client=CLIENTS.client(dep_id))
             self.probed[dep_id] = True
         except Exception as exc:  # noqa: BLE001 - any failure keeps the peer out
             log.warning("chorus: peer %s failed its probe: %s", dep["model_info"]["chorus_peer"], exc)
             self.probed[dep_id] = False
+            await CLIENTS.unregister(dep_id)
             await self.store.add_reputation({dep["model_info"]["chorus_peer"]: {"runs": 1, "failures": 1}})
         return self.probed[dep_id]
 
@@ -153,6 +280,7 @@ class PeerSync:
     async def aclose(self) -> None:
         await stop(self._task)
         self._task = None
+        await CLIENTS.aclose()
 
 
 def _as_deployment(dep: dict) -> Any:

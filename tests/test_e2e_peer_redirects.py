@@ -1,0 +1,170 @@
+"""A peer's base URL cannot send the proxy anywhere else (issue 23): a peer on an allowed
+loopback address (127.0.0.2) answers its probe, then redirects every call (307, 303, 308)
+to a canary on 127.0.0.1, which the allowlist refuses as a base URL. Through the real
+proxy, a fusion run that seats those peers and direct `peer/*` calls (whole and streamed)
+each fail with the refusal, and the canary sees no connection at all. A peer that
+redirects its probe is kept out. (DNS rebinding of a peer's name, and the same redirects
+below the proxy: tests/test_netguard.py; the proxy resolves names through the system.)"""
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import e2e_config, e2e_entry, proxy_env
+from tests.servers import litellm_proxy
+from tests.test_e2e_peers import Peer, until
+
+CODES = (307, 303, 308)
+SYNC_S = 0.5
+BOUNTY = {"bounty": {"amount": 1000, "currency": "USD"}}
+REFUSED = "redirects are not followed"
+
+
+def chat_answer(text: str) -> bytes:
+    return json.dumps({"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                    "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
+
+
+class Canary:
+    """A server on 127.0.0.1 that counts every TCP connection and answers any request with a
+    chat completion saying CANARY (what a followed redirect would bring back)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port, self.connections = self.sock.getsockname()[1], 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.recv(65536)
+                    body = chat_answer("CANARY")
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                except OSError:
+                    pass
+
+
+class Redirector(BaseHTTPRequestHandler):
+    """Base URL `/<code>/v1`: answers the probe, redirects everything else with `<code>`;
+    `/probe<code>/v1`: redirects the probe too. Always to the canary, same path."""
+
+    canary_port = 0
+    seen: list = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        prefix, rest = self.path.lstrip("/").split("/", 1)
+        self.seen.append((prefix, b"Say OK." in body))
+        if b"Say OK." in body and not prefix.startswith("probe"):
+            answer = chat_answer("OK")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            return
+        self.send_response(int(prefix.removeprefix("probe")))
+        self.send_header("Location", f"http://127.0.0.1:{self.canary_port}/{rest}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def servers():
+    canary = Canary()
+    handler = type("Handler", (Redirector,), {"canary_port": canary.port, "seen": []})
+    redirector = ThreadingHTTPServer(("127.0.0.2", 0), handler)
+    threading.Thread(target=redirector.serve_forever, daemon=True).start()
+    yield canary, handler, f"http://127.0.0.2:{redirector.server_address[1]}"
+    redirector.shutdown()
+    canary.sock.close()
+
+
+@pytest.fixture(scope="module")
+def market(upstream, signing_key, servers, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("peer-redirects")
+    (workdir / "spend.jsonl").touch()
+    config = e2e_config(upstream)
+    config["model_list"].append(e2e_entry("redirects", {
+        "aggregator": {"judge": "judge", "synthesizer": "writer"},
+        "panel": {"members": ["model-a", "model-b"], "pool": "gpu", "seats": len(CODES), "min_quorum": 2,
+                  "timeout_s": 20}}))
+    env = {**proxy_env(workdir, signing_key, workdir / "spend.jsonl"), "CHORUS_PEER_ADMISSION": "open",
+           "CHORUS_PEER_URL_ALLOWLIST": "127.0.0.2/32", "CHORUS_PEER_SYNC_S": str(SYNC_S)}
+    with litellm_proxy(config, workdir, env=env) as (url, _log):
+        yield url
+
+
+def test_a_peer_redirecting_to_a_refused_address_is_a_failed_member_and_never_followed(market, servers, upstream):
+    canary, handler, redirector = servers
+
+    def join(code, pool="gpu"):
+        peer = Peer(market)
+        assert peer.register(upstream, base_url=f"{redirector}/{code}/v1", pool=pool,
+                             payee=f"payee-{code}").status_code == 201
+        return peer
+
+    seated = {code: join(code) for code in CODES}  # drawn into the fusion's panel
+    # asked directly, in a pool of their own: a failed call cools a deployment down for a while
+    whole, streamed = ({code: join(code, "direct") for code in CODES} for _ in range(2))
+    sly = join("probe307", "direct")  # redirects its probe as well
+
+    def probed():  # each is probed by the sync; those that answered are deployments in the same pass
+        assert sum(probe for _, probe in handler.seen) == 3 * len(CODES) + 1
+
+    until(probed, 30)
+    time.sleep(2 * SYNC_S + 1)
+
+    client = openai.OpenAI(base_url=f"{market}/v1", api_key="sk-team-a", max_retries=0, timeout=60)
+    resp = client.chat.completions.create(model="fusion/redirects", messages=[{"role": "user", "content": "hi"}],
+                                          extra_body={"chorus": {"include_panel": True}, **BOUNTY})
+    panel = resp.model_extra["chorus"]["panel"]
+    failed = {f["model"]: f for f in panel["failed"]}
+    assert set(failed) == {f"peer/{seated[c].id}" for c in CODES}, panel
+    for code in CODES:
+        failure = failed[f"peer/{seated[code].id}"]
+        assert failure["kind"] == "http_error" and failure["status"] == code, failure
+        assert f"answered {code} (a redirect to http://127.0.0.1:{canary.port}); {REFUSED}" in failure["detail"]
+    assert "CANARY" not in json.dumps(panel["answers"]) and "CANARY" not in resp.choices[0].message.content
+
+    # Asked directly, whole and streamed: the same refusal, never followed.
+    for code in CODES:
+        with pytest.raises(openai.APIError, match=REFUSED):
+            client.chat.completions.create(model=f"peer/{whole[code].id}", messages=[{"role": "user", "content": "x"}])
+        with pytest.raises(openai.APIError, match=REFUSED):
+            for _ in client.chat.completions.create(model=f"peer/{streamed[code].id}", stream=True,
+                                                    messages=[{"role": "user", "content": "x"}]):
+                pass
+
+    # The peer whose probe redirected never became a deployment, and its failure counts.
+    def counted():
+        listed = httpx.get(f"{market}/chorus/v1/peers", params={"pool": "direct"}, timeout=10,
+                           headers={"Authorization": "Bearer sk-team-a"}).json()["peers"]
+        assert {p["peer_id"]: p for p in listed}[sly.id]["reputation"]["failure_rate"] == 1.0
+
+    until(counted)
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(model=f"peer/{sly.id}", messages=[{"role": "user", "content": "x"}])
+    assert sum(not probe for _, probe in handler.seen) >= 3 * len(CODES)  # panel and direct calls arrived
+    assert canary.connections == 0
