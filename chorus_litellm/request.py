@@ -77,6 +77,9 @@ class RunOptions(BaseModel):
     # A client-chosen debate id (per team): a retried request reuses it and is never
     # paid twice. Default: LiteLLM's call id. The rule: DEBATE_ID.
     debate_id: str | None = None
+    # A duplicate of a `debate_id` whose first run is still in progress waits for it and
+    # replays its answer (True), or gets a 409 with Retry-After at once (False).
+    wait: bool = True
 
     @field_validator("debate_id")
     @classmethod

@@ -521,3 +521,55 @@ async def test_a_peer_that_left_keeps_its_last_accepted_t_for_the_replay_window(
     assert [p["pool"] for p in await store.all_peers()] == ["gpu", "gpu"]
     with pytest.raises(StoreUnavailable):
         await stores(down=True).delete_peer("ed25519:aa", last_ts=t + 40, ttl_s=300)
+
+
+# -- single-flight claims (issue 23, point 2) --------------------------------------------------
+async def test_a_claim_is_exclusive_across_stores_and_reports_the_holders_request(stores):
+    first, other = stores(), stores.reader()  # two processes sharing the backend
+    mine = await first.claim("team:a", "d1", "hash-1", lease_s=30)
+    assert mine.mine and mine.request_hash == "hash-1"
+    seen = await asyncio.gather(*(other.claim("team:a", "d1", "hash-1", lease_s=30) for _ in range(5)))
+    assert not any(c.mine for c in seen) and {c.token for c in seen} == {mine.token}
+    differs = await other.claim("team:a", "d1", "hash-2", lease_s=30)
+    assert not differs.mine and differs.request_hash == "hash-1"  # the caller answers 409
+    assert (await other.claim("team:b", "d1", "hash-1", lease_s=30)).mine  # per owner
+    assert (await other.claim("team:a", "d2", "hash-1", lease_s=30)).mine  # per debate id
+
+
+async def test_concurrent_claims_have_one_winner(stores):
+    many = [stores() for _ in range(4)]
+    for store in many:  # opened (and migrated) one by one: the race is the claims'
+        await store.get_receipt("team:a", "warm-up")
+    claims = await asyncio.gather(*(s.claim("team:a", "race", "h", lease_s=30) for s in many for _ in range(5)))
+    assert sum(c.mine for c in claims) == 1 and len({c.token for c in claims}) == 1
+
+
+async def test_a_claim_expires_unless_its_holder_renews_it(stores, clock):
+    store, other = stores(), stores.reader()
+    held = await store.claim("team:a", "d1", "h", lease_s=30)
+    clock.now += 20
+    assert await store.renew(held, lease_s=30)  # now live until +50
+    clock.now += 20
+    assert not (await other.claim("team:a", "d1", "h", lease_s=30)).mine  # renewed: still held
+    clock.now += 31  # the holder crashed: no renewal
+    taken = await other.claim("team:a", "d1", "h", lease_s=30)
+    assert taken.mine and taken.token != held.token
+    assert not await store.renew(held, lease_s=30)  # the old holder lost it and cannot take it back
+    await store.release(held)  # nor free it
+    assert not (await store.claim("team:a", "d1", "h", lease_s=30)).mine
+
+
+async def test_a_released_claim_frees_the_id(stores):
+    store, other = stores(), stores.reader()
+    held = await store.claim("team:a", "d1", "h", lease_s=30)
+    await store.release(held)
+    again = await other.claim("team:a", "d1", "h", lease_s=30)
+    assert again.mine
+    await store.release(held)  # a stale release leaves the new holder alone
+    assert not (await store.claim("team:a", "d1", "h", lease_s=30)).mine
+
+
+async def test_claims_need_the_backend(stores):
+    store = stores(down=True)
+    with pytest.raises(StoreUnavailable):
+        await store.claim("team:a", "d1", "h", lease_s=30)

@@ -18,6 +18,15 @@ always holds the run's running total: the success path charges it (non-streaming
 LiteLLM bills when a client disconnects mid-stream), and the failure path bills the
 stashed partial usage (`record_partial_usage_for_failure`). The alias is priced at 0.
 
+Single flight: a `debate_id` runs once at a time across workers and replicas. The first
+request claims it in the store (`Store.claim`, renewed every `CLAIM_LEASE_S / 3` while the
+run is alive, released once the transcript is stored); a duplicate that finds the claim
+waits (polling the store with backoff, within its own deadline) and replays the stored
+answer like any later retry, charged nothing; with `chorus.wait: false` it gets a 409 with
+`Retry-After` instead; a different request under the claim is a 409 as always. A claim
+whose holder crashed expires and the next duplicate runs; a store that cannot take claims
+(an outage) lets each request run as before.
+
 Every exception leaves as a LiteLLM exception with `num_retries = 0`: the inner calls had
 the Router's retries already, and a retried outer call would re-run the whole fusion.
 """
@@ -46,12 +55,13 @@ from litellm.types.utils import Usage as LUsage
 from .. import pipeline, runlog
 from ..config import PROVIDER, ProfileConfig, parse_profile
 from ..context import RunContext
-from ..errors import BudgetError, ChorusError, RequestError, RunError
+from ..errors import BudgetError, ChorusError, ConflictError, DeadlineError, RequestError, RunError, StoreUnavailable
 from ..report import RunReport
 from ..request import FusionRequest, build_request
 from ..runlog import Listener, RunLog
 from ..settings import load_settings
 from ..settle import ReputationKeeper, Settler, TranscriptKeeper, prior_run
+from ..stages.settlement import idempotency_hash
 from ..types import Budget, Caller, Delta, Done, Progress, Relay
 from . import compat, metrics, tracing
 from .embeddings import BatchedEmbedder, Embedder
@@ -61,7 +71,7 @@ from .llm import Completer, RouterCompleter, proxy_router
 from .netguard import Allowlist
 from .peer_sync import PeerSync
 from .signing import Signer
-from .store import owner_of, store_from_env
+from .store import Claim, owner_of, store_from_env
 from .webhooks import Webhooks
 
 log = logging.getLogger("chorus_litellm")
@@ -74,6 +84,10 @@ _CLASSES: dict[int, Any] = {400: litellm.BadRequestError, 409: litellm.BadReques
                             502: litellm.BadGatewayError, 503: litellm.ServiceUnavailableError,
                             504: litellm.BadGatewayError}
 _NAMES = {409: "ConflictError", 504: "GatewayTimeoutError"}
+
+CLAIM_LEASE_S = 30.0  # a crashed holder's claim frees its debate_id this long after its last renewal
+WAIT_POLL_S = (0.05, 1.0)  # a waiting duplicate polls the store from this delay, x1.5 each time, up to that
+RETRY_AFTER_S = 2  # what a duplicate that will not wait is told (`Retry-After`)
 
 
 def _caller(litellm_params: dict) -> Caller:
@@ -148,6 +162,8 @@ def to_litellm_error(exc: BaseException, name: str) -> Exception:
         error.status_code = status
         if status in _NAMES:
             error.message = f"litellm.{_NAMES[status]}: {exc}"
+        if getattr(exc, "retry_after", None):  # the proxy serves an exception's `headers`
+            error.headers = {"retry-after": str(exc.retry_after)}
     error.num_retries = 0
     error.max_retries = 0
     return error
@@ -321,18 +337,24 @@ class FusionHandler(CustomLLM):
         `callback_url` is checked first and queued its summary when the run ends."""
         if req.callback_url:
             await self.webhooks().check(req.callback_url)  # a refused URL: 400, no model called
-        prior = await prior_run(await self._started_store(), req)
+        store = await self._started_store()
+        prior, claim = await self._first_run(store, req, timeout)
         if prior is not None:  # the first run queued its own webhook
             yield Delta(prior["answer"])
             yield Done(prior)
             return
         done = False
+        heartbeat = asyncio.ensure_future(self._heartbeat(store, claim)) if claim is not None else None
         try:
             async with contextlib.aclosing(pipeline.run(self._context(req, logging_obj, timeout))) as events:
                 async for event in events:
-                    if isinstance(event, Done) and req.callback_url:
-                        await self._notify(req, "run.done", _done_summary(event.report, req))  # before the answer ends
-                        done = True
+                    if isinstance(event, Done):
+                        if req.callback_url:
+                            # before the answer ends
+                            await self._notify(req, "run.done", _done_summary(event.report, req))
+                            done = True
+                        await self._release(store, heartbeat, claim)  # its transcript is stored: duplicates replay it
+                        heartbeat = claim = None
                     yield event
         except BaseException as exc:
             if req.callback_url and not done:  # may be a closing generator: queued beside, not awaited here
@@ -340,6 +362,91 @@ class FusionHandler(CustomLLM):
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
             raise
+        finally:
+            if claim is not None:  # failed or abandoned: the id is free for a retry (or a waiting duplicate)
+                task = asyncio.ensure_future(self._release(store, heartbeat, claim))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(task)
+
+    async def _first_run(self, store: Any, req: FusionRequest, timeout: Any) -> tuple[dict | None, Claim | None]:
+        """Single flight for a client-chosen `debate_id`: (the stored run to replay, None),
+        or (None, this request's claim) to run it, or (None, None) to run unclaimed (no
+        debate_id or owner, or a store that cannot take claims). A duplicate of a run in
+        progress waits for it (or, with `chorus.wait: false`, gets a 409 with Retry-After);
+        one with a different request is a 409."""
+        if req.options.debate_id is None or req.owner is None:
+            return await prior_run(store, req), None
+        prior = await self._stored(store, req)
+        if prior is not None:
+            return prior, None
+        digest = idempotency_hash(req.profile_name, req.messages, req.bounty)
+        loop = asyncio.get_running_loop()
+        seconds = req.profile.limits.run_timeout_s
+        if isinstance(timeout, int | float) and timeout > 0:
+            seconds = min(seconds, float(timeout))
+        deadline, delay = loop.time() + seconds, WAIT_POLL_S[0]
+        while True:
+            try:
+                claim = await store.claim(req.owner, req.debate_id, digest, CLAIM_LEASE_S)
+            except StoreUnavailable as exc:
+                log.warning("chorus: run %s not single-flight (%s): it runs unclaimed", req.debate_id, exc)
+                return None, None
+            if claim.mine:
+                try:  # a first run that ended between the two looks; a conflict is final now
+                    prior = await prior_run(store, req)
+                except BaseException:
+                    await self._release(store, None, claim)
+                    raise
+                if prior is not None:
+                    await self._release(store, None, claim)
+                return prior, (None if prior is not None else claim)
+            if claim.request_hash != digest:
+                raise ConflictError(f"chorus.debate_id {req.debate_id!r} is in use by a different request "
+                                    "(profile, messages or bounty differ); use a new debate_id")
+            if not req.options.wait:
+                busy = ConflictError(f"chorus.debate_id {req.debate_id!r} is still running (its first request); "
+                                     "retry later to get its answer, or send chorus.wait: true to wait for it")
+                busy.retry_after = RETRY_AFTER_S  # type: ignore[attr-defined]
+                raise busy
+            if loop.time() >= deadline:
+                raise DeadlineError(f"chorus.debate_id {req.debate_id!r}: its first run was still running after "
+                                    f"{seconds:g} s of waiting")
+            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+            delay = min(delay * 1.5, WAIT_POLL_S[1])
+            prior = await self._stored(store, req)
+            if prior is not None:
+                return prior, None
+
+    @staticmethod
+    async def _stored(store: Any, req: FusionRequest) -> dict | None:
+        """`prior_run` outside the claim: its 409 waits to be decided under the claim (a run
+        in progress may have stored its receipt and not yet its transcript)."""
+        try:
+            return await prior_run(store, req)
+        except ConflictError:
+            return None
+
+    async def _heartbeat(self, store: Any, claim: Claim) -> None:
+        """Renew the run's claim while it is alive (cancelled when it ends)."""
+        while True:
+            await asyncio.sleep(CLAIM_LEASE_S / 3)
+            try:
+                if not await store.renew(claim, CLAIM_LEASE_S):
+                    log.warning("chorus: run %s lost its single-flight claim (expired and taken)", claim.debate_id)
+                    return
+            except StoreUnavailable as exc:
+                log.warning("chorus: run %s claim not renewed (%s)", claim.debate_id, exc)
+
+    async def _release(self, store: Any, heartbeat: asyncio.Future | None, claim: Claim | None) -> None:
+        if heartbeat is not None:
+            heartbeat.cancel()
+        if claim is not None:
+            try:
+                await store.release(claim)
+            except StoreUnavailable as exc:  # it expires by itself
+                log.warning("chorus: run %s claim not released (%s)", claim.debate_id, exc)
 
     async def _notify(self, req: FusionRequest, event: str, payload: dict) -> None:
         if await self.webhooks().enqueue(req.callback_url, req.owner, req.debate_id, event, payload) is None:
@@ -354,13 +461,14 @@ class FusionHandler(CustomLLM):
             req = self._prepare(model, messages, optional_params, litellm_params, stream=False)
             text: list[str] = []
             relayed = None
-            async for event in self._events(req, logging_obj, timeout):
-                if isinstance(event, Relay):
-                    relayed = event.item
-                elif isinstance(event, Delta):
-                    text.append(event.text)
-                elif isinstance(event, Done):
-                    return self._response(relayed or model_response, "".join(text), event.report, req)
+            async with contextlib.aclosing(self._events(req, logging_obj, timeout)) as events:
+                async for event in events:
+                    if isinstance(event, Relay):
+                        relayed = event.item
+                    elif isinstance(event, Delta):
+                        text.append(event.text)
+                    elif isinstance(event, Done):
+                        return self._response(relayed or model_response, "".join(text), event.report, req)
         except Exception as exc:  # noqa: BLE001 - the one mapping boundary
             raise to_litellm_error(exc, self.name(model)) from exc
         raise to_litellm_error(RuntimeError("the fusion pipeline ended without an answer"), self.name(model))

@@ -43,6 +43,13 @@ The outbox rule (storage never fails or duplicates a run):
   that timestamp), so a registration captured before it left cannot bring it back.
   Peer calls need the backend: they raise `StoreUnavailable` (a 503), never go to the
   outbox.
+- Claims (single flight): `claim` takes a debate id for one run, atomically across
+  workers and replicas (SQLite: one upsert that only replaces an expired claim; Redis:
+  one Lua set-if-absent-or-expired), for `lease_s` by the store's clock, or reports the
+  live claim (its holder's request hash). The holder `renew`s it while the run is alive
+  and `release`s it when the run ends (both only with its own token); a holder that
+  crashed stops renewing and its claim expires. Claims need the backend: they raise
+  `StoreUnavailable`, never go to the outbox (the caller then runs unclaimed).
 - Run events (the live view's log, runlog.py) are best effort like transcripts: a batch
   the backend cannot take waits in the outbox and is delivered later (events are keyed
   by their sequence number, so batches may arrive in any order and twice). Each batch
@@ -59,6 +66,7 @@ import contextlib
 import functools
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -73,7 +81,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chorus_litellm")
 
-RECEIPT, TRANSCRIPT, EVENTS, WEBHOOK = "receipt", "transcript", "events", "webhook"
+RECEIPT, TRANSCRIPT, EVENTS, WEBHOOK, CLAIM = "receipt", "transcript", "events", "webhook", "claim"
 FLUSH_BATCH = 100
 DEAD_TTL_S = 7 * 24 * 3600  # a webhook that gave up stays readable for the operator this long
 PEER_TOMBSTONE_S = 300.0  # a left peer's last timestamp is kept this long (the default signature window)
@@ -87,6 +95,19 @@ class Job:
     id: str
     job: dict
     attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A debate id's single-flight claim as the store holds it: the holder's `token` and
+    `request_hash`, live until `expires_at` (store clock); `mine`: this call took it."""
+
+    owner: str
+    debate_id: str
+    token: str
+    request_hash: str
+    expires_at: float
+    mine: bool = False
 
 
 def owner_of(caller: Caller) -> str | None:
@@ -232,6 +253,20 @@ class Store:
         """Totals per currency ({"amount", "receipts"}) for each of these peers, in one round trip."""
         raise NotImplementedError
 
+    async def _take_claim(self, owner: str, debate_id: str, held: dict, now: float) -> dict | None:
+        """Store `held` ({"token", "request_hash", "expires_at"}) unless a claim live at `now`
+        has the key; return the live one (`held` when it was taken; None only when the
+        holder released it meanwhile)."""
+        raise NotImplementedError
+
+    async def _renew_claim(self, owner: str, debate_id: str, token: str, expires_at: float) -> bool:
+        """Move the claim's expiry, if `token` still holds it."""
+        raise NotImplementedError
+
+    async def _drop_claim(self, owner: str, debate_id: str, token: str) -> None:
+        """Delete the claim, if `token` still holds it."""
+        raise NotImplementedError
+
     # -- records ---------------------------------------------------------------------
     async def put_receipt(self, owner: str, debate_id: str, receipt: dict) -> dict:
         """The stored receipt (the first one for this key); StoreUnavailable if nothing took it."""
@@ -306,6 +341,32 @@ class Store:
                 raise StoreUnavailable(f"{backend_down}; {exc}") from exc
             return None
         return waiting.record if waiting is not None else None
+
+    # -- single-flight claims ---------------------------------------------------------
+    async def claim(self, owner: str, debate_id: str, request_hash: str, lease_s: float) -> Claim:
+        """Take `debate_id` (of `owner`) for one run, for `lease_s` seconds, unless a live
+        claim holds it: the claim now held (`mine` when this call took it). Atomic across
+        workers and replicas; raises StoreUnavailable when the backend is down."""
+        if not owner:
+            raise ValueError("a claim needs an owner: owner_of(caller) was None (unauthenticated)")
+        token = uuid.uuid4().hex
+        for _ in range(3):  # None: the holder released it between our two looks; look again
+            now = self.clock()
+            held = await self._take_claim(owner, debate_id, {"token": token, "request_hash": request_hash,
+                                                             "expires_at": now + lease_s}, now)
+            if held is not None:
+                return Claim(owner, debate_id, held["token"], held["request_hash"], float(held["expires_at"]),
+                             mine=held["token"] == token)
+        raise StoreUnavailable(f"claim {debate_id!r} changed hands three times in a row")
+
+    async def renew(self, claim: Claim, lease_s: float) -> bool:
+        """Extend a claim this process holds to `lease_s` from now; False if it no longer
+        holds it (released, or expired and taken by another). StoreUnavailable when down."""
+        return await self._renew_claim(claim.owner, claim.debate_id, claim.token, self.clock() + lease_s)
+
+    async def release(self, claim: Claim) -> None:
+        """Free a claim this process holds (another's is left alone). StoreUnavailable when down."""
+        await self._drop_claim(claim.owner, claim.debate_id, claim.token)
 
     # -- run events (the live view) -------------------------------------------------
     async def append_events(self, owner: str | None, run_id: str, events: list[dict], ttl_s: int | None) -> None:

@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from .. import runlog
 from ..settings import data_dir
-from .store import DEAD_TTL_S, RECEIPT, Job, Pending, Store, earnings, record_key, unavailable_on
+from .store import CLAIM, DEAD_TTL_S, RECEIPT, Job, Pending, Store, earnings, record_key, unavailable_on
 from .store_sqlite import Outbox
 
 GC_MARGIN_S = 60  # the server keeps an expired value this much longer than the clock says
@@ -122,6 +122,26 @@ end
 return 1
 """
 
+# Single-flight claims: the value {"token", "request_hash", "expires_at"}; live while
+# expires_at (the store's clock) is later than now, the server's PX only collects garbage.
+# _TAKE: KEYS[1] the claim; ARGV[1] the new value, ARGV[2] now, ARGV[3] PX. Set if absent
+# or expired (SET NX, with the clock's expiry), else return the live one.
+_TAKE_CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if current and tonumber(cjson.decode(current)['expires_at']) > tonumber(ARGV[2]) then return current end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return ARGV[1]
+"""
+
+# KEYS[1] the claim; ARGV[1] the holder's token; ARGV[2] the renewed value ("" to release),
+# ARGV[3] its PX. Only the holder renews or releases.
+_HOLDER = """
+local current = redis.call('GET', KEYS[1])
+if not current or cjson.decode(current)['token'] ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+"""
+
 mapped = unavailable_on(RedisError, OSError)
 
 
@@ -178,6 +198,28 @@ class RedisStore(Store):
         stored = json.loads(value)
         expires_at = stored["expires_at"]
         return None if expires_at is not None and expires_at <= self.clock() else stored["record"]
+
+    def _claim_px(self, expires_at: float) -> str:
+        return str(max(1, int((expires_at - self.clock() + GC_MARGIN_S) * 1000)))
+
+    @mapped
+    async def _take_claim(self, owner: str, debate_id: str, held: dict, now: float) -> dict | None:
+        value = await self._client().eval(_TAKE_CLAIM, 1, self._key(CLAIM, owner, debate_id), json.dumps(held),
+                                          repr(now), self._claim_px(held["expires_at"]))
+        return json.loads(value)
+
+    @mapped
+    async def _renew_claim(self, owner: str, debate_id: str, token: str, expires_at: float) -> bool:
+        key = self._key(CLAIM, owner, debate_id)
+        current = await self._client().get(key)
+        if current is None:
+            return False
+        renewed = json.dumps({**json.loads(current), "expires_at": expires_at})
+        return bool(await self._client().eval(_HOLDER, 1, key, token, renewed, self._claim_px(expires_at)))
+
+    @mapped
+    async def _drop_claim(self, owner: str, debate_id: str, token: str) -> None:
+        await self._client().eval(_HOLDER, 1, self._key(CLAIM, owner, debate_id), token, "", "")
 
     @mapped
     async def _add_counters(self, observations: dict[str, dict[str, float]]) -> None:

@@ -18,7 +18,7 @@ from .. import runlog
 from ..settings import outbox_beside
 from .outbox import Outbox
 from .sqlite import Database, Migration, mapped
-from .store import DEAD_TTL_S, RECEIPT, Job, Pending, Store, earnings
+from .store import CLAIM, DEAD_TTL_S, RECEIPT, Job, Pending, Store, earnings
 
 
 async def _m1_records(db: aiosqlite.Connection) -> None:
@@ -116,6 +116,42 @@ class SQLiteStore(Store):
         rows = await db.execute_fetchall(f"SELECT record FROM records WHERE {_LIVE}",
                                          (kind, owner, debate_id, self.clock()))
         return json.loads(rows[0][0]) if rows else None
+
+    @mapped
+    async def _take_claim(self, owner: str, debate_id: str, held: dict, now: float) -> dict | None:
+        # A claim is a records row (kind "claim", the record {"token", "request_hash"}).
+        # The live one is read first (waiters poll: no write lock while a run holds it);
+        # else one upsert takes the key if it is free or expired, atomic across processes.
+        db = await self.db.conn()
+        live = await self._live_claim(db, owner, debate_id, now)
+        if live is not None:
+            return live
+        record = json.dumps({"token": held["token"], "request_hash": held["request_hash"]})
+        taken = await db.execute_fetchall(
+            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, owner, debate_id) DO UPDATE SET "
+            "record = excluded.record, created_at = excluded.created_at, expires_at = excluded.expires_at "
+            "WHERE records.expires_at <= ? RETURNING debate_id",
+            (CLAIM, owner, debate_id, record, now, held["expires_at"], now))
+        return held if taken else await self._live_claim(db, owner, debate_id, now)
+
+    async def _live_claim(self, db: aiosqlite.Connection, owner: str, debate_id: str, now: float) -> dict | None:
+        rows = await db.execute_fetchall(f"SELECT record, expires_at FROM records WHERE {_LIVE}",
+                                         (CLAIM, owner, debate_id, now))
+        return {**json.loads(rows[0][0]), "expires_at": rows[0][1]} if rows else None
+
+    @mapped
+    async def _renew_claim(self, owner: str, debate_id: str, token: str, expires_at: float) -> bool:
+        db = await self.db.conn()
+        cursor = await db.execute(
+            "UPDATE records SET expires_at = ? WHERE kind = ? AND owner = ? AND debate_id = ? "
+            "AND json_extract(record, '$.token') = ?", (expires_at, CLAIM, owner, debate_id, token))
+        return cursor.rowcount == 1
+
+    @mapped
+    async def _drop_claim(self, owner: str, debate_id: str, token: str) -> None:
+        db = await self.db.conn()
+        await db.execute("DELETE FROM records WHERE kind = ? AND owner = ? AND debate_id = ? "
+                         "AND json_extract(record, '$.token') = ?", (CLAIM, owner, debate_id, token))
 
     @mapped
     async def _add_counters(self, observations: dict[str, dict[str, float]]) -> None:
