@@ -218,3 +218,134 @@ def test_two_workers_on_redis_serve_any_run_to_any_viewer(redis_workers):
     assert sse(url, "ev-redis-0", key="sk-team-b", wait_s=0)[0] == 404
     runs = httpx.get(f"{url}/chorus/v1/runs", timeout=30, headers={"Authorization": "Bearer sk-team-a"}).json()
     assert {"ev-redis-0", "ev-redis-1", "ev-redis-2"} <= {r["id"] for r in runs["runs"]}
+
+
+# -- who may hold a stream open (issue 23, point 6) ----------------------------------------------
+NOT_FOUND = "no run {!r} for this team (or it expired)"
+
+
+def probe(url, debate_id, key="sk-team-a", headers=None, timeout=4.0, **params):
+    """(status, body, seconds, hung): a refusal's JSON body; for a 200, its first bytes, or
+    hung=True when the stream sent nothing within `timeout` (a stream held open, idle)."""
+    started = time.monotonic()
+    with httpx.stream("GET", f"{url}/chorus/v1/runs/{debate_id}/events", params=params,
+                      timeout=httpx.Timeout(timeout),
+                      headers={"Authorization": f"Bearer {key}", **(headers or {})}) as resp:
+        if resp.status_code != 200:
+            resp.read()
+            return resp.status_code, resp.json(), time.monotonic() - started, False
+        try:
+            first = next(resp.iter_raw())
+        except httpx.ReadTimeout:
+            return 200, None, time.monotonic() - started, True
+        return 200, first, time.monotonic() - started, False
+
+
+@pytest.fixture(scope="module")
+def team_b_run(proxy):
+    ask(proxy.url, "fusion/research", "ev-owned-by-b", key="sk-team-b")
+    assert sse(proxy.url, "ev-owned-by-b", key="sk-team-b")[0] == 200
+    return "ev-owned-by-b"
+
+
+@pytest.mark.parametrize("form,params,headers", [
+    ("after=0", {}, {}),
+    ("after=1", {"after": 1}, {}),
+    ("Last-Event-ID", {}, {"Last-Event-ID": "1"}),
+    ("both", {"after": 2}, {"Last-Event-ID": "5"}),
+])
+@pytest.mark.parametrize("whose", ["unknown", "team-b"])
+def test_a_run_the_caller_cannot_see_is_a_404_at_once_in_every_form(proxy, team_b_run, whose, form, params, headers):
+    """Once, after=1 or Last-Event-ID on such an id was a 200 held open (polling the store for
+    up to 900 s) while after=0 was a 404 (after the default 2 s wait)."""
+    run_id = team_b_run if whose == "team-b" else f"ev-nobody-{form.replace('=', '-')}"
+    status, body, seconds, hung = probe(proxy.url, run_id, headers=headers, **params)
+    assert (status, hung) == (404, False), (status, body, seconds)
+    assert body == {"detail": NOT_FOUND.format(run_id)}  # the same answer for both: no existence oracle
+    assert seconds < 1.5
+    # the owner gets the stream in every form
+    status, first, _, hung = probe(proxy.url, team_b_run, key="sk-team-b", headers=headers, **params)
+    assert status == 200 and not hung and first
+
+
+def test_wait_s_waits_for_a_run_not_started_yet_then_answers_404(proxy, team_b_run):
+    for run_id in ("ev-wait-never", team_b_run):  # a missing run and another team's: the same wait, same answer
+        status, body, seconds, _ = probe(proxy.url, run_id, wait_s=1, after=1)
+        assert status == 404 and body == {"detail": NOT_FOUND.format(run_id)}
+        assert 0.9 <= seconds < 3, seconds
+
+
+def test_a_resuming_viewer_that_waits_receives_the_run_when_it_starts(proxy):
+    seen: dict = {}
+    viewer = threading.Thread(target=lambda: seen.update(result=sse(
+        proxy.url, "ev-wait-resume", headers={"Last-Event-ID": "1"}, wait_s=20)))
+    viewer.start()
+    time.sleep(0.5)  # the viewer is waiting for a run that does not exist yet
+    assert probe(proxy.url, "ev-wait-resume")[0] == 404  # without wait_s: not yet
+    ask(proxy.url, "fusion/research", "ev-wait-resume")
+    viewer.join(30)
+    status, frames = seen["result"]
+    assert status == 200
+    seqs = [f["data"]["seq"] for f in events(frames)]
+    assert seqs[0] == 2 and seqs == list(range(2, len(seqs) + 2)) and events(frames)[-1]["event"] == "run_done"
+
+
+def test_open_streams_are_capped_per_key(proxy):
+    """The default cap is 8 streams per key per worker (CHORUS_EVENT_STREAMS_PER_KEY); the
+    ninth is a 429 saying so, other keys are not affected, and a slot frees when its stream
+    ends: a 404 after its wait, a finished run, or a viewer that disconnects mid-run."""
+    key = "sk-team-c-ok"
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        waiting = [pool.submit(probe, proxy.url, f"ev-cap-{i}", key=key, timeout=10, wait_s=3) for i in range(8)]
+        time.sleep(1.0)
+        status, body, seconds, _ = probe(proxy.url, "ev-cap-9", key=key, wait_s=3)
+        assert status == 429 and seconds < 1.5, (status, body)
+        assert "8" in body["detail"] and "CHORUS_EVENT_STREAMS_PER_KEY" in body["detail"]
+        assert probe(proxy.url, "ev-cap-other-key", key="sk-team-b")[0] == 404  # another key: its own slots
+        assert [w.result()[0] for w in waiting] == [404] * 8
+    assert probe(proxy.url, "ev-cap-9", key=key)[0] == 404  # the slots came back
+
+    def gives_up(i):  # waits for a run that never comes, and hangs up after a second
+        with pytest.raises(httpx.ReadTimeout):
+            probe(proxy.url, f"ev-cap-gone-{i}", key=key, timeout=1, wait_s=60)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(gives_up, range(8)))
+    started = time.monotonic()
+    while (status := probe(proxy.url, "ev-cap-9", key=key)[0]) == 429 and time.monotonic() - started < 5:
+        time.sleep(0.2)
+    assert status == 404  # a waiting viewer that left gave its slot back well before its 60 s
+    # viewers of a live run that disconnect give their slots back
+    ran = concurrent.futures.ThreadPoolExecutor(1).submit(
+        lambda: "".join(c.choices[0].delta.content or "" for c in client(proxy.url, key).chat.completions.create(
+            model="fusion/drip", messages=HARD, stream=True, extra_body={"chorus": {"debate_id": "ev-cap-live"}})
+            if c.choices))
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        opened = [pool.submit(probe, proxy.url, "ev-cap-live", key=key, timeout=10, wait_s=10) for _ in range(8)]
+        assert all(o.result()[0] == 200 for o in opened)  # each read its first frame, then hung up
+    deadline = time.monotonic() + 5
+    while (status := probe(proxy.url, "ev-cap-live", key=key)[0]) == 429 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status == 200
+    assert not ran.done(), "the run ended before the check: it proves nothing"
+    assert ran.result(timeout=60)
+
+
+@pytest.mark.parametrize("params,headers,field", [
+    ({"after": "abc"}, {}, "after"),
+    ({"after": -1}, {}, "after"),
+    ({"after": 1.5}, {}, "after"),
+    ({"wait_s": -1}, {}, "wait_s"),
+    ({"wait_s": 61}, {}, "wait_s"),
+    ({"wait_s": "nan"}, {}, "wait_s"),
+    ({"wait_s": "inf"}, {}, "wait_s"),
+    ({"wait_s": "soon"}, {}, "wait_s"),
+    ({}, {"Last-Event-ID": "x"}, "Last-Event-ID"),
+    ({}, {"Last-Event-ID": "-1"}, "Last-Event-ID"),
+])
+def test_bad_stream_parameters_are_4xx_naming_the_field(proxy, params, headers, field):
+    resp = httpx.get(f"{proxy.url}/chorus/v1/runs/ev-moa/events", params=params, timeout=10,
+                     headers={"Authorization": "Bearer sk-team-a", **headers})
+    assert resp.status_code in (400, 422), resp.text
+    detail = resp.json()["detail"]
+    assert field in (detail if isinstance(detail, str) else json.dumps(detail)), detail

@@ -110,3 +110,11 @@ def test_a_bad_peer_sync_interval_is_refused_naming_the_field(value):
     with pytest.raises(ConfigError, match="^CHORUS_PEER_SYNC_S: Input should be"):
         load_settings({"CHORUS_PEER_SYNC_S": value}, create_dirs=False)
     assert load_settings({"CHORUS_PEER_SYNC_S": "0.5"}, create_dirs=False).peer_sync_s == 0.5
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "10001", "many"])
+def test_a_bad_event_stream_cap_is_refused_naming_the_field(value):
+    with pytest.raises(ConfigError, match="^CHORUS_EVENT_STREAMS_PER_KEY: Input should be"):
+        load_settings({"CHORUS_EVENT_STREAMS_PER_KEY": value}, create_dirs=False)
+    assert load_settings({}, create_dirs=False).event_streams_per_key == 8
+    assert load_settings({"CHORUS_EVENT_STREAMS_PER_KEY": "2"}, create_dirs=False).event_streams_per_key == 2

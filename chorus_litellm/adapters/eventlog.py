@@ -5,10 +5,15 @@
   loop writes the batches to the store every `batch_s` (terminal events at once), so a
   run never waits for the store. A store outage sends the batch to the outbox
   (adapters/store.py): it never fails a run.
-- `follow(owner, run_id, after)` replays a run's stored events after `after`, then
-  follows it until `run_done` / `run_failed`: runs on this process wake their followers
-  as soon as a batch is written; runs on another worker or replica are polled every
-  `poll_s`. `None` items are keep-alive ticks for an idle stream.
+- `open(owner, run_id, after, wait_s)` decides whether there is anything to follow: the
+  owner's stored events after `after` (or [] for a run of the owner's with none yet), or
+  None when the owner has no run with that id, at once, or after waiting up to `wait_s`
+  for one that has not started yet (the only way a stream outlives an unknown id). A run
+  of another owner looks exactly like a missing one.
+- `follow(owner, run_id, events, after)` replays those events, then follows the run until
+  `run_done` / `run_failed`: runs on this process wake their followers as soon as a batch
+  is written; runs on another worker or replica are polled every `poll_s`. `None` items
+  are keep-alive ticks for an idle stream.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from ..runlog import TERMINAL, Listener, RunEvent
@@ -34,6 +39,7 @@ class EventLog:
         self.store, self.batch_s, self.poll_s, self.keepalive_s, self.clock = store, batch_s, poll_s, keepalive_s, clock
         self._pending: dict[tuple[str, str], tuple[int | None, list[RunEvent]]] = {}
         self._followers: dict[tuple[str, str], set[asyncio.Event]] = {}
+        self._writing: list[dict[tuple[str, str], Any]] = []  # batches being written now
         self._urgent = False
         self._writer: asyncio.Task | None = None
 
@@ -63,10 +69,14 @@ class EventLog:
     async def flush(self) -> None:
         """Write every pending batch now (the background task does this every batch_s)."""
         pending, self._pending = self._pending, {}
-        for (owner, run_id), (ttl_s, events) in pending.items():
-            await self.store.append_events(owner, run_id, [e.envelope() for e in events], ttl_s)
-            for changed in self._followers.get((owner, run_id), ()):
-                changed.set()
+        self._writing.append(pending)
+        try:
+            for (owner, run_id), (ttl_s, events) in pending.items():
+                await self.store.append_events(owner, run_id, [e.envelope() for e in events], ttl_s)
+                for changed in self._followers.get((owner, run_id), ()):
+                    changed.set()
+        finally:
+            self._writing = [batch for batch in self._writing if batch is not pending]
 
     async def aclose(self) -> None:
         """Write what is pending and stop the writer."""
@@ -88,21 +98,38 @@ class EventLog:
             if not watchers:
                 del self._followers[(owner, run_id)]
 
-    async def first(self, owner: str, run_id: str, after: int, wait_s: float) -> list[dict]:
-        """The stored events after `after`, waiting up to `wait_s` for a run that has none
-        yet (a viewer may attach before the run starts); [] if none came. Raises
-        StoreUnavailable when the store cannot be read."""
+    def _unwritten(self, owner: str, run_id: str) -> bool:
+        """Whether this process holds events of the run not in the store yet."""
+        key = (owner, run_id)
+        return key in self._pending or any(key in batch for batch in self._writing)
+
+    async def open(self, owner: str, run_id: str, after: int = 0, wait_s: float = 0.0,
+                   gone: Callable[[], Awaitable[bool]] | None = None) -> list[dict] | None:
+        """The owner's stored events of the run after `after` ([] for a run of the owner's
+        with none there yet); None when the owner has no run with that id: at once, or after
+        waiting up to `wait_s` for it to start (a viewer may attach before its run), or as
+        soon as `gone()` says the viewer left. Raises StoreUnavailable when the store
+        cannot be read."""
         deadline = self.clock() + wait_s
         with self.watch(owner, run_id) as changed:
             while True:
                 events = await self.store.read_events(owner, run_id, after)
-                if events or after > 0 or self.clock() >= deadline:
+                if events:
                     return events
+                if self._unwritten(owner, run_id) or (after > 0 and await self.store.read_events(owner, run_id, 0, 1)):
+                    return []  # the owner's run, nothing after `after` yet
+                if self.clock() >= deadline or (gone is not None and await gone()):
+                    return None
                 await _until(changed, min(self.poll_s, max(0.0, deadline - self.clock())))
 
-    async def follow(self, owner: str, run_id: str, events: list[dict]) -> AsyncIterator[dict | None]:
-        """`events` (from `first`), then every later one until the run ends; None while idle."""
-        after = events[-1]["seq"] if events else 0
+    async def first(self, owner: str, run_id: str, after: int, wait_s: float) -> list[dict]:
+        """`open`, with [] for a run that is not there."""
+        return await self.open(owner, run_id, after, wait_s) or []
+
+    async def follow(self, owner: str, run_id: str, events: list[dict], after: int = 0) -> AsyncIterator[dict | None]:
+        """`events` (from `open`, all after `after`), then every later one until the run
+        ends; None while idle."""
+        after = events[-1]["seq"] if events else after
         quiet_since = last_sent = self.clock()
         with self.watch(owner, run_id) as changed:
             while True:

@@ -8,7 +8,11 @@
     GET /chorus/v1/runs/{debate_id}/events  the run's event log as Server-Sent Events:
                                           replays, then follows live until run_done /
                                           run_failed (`Last-Event-ID` or `?after=` resumes;
-                                          `?wait_s=` waits for a run not started yet)
+                                          `?wait_s=` waits for a run not started yet). Only
+                                          a run of the caller's is streamed: any other id is
+                                          a 404 at once (after `wait_s`, when asked), in every
+                                          form; a key holds at most CHORUS_EVENT_STREAMS_PER_KEY
+                                          streams open per worker (then 429)
     GET /chorus/v1/runs?limit=N           the team's recent runs, live ones first
     GET /chorus/v1/keys                   current and previous Ed25519 public keys
     GET /chorus/v1/reputation             every payee's running score and rates
@@ -22,17 +26,19 @@ real annotation types.)
 
 import base64
 import json
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path as PathParam, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Path as PathParam, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from litellm.proxy._types import UserAPIKeyAuth
 from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
 
 from ..errors import StoreUnavailable
+from ..settings import load_settings
 from ..stages import reputation
 from ..types import Caller
 from .signing import ALG, key_id, public_key_from
@@ -43,6 +49,7 @@ AUTH = Depends(user_api_key_auth)  # LiteLLM's own key check, as on every proxy 
 RUN_ID = PathParam(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")  # as chorus.debate_id
 UI = Path(__file__).resolve().parent.parent / "ui" / "static"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+MAX_WAIT_S = 60.0  # the longest a viewer may wait for a run that has not started yet
 
 
 def public_keys(handler: Any) -> list[dict]:
@@ -56,6 +63,8 @@ def public_keys(handler: Any) -> list[dict]:
 
 def build_router(handler: Any) -> APIRouter:
     router = APIRouter(prefix="/chorus/v1", tags=["chorus"])
+    streams_per_key = load_settings(create_dirs=False).event_streams_per_key
+    open_streams: dict[str, int] = {}  # event streams open (or waiting) on this worker, per key
 
     def owner(auth: UserAPIKeyAuth) -> str | None:
         return owner_of(Caller(key_hash=auth.api_key, team_id=auth.team_id))
@@ -85,24 +94,58 @@ def build_router(handler: Any) -> APIRouter:
     async def get_run(debate_id: str = RUN_ID, auth: UserAPIKeyAuth = AUTH) -> dict:
         return await owned(handler.store.get_transcript, debate_id, auth, "run (or it expired)")
 
+    def stream_slot(key: str) -> Any:
+        """Take one of the key's stream slots (429 when none is left); returns the release,
+        which gives it back once however often it is called."""
+        if open_streams.get(key, 0) >= streams_per_key:
+            raise HTTPException(status_code=429, headers={"Retry-After": "5"}, detail=(
+                f"too many open event streams for this key: at most {streams_per_key} at once on each "
+                f"worker (CHORUS_EVENT_STREAMS_PER_KEY); close one and retry"))
+        open_streams[key] = open_streams.get(key, 0) + 1
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                if open_streams[key] > 1:
+                    open_streams[key] -= 1
+                else:
+                    del open_streams[key]
+        return release
+
     @router.get("/runs/{debate_id}/events")
-    async def run_events(debate_id: str = RUN_ID, after: int = Query(0, ge=0),
-                         wait_s: float = Query(2.0, ge=0, le=60),
+    async def run_events(request: Request, debate_id: str = RUN_ID, after: int = Query(0, ge=0),
+                         wait_s: float = Query(0.0, ge=0, le=MAX_WAIT_S),
                          last_event_id: str | None = Header(None, alias="Last-Event-ID"),
                          auth: UserAPIKeyAuth = AUTH) -> StreamingResponse:
         if last_event_id is not None:
             if not last_event_id.isdigit():
                 raise HTTPException(status_code=400, detail="Last-Event-ID must be an event's sequence number")
             after = max(after, int(last_event_id))
-        who, events = owner(auth), handler.event_log()
+        # One decision for every form (after=0, after=N, Last-Event-ID): a run of the
+        # caller's is streamed; any other id is the same 404, at once, or once `wait_s` has
+        # passed without the caller's run starting. Another team's run looks exactly like a
+        # missing one, and nothing is held open for either.
+        not_found = HTTPException(status_code=404, detail=f"no run {debate_id!r} for this team (or it expired)")
+        who = owner(auth)
+        if who is None:
+            raise not_found
+        release = stream_slot(auth.api_key or who)
         try:
-            first = await events.first(who, debate_id, after, wait_s) if who is not None else []
+            events = handler.event_log()
+            first = await events.open(who, debate_id, after, wait_s, gone=request.is_disconnected)
         except StoreUnavailable as exc:
+            release()
             raise HTTPException(status_code=503, detail=f"the store is unavailable: {exc}") from exc
-        if not first and after == 0:  # another team's run looks exactly like a missing one
-            raise HTTPException(status_code=404, detail=f"no run {debate_id!r} for this team (or it expired)")
-        return StreamingResponse(_sse(events.follow(who, debate_id, first)), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
+        except BaseException:
+            release()
+            raise
+        if first is None:
+            release()
+            raise not_found
+        return _Stream(_sse(events.follow(who, debate_id, first, after)), release, media_type="text/event-stream",
+                       headers=SSE_HEADERS)
 
     @router.get("/reputation")
     async def get_reputation(auth: UserAPIKeyAuth = AUTH) -> dict:
@@ -119,14 +162,32 @@ def build_router(handler: Any) -> APIRouter:
     return router
 
 
+class _Stream(StreamingResponse):
+    """A streaming response that gives its stream slot back however it ends (done, the
+    client gone, cancelled) and stops following the run."""
+
+    def __init__(self, content: Any, release: Any, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+            with contextlib.suppress(Exception):
+                await self.body_iterator.aclose()
+
+
 async def _sse(events: Any):
     """Server-Sent Events frames: `id` the sequence number, `event` the type, `data` the envelope."""
     try:
-        async for event in events:
-            if event is None:
-                yield ": keep-alive\n\n"
-            else:
-                yield f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+        async with contextlib.aclosing(events):  # a stream closed early stops following the run
+            async for event in events:
+                if event is None:
+                    yield ": keep-alive\n\n"
+                else:
+                    yield f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
     except StoreUnavailable as exc:  # mid-stream: say why; the client resumes with Last-Event-ID
         yield f"event: error\ndata: {json.dumps({'error': f'the store is unavailable: {exc}'})}\n\n"
 
