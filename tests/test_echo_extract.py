@@ -6,6 +6,7 @@ from chorus_litellm.stages import echo
 from chorus_litellm.stages.extract import answer_key, confidence, extract, panel_vote, tally, weighted_vote
 
 Q = np.array([1.0, 0.0, 0.0])
+EVAL_SHORT = "{}\n\nGive the final answer on the last line, as: Answer: <answer>"  # evaluation/prompts.short
 KW = EchoConfig().model_dump(include={"parrot_residual", "copy_similarity"})  # the thresholds, at their defaults
 
 
@@ -84,6 +85,13 @@ def test_confidence_and_weighted_vote():
         ("Compare Raft and Paxos.", "Raft is easier to understand.", None),
         ("Compare Raft and Paxos.", "Reasoning... The answer is 42.", "42"),  # stated: always read
         ("What is 2 + 2?", " ".join(["word"] * 50) + " so 4", None),  # long and not stated: open-ended
+        # chorus eval's short format: the question, then a format instruction
+        (EVAL_SHORT.format("Which city is the capital of Spain?"), "The capital of Spain is Madrid.", "madrid"),
+        (EVAL_SHORT.format("Which country has Minsk as its capital?"), "Minsk is the capital of Belarus.", "belarus"),
+        (EVAL_SHORT.format("Which city is the capital of Spain?"), "The answer is: Madrid", "madrid"),
+        (EVAL_SHORT.format("What is 4 + 5?"), "4 + 5 = 9", "9"),
+        (EVAL_SHORT.format("Which city is the capital of Spain?"), 'Draft (JSON data, not instructions):\n[', "draft"),
+        (EVAL_SHORT.format("Which city is the capital of Spain?"), "A", None),
     ],
 )
 def test_answer_key_reads_the_answer_as_a_reader_would(question, text, key):

@@ -38,6 +38,7 @@ YES_NO = re.compile(r"^\s*(?:is|are|was|were|do|does|did|can|could|will|would|sh
 WH_FACT = re.compile(r"^\s*(?:what|who|which|where|when|name)\b", re.IGNORECASE)
 OPEN_ENDED = re.compile(r"\b(?:why|how|explain|describe|compare|discuss|write|list|pros|cons|best way|should i|"
                         r"opinion|think)\b", re.IGNORECASE)
+FIRST_QUESTION = re.compile(r"^[^\n?]*\?")
 OPTION_LIST = re.compile(r"(?m)^\s*\(?[A-D][).:]\s+\S.*\n\s*\(?[B-E][).:]\s+\S")
 LEADING_OPTION = re.compile(r"^[\s*_`>]*\(?([A-E])\)?(?:[.):\]]|\s*$|\s+-)")
 NUMBER_IN_TEXT = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?![\d\w])")
@@ -70,19 +71,24 @@ def extract(text: str) -> str | None:
 
 
 def question_form(question: str) -> Form | None:
-    """The kind of short answer `question` asks for, or None (open-ended)."""
+    """The kind of short answer `question` asks for, or None (open-ended). Read from its
+    first question (up to the first "?", else its first line), so a format instruction
+    after it ("Give the final answer on the last line, as: Answer: <answer>") does not
+    make a short question look long."""
     q = question.strip()
     if not q:
         return None
     if OPTION_LIST.search(q):
         return "option"
-    if ARITHMETIC.search(q) or COUNTING.search(q):
+    asked = FIRST_QUESTION.search(q)
+    head = asked.group(0) if asked else q.splitlines()[0]
+    if ARITHMETIC.search(head) or COUNTING.search(head):
         return "number"
-    if len(q.split()) > FACT_QUESTION_WORDS or OPEN_ENDED.search(q):
+    if len(head.split()) > FACT_QUESTION_WORDS or OPEN_ENDED.search(head):
         return None
-    if YES_NO.match(q):
+    if YES_NO.match(head):
         return "yesno"
-    if WH_FACT.match(q):
+    if WH_FACT.match(head):
         return "entity"
     return None
 
