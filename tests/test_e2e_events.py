@@ -105,10 +105,16 @@ def test_the_runs_index_counts_every_round_of_each_protocol(proxy):
     for model, run_id in (("fusion/consensus", "ev-rounds-consensus"), ("fusion/debate2", "ev-rounds-debate"),
                           ("fusion/layers", "ev-rounds-layers"), ("fusion/research", "ev-rounds-moa")):
         ask(proxy.url, model, run_id)
-    runs = httpx.get(f"{proxy.url}/chorus/v1/runs", params={"limit": 200}, timeout=30,
-                     headers={"Authorization": "Bearer sk-team-a"}).json()["runs"]
-    rounds = {r["id"]: r["rounds"] for r in runs if r["id"].startswith("ev-rounds-")}
-    assert rounds == {"ev-rounds-consensus": 3, "ev-rounds-debate": 2, "ev-rounds-layers": 2, "ev-rounds-moa": 1}
+    expected = {"ev-rounds-consensus": 3, "ev-rounds-debate": 2, "ev-rounds-layers": 2, "ev-rounds-moa": 1}
+    deadline = time.monotonic() + 20
+    while True:  # a run's last events reach the index from the event writer, just after its response
+        runs = httpx.get(f"{proxy.url}/chorus/v1/runs", params={"limit": 200}, timeout=30,
+                         headers={"Authorization": "Bearer sk-team-a"}).json()["runs"]
+        rounds = {r["id"]: r.get("rounds") for r in runs if r["id"].startswith("ev-rounds-")}
+        if rounds == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert rounds == expected
 
 
 def test_a_viewer_attached_before_the_run_sees_it_all_live(proxy):
