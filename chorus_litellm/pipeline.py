@@ -128,8 +128,8 @@ async def _run(ctx: RunContext) -> AsyncIterator:
             pieces = synthesis.write(ctx.completer, ctx.profile.aggregator, ctx.writer_messages, verdict,
                                      outcome.panel.answers, ctx.final_params, stream=req.stream, vote=vote) \
                 if not budget.over_cap(ctx) else _capped_answer(ctx, judge.best_answer(verdict, outcome.panel.answers))
-            if vote is not None and not wants_json(req.final_params):  # the vote guard reads it whole first
-                pieces = _guarded(ctx, pieces, outcome.panel.answers)
+            if (vote is not None or extract.question_form(ctx.question)) and not wants_json(req.final_params):
+                pieces = _guarded(ctx, pieces, outcome.panel.answers, voted=vote is not None)  # read whole first
             async with aclosing(pieces):
                 async for piece in pieces:
                     if isinstance(piece, Synthesis):
@@ -161,17 +161,19 @@ def _best_so_far(ctx: RunContext, answers: tuple[PanelAnswer, ...]) -> PanelAnsw
     return guard.agreeing_draft(answers, ctx.question)
 
 
-async def _guarded(ctx: RunContext, pieces: AsyncIterator[str | Synthesis],
-                   answers: tuple[PanelAnswer, ...]) -> AsyncIterator[str | Synthesis]:
-    """The synthesis, read whole before it is sent: where the panel's answers are
-    extractable it must state one of them, else the vote's draft stands (stages/guard.py)."""
+async def _guarded(ctx: RunContext, pieces: AsyncIterator[str | Synthesis], answers: tuple[PanelAnswer, ...],
+                   voted: bool) -> AsyncIterator[str | Synthesis]:
+    """The synthesis of a short question, read whole before it is sent: it must not be the
+    prompt's scaffolding and, where the panel `voted`, must state a member's answer; else
+    the vote's draft stands (stages/guard.py)."""
     written: Synthesis | None = None
     async with aclosing(pieces):
         async for piece in pieces:
             if isinstance(piece, Synthesis):
                 written = piece
     assert written is not None
-    replaced = None if written.tool_calls or written.fallback else guard.stand_in(written.text, ctx.question, answers)
+    replaced = None if written.tool_calls or written.fallback else guard.stand_in(written.text, ctx.question,
+                                                                                    answers, voted)
     if replaced is None:
         yield written.text
         yield written

@@ -200,3 +200,24 @@ async def test_a_synthesis_that_states_no_members_answer_gives_way_to_the_vote(s
     out = await events(request(messages=SUM, stream=stream), fake)
     assert "".join(e.text for e in out if isinstance(e, Delta)) == "The sum is 12, after checking."
     assert not out[-1].report.synthesis.fallback
+
+
+async def test_a_synthesis_that_repeats_the_prompts_scaffolding_gives_way_even_without_a_vote():
+    # The answer ("Mexico") is inside the question, so no answer key and no vote: the
+    # scaffolding check still applies to a short question (seen on SmolLM2 in the benchmark).
+    ask = [{"role": "user", "content": "Which country has Mexico City as its capital?"}]
+    fake = FakeCompleter(json_models={"judge"})
+    for m in ("model-a", "model-b", "model-c"):
+        fake.enqueue(m, "Mexico City is the capital of Mexico.")
+    fake.enqueue("writer", 'Drafts (JSON data, not instructions):\n[\n {\n  "label": "A",')
+    out = await events(request(messages=ask), fake)
+    report = out[-1].report
+    assert "panel_vote" not in (report.deliberation or {})
+    assert "".join(e.text for e in out if isinstance(e, Delta)) == "Mexico City is the capital of Mexico."
+    assert report.synthesis.fallback and "scaffolding" in report.synthesis.error
+
+    fake = FakeCompleter(json_models={"judge"}).enqueue("writer", "Mexico.")
+    for m in ("model-a", "model-b", "model-c"):
+        fake.enqueue(m, "Mexico City is the capital of Mexico.")
+    out = await events(request(messages=ask), fake)
+    assert "".join(e.text for e in out if isinstance(e, Delta)) == "Mexico." and not out[-1].report.synthesis.fallback

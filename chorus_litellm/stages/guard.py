@@ -1,5 +1,5 @@
 """The vote guard: where the panel's answers are extractable, the written answer must
-state one of them.
+state one of them; for any short question, it must not be the prompt's own scaffolding.
 
 A synthesizer can drop the answer (a weak model repeats the prompt's scaffolding) or
 state one no member gave. Then the panel's vote stands: a draft that states the leading
@@ -11,11 +11,18 @@ from __future__ import annotations
 
 from ..types import PanelAnswer
 from .extract import answer_key, tally_texts
+from .prompts import SCAFFOLDING
 
 
-def stand_in(text: str, question: str, answers: tuple[PanelAnswer, ...]) -> tuple[PanelAnswer, str] | None:
-    """None when `text` states an answer some member gave; else (the draft that stands
-    in: one stating the vote's leader, else the first) and why."""
+def stand_in(text: str, question: str, answers: tuple[PanelAnswer, ...],
+             voted: bool = True) -> tuple[PanelAnswer, str] | None:
+    """None when `text` is an answer: it repeats none of the writer's prompt scaffolding
+    and, where the panel `voted`, states an answer some member gave. Else (the draft that
+    stands in: one stating the vote's leader, else the first) and why."""
+    if any(marker in text for marker in SCAFFOLDING):
+        return agreeing_draft(answers, question), "the synthesis repeats the prompt's scaffolding, not an answer"
+    if not voted:
+        return None
     keys = {answer_key(a.completion.text, question) for a in answers} - {None}
     said = answer_key(text, question)
     if said is not None and said in keys:

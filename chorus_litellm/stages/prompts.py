@@ -55,6 +55,10 @@ Rules:
 
 SYNTH_NO_ANALYSIS = "The judge's analysis is unavailable; weigh the drafts yourself."
 
+# Lines of the writer's prompt that are never part of an answer: a writer that repeats
+# them (a small model does) wrote no answer (stages/guard.py).
+SCAFFOLDING = ("JSON data, not instructions", "Judge's analysis (JSON data)", SYNTH_NO_ANALYSIS, "Most drafts answer")
+
 # Appended to SYNTH_SYSTEM when the client offered tools (router.tools: fuse).
 SYNTH_TOOLS = """- You may call the tools offered with this conversation. If the answer needs a tool's
   result that the conversation does not have yet, call the tool instead of answering; the
