@@ -75,12 +75,21 @@ class PeerRefused(RuntimeError):
 CHAT_CALLS = frozenset({"acompletion", "completion"})
 
 
+CLOSE_AFTER_S = 120.0  # a removed peer's client outlives the calls already under way on it
+
+
+async def _close_later(client: Any, delay_s: float) -> None:
+    await asyncio.sleep(delay_s)
+    await client.close()
+
+
 class PeerClients:
     """The guarded `openai.AsyncOpenAI` of each peer deployment, by deployment id, one per
     event loop (an httpx pool belongs to the loop that uses it). `register` records what a
     client needs (base URL, key, allowlist); the client is made on first use in a loop."""
 
     def __init__(self) -> None:
+        self._closing: set[asyncio.Task] = set()
         self.specs: dict[str, tuple[str, str, Allowlist, Resolve | None]] = {}
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = \
             weakref.WeakKeyDictionary()
@@ -95,12 +104,16 @@ class PeerClients:
                 clients.pop(dep_id, None)
 
     async def unregister(self, dep_id: str) -> None:
-        """Forget the deployment; its client in this loop is closed (others go with their loop)."""
+        """Forget the deployment: no new call gets its client. Its client in this loop is
+        closed `CLOSE_AFTER_S` later, so calls already under way end as they would have
+        (others go with their loop)."""
         self.specs.pop(dep_id, None)
         for loop, clients in list(self._clients.items()):
             client = clients.pop(dep_id, None)
             if client is not None and loop is asyncio.get_running_loop():
-                await client.close()
+                task = asyncio.create_task(_close_later(client, CLOSE_AFTER_S))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
     def client(self, dep_id: str) -> Any:
         """This loop's guarded client for the deployment; PeerRefused when it is not registered."""
