@@ -128,8 +128,8 @@ STRATEGIES = {
 }
 
 
-async def one_debate(strategy: dict, truth: str, args, rng: random.Random, agents: int) -> tuple[bool, int, int, int]:
-    sim = SimAgents(truth, args.accuracy, args.conformity, args.recognize, rng)
+async def deliberate(sim, agents: int, strategy: dict):
+    """One debate of the real engine (stages/debate.py) with simulated agents: (context, Outcome)."""
     prof = profile(panel={"members": [f"agent{i}" for i in range(agents)], "min_quorum": agents // 2 + 1,
                           "quorum_grace_s": 0},
                    debate={"protocol": "debate", **strategy})
@@ -139,6 +139,12 @@ async def one_debate(strategy: dict, truth: str, args, rng: random.Random, agent
     out = None
     async for item in debate.deliberate(ctx):
         out = item
+    return ctx, out
+
+
+async def one_debate(strategy: dict, truth: str, args, rng: random.Random, agents: int) -> tuple[bool, int, int, int]:
+    sim = SimAgents(truth, args.accuracy, args.conformity, args.recognize, rng)
+    ctx, out = await deliberate(sim, agents, strategy)
     summary = out.summary
     flips_to_wrong = sum(1 for f in summary["flips"] if f["from"] == truth and f["to"] != truth)
     winner = (summary["vote"] or {}).get("answer")
@@ -354,15 +360,7 @@ class CalibratedSimAgents(SimAgents):
 
 async def engine_debate(q: Question, first: list[str], scenario: Scenario) -> tuple[str, int, dict]:
     sim = CalibratedSimAgents(q, first, scenario)
-    prof = profile(panel={"members": [f"agent{i}" for i in range(len(first))], "min_quorum": len(first) // 2 + 1,
-                          "quorum_grace_s": 0},
-                   debate={"protocol": "debate", "max_rounds": MAX_ROUNDS})
-    ctx = context(request(prof, messages=[{"role": "user", "content": "Which option is right?"}]), sim,
-                  embedder=HashEmbedder())
-    ctx.seats = seats(ctx.panel)
-    out = None
-    async for item in debate.deliberate(ctx):
-        out = item
+    _, out = await deliberate(sim, len(first), {"max_rounds": MAX_ROUNDS})
     summary = out.summary
     winner = (summary["vote"] or {}).get("answer")
     calls = sum(len(r) for r in out.transcript) if out.transcript else len(first)
