@@ -222,6 +222,12 @@ class AggregatorConfig(_Strict):
     judge_input_chars: int = Field(24_000, ge=1000)
     # The synthesizer grading its own draft is self-preference bias; say so at startup.
     synthesizer_in_panel: Literal["allow", "warn", "error"] = "warn"
+    # Where the panel's answers are extractable (a vote was taken): `synthesize` (judge and
+    # writer, the writer held to a member's answer by the vote guard) or `vote` (the draft
+    # that states the vote's answer is the answer: no judge, no writer, two calls fewer).
+    # On SmolLM2-135M the writer cost Self-MoA 3 points against its own vote's draft
+    # (docs/benchmarks.md); `synthesize` stays the default until a run measures `vote` whole.
+    extractable: Literal["synthesize", "vote"] = "synthesize"
 
 
 class EchoConfig(_Strict):

@@ -96,6 +96,10 @@ async def _run(ctx: RunContext) -> AsyncIterator:
         if extras:
             report.deliberation = {"rounds": 1, "stop_reason": None, **(report.deliberation or {}), **extras}
         report.timings["panel"] = clock() - t  # the whole deliberation, every round
+        if vote is not None and outcome.answer is None and ctx.profile.aggregator.extractable == "vote":
+            best = guard.agreeing_draft(outcome.panel.answers, ctx.question)  # the vote decides, no writer
+            outcome = dataclasses.replace(outcome, answer=best.completion.text)
+            report.deliberation = {**report.deliberation, "answer_from": best.seat.name}
         failed = "".join(f"; {f.seat.name} {f.kind}" for f in outcome.panel.failures)
         if budget.over_cap(ctx):  # no judge and no synthesis: the best answer so far
             if outcome.answer is None:

@@ -221,3 +221,19 @@ async def test_a_synthesis_that_repeats_the_prompts_scaffolding_gives_way_even_w
         fake.enqueue(m, "Mexico City is the capital of Mexico.")
     out = await events(request(messages=ask), fake)
     assert "".join(e.text for e in out if isinstance(e, Delta)) == "Mexico." and not out[-1].report.synthesis.fallback
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_aggregator_extractable_vote_answers_with_the_votes_draft_and_calls_no_judge_or_writer(stream):
+    prof = profile(aggregator={"judge": "judge", "synthesizer": "writer", "extractable": "vote"})
+    fake = FakeCompleter(json_models={"judge"})
+    fake.enqueue("model-a", "6 + 7 = 13.").enqueue("model-b", "It is 12.").enqueue("model-c", "The sum is 13.")
+    out = await events(request(prof, messages=SUM, stream=stream), fake)
+    report = out[-1].report
+    assert "".join(e.text for e in out if isinstance(e, Delta)) == "6 + 7 = 13."
+    assert fake.calls_to("judge") == [] and fake.calls_to("writer") == []
+    assert report.deliberation["answer_from"] == "model-a" and report.degraded() == []
+
+    fake = FakeCompleter(json_models={"judge"})  # open-ended: judged and written as always
+    await events(request(prof), fake)
+    assert len(fake.calls_to("judge")) == 1 and len(fake.calls_to("writer")) == 1
