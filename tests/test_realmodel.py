@@ -17,7 +17,7 @@ from tests.servers import free_port, fusion_entry, litellm_proxy
 pytestmark = pytest.mark.realmodel
 
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one short sentence."}]
-OPEN = [{"role": "user", "content": "Is it better to work from home or from an office? Explain in one sentence."}]
+OPEN = [{"role": "user", "content": "Why might someone work from home rather than in an office? One sentence."}]
 # The server answers one call at a time: the grace after the quorum must cover a whole
 # call (the default, min(2 s, 0.2 x time to quorum), rightly cuts a real straggler).
 SLOW = {"timeout_s": 180, "min_quorum": 2, "quorum_grace_s": 60, "quorum_grace_ratio": 10, "max_tokens": 40}
