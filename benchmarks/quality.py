@@ -13,9 +13,12 @@ data): tasks where this model has signal (docs/real-model.md):
 Contenders (CONTENDERS below: one entry each; --models picks by key):
 
     smol            the single model
-    vote            vote:smol:3, self-consistency (the compute-matched baseline; chorus
-                    eval samples it at 0.7)
+    vote            vote:smol:3, self-consistency at chorus eval's default temperature 0.7
+    vote-card       vote:smol:3 at the card's temperature 0.2 (--vote-temperature): the
+                    compute-matched baseline for the fused profiles that sample near it
     self-moa        Self-MoA, 3 samples near the model card's temperature, judge, synthesis
+    self-moa-vote   the same samples, aggregator.extractable vote: where the drafts carry an
+                    extractable answer the vote's draft is the answer (no judge, no writer)
     moa             3 seats with personas (analyst, skeptic, contrarian), judge, synthesis
     debate          the same seats, up to 2 debate rounds (adaptive stopping, the default)
     consensus       the same seats, consensus protocol, up to 2 rounds
@@ -219,6 +222,7 @@ def _merge(base: dict, extra: dict) -> dict:
 
 PERSONAS = [{"model": "smol", "persona": p} for p in ("analyst", "skeptic", "contrarian")]
 FIVE = [{"model": "smol"}] * 5
+SELF_MOA = {"model": "smol", "samples": 3, "temperature_min": CARD_TEMPERATURE, "temperature_max": 0.4}
 
 
 @dataclass(frozen=True)
@@ -228,14 +232,19 @@ class Contender:
     what: str
     chorus: dict | None = None  # the fusion profile (model_info.chorus)
     calls: str = ""  # model calls per question, as configured
+    eval_args: tuple[str, ...] = ()  # more chorus eval options for this contender
 
 
 CONTENDERS = [
     Contender("smol", "smol", "the single model", calls="1"),
     Contender("vote", "vote:smol:3", "self-consistency, 3 samples at 0.7 (chorus eval's vote)", calls="3"),
+    Contender("vote-card", "vote:smol:3", f"self-consistency, 3 samples at the card's {CARD_TEMPERATURE}", calls="3",
+              eval_args=("--vote-temperature", str(CARD_TEMPERATURE))),
     Contender("self-moa", "fusion/smol-self-moa", "Self-MoA: 3 samples at 0.2-0.4, minimal judge, synthesis",
-              profile({"self_moa": {"model": "smol", "samples": 3, "temperature_min": CARD_TEMPERATURE,
-                                    "temperature_max": 0.4}}), calls="3 + 2"),
+              profile({"self_moa": SELF_MOA}), calls="3 + 2"),
+    Contender("self-moa-vote", "fusion/smol-self-moa-vote",
+              "Self-MoA's samples, aggregator.extractable vote (the vote's draft; no judge, no writer)",
+              profile({"self_moa": SELF_MOA}, aggregator={"extractable": "vote"}), calls="2-3"),
     Contender("moa", "fusion/smol-moa", "MoA: 3 seats with personas, minimal judge, synthesis",
               profile({"members": PERSONAS}), calls="3 + 2"),
     Contender("debate", "fusion/smol-debate", "the 3 persona seats, debate, up to 2 rounds (adaptive stop)",
@@ -551,7 +560,7 @@ def eval_once(url: str, data: Path, contender: Contender, run: Path, args, limit
     start = time.monotonic()
     argv = ["eval", "--base-url", url, "--api-key", MASTER, "--data", str(data), "--format", "short",
             "--models", contender.model, "--max-tokens", str(args.max_tokens), "--concurrency", str(args.concurrency),
-            "--timeout", "3000", "--out", str(run)]
+            "--timeout", "3000", "--out", str(run), *contender.eval_args]
     if limit:
         argv += ["--limit", str(limit)]
     with contextlib.redirect_stdout(sys.stderr if args.quiet_eval else sys.stdout):

@@ -171,6 +171,41 @@ async def test_an_old_cache_is_graded_again_from_its_stored_text(tmp_path):
     assert "| model | accuracy | strict format | n |" in table and "| `m` | 1.000 | 0.000 | 1 |" in table
 
 
+async def test_a_vote_samples_at_the_chosen_temperature_and_a_cache_at_another_is_asked_again(tmp_path):
+    """`--vote-temperature`: each sample is asked at it and the record keeps it; a cached vote
+    sampled at another temperature (0.7 when none is stored) is not this run's answer."""
+    from chorus_litellm.evaluation.client import Reply
+
+    class Scripted:
+        def __init__(self):
+            self.temperatures = []
+
+        async def chat(self, model, messages, max_tokens=None, temperature=None):
+            self.temperatures.append(temperature)
+            return Reply(text="The answer is 8.", cost=0.0, tokens=5, latency_s=0.01, chorus=None)
+
+    sum_q = data.Question("s", ({"role": "user", "content": "What is 3 + 5?"},), "short", "8")
+    cache = runner.Cache(tmp_path / "answers.jsonl")
+    cache.add({"model": "vote:m:2", "qid": "s", "answer": "8", "samples": ["8", "8"], "sample_answers": ["8", "8"],
+               "correct": True, "cost": 0.0, "tokens": 2, "latency": 0.1, "error": None})  # no temperature: 0.7
+    endpoint = Scripted()
+    contenders = runner.parse_models("vote:m:2")
+    cool = runner.Settings(run_tag="t", vote_temperature=0.2)
+    records = await runner.run(endpoint, contenders, [sum_q], cool, cache)
+    assert endpoint.temperatures == [0.2, 0.2] and records[("vote:m:2", "s")]["temperature"] == 0.2
+    assert await runner.run(endpoint, contenders, [sum_q], cool, cache) and len(endpoint.temperatures) == 2
+    await runner.run(endpoint, contenders, [sum_q], runner.Settings(run_tag="t"), cache)
+    assert endpoint.temperatures == [0.2, 0.2, 0.7, 0.7]
+
+
+@pytest.mark.parametrize("value", ["-0.1", "2.5", "nan"])
+def test_a_vote_temperature_out_of_range_is_refused(tmp_path, capsys, value):
+    path = write_jsonl(tmp_path / "q.jsonl", [{"question": "What is 1 + 1?", "answer": "2"}])
+    assert main(["eval", "--data", str(path), "--format", "short", "--models", "vote:m:3", "--vote-temperature", value,
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "--vote-temperature must be between 0 and 2" in capsys.readouterr().err
+
+
 # -- loaders -------------------------------------------------------------------------------
 
 def test_load_mc_in_every_layout_and_skip_header_rows(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import math
 import os
 import sys
 from datetime import datetime, timezone
@@ -37,7 +38,7 @@ models (--models, comma-separated):
   model-a            a model of the endpoint
   fusion/research    a fusion profile (cost from its `chorus` field; debates also get
                      per-round accuracy from the run's transcript)
-  vote:model-a:5     5 samples of model-a at temperature 0.7, majority answer
+  vote:model-a:5     5 samples of model-a at temperature 0.7 (--vote-temperature), majority answer
                      (self-consistency: the compute-matched baseline)
 
 examples:
@@ -68,6 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--judge", help="open-ended: the model that compares two answers")
     p.add_argument("--baseline", help="open-ended: the model every other answer is compared with")
     p.add_argument("--max-tokens", type=int, help="max_tokens for each answer (default: the model's)")
+    p.add_argument("--vote-temperature", type=float, default=0.7,
+                   help="the temperature vote:<model>:<k> samples at (default 0.7, the usual for self-consistency)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request (default 300)")
     return p
 
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     settings = runner.Settings(run_tag=hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:10],
                                max_tokens=args.max_tokens, judge=args.judge, baseline=args.baseline,
-                               concurrency=args.concurrency)
+                               concurrency=args.concurrency, vote_temperature=args.vote_temperature)
     print(f"chorus eval: {len(questions)} questions x {len(contenders)} models -> {out} "
           f"(rerun with --out {out} to resume)", file=sys.stderr)
     try:
@@ -150,11 +153,14 @@ def _plan(args: argparse.Namespace):
             contenders.insert(0, runner.Contender(args.baseline, args.baseline))
     if args.concurrency < 1 or (args.limit is not None and args.limit < 1):
         raise ValueError("--concurrency and --limit must be at least 1")
+    if not (math.isfinite(args.vote_temperature) and 0 <= args.vote_temperature <= 2):
+        raise ValueError(f"--vote-temperature must be between 0 and 2, got {args.vote_temperature}")
     out = Path(args.out or f"eval-results/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     meta = {"dataset": args.dataset or str(path), "format": fmt,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "base_url": _without_credentials(api_root(args.base_url)), "models": [c.name for c in contenders], "limit": args.limit,
             "seed": args.seed, "n_questions": len(questions), "judge": args.judge, "baseline": args.baseline,
+            **({"vote_temperature": args.vote_temperature} if any(c.samples > 1 for c in contenders) else {}),
             "notes": (["open-ended: first turn only"] if fmt == "open" else [])
             + ["per-round accuracy: a question that stopped early carries its last round forward"]}
     return contenders, questions, meta, out

@@ -86,6 +86,7 @@ class Settings:
     judge: str | None = None  # open-ended: the pairwise judge and the baseline it compares with
     baseline: str | None = None
     concurrency: int = 4
+    vote_temperature: float = VOTE_TEMPERATURE  # vote:<model>:<k> samples at this temperature
 
 
 class Cache:
@@ -173,9 +174,10 @@ async def _vote(endpoint: Endpoint, contender: Contender, question: Question, se
     start = time.monotonic()
     replies = await asyncio.gather(*(
         endpoint.chat(contender.model, list(question.messages), max_tokens=settings.max_tokens,
-                      temperature=VOTE_TEMPERATURE)
+                      temperature=settings.vote_temperature)
         for _ in range(contender.samples)))
     return _record(contender, question, **_voted(question, [r.text for r in replies]),
+                   temperature=settings.vote_temperature,
                    cost=sum(r.cost for r in replies), tokens=sum(r.tokens for r in replies),
                    latency=round(time.monotonic() - start, 4))
 
@@ -212,12 +214,17 @@ async def answer(endpoint: Endpoint, contender: Contender, question: Question, s
                        **({"verdict": "loss"} if question.kind == "open" else {}))
 
 
+def _same_sampling(record: dict, settings: Settings) -> bool:
+    """A cached vote counts only if it sampled at this run's temperature (0.7 before it was kept)."""
+    return "samples" not in record or record.get("temperature", VOTE_TEMPERATURE) == settings.vote_temperature
+
+
 async def run(endpoint: Endpoint, contenders: list[Contender], questions: list[Question], settings: Settings,
               cache: Cache, on_done: Callable[[dict], None] = lambda r: None) -> dict[tuple[str, str], dict]:
     """Every (contender, question) answered, from the cache or now; returns them all."""
     by_qid = {q.qid: q for q in questions}
     done = {k: rescore(by_qid[k[1]], v) if k[1] in by_qid else v
-            for k, v in cache.load().items() if not v.get("error")}
+            for k, v in cache.load().items() if not v.get("error") and _same_sampling(v, settings)}
     first = [c for c in contenders if c.name == settings.baseline]
     phases = [first, [c for c in contenders if c not in first]]
     pending = [[(c, q) for c in phase for q in questions if (c.name, q.qid) not in done] for phase in phases]
