@@ -31,7 +31,11 @@ the question picks the option) and its pairwise judge prompts a verdict
 (`pairwise_verdict`), everything else a short deterministic answer. Streams send one word per chunk
 and a usage chunk when asked. GET /stats counts calls per model; POST /reset clears it.
 
-Run: python -m chorus_litellm.fake_upstream --port 8001 --latency 0.5
+With `cast` (`--cast`, what `chorus serve --demo` runs), ordinary answers, the judge, the
+writer and consensus votes come from the demo's cast instead (demo_cast.py): members
+that take different positions, read each other and come round over the rounds.
+
+Run: python -m chorus_litellm.fake_upstream --port 8001 --latency 0.5 [--cast]
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from . import demo_cast
 from .evaluation.prompts import MC_ASK_PATTERN, PAIRWISE_ANSWERS, PAIRWISE_MARKER
 
 LABEL = re.compile(r'"label":\s*"([A-Z]{1,2})"')
@@ -148,9 +153,10 @@ def _citations(model: str, text: str) -> list[dict]:
 
 
 class FakeUpstream:
-    def __init__(self, latency: float = 0.0, token_delay: float = 0.0) -> None:
+    def __init__(self, latency: float = 0.0, token_delay: float = 0.0, cast: bool = False) -> None:
         self.latency = latency
         self.token_delay = token_delay
+        self.cast = cast
         self.calls: Counter[str] = Counter()
         self.seen: list[dict] = []
         self.app = Starlette(routes=[
@@ -188,9 +194,9 @@ class FakeUpstream:
                                 status_code=500)
         if "hang" in model:
             await asyncio.sleep(3600)
-        await asyncio.sleep(self.latency * (10 if "slow" in model else 1))
+        await asyncio.sleep(self.latency * (10 if "slow" in model else 1) * self._pace(model))
         call = _tool_call(body, self.calls[model])
-        text = "" if "empty" in model or call else _answer(model, body)
+        text = "" if "empty" in model or call else self._answer(model, body)
         notes = _citations(model, text) if "web_search_options" in body and text else []
         text += f" (source: {notes[0]['url_citation']['url']})" if notes else ""
         finish = "content_filter" if "filter" in model else "tool_calls" if call else "stop"
@@ -217,6 +223,14 @@ class FakeUpstream:
             self._stream(rid, model, text, finish, usage if include_usage else None, call, notes),
             media_type="text/event-stream",
         )
+
+    def _pace(self, model: str) -> float:
+        """The cast's members think at their own pace (0.6-1.4 x the latency); 1 otherwise."""
+        return 0.6 + (_hash(model) % 9) / 10 if self.cast else 1.0
+
+    def _answer(self, model: str, body: dict) -> str:
+        cast = demo_cast.reply(model, body.get("messages") or []) if self.cast else None
+        return cast if cast is not None else _answer(model, body)
 
     async def _broken_body(self, rid, model, text):
         """A non-streamed answer whose connection breaks after its first three words."""
@@ -266,8 +280,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per call")
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds per streamed word")
+    parser.add_argument("--cast", action="store_true",
+                        help="panel answers from the demo's cast (demo_cast.py): members that disagree and come round")
     args = parser.parse_args(argv)
-    upstream = FakeUpstream(args.latency, args.token_delay)
+    upstream = FakeUpstream(args.latency, args.token_delay, args.cast)
     uvicorn.run(upstream.app, host=args.host, port=args.port, log_level="warning")
 
 
