@@ -9,13 +9,15 @@
     chorus eval --data F|--dataset mmlu|mtbench --models a,fusion/x,vote:a:5 [...]
                                            compare models and fusion profiles on a dataset
                                            through the proxy (`chorus eval --help`, docs/eval.md)
-    chorus serve [--config F] [--port N] [--workers N] [--demo]
+    chorus serve [--config F] [--host H] [--port N] [--workers N] [--demo [--demo-port N]]
                                            run `litellm --config F`; --demo also starts the
                                            fake upstream on 127.0.0.1:8001 that the shipped
-                                           litellm_config.yaml points at, (if no key is
-                                           configured) signs bounty receipts with a demo key
+                                           litellm_config.yaml points at (--demo-port moves
+                                           it, and the config's api_base with it), (if no key
+                                           is configured) signs bounty receipts with a demo key
                                            kept in the data dir, and admits peers whose model
-                                           servers run on this machine
+                                           servers run on this machine. A port in use stops it
+                                           before anything starts (exit 1, naming the port)
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ import signal
 import subprocess
 import sys
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 
-from . import peer_cli
+from . import peer_cli, startup
 from .config import load_profiles, provider_of, read_config_file
 from .errors import ConfigError
 from .evaluation import command as eval_command
@@ -43,7 +46,8 @@ def check(path: str) -> int:
         config = read_config_file(path)
         provider, profiles = provider_of(config), load_profiles(config, is_builtin=is_builtin_provider)
     except (ConfigError, OSError) as exc:
-        print(f"chorus: {path}: invalid\n{exc}", file=sys.stderr)
+        problems = str(exc).splitlines() if isinstance(exc, ConfigError) else [str(exc)]
+        print(f"chorus: {path}: invalid, {len(problems)} problem(s)", *problems, sep="\n", file=sys.stderr)
         return 1
     for name, p in profiles.items():
         pool = [f"{p.panel.seats} from pool {p.panel.pool} by {p.panel.select}"] if p.panel.pool else []
@@ -109,21 +113,31 @@ WORKER_HEALTHCHECK_S = 30
 def serve(args: argparse.Namespace) -> int:
     if check(args.config):
         return 1
+    ports = {"--port": (args.host, args.port), **({"--demo-port": (startup.DEMO_HOST, args.demo_port)}
+                                                   if args.demo else {})}
     try:
+        startup.check_ports(ports)  # every port before anything starts, not a line in the proxy's log
         prepare_embeddings(args.config)
+        with startup.demo_config(args.config, args.demo_port) if args.demo else nullcontext(args.config) as config:
+            return _run(args, config)
+    except startup.StartError as exc:
+        print(f"chorus: {exc}", file=sys.stderr)
     except ConfigError as exc:
         print(f"chorus: {args.config}: invalid\n{exc}", file=sys.stderr)
-        return 1
+    return 1
+
+
+def _run(args: argparse.Namespace, config: str) -> int:
+    """Start the demo upstream (with --demo; StartError if it cannot) and the proxy on
+    `config`; wait for the proxy."""
     # The packaged price map: the proxy otherwise tries to download one at start.
     # NUM_WORKERS tells each worker how many share the cores (embedding threads per worker).
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **os.environ, "NUM_WORKERS": str(args.workers)}
     children: list[subprocess.Popen] = []
     if args.demo:
-        children.append(subprocess.Popen(
-            [sys.executable, "-m", "chorus_litellm.fake_upstream", "--port", "8001", "--latency", "0.2",
-             "--token-delay", "0.02"]
-        ))
-        print("chorus: demo upstream on http://127.0.0.1:8001 (a fake OpenAI-compatible server)")
+        children.append(startup.start_demo_upstream(args.demo_port))
+        print(f"chorus: demo upstream on http://{startup.DEMO_HOST}:{args.demo_port} "
+              "(a fake OpenAI-compatible server)", flush=True)
         if not (env.get("CHORUS_SIGNING_KEY") or env.get("CHORUS_SIGNING_KEY_FILE")):
             env["CHORUS_SIGNING_KEY_FILE"] = str(_demo_key())
         # Peers on this machine may join (`chorus peer join`); set these to close it.
@@ -134,7 +148,7 @@ def serve(args: argparse.Namespace) -> int:
     print(f"chorus: live view on http://{args.host}:{args.port}/chorus/ui/")
     litellm = shutil.which("litellm") or os.path.join(os.path.dirname(sys.executable), "litellm")
     proxy = subprocess.Popen(
-        [litellm, "--config", args.config, "--host", args.host, "--port", str(args.port),
+        [litellm, "--config", config, "--host", args.host, "--port", str(args.port),
          "--num_workers", str(args.workers), "--timeout_worker_healthcheck", str(WORKER_HEALTHCHECK_S)],
         # Its own process group: Ctrl-C reaches only this process, which sends the proxy one
         # SIGTERM (uvicorn takes a second signal as "quit now", dropping runs in flight).
@@ -180,6 +194,12 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _port(value: str) -> int:
+    if not (value.isdigit() and 1 <= int(value) <= 65535):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (1-65535)")
+    return int(value)
+
+
 def prepare_embeddings(config: str) -> None:
     """Distil the profiles' static embedding models now, once per machine (cached), so the
     proxy's workers start with them ready instead of each waiting on the first start."""
@@ -205,31 +225,50 @@ def _demo_key() -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chorus", description="chorus-litellm: multi-model fusion for LiteLLM")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_check = sub.add_parser("check", help="validate the fusion profiles in a LiteLLM config")
-    p_check.add_argument("config", nargs="?", default="litellm_config.yaml")
-    p_serve = sub.add_parser("serve", help="run the LiteLLM proxy with fusion models")
-    p_serve.add_argument("--config", default="litellm_config.yaml")
-    p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", type=int, default=4000)
+    p_check = sub.add_parser("check", help="validate the fusion profiles in a LiteLLM config; lists every problem")
+    p_check.add_argument("config", nargs="?", default="litellm_config.yaml",
+                         help="the LiteLLM config file (default: litellm_config.yaml)")
+    p_serve = sub.add_parser("serve", help="run the LiteLLM proxy with fusion models",
+                             description="Check the config and every port, then run the LiteLLM proxy with fusion "
+                                         "models (and, with --demo, a fake upstream for them).")
+    p_serve.add_argument("--config", default="litellm_config.yaml", metavar="FILE",
+                         help="the LiteLLM config file, checked first as `chorus check` does "
+                              "(default: litellm_config.yaml)")
+    p_serve.add_argument("--host", default="127.0.0.1", metavar="HOST",
+                         help="address the proxy listens on; 0.0.0.0 for every interface (default: 127.0.0.1)")
+    p_serve.add_argument("--port", type=_port, default=4000, metavar="N",
+                         help="port the proxy listens on (default: 4000)")
     # One worker per core: each fused request is ~6 LiteLLM calls of CPU (about 45 ms in
     # all on the benchmark machine), so one process saturates one core at high concurrency.
-    p_serve.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="proxy worker processes")
-    p_serve.add_argument("--demo", action="store_true", help="also start the fake upstream on :8001")
-    p_serve.add_argument("--grace", type=_seconds, default=30.0,
-                         help="seconds runs in flight get to finish on SIGINT / SIGTERM (then killed)")
+    p_serve.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                         help="proxy worker processes (default: one per core, here %(default)s)")
+    p_serve.add_argument("--demo", action="store_true",
+                         help="also start a fake OpenAI-compatible upstream (on --demo-port), sign receipts with "
+                              "a demo key and admit peers on this machine")
+    p_serve.add_argument("--demo-port", type=_port, default=startup.DEMO_PORT, metavar="N",
+                         help="port of the demo upstream on 127.0.0.1 (default: %(default)s, where the shipped "
+                              "config points); another port is served with a copy of the config whose api_base "
+                              "entries on 127.0.0.1:8001 point at it")
+    p_serve.add_argument("--grace", type=_seconds, default=30.0, metavar="S",
+                         help="seconds runs in flight get to finish on SIGINT / SIGTERM, then killed (default: 30)")
     p_keygen = sub.add_parser("keygen", help="make an Ed25519 receipt signing key")
-    p_keygen.add_argument("--out", default="chorus-signing-key.json")
+    p_keygen.add_argument("--out", default="chorus-signing-key.json",
+                          help="key file to write, never overwritten (default: chorus-signing-key.json)")
     p_verify = sub.add_parser("verify", help="verify a receipt offline")
-    p_verify.add_argument("receipt")
+    p_verify.add_argument("receipt", help="a receipt JSON file (GET /chorus/v1/receipts/{debate_id})")
     p_verify.add_argument("--public-key", action="append", required=True,
                           help="base64 public key or a file with one; repeat for rotated keys")
     sub.add_parser("reputation", help="show payees' reputation from the store")
     eval_command.add_parser(sub)
     peer_cli.add_parser(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "peer":
         return peer_cli.run(args)
     if args.command == "eval":

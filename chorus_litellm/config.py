@@ -1,8 +1,8 @@
 """Profile configuration: the `model_info.chorus` block of each `fusion/<profile>` entry.
 
 Frozen pydantic models with `extra="forbid"`, so a typo is an error, not a silent default.
-`load_profiles()` validates a whole LiteLLM config at startup and raises `ConfigError`
-messages that name the profile and the field, e.g.
+`load_profiles()` validates a whole LiteLLM config at startup and raises one `ConfigError`
+with every problem it found, a line each naming the profile and the field, e.g.
 ``profile 'research': panel.min_quorum: 4 is more than the 3 seats``.
 No I/O here except `read_config_file`, which only parses YAML.
 """
@@ -32,6 +32,12 @@ NATIVE_FUSION = ("fusion_router", "litellm")
 class _Strict(BaseModel):
     # allow_inf_nan=False: YAML's .inf/.nan are floats, and an infinite cap is no cap.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _refuse(problems: list[str]) -> None:
+    """A cross-field validator's problems, all at once: one "field: message" line each."""
+    if problems:
+        raise ValueError("\n".join(problems))
 
 
 class ClassifierConfig(_Strict):
@@ -172,20 +178,21 @@ class PanelConfig(_Strict):
 
     @model_validator(mode="after")
     def _seats(self) -> PanelConfig:
-        if self.self_moa and (self.members or self.pool):
-            raise ValueError("self_moa: cannot be mixed with members or pool")
         if not (self.members or self.self_moa or self.pool):
-            raise ValueError("set members, self_moa or pool")
+            raise ValueError("set members, self_moa or pool")  # nothing else to check without seats
+        problems, seats = [], self.seat_count
+        if self.self_moa and (self.members or self.pool):
+            problems.append("self_moa: cannot be mixed with members or pool")
         if bool(self.pool) != bool(self.seats):
-            raise ValueError("seats: pool seats need both pool and seats (1 or more)")
-        seats = self.seat_count
+            problems.append("seats: pool seats need both pool and seats (1 or more)")
         if self.min_quorum is not None and self.min_quorum > seats:
-            raise ValueError(f"min_quorum: {self.min_quorum} is more than the {seats} seats")
+            problems.append(f"min_quorum: {self.min_quorum} is more than the {seats} seats")
         if self.early_stop.first_wave is not None and self.early_stop.first_wave > seats:
-            raise ValueError(f"early_stop.first_wave: {self.early_stop.first_wave} is more than the {seats} seats")
+            problems.append(f"early_stop.first_wave: {self.early_stop.first_wave} is more than the {seats} seats")
         names = [m.name for m in self.members if m.name]
         if len(names) != len(set(names)):
-            raise ValueError("members: member names must be unique")
+            problems.append("members: member names must be unique")
+        _refuse(problems)
         return self
 
     @property
@@ -361,26 +368,27 @@ class ProfileConfig(_Strict):
     limits: LimitsConfig = LimitsConfig()
 
     @model_validator(mode="after")
-    def _personas_exist(self) -> ProfileConfig:
-        if self.router.tools == "fuse" and self.debate.protocol == "consensus":
-            raise ValueError("router.tools: 'fuse' needs the moa or debate protocol: the consensus protocol's "
-                             "answer is a voted candidate, which cannot be a tool call")
-        if self.panel.tools and self.router.tools != "fuse":
-            raise ValueError("panel.tools: true needs router.tools: fuse (otherwise tool turns are forwarded)")
-        if self.aggregator.layers > 1 and self.debate.protocol != "moa":
-            raise ValueError(f"aggregator.layers: layers are the moa protocol's rounds; {self.debate.protocol!r} "
-                             "has its own (debate.max_rounds)")
+    def _sections_agree(self) -> ProfileConfig:
         from .stages.prompts import PERSONAS
         from .stages.settlement import CURRENCIES
 
+        problems = []
+        if self.router.tools == "fuse" and self.debate.protocol == "consensus":
+            problems.append("router.tools: 'fuse' needs the moa or debate protocol: the consensus protocol's "
+                            "answer is a voted candidate, which cannot be a tool call")
+        if self.panel.tools and self.router.tools != "fuse":
+            problems.append("panel.tools: true needs router.tools: fuse (otherwise tool turns are forwarded)")
+        if self.aggregator.layers > 1 and self.debate.protocol != "moa":
+            problems.append(f"aggregator.layers: layers are the moa protocol's rounds; {self.debate.protocol!r} "
+                            "has its own (debate.max_rounds)")
         bounty = self.settlement.default_bounty
         if bounty and bounty.currency not in CURRENCIES:
-            raise ValueError(f"settlement.default_bounty.currency: {bounty.currency!r} is not a known ISO 4217 code")
-
+            problems.append(f"settlement.default_bounty.currency: {bounty.currency!r} is not a known ISO 4217 code")
         for i, member in enumerate(self.panel.members):
             if member.persona and member.persona not in PERSONAS and member.persona not in self.personas:
                 known = ", ".join(sorted({*PERSONAS, *self.personas}))
-                raise ValueError(f"panel.members[{i}].persona: {member.persona!r} is not one of: {known}")
+                problems.append(f"panel.members[{i}].persona: {member.persona!r} is not one of: {known}")
+        _refuse(problems)
         return self
 
     def referenced_models(self) -> dict[str, str]:
@@ -402,35 +410,35 @@ class ProfileConfig(_Strict):
 def _format_error(profile: str, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
         msg = err["msg"].removeprefix("Value error, ")
-        # Cross-field validators name their field as "field: message".
-        if (m := re.match(r"^([\w.\[\]]+): (.*)$", msg, re.DOTALL)) and err["type"] == "value_error":
-            field, msg = f"{field}.{m[1]}" if field else m[1], m[2]
-        lines.append(f"profile {profile!r}: {field or '(profile)'}: {msg}")
+        # Cross-field validators name their fields: one "field: message" line per problem.
+        for line in msg.splitlines() if err["type"] == "value_error" else [msg]:
+            field, text = where, line
+            if (m := re.match(r"^([\w.\[\]]+): (.*)$", line, re.DOTALL)) and err["type"] == "value_error":
+                field, text = f"{where}.{m[1]}" if where else m[1], m[2]
+            lines.append(f"profile {profile!r}: {field or '(profile)'}: {text}")
     return "\n".join(lines)
 
 
 def parse_profile(name: str, raw: Any, *, known_models: set[str] | None = None, provider: str = PROVIDER,
                   fusion_models: frozenset[str] = frozenset()) -> ProfileConfig:
-    """Validate one profile's `model_info.chorus` block. Raises ConfigError. A model it
-    names must not be a fusion model: `<provider>/...`, or an alias in `fusion_models`."""
+    """Validate one profile's `model_info.chorus` block. Raises ConfigError with every problem
+    found, one line each. A model it names must not be a fusion model: `<provider>/...`, or an
+    alias in `fusion_models`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"profile {name!r}: model_info.chorus must be a mapping")
     try:
         profile = ProfileConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_error(name, exc)) from None
+    problems = []
     for field, model in profile.referenced_models().items():
         if model.startswith(f"{provider}/") or model in fusion_models:
-            raise ConfigError(
-                f"profile {name!r}: {field}: {model!r} is a fusion model; "
-                "profiles cannot call fusion models (recursion)"
-            )
-        if known_models is not None and model not in known_models:
-            raise ConfigError(
-                f"profile {name!r}: {field}: {model!r} is not a model_name in model_list"
-            )
+            problems.append(f"profile {name!r}: {field}: {model!r} is a fusion model; "
+                            "profiles cannot call fusion models (recursion)")
+        elif known_models is not None and model not in known_models:
+            problems.append(f"profile {name!r}: {field}: {model!r} is not a model_name in model_list")
     members = {m.model for m in profile.panel.members}
     if profile.panel.self_moa:
         members.add(profile.panel.self_moa.model)
@@ -440,9 +448,11 @@ def parse_profile(name: str, raw: Any, *, known_models: set[str] | None = None, 
             "is also a panel member (self-preference bias)"
         )
         if profile.aggregator.synthesizer_in_panel == "error":
-            raise ConfigError(msg)
-        if profile.aggregator.synthesizer_in_panel == "warn":
+            problems.append(msg)
+        elif profile.aggregator.synthesizer_in_panel == "warn":
             log.warning("%s; set aggregator.synthesizer_in_panel: allow to silence", msg)
+    if problems:
+        raise ConfigError("\n".join(problems))
     return profile
 
 
@@ -496,13 +506,18 @@ def check_provider_name(config: dict, provider: str, is_builtin: Callable[[str],
 def load_profiles(config: dict, *, is_builtin: Callable[[str], bool] | None = None) -> dict[str, ProfileConfig]:
     """Validate every `<provider>/*` entry of a LiteLLM config dict; returns profiles by
     name. With `is_builtin` (LiteLLM's provider names, adapters/compat.py) the provider
-    name is checked too (`check_provider_name`)."""
+    name is checked too (`check_provider_name`). A ConfigError lists every problem found, in
+    every profile, one line each."""
     entries = config.get("model_list") or []
     if not isinstance(entries, list):
         raise ConfigError("model_list must be a list")
     provider = provider_of(config)
+    problems: list[str] = []  # all of them, every profile's too, so one `chorus check` lists them all
     if is_builtin is not None:
-        check_provider_name(config, provider, is_builtin)
+        try:
+            check_provider_name(config, provider, is_builtin)
+        except ConfigError as exc:
+            problems.append(str(exc))
     names = {str(e.get("model_name")) for e in entries if isinstance(e, dict)}
     # Wildcard deployments ("openai/*") accept names we cannot enumerate.
     known = None if any("*" in n for n in names) else names
@@ -512,14 +527,21 @@ def load_profiles(config: dict, *, is_builtin: Callable[[str], bool] | None = No
     for entry in entries:
         if not isinstance(entry, dict) or (name := profile_name(entry, provider)) is None:
             continue
-        if not name:
-            raise ConfigError(f"a fusion entry needs a profile name: litellm_params.model: {provider}/<profile>")
         raw = (entry.get("model_info") or {}).get("chorus")
-        if raw is None:
-            raise ConfigError(f"profile {name!r}: model_info.chorus is missing")
-        if name in profiles:
-            log.info("profile %r defined by several entries; they must agree", name)
-        profiles[name] = parse_profile(name, raw, known_models=known, provider=provider, fusion_models=fusion_models)
+        if not name:
+            problems.append(f"a fusion entry needs a profile name: litellm_params.model: {provider}/<profile>")
+        elif raw is None:
+            problems.append(f"profile {name!r}: model_info.chorus is missing")
+        else:
+            if name in profiles:
+                log.info("profile %r defined by several entries; they must agree", name)
+            try:
+                profiles[name] = parse_profile(name, raw, known_models=known, provider=provider,
+                                               fusion_models=fusion_models)
+            except ConfigError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
     return profiles
 
 

@@ -169,27 +169,44 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("peer", help="join a proxy's pool as a peer hosting a model")
     cmds = p.add_subparsers(dest="peer_command", required=True)
     keygen = cmds.add_parser("keygen", help="make the peer's Ed25519 key")
-    keygen.add_argument("--out", default=DEFAULT_KEY)
-    j = cmds.add_parser("join", help="register, heartbeat until stopped, leave on SIGINT/SIGTERM")
-    j.add_argument("--proxy", required=True, help="the proxy's URL, e.g. http://127.0.0.1:4000")
-    j.add_argument("--pool", required=True)
-    j.add_argument("--base-url", required=True, help="your OpenAI-compatible server, e.g. http://10.0.0.7:11434/v1")
-    j.add_argument("--model", required=True, help="the model name your server serves")
-    j.add_argument("--payee", required=True, help="who is paid for this peer's answers")
-    j.add_argument("--key", default=DEFAULT_KEY)
-    j.add_argument("--personas", default="", help="comma-separated personas you accept (default: any)")
-    j.add_argument("--max-concurrency", type=int, default=2)
-    j.add_argument("--price-per-token", type=float, default=None, help="USD per token (default: free)")
-    j.add_argument("--api-key-env", help="environment variable holding your server's API key, if it needs one")
-    j.add_argument("--invite-env", default="CHORUS_INVITE",
+    keygen.add_argument("--out", default=DEFAULT_KEY, metavar="FILE",
+                        help=f"key file to write (mode 600), never overwritten; prints the peer id to give an "
+                             f"operator (default: {DEFAULT_KEY})")
+    j = cmds.add_parser("join", help="register, heartbeat until stopped, leave on SIGINT/SIGTERM",
+                        description="Offer your model server to a pool of a chorus proxy: register, heartbeat "
+                                    "until stopped, leave on SIGINT/SIGTERM. The proxy calls --base-url itself, "
+                                    "so it must reach it (docs/peers.md, 'Joining someone else's pool').")
+    j.add_argument("--proxy", required=True, metavar="URL", help="the proxy's URL, e.g. http://127.0.0.1:4000")
+    j.add_argument("--pool", required=True,
+                   help="the pool to join, as the operator named it (a profile's panel.pool, e.g. demo or gpu)")
+    j.add_argument("--base-url", required=True, metavar="URL",
+                   help="your OpenAI-compatible server as the proxy reaches it (not 127.0.0.1 unless the proxy runs "
+                        "on this machine), e.g. http://gpu.example.net:11434/v1")
+    j.add_argument("--model", required=True, help="the model name your server serves, e.g. llama3.1:8b")
+    j.add_argument("--payee", required=True, help="who is paid for this peer's answers (named on the receipts)")
+    j.add_argument("--key", default=DEFAULT_KEY, metavar="FILE",
+                   help=f"this peer's key from `chorus peer keygen`: its id is the peer's identity (default: "
+                        f"{DEFAULT_KEY})")
+    j.add_argument("--personas", default="", metavar="A,B", help="comma-separated personas you accept (default: any)")
+    j.add_argument("--max-concurrency", type=int, default=2, metavar="N",
+                   help="calls each proxy worker sends your server at once (LiteLLM's max_parallel_requests); "
+                        "a run seats you at most this many times (default: 2)")
+    j.add_argument("--price-per-token", type=float, default=None, metavar="USD",
+                   help="USD per token, input and output alike: the proxy counts it as the call's cost and "
+                        "`select: cheapest` sorts by it; what you are paid is the bounty share (default: free)")
+    j.add_argument("--api-key-env", metavar="VAR",
+                   help="environment variable holding your server's API key, if it needs one")
+    j.add_argument("--invite-env", default="CHORUS_INVITE", metavar="VAR",
                    help="environment variable holding the pool's invite token (default CHORUS_INVITE)")
     j.add_argument("--heartbeat-s", type=float, default=None, help=argparse.SUPPRESS)
     e = cmds.add_parser("earnings", help="the receipts that paid this peer, verified")
-    e.add_argument("--proxy", required=True)
-    e.add_argument("--key", default=DEFAULT_KEY)
+    e.add_argument("--proxy", required=True, metavar="URL", help="the proxy's URL, e.g. http://127.0.0.1:4000")
+    e.add_argument("--key", default=DEFAULT_KEY, metavar="FILE",
+                   help=f"the key this peer joined with (default: {DEFAULT_KEY})")
     e.add_argument("--public-key", action="append", default=[],
-                   help="the proxy's receipt key (base64 or a file) to verify with; repeat for rotated keys")
-    e.add_argument("--json", action="store_true")
+                   help="the proxy's receipt key (base64 or a file) to verify with; repeat for rotated keys "
+                        "(default: the keys the proxy sends with the receipts)")
+    e.add_argument("--json", action="store_true", help="print the receipts and totals as JSON")
 
 
 def run(args: argparse.Namespace) -> int:

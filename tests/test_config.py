@@ -213,3 +213,56 @@ def test_a_non_finite_number_in_the_yaml_config_names_profile_and_field(tmp_path
     assert f"profile 'research': {section}.{field}" in str(err.value)
     if section == "limits" and field == "max_cost_usd" and value == ".inf":
         assert "finite" in str(err.value)
+
+
+# -- every problem at once (issue 25): `chorus check` on seven broken profiles showed one
+PANEL = {"members": ["model-a", "model-b", "model-c"]}
+BROKEN = {  # profile -> (its chorus block, the problems it must report: one line each)
+    "quorum": ({**BASE, "panel": {**PANEL, "min_quorum": 9}}, ["panel.min_quorum: 9 is more than the 3 seats"]),
+    "nojudge": ({**BASE, "aggregator": {"synthesizer": "writer"}}, ["aggregator.judge: Field required"]),
+    "unknown": ({**BASE, "aggregator": {"judge": "nope", "synthesizer": "nada"}},
+                ["aggregator.judge: 'nope' is not a model_name", "aggregator.synthesizer: 'nada' is not a model_name"]),
+    "fields": ({**BASE, "panel": {**PANEL, "timeout_s": -1}, "router": {"policy": "sometimes"}},
+               ["router.policy: Input should be", "panel.timeout_s: Input should be greater than 0"]),
+    "missing": (None, ["model_info.chorus is missing"]),
+    "recursive": ({**BASE, "panel": {"members": ["model-a", "fusion/fine"]}},
+                  ["panel.members[1].model: 'fusion/fine' is a fusion model"]),
+    "seats": ({**BASE, "panel": {**PANEL, "min_quorum": 5, "early_stop": {"first_wave": 4}}},
+              ["panel.min_quorum: 5 is more than the 3 seats",
+               "panel.early_stop.first_wave: 4 is more than the 3 seats"]),
+    "sections": ({**BASE, "router": {"tools": "fuse"}, "debate": {"protocol": "consensus"},
+                  "panel": {"members": [{"model": "model-a", "persona": "pirate"}, "model-b"]}},
+                 ["router.tools: 'fuse' needs the moa or debate protocol", "panel.members[0].persona: 'pirate'"]),
+}
+
+
+def broken_config() -> dict:
+    entries = [entry("fine", BASE)]
+    for name, (chorus, _) in BROKEN.items():
+        entries.append(entry(name, chorus) if chorus is not None else
+                       {"model_name": f"fusion/{name}", "litellm_params": {"model": f"fusion/{name}"}})
+    return {"model_list": [*models("model-a", "model-b", "model-c", "judge", "writer"), *entries]}
+
+
+def test_every_problem_in_every_profile_is_reported_at_once():
+    with pytest.raises(ConfigError) as err:
+        load_profiles(broken_config())
+    lines = str(err.value).splitlines()
+    expected = [(name, problem) for name, (_, problems) in BROKEN.items() for problem in problems]
+    assert len(lines) == len(expected) == 12, lines
+    for name, problem in expected:
+        assert any(line.startswith(f"profile {name!r}: {problem}") for line in lines), (name, problem, lines)
+    assert not any("'fine'" in line.split(":")[0] for line in lines)
+
+
+def test_chorus_check_lists_every_problem_and_exits_1(tmp_path, capsys):
+    import yaml
+
+    from chorus_litellm.cli import main
+
+    path = tmp_path / "litellm_config.yaml"
+    path.write_text(yaml.safe_dump(broken_config(), sort_keys=False))
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"chorus: {path}: invalid, 12 problem(s)" in err
+    assert {name for name in BROKEN} == {name for name in BROKEN if f"profile {name!r}: " in err}

@@ -143,6 +143,25 @@ def test_grade_per_kind():
     assert scoring.grade_both(data.Question("4", (), "open", None), "anything") == scoring.Grade(None, None, None, None)
 
 
+def test_one_round_shows_the_majority_marker_on_the_best_seat_marker(tmp_path, monkeypatch):
+    """Issue 25: with one round (or any round where they meet) the best seat's square hid
+    the majority's dot. Now the dot is drawn on top, inside an open, larger square."""
+    drawn = {}
+
+    def keep(fig, path):
+        drawn[path.name] = {line.get_label(): line for line in fig.axes[0].get_lines()}
+        return path
+
+    monkeypatch.setattr(report, "_save", keep)
+    one = [{"round": 1, "majority": 0.65, "best_seat": 0.65, "best_seat_name": "model-a", "n": 20}]
+    report.plots(tmp_path, {"fusion/debate": {"n": 20, "cost_usd": 0.01, "accuracy": 0.7, "per_round_accuracy": one}})
+    lines = drawn["accuracy_by_round.png"]
+    majority, best = lines["fusion/debate: majority of seats"], lines["fusion/debate: best single seat"]
+    assert list(majority.get_ydata()) == list(best.get_ydata()) == [0.65]
+    assert majority.get_zorder() > best.get_zorder()
+    assert best.get_markerfacecolor() == "none" and best.get_markersize() > majority.get_markersize()
+
+
 async def test_an_old_cache_is_graded_again_from_its_stored_text(tmp_path):
     """answers.jsonl written before the lenient reading: plain answers are read again from
     their text; a vote that kept only its samples' keys keeps its one verdict for both."""
@@ -496,6 +515,63 @@ def test_a_refused_key_or_no_server_stops_at_the_first_call(proxy, tmp_path, cap
     assert main(["eval", "--base-url", f"http://127.0.0.1:{port}", "--data", str(path), "--models", "model-a",
                  "--out", str(tmp_path / "down")]) == 1
     assert "cannot connect" in capsys.readouterr().err
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_failed_connection_leaves_no_output_folder_and_keeps_an_old_one(tmp_path, capsys):
+    """Issue 25: an endpoint that cannot be reached left an empty --out folder behind."""
+    path = write_jsonl(tmp_path / "q.jsonl", [{"question": "What is 1 + 1?", "answer": "2", "id": "a"},
+                                              {"question": "What is 2 + 2?", "answer": "4", "id": "b"}])
+    down = ["eval", "--base-url", f"http://127.0.0.1:{closed_port()}", "--data", str(path), "--models", "m"]
+    assert main([*down, "--out", str(tmp_path / "runs" / "first")]) == 1
+    assert "cannot connect" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+    kept = tmp_path / "kept"  # a run to resume: its answers stay as they were
+    runner.Cache(kept / "answers.jsonl").add({"model": "m", "qid": "a", "answer": "2", "cost": 0.0, "tokens": 1,
+                                              "latency": 0.1, "error": None})
+    before = (kept / "answers.jsonl").read_text()
+    assert main([*down, "--out", str(kept)]) == 1
+    assert sorted(p.name for p in kept.iterdir()) == ["answers.jsonl"]
+    assert (kept / "answers.jsonl").read_text() == before
+
+
+class ScriptedEndpoint:
+    """Stands in for client.Endpoint: every answer is "The answer is 4." at once."""
+
+    def __init__(self, *_args, **_kwargs) -> None:
+        pass
+
+    async def chat(self, model, messages, **_options):
+        from chorus_litellm.evaluation.client import Reply
+
+        return Reply(text="The answer is 4.", cost=0.0, tokens=5, latency_s=0.01, chorus=None)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_the_progress_bar_draws_100_percent_once(tmp_path, monkeypatch, capsys):
+    """Issue 25: the bar printed its 100% line twice (the last update, then close)."""
+    from chorus_litellm.evaluation import client
+
+    monkeypatch.setattr(client, "Endpoint", ScriptedEndpoint)
+    path = write_jsonl(tmp_path / "q.jsonl", [{"question": f"What is {i} + {4 - i}?", "answer": "4", "id": str(i)}
+                                              for i in range(5)])
+    argv = ["eval", "--data", str(path), "--models", "m,n", "--out", str(tmp_path / "out")]
+
+    def full_bars() -> list[str]:
+        err = capsys.readouterr().err
+        return [line for line in err.replace("\r", "\n").splitlines() if "100%" in line]
+
+    assert main(argv) == 0
+    bars = full_bars()
+    assert len(bars) == 1 and "10/10" in bars[0] and "errors=0" in bars[0], bars
+    assert results_of(tmp_path / "out")["m"]["accuracy"] == 1.0
+    assert main(argv) == 0 and full_bars() == []  # all cached: nothing to draw
 
 
 def test_open_ended_needs_a_judge_and_a_baseline(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -70,6 +71,66 @@ def test_a_signal_to_chorus_alone_stops_everything_after_the_run_in_flight(upstr
             proc.kill()
 
 
+def refuse(*_args, **_kwargs):
+    raise AssertionError("started something")
+
+
+@pytest.mark.parametrize("flag, demo", [("--port", False), ("--port", True), ("--demo-port", True)])
+def test_a_busy_port_stops_serve_before_anything_starts_naming_it(monkeypatch, capsys, flag, demo):
+    """Issue 25: with the demo's port taken, `chorus serve --demo` said "demo upstream on
+    ...", logged `address already in use`, and every fused request failed with a 502."""
+    from chorus_litellm import cli
+
+    monkeypatch.setattr(cli, "prepare_embeddings", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        busy = held.getsockname()[1]
+        ports = {"--port": free_port(), "--demo-port": free_port(), flag: busy}
+        argv = ["serve", "--config", str(ROOT / "litellm_config.yaml"), "--port", str(ports["--port"])]
+        argv += ["--demo", "--demo-port", str(ports["--demo-port"])] if demo else []
+        assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{busy} ({flag}): address already in use" in err
+    assert f"pass another {flag}" in err
+
+
+def test_the_demo_and_the_proxy_cannot_share_a_port(monkeypatch, capsys):
+    from chorus_litellm import cli
+
+    monkeypatch.setattr(cli, "prepare_embeddings", refuse)
+    port = str(free_port())
+    assert cli.main(["serve", "--config", str(ROOT / "litellm_config.yaml"), "--port", port, "--demo",
+                     "--demo-port", port]) == 1
+    assert f"--port and --demo-port are both {port}" in capsys.readouterr().err
+
+
+def test_the_demo_port_moves_the_configs_upstream_in_a_copy(tmp_path):
+    from chorus_litellm import startup
+
+    shipped = str(ROOT / "litellm_config.yaml")
+    with startup.demo_config(shipped, startup.DEMO_PORT) as config:
+        assert config == shipped
+    with startup.demo_config(shipped, 8123) as config:
+        text = Path(config).read_text()
+        assert "http://127.0.0.1:8123/v1" in text and "//127.0.0.1:8001" not in text
+        assert yaml.safe_load(text) == yaml.safe_load((ROOT / "litellm_config.yaml").read_text().replace(
+            "127.0.0.1:8001", "127.0.0.1:8123"))
+    assert not Path(config).exists()
+
+
+def test_serve_documents_every_option_with_its_default(capsys):
+    from chorus_litellm import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in [("--config FILE", "litellm_config.yaml"), ("--host HOST", "127.0.0.1"),
+                            ("--port N", "4000"), ("--demo-port N", "8001"), ("--grace S", "30")]:
+        assert option in text and f"(default: {default}" in text, option
+
+
 def test_the_demo_pays_two_peers_joined_from_the_command_line(tmp_path):
     """The marketplace's "done when", as a newcomer does it: `chorus serve --demo` with the
     shipped config, two model servers, `chorus peer join` twice, a bounty on
@@ -80,9 +141,11 @@ def test_the_demo_pays_two_peers_joined_from_the_command_line(tmp_path):
     for var in ("CHORUS_SIGNING_KEY_FILE", "CHORUS_SIGNING_KEY", "CHORUS_PEER_ADMISSION", "CHORUS_STORE"):
         env.pop(var, None)
     chorus = [sys.executable, "-m", "chorus_litellm.cli"]
+    # --demo-port: the shipped config's upstream moved off 8001, which another run may hold
     procs = [subprocess.Popen([*chorus, "serve", "--demo", "--config", str(ROOT / "litellm_config.yaml"), "--port",
-                               str(port), "--workers", "1"], stdout=(tmp_path / "serve.log").open("w"),
-                              stderr=subprocess.STDOUT, env=env, cwd=tmp_path)]
+                               str(port), "--demo-port", str(free_port()), "--workers", "1"],
+                              stdout=(tmp_path / "serve.log").open("w"), stderr=subprocess.STDOUT, env=env,
+                              cwd=tmp_path)]
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/health/liveliness", procs[0], timeout=120, log=tmp_path / "serve.log")

@@ -84,22 +84,21 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, data.DataError) as exc:
         print(f"chorus eval: {exc}", file=sys.stderr)
         return 2
-    contenders, questions, meta, out = plan
-    out.mkdir(parents=True, exist_ok=True)
+    contenders, questions, meta, out = plan  # `out` is made with the first answer (runner.Cache)
     settings = runner.Settings(run_tag=hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:10],
                                max_tokens=args.max_tokens, judge=args.judge, baseline=args.baseline,
                                concurrency=args.concurrency, vote_temperature=args.vote_temperature)
     print(f"chorus eval: {len(questions)} questions x {len(contenders)} models -> {out} "
           f"(rerun with --out {out} to resume)", file=sys.stderr)
+    cache = runner.Cache(out / "answers.jsonl")
     try:
-        cache = runner.Cache(out / "answers.jsonl")
         records = asyncio.run(_run_with_progress(args, contenders, questions, settings, cache))
     except (AuthError, Unreachable) as exc:
         print(f"chorus eval: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\nchorus eval: interrupted; answers so far are in {out / 'answers.jsonl'}. "
-              f"Rerun with --out {out} to resume.", file=sys.stderr)
+        kept = f"answers so far are in {cache.path}" if cache.path.exists() else "no answer yet"
+        print(f"\nchorus eval: interrupted; {kept}. Rerun with --out {out} to resume.", file=sys.stderr)
         return 130
     summary = report.summarize(contenders, questions, records, meta)
     for path in report.write(out, summary):
@@ -114,17 +113,22 @@ async def _run_with_progress(args, contenders, questions, settings, cache) -> di
     from . import runner
     from .client import Endpoint
 
-    known = cache.load()
-    cached = sum(1 for c in contenders for q in questions if (c.name, q.qid) in known
-                 and not known[(c.name, q.qid)].get("error"))
+    total = len(contenders) * len(questions)
+    reused = runner.answered(cache, questions, settings)
+    cached = sum((c.name, q.qid) in reused for c in contenders for q in questions)
     endpoint = Endpoint(args.base_url, args.api_key, args.timeout)
     errors = 0
-    with tqdm(total=len(contenders) * len(questions), initial=cached, desc="chorus eval", unit="answer", file=sys.stderr) as bar:
+    # Nothing to ask: no bar (tqdm would draw its 100% twice, at the start and on close).
+    with tqdm(total=total, initial=cached, desc="chorus eval", unit="answer", file=sys.stderr,
+              disable=cached >= total) as bar:
         def done(record: dict) -> None:
             nonlocal errors
             errors += bool(record.get("error"))
-            bar.update(1)
-            bar.set_postfix(errors=errors)
+            bar.set_postfix(errors=errors, refresh=False)
+            if bar.n + 1 < total:
+                bar.update(1)
+            else:
+                bar.n += 1  # the last answer: the 100% line is close()'s alone, drawn once
 
         try:
             return await runner.run(endpoint, contenders, questions, settings, cache, on_done=done)
@@ -156,6 +160,8 @@ def _plan(args: argparse.Namespace):
     if not (math.isfinite(args.vote_temperature) and 0 <= args.vote_temperature <= 2):
         raise ValueError(f"--vote-temperature must be between 0 and 2, got {args.vote_temperature}")
     out = Path(args.out or f"eval-results/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; name a folder (new, or one to resume)")
     meta = {"dataset": args.dataset or str(path), "format": fmt,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "base_url": _without_credentials(api_root(args.base_url)), "models": [c.name for c in contenders], "limit": args.limit,

@@ -54,6 +54,7 @@ def quality(row: dict) -> float:
 def write(out: Path, summary: dict) -> list[Path]:
     """results.json, results.md and the plots; returns the paths written."""
     paths = [out / "results.json", out / "results.md"]
+    out.mkdir(parents=True, exist_ok=True)
     paths[0].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     paths[1].write_text(markdown(summary), encoding="utf-8")
     return paths + plots(out, summary["results"])
@@ -116,10 +117,13 @@ def plots(out: Path, results: dict) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for name, row in debates.items():
             rounds = [r["round"] for r in row["per_round_accuracy"]]
-            line, = ax.plot(rounds, [r["majority"] for r in row["per_round_accuracy"]], marker="o",
-                            label=f"{name}: majority of seats")
-            ax.plot(rounds, [r["best_seat"] for r in row["per_round_accuracy"]], marker="s", linestyle="--",
-                    color=line.get_color(), label=f"{name}: best single seat")
+            # The two often meet (one round of equal accuracy hid the majority): the best seat
+            # is a large open square under the majority's dot, so both show at one point.
+            line, = ax.plot(rounds, [r["majority"] for r in row["per_round_accuracy"]], marker="o", markersize=6,
+                            zorder=3, label=f"{name}: majority of seats")
+            ax.plot(rounds, [r["best_seat"] for r in row["per_round_accuracy"]], marker="s", markersize=10,
+                    markerfacecolor="none", markeredgewidth=1.5, linestyle="--", color=line.get_color(), zorder=2,
+                    label=f"{name}: best single seat")
             ax.axhline(quality(row), linestyle=":", color=line.get_color(), label=f"{name}: final answer")
         ax.set(xlabel="debate round", ylabel="accuracy", title="accuracy by debate round")
         ax.set_xticks(sorted({r["round"] for row in debates.values() for r in row["per_round_accuracy"]}))

@@ -107,6 +107,7 @@ class Cache:
         return done
 
     def add(self, record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # with the first answer: a run that fails leaves none
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
@@ -219,12 +220,17 @@ def _same_sampling(record: dict, settings: Settings) -> bool:
     return "samples" not in record or record.get("temperature", VOTE_TEMPERATURE) == settings.vote_temperature
 
 
+def answered(cache: Cache, questions: list[Question], settings: Settings) -> dict[tuple[str, str], dict]:
+    """The cached answers a run reuses (no error, sampled as this run samples), graded again."""
+    by_qid = {q.qid: q for q in questions}
+    return {k: rescore(by_qid[k[1]], v) if k[1] in by_qid else v
+            for k, v in cache.load().items() if not v.get("error") and _same_sampling(v, settings)}
+
+
 async def run(endpoint: Endpoint, contenders: list[Contender], questions: list[Question], settings: Settings,
               cache: Cache, on_done: Callable[[dict], None] = lambda r: None) -> dict[tuple[str, str], dict]:
     """Every (contender, question) answered, from the cache or now; returns them all."""
-    by_qid = {q.qid: q for q in questions}
-    done = {k: rescore(by_qid[k[1]], v) if k[1] in by_qid else v
-            for k, v in cache.load().items() if not v.get("error") and _same_sampling(v, settings)}
+    done = answered(cache, questions, settings)
     first = [c for c in contenders if c.name == settings.baseline]
     phases = [first, [c for c in contenders if c not in first]]
     pending = [[(c, q) for c in phase for q in questions if (c.name, q.qid) not in done] for phase in phases]
