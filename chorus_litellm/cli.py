@@ -9,7 +9,7 @@
     chorus eval --data F|--dataset mmlu|mtbench --models a,fusion/x,vote:a:5 [...]
                                            compare models and fusion profiles on a dataset
                                            through the proxy (`chorus eval --help`, docs/eval.md)
-    chorus serve [--config F] [--host H] [--port N] [--workers N] [--demo [--demo-port N]]
+    chorus serve [--config F] [--host H] [--port N] [--workers N] [--demo [--demo-port N] [--demo-latency S]]
                                            run `litellm --config F`; --demo also starts the
                                            fake upstream on 127.0.0.1:8001 that the shipped
                                            litellm_config.yaml points at (--demo-port moves
@@ -135,9 +135,10 @@ def _run(args: argparse.Namespace, config: str) -> int:
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **os.environ, "NUM_WORKERS": str(args.workers)}
     children: list[subprocess.Popen] = []
     if args.demo:
-        children.append(startup.start_demo_upstream(args.demo_port))
+        children.append(startup.start_demo_upstream(args.demo_port, latency_s=args.demo_latency))
         print(f"chorus: demo upstream on http://{startup.DEMO_HOST}:{args.demo_port} "
-              "(a fake OpenAI-compatible server)", flush=True)
+              f"(a fake OpenAI-compatible server: a cast of models that debate, {args.demo_latency:g} s a call)",
+              flush=True)
         if not (env.get("CHORUS_SIGNING_KEY") or env.get("CHORUS_SIGNING_KEY_FILE")):
             env["CHORUS_SIGNING_KEY_FILE"] = str(_demo_key())
         # Peers on this machine may join (`chorus peer join`); set these to close it.
@@ -252,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="port of the demo upstream on 127.0.0.1 (default: %(default)s, where the shipped "
                               "config points); another port is served with a copy of the config whose api_base "
                               "entries on 127.0.0.1:8001 point at it")
+    p_serve.add_argument("--demo-latency", type=_seconds, default=startup.DEMO_LATENCY_S, metavar="S",
+                         help="seconds each demo model call takes, each member at its own pace (0.6-1.4 x), "
+                              "streaming about 25 words a second per second of latency (default: %(default)s; "
+                              "0 answers at once)")
     p_serve.add_argument("--grace", type=_seconds, default=30.0, metavar="S",
                          help="seconds runs in flight get to finish on SIGINT / SIGTERM, then killed (default: 30)")
     p_keygen = sub.add_parser("keygen", help="make an Ed25519 receipt signing key")

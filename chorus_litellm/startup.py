@@ -78,11 +78,21 @@ def demo_config(config: str, port: int) -> Iterator[str]:
         yield str(copy)
 
 
-def start_demo_upstream(port: int, timeout_s: float = DEMO_START_S) -> subprocess.Popen:
-    """The fake OpenAI-compatible upstream on 127.0.0.1:`port`, answering /health; a
-    StartError (the process stopped) if it exits or stays silent for `timeout_s`."""
+# Seconds a demo model takes per call (`--demo-latency`): slow enough to watch a debate's
+# rounds arrive (a 3-round debate takes about 10 s), each member at its own pace.
+DEMO_LATENCY_S = 1.0
+# Streamed words per second of demo latency: 25 words a second at 1 s, like a hosted model.
+WORDS_PER_LATENCY = 25
+
+
+def start_demo_upstream(port: int, timeout_s: float = DEMO_START_S,
+                        latency_s: float = DEMO_LATENCY_S) -> subprocess.Popen:
+    """The fake OpenAI-compatible upstream on 127.0.0.1:`port`, answering as the demo's
+    cast (demo_cast.py) at `latency_s` per call; a StartError (the process stopped) if it
+    exits or stays silent for `timeout_s`."""
     proc = subprocess.Popen([sys.executable, "-m", "chorus_litellm.fake_upstream", "--host", DEMO_HOST,
-                             "--port", str(port), "--latency", "0.2", "--token-delay", "0.02"])
+                             "--port", str(port), "--cast", "--latency", str(latency_s),
+                             "--token-delay", str(latency_s / WORDS_PER_LATENCY)])
     deadline = time.monotonic() + timeout_s
     while proc.poll() is None and time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):

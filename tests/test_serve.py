@@ -143,7 +143,7 @@ def test_the_demo_pays_two_peers_joined_from_the_command_line(tmp_path):
     chorus = [sys.executable, "-m", "chorus_litellm.cli"]
     # --demo-port: the shipped config's upstream moved off 8001, which another run may hold
     procs = [subprocess.Popen([*chorus, "serve", "--demo", "--config", str(ROOT / "litellm_config.yaml"), "--port",
-                               str(port), "--demo-port", str(free_port()), "--workers", "1"],
+                               str(port), "--demo-port", str(free_port()), "--demo-latency", "0.05", "--workers", "1"],
                               stdout=(tmp_path / "serve.log").open("w"), stderr=subprocess.STDOUT, env=env,
                               cwd=tmp_path)]
     url = f"http://127.0.0.1:{port}"
