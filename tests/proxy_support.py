@@ -53,10 +53,19 @@ def _write(record: dict) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
+def _debate_id(params: dict) -> str | None:
+    """The request's `chorus.debate_id` (top level or in `extra_body`, as the plugin reads it)."""
+    extra = params.get("extra_body")
+    chorus = extra.get("chorus") if isinstance(extra, dict) and "chorus" in extra else params.get("chorus")
+    return chorus.get("debate_id") if isinstance(chorus, dict) else None
+
+
 class SpendLog(CustomLogger):
     """What LiteLLM's own spend tracking (`_ProxyDBLogger`) would charge, per logged call:
     success events (including the one LiteLLM dispatches when a client disconnects
-    mid-stream) and failures (the partial usage and cost lifted onto the request)."""
+    mid-stream; with the request's `chorus.debate_id`, so a test can count the charges
+    per run across replicas) and failures (the partial usage and cost lifted onto the
+    request)."""
 
     async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
                                            traceback_str=None):
@@ -81,6 +90,7 @@ class SpendLog(CustomLogger):
             "key_hash": meta.get("user_api_key_hash"),
             "call_id": kwargs.get("litellm_call_id"),
             "tags": meta.get("tags") or (slo.get("request_tags") or []),
+            "debate_id": _debate_id(kwargs.get("optional_params") or {}),
         }
         _write(record)
 

@@ -1,4 +1,5 @@
-"""Start real servers for tests and benchmarks: the fake upstream and the LiteLLM proxy."""
+"""Start real servers for tests and benchmarks: the fake upstream, the LiteLLM proxy, and
+Debian's haproxy in front of several proxies."""
 
 from __future__ import annotations
 
@@ -46,11 +47,12 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90.0, log: Path
 
 
 @contextlib.contextmanager
-def fake_upstream(latency: float = 0.0, token_delay: float = 0.0):
+def fake_upstream(latency: float = 0.0, token_delay: float = 0.0, cast: bool = False):
+    """The fake upstream on a free port; `cast`: the demo's cast answers (demo_cast.py)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "chorus_litellm.fake_upstream", "--port", str(port),
-         "--latency", str(latency), "--token-delay", str(token_delay)],
+         "--latency", str(latency), "--token-delay", str(token_delay), *(["--cast"] if cast else [])],
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc)
@@ -76,6 +78,14 @@ def fusion_entry(name: str, chorus: dict, provider: str = "fusion") -> dict:
 
 @contextlib.contextmanager
 def litellm_proxy(config: dict, workdir: Path, env: dict | None = None, workers: int = 1):
+    with proxy_process(config, workdir, env, workers) as (url, log, _proc):
+        yield url, log
+
+
+@contextlib.contextmanager
+def proxy_process(config: dict, workdir: Path, env: dict | None = None, workers: int = 1, start_s: float = 90.0):
+    """`litellm_proxy` with its process: yields (url, log, proc), for a test that kills it;
+    `start_s` is how long it may take to come up."""
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "litellm_config.yaml"
@@ -90,8 +100,8 @@ def litellm_proxy(config: dict, workdir: Path, env: dict | None = None, workers:
             stdout=fh, stderr=subprocess.STDOUT, env=environ, cwd=workdir,
         )
     try:
-        wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, log=log)
-        yield f"http://127.0.0.1:{port}", log
+        wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, timeout=start_s, log=log)
+        yield f"http://127.0.0.1:{port}", log, proc
     finally:
         stop(proc)
 
@@ -113,3 +123,84 @@ def process_tree(pid: int) -> list[int]:
     for p in pids:  # grows while iterating
         pids += children(p)
     return pids
+
+
+class Balancer:
+    """Debian's haproxy (apt package haproxy) in front of proxy replicas, as a process."""
+
+    def __init__(self, backends: dict[str, str], workdir: Path, health: str = "/health/liveliness") -> None:
+        import shutil
+
+        binary = shutil.which("haproxy")
+        if binary is None:
+            raise RuntimeError("haproxy is not installed: apt-get install -y haproxy (see README)")
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port, self.socket = free_port(), workdir / "haproxy.sock"
+        self.url = f"http://127.0.0.1:{self.port}"
+        # Round robin per request; a replica is checked every 250 ms and out after two failed
+        # checks; a connection refused (a replica just killed, not yet marked down) is retried
+        # on the other one (redispatch); a new connection to a replica per request (never one
+        # it is closing as idle); each answer names its replica in X-Served-By.
+        servers = "\n".join(f"    server {name} {url.removeprefix('http://')} check inter 250ms fall 2 rise 2"
+                            for name, url in backends.items())
+        config = workdir / "haproxy.cfg"
+        config.write_text(f"""global
+    maxconn 2000
+    stats socket {self.socket} mode 600 level admin
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 180s
+    timeout server 180s
+    retries 3
+    option redispatch 1
+    option http-server-close
+frontend chorus
+    bind 127.0.0.1:{self.port}
+    default_backend replicas
+backend replicas
+    balance roundrobin
+    option httpchk GET {health}
+    http-check expect status 200
+    http-response set-header X-Served-By %[srv_name]
+{servers}
+""")
+        self.log = workdir / "haproxy.log"
+        with open(self.log, "w") as fh:
+            self.proc = subprocess.Popen([binary, "-f", str(config), "-db"], stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            wait_http(f"{self.url}{health}", self.proc, timeout=20, log=self.log)
+            deadline = time.monotonic() + 20
+            while not all(s["status"] == "UP" for s in self.servers().values()):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"haproxy's backends did not come up: {self.servers()}")
+                time.sleep(0.05)
+        except BaseException:
+            stop(self.proc)
+            raise
+
+    def stats(self) -> list[dict]:
+        """haproxy's `show stat`, one dict per frontend, server and backend."""
+        import csv
+
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(self.socket))
+            s.sendall(b"show stat\n")
+            raw = b"".join(iter(lambda: s.recv(65536), b""))
+        lines = raw.decode().splitlines()
+        return list(csv.DictReader([lines[0].removeprefix("# ")] + lines[1:]))
+
+    def servers(self) -> dict[str, dict]:
+        return {row["svname"]: row for row in self.stats() if row["svname"] not in ("FRONTEND", "BACKEND")}
+
+    def close(self) -> None:
+        stop(self.proc)
+
+
+@contextlib.contextmanager
+def balancer(backends: dict[str, str], workdir: Path, health: str = "/health/liveliness"):
+    lb = Balancer(backends, workdir, health)
+    try:
+        yield lb
+    finally:
+        lb.close()
