@@ -219,7 +219,8 @@ def started(req: FusionRequest, seats: list[Seat]) -> dict:
     bounty = {"amount": req.bounty[0], "currency": req.bounty[1]} if req.bounty else None
     return {"profile": req.profile_name, "protocol": req.debate.protocol, "model": req.model,
             "prompt": clip(prompt_text(req.messages[-1:]))[0], "stream": req.stream, "quorum": req.quorum,
-            "max_rounds": req.debate.max_rounds if req.debate.protocol != "moa" else 1, "bounty": bounty,
+            "max_rounds": req.debate.max_rounds if req.debate.protocol != "moa" else req.profile.aggregator.layers,
+            "bounty": bounty,
             "seats": seated(seats)}
 
 

@@ -90,6 +90,10 @@ def e2e_config(upstream: str) -> dict:
             e2e_entry("midfail", fusion(["model-a", "model-b"], writer="midfail-writer")),
             e2e_entry("single-down", {**fusion(["model-a", "model-b"]),
                                          "router": {"policy": "never_fuse", "single_model": "fail500-a"}}),
+            # asked for as chorus/quiz (the plugin's own prefix, not fusion/): on a multiple-choice
+            # question the first wave (a, b) settles the vote, c is never asked (early stop), and
+            # the writer's letter is no member's (the vote guard's draft stands): tests/test_browser.py
+            {**e2e_entry("quiz", fusion(["model-a", "model-b", "model-c"])), "model_name": "chorus/quiz"},
         ],
         # The Router retries twice by default here, but each inner deployment says
         # num_retries: 0 (failures surface at once). A fusion error must not be retried:
@@ -223,12 +227,14 @@ def pytest_sessionstart(session):
 # (marked `newest_only`; the floor run deselects them with -m "not newest_only"), as do
 # the tests below, whose subject is this package's own store, CLI or workers (restarts,
 # a store outage, the demo's peers, two of `chorus serve`'s three signal variants); the
-# same paths through the proxy run on both ends.
+# same paths through the proxy run on both ends. Two replicas behind haproxy
+# (test_e2e_replicas, 100-130 s here) run on the newest only, to keep CI short: their subject is
+# the store shared across processes (it passed on the floor too when it was added).
 NEWEST_ONLY = {"test_geometry", "test_draw", "test_signing", "test_settlement", "test_echo_extract",
                "test_reputation", "test_netguard", "test_docs", "test_settle", "test_ledger", "test_store",
                "test_peers", "test_runlog", "test_judge", "test_panel", "test_debate", "test_consensus",
                "test_pipeline", "test_synthesis", "test_budget", "test_request", "test_router", "test_peer_cli",
-               "test_webhooks", "test_eventlog"}
+               "test_webhooks", "test_eventlog", "test_e2e_replicas"}
 NEWEST_ONLY_TESTS = ("[sigterm]", "[sigint-to-a-background-serve]", "test_the_demo_pays_two_peers_joined_from_the_command_line",
                      "test_redis_store_survives_a_proxy_restart", "test_a_pending_webhook_survives_a_proxy_restart",
                      "test_a_store_outage_mid_requests_loses_no_receipt",

@@ -2,6 +2,7 @@
 real proxy (fake upstream, real MiniLM embeddings). What a person would see, checked
 from the page itself (its DOM and its own state, `window.chorusView`)."""
 
+import json
 import os
 import shutil
 import time
@@ -70,8 +71,39 @@ def watch(page, until=("done", "failed"), timeout=90.0):
     raise AssertionError(f"the page never reached {until}: {seen[-3:]}")
 
 
+def assert_nothing_cut(page, selector):
+    """Every element `selector` matches shows its whole text (no ellipsis, no clipping)."""
+    cut = page.eval_on_selector_all(selector, "els => els.filter(e => e.scrollWidth > e.clientWidth + 1)"
+                                              ".map(e => e.textContent)")
+    assert page.locator(selector).count() and not cut, cut
+
+
+def assert_map_says_they_agree(page, last_round):
+    """The map draws the round's answers close together when they agree (a fixed scale, not
+    fitted to their spread) and says how much they agree beside it."""
+    page.get_by_test_id("graph").scroll_into_view_if_needed()  # out of view, the map stops drawing
+    page.wait_for_function("!document.querySelector('[data-testid=map-scale]').hidden", timeout=10_000)
+    page.wait_for_function("window.chorusView.graphSpread.settled", timeout=20_000)  # the camera's fit is done
+    spread = view(page, "graphSpread")
+    assert spread["px"] < 0.25 * min(spread["width"], spread["height"]), spread
+    readout = page.get_by_test_id("map-agreement").inner_text()
+    assert f"R{last_round['round']}" in readout and "text agreement" in readout
+    assert f"{100 * last_round['agreement']:.0f}%" in readout or f"{100 * last_round['agreement']:.2f}%" in readout
+    scale = page.get_by_test_id("map-scale")
+    assert scale.is_visible() and "apart" in scale.inner_text() and "cosine" in scale.inner_text()
+    bar = float(scale.get_attribute("data-px"))
+    assert 40 <= bar <= 400, bar
+
+
 def test_a_debate_started_from_the_page_is_watched_live(page):
     sign_in(page)
+    # before any run: no summary strip (it said "RUN null"); the picker offers every chorus
+    # profile, whatever its prefix, and starts on the README's fusion/debate
+    page.wait_for_function("document.querySelectorAll('[data-testid=model-select] option').length > 1", timeout=30_000)
+    assert page.get_by_test_id("model-select").input_value() == "fusion/debate"
+    options = page.eval_on_selector_all("[data-testid=model-select] option", "os => os.map(o => o.value)")
+    assert "chorus/quiz" in options and "model-a" not in options
+    assert page.locator("#summary").is_hidden() and "null" not in page.locator("#summary").inner_text()
     start(page, "fusion/debate-paid", "Compare Raft and Paxos and explain the trade-offs.")
     seen = watch(page)
     assert seen[-1][0] == "done", seen[-1]
@@ -106,9 +138,107 @@ def test_a_debate_started_from_the_page_is_watched_live(page):
     assert page.get_by_test_id("payout-bar").count() == len({p["payee"] for p in payouts})
     assert page.get_by_test_id("receipt-link").count() == 1
     assert page.get_by_test_id("stop-reason").inner_text().strip()
+    assert "RUN" in page.locator("#summary").inner_text().upper() and "null" not in page.locator("#summary").inner_text()
+    # the round is in: no card still says "thinking", and no stat label is cut
+    assert page.locator("[data-testid=agent-card][data-status=pending]").count() == 0
+    assert page.get_by_test_id("status-badge").all_inner_texts() and \
+        not any("thinking" in t.lower() for t in page.get_by_test_id("status-badge").all_inner_texts())
+    assert_nothing_cut(page, "[data-testid=agent-card] .seat-stats dt, [data-testid=agent-card] .seat-stats dd")
+    # the map: a fixed scale, so answers this alike (the fake's texts) sit together, with the
+    # round's agreement and a scale bar beside it
+    assert_map_says_they_agree(page, [e for e in events if e["type"] == "round_done"][-1]["data"])
     page.wait_for_timeout(500)  # let the graph's last frame settle
     page.screenshot(path=str(SCREENSHOT), full_page=False)
     page.screenshot(path=str(SCREENSHOT.with_name("live-view-full.png")), full_page=True)
+
+
+QUIZ = ("Which planet is the largest in the solar system?\nA) Mars\nB) Jupiter\nC) Mercury\nD) Venus\n"
+        "Answer with the letter (A, B, C or D) only.")
+
+
+def replay(page, run_id, events):
+    """Open `run_id` with its event stream answered by `events` only, as if the run were still
+    going: the page as it looked live right after the last of them."""
+    body = "".join(f"id: {e['seq']}\nevent: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
+    served = []
+
+    def answer(route):
+        served.append(route.request.url)  # later calls are the page resuming: nothing new yet
+        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body if len(served) == 1 else "")
+
+    page.route("**/chorus/v1/runs/*/events*", answer)
+    page.goto(f"/chorus/ui/?run={run_id}")
+    page.wait_for_function(f"window.chorusView && window.chorusView.events.length === {len(events)}", timeout=30_000)
+    page.wait_for_timeout(100)  # the coalesced redraw
+    page.unroute("**/chorus/v1/runs/*/events*")
+
+
+def test_an_early_stop_and_a_replaced_answer_are_drawn_where_a_user_looks(page, proxy):
+    """chorus/quiz (a profile served under the plugin's own prefix) on a multiple-choice
+    question: model-a and model-b agree, so model-c is never asked (early stop); the writer
+    states another letter, so the vote guard sends model-a's draft instead."""
+    served = httpx.get(f"{proxy.url}/chorus/v1/models", headers={"Authorization": f"Bearer {KEY}"},
+                       timeout=30).json()["models"]  # what the picker offers
+    assert {"id": "chorus/quiz", "profile": "quiz", "protocol": "moa"} in served
+    assert {"id": "fusion/debate", "profile": "debate", "protocol": "debate"} in served
+    assert not {m["id"] for m in served} & {"model-a", "judge", "writer"}
+    sign_in(page)
+    page.get_by_test_id("bounty-input").fill("")
+    start(page, "chorus/quiz", QUIZ)
+    watch(page)
+    assert view(page, "status") == "done"
+    events = view(page, "events")
+    early = next(e["data"] for e in events if e["type"] == "early_stop")
+    replaced = next(e["data"] for e in events if e["type"] == "answer_replaced")
+    assert early["saved_seats"] == ["model-c"] and early["asked"] == 2 and early["cost_saved_usd"] > 0
+    # early stop: on the panel (a note, and the seat not asked shown as such), the timeline,
+    # the costs and the round table
+    note = page.get_by_test_id("early-stop")
+    assert note.is_visible() and "early stop" in note.inner_text().lower()
+    assert "model-c" in note.inner_text() and "2 of 3" in note.inner_text()
+    assert page.get_by_test_id("early-stop-saved").inner_text().startswith("$")
+    card = page.locator("[data-testid=agent-card][data-seat='model-c']")
+    assert card.get_attribute("data-status") == "skipped"
+    assert card.get_by_test_id("status-badge").inner_text().lower() == "not asked"
+    assert "early stop" in card.get_by_test_id("skipped-note").inner_text().lower()
+    rows = timeline_rows(page)
+    assert rows["early-stop"] == ["Early stop · R1", "1 skipped"], rows
+    assert list(rows).index("round-1") < list(rows).index("early-stop") < list(rows).index("judge")
+    assert "early stop saved" in page.get_by_test_id("costs").inner_text().lower()
+    assert "early stop" in page.locator("#round-table").inner_text()
+    # the answer replaced: a badge and a note on the answer panel saying why
+    assert page.get_by_test_id("answer-badge").is_visible()
+    why = page.get_by_test_id("answer-replaced")
+    assert why.is_visible() and replaced["seat"] in why.inner_text() and replaced["reason"] in why.inner_text()
+    assert view(page, "answer") == next(e["data"]["text"] for e in events
+                                         if e["type"] == "answer" and e["data"]["seat"] == replaced["seat"])
+    assert "replaced" in page.locator("#answer-meta").inner_text()
+    assert f"{replaced['seat']}'s draft stands" in page.get_by_test_id("stop-reason").inner_text()
+    assert "replaced" in rows
+    # the map: two answers at 99.9% agreement drawn together, the figure beside them
+    assert view(page, "graphNodes") == 2
+    assert_map_says_they_agree(page, next(e["data"] for e in events if e["type"] == "round_done"))
+    assert view(page, "graphSpread")["px"] < 0.1 * view(page, "graphSpread")["width"]
+    assert "100% answer agreement" in page.get_by_test_id("map-agreement").inner_text()
+    page.wait_for_timeout(500)  # let the graph's last frame settle
+    top = page.evaluate("document.querySelector('.graph-panel').getBoundingClientRect().top + window.scrollY - 8")
+    bottom = page.evaluate("(() => { const r = document.querySelector('[data-testid=timeline]').closest('section')"
+                           ".getBoundingClientRect(); return r.bottom + window.scrollY + 12; })()")
+    page.screenshot(path=str(SCREENSHOT.with_name("live-view-early-stop.png")), full_page=True,
+                    clip={"x": 0, "y": top, "width": 1440, "height": bottom - top})
+
+    # As it looked live: right after the early stop (round 1's map not measured yet), the seat
+    # not asked is "not asked" and nobody is "thinking"; once the judge is in, likewise.
+    run_id = view(page, "runId")
+    cut = next(i for i, e in enumerate(events) if e["type"] == "early_stop") + 1
+    assert "round_done" not in [e["type"] for e in events[:cut]]
+    for upto in (cut, next(i for i, e in enumerate(events) if e["type"] == "judge_done") + 1):
+        replay(page, run_id, events[:upto])
+        statuses = {page.get_by_test_id("agent-card").nth(i).get_attribute("data-seat"):
+                    page.get_by_test_id("agent-card").nth(i).get_attribute("data-status") for i in range(3)}
+        assert statuses == {"model-a": "ok", "model-b": "ok", "model-c": "skipped"}, (upto, statuses)
+        assert not any("thinking" in t.lower() for t in page.get_by_test_id("status-badge").all_inner_texts())
+        assert page.get_by_test_id("early-stop").is_visible()
 
 
 def test_a_wrong_key_gets_a_clear_message(page):
@@ -291,6 +421,8 @@ def test_a_consensus_run_as_the_demo_shows_it(page):
     assert "consensus" in page.get_by_test_id("judge").inner_text().lower()
     charts = view(page, "chartPoints")
     assert charts["accepted"] == charts["agreement"] == 3
+    assert "100% accepted" in page.get_by_test_id("map-agreement").inner_text()  # the vote beside the map
+    page.wait_for_function("window.chorusView.graphSpread.settled", timeout=20_000)  # the camera's fit is done
     page.wait_for_timeout(500)  # let the graph's last frame settle
     # the page down to the timeline: map, analytics, cards with votes, the panel's vote, timeline
     bottom = page.evaluate("(() => { const r = document.querySelector('[data-testid=timeline]').closest('section')"

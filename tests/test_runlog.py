@@ -59,6 +59,29 @@ async def test_a_moa_run_logs_every_stage_in_order_with_a_map_of_its_round():
     assert set(end["timings"]) >= {"gate", "panel", "judge", "synthesis", "total"}
 
 
+async def test_moa_layers_share_one_map_projected_with_the_first_layers_basis():
+    fake = FakeCompleter(json_models={"judge"})
+    fake.enqueue("model-a", "Raft elects a leader.", "Layer two: Raft has a leader per term.")
+    fake.enqueue("model-b", "Paxos needs two phases.", "Layer two: Paxos prepares, then accepts.")
+    fake.enqueue("model-c", "Both tolerate f of 2f+1.", "Layer two: both survive a minority failing.")
+    prof = profile(aggregator={"judge": "judge", "synthesizer": "writer", "layers": 2})
+    embedder = HashEmbedder()
+    events, _out, error = await logged(request(prof), fake, embedder=embedder)
+    assert error is None
+    assert events[0].data["max_rounds"] == 2  # a layer is a round
+    rounds = [e.data for e in events if e.type == "round_done"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    # layer 2 carries layer 1's points unmoved, and its own in layer 1's projection
+    assert [len(r["points"]) for r in rounds] == [3, 6]
+    assert rounds[1]["points"][:3] == rounds[0]["points"]
+    answers = {(e.data["seat"], e.data["round"]): e.data["text"] for e in events if e.type == "answer"}
+    order = [p["seat"] for p in rounds[0]["points"]]
+    basis = Projection(await embedder.encode([answers[(s, 1)] for s in order]))
+    second = [p for p in rounds[1]["points"] if p["round"] == 2]
+    expected = basis(await embedder.encode([answers[(p["seat"], 2)] for p in second]))
+    assert np.allclose([[p[a] for a in "xyz"] for p in second], expected, atol=1e-3)
+
+
 async def test_a_debate_logs_rounds_echoes_and_a_map_whose_earlier_points_never_move():
     fake = FakeCompleter()
     fake.enqueue("a", "Six times seven: the answer is 42.", "Still six times seven, answer is 42 indeed.",
@@ -168,12 +191,19 @@ def test_every_listener_sees_every_event_and_a_failing_one_is_dropped(caplog):
     assert "observer bug" in caplog.text
 
 
-def test_the_projection_is_fitted_once_and_scaled_to_round_one():
+def test_the_projection_is_fitted_once_and_keeps_the_embeddings_scale():
     rng = np.random.default_rng(1)
     first = rng.standard_normal((5, 16))
     first /= np.linalg.norm(first, axis=1, keepdims=True)
     view = Projection(first)
-    assert np.abs(view(first)).max() == pytest.approx(1.0)
+    # a fixed scale: never farther apart than in embedding space, and as far for four answers
+    apart = np.linalg.norm(first[:, None] - first[None], axis=-1)
+    assert (np.linalg.norm(view(first)[:, None] - view(first)[None], axis=-1) <= apart + 1e-9).all()
+    four = Projection(first[:4])
+    assert np.allclose(np.linalg.norm(four(first[:4])[:, None] - four(first[:4])[None], axis=-1), apart[:4, :4])
+    close = first[:2] + 0.01 * rng.standard_normal((2, 16))  # two answers that nearly agree stay close
+    close /= np.linalg.norm(close, axis=1, keepdims=True)
+    assert np.linalg.norm(np.subtract(*Projection(close)(close))) == pytest.approx(np.linalg.norm(close[0] - close[1]))
     later = rng.standard_normal((5, 16))
     assert np.allclose(view(first), Projection(first)(first))  # deterministic
     assert view(later).shape == (5, 3)

@@ -80,7 +80,7 @@ def test_cli_check(tmp_path, upstream):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(e2e_config(upstream)))
     out = subprocess.run([sys.executable, "-m", "chorus_litellm.cli", "check", str(good)], capture_output=True, text=True)
-    profiles = sum(1 for m in e2e_config(upstream)["model_list"] if m["model_name"].startswith("fusion/"))
+    profiles = sum(1 for m in e2e_config(upstream)["model_list"] if "chorus" in m.get("model_info", {}))
     assert out.returncode == 0 and f"{profiles} fusion profile(s) valid, served as provider 'chorus'" in out.stdout
     assert "chorus/research: protocol=moa" in out.stdout
     cfg = e2e_config(upstream)

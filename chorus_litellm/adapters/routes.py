@@ -14,6 +14,9 @@
                                           form; a key holds at most CHORUS_EVENT_STREAMS_PER_KEY
                                           streams open per worker (then 429)
     GET /chorus/v1/runs?limit=N           the team's recent runs, live ones first
+    GET /chorus/v1/models                 the model names this plugin serves (its profiles'
+                                          entries, `<provider>/<profile>`), with the profile
+                                          and its protocol: the live view's model picker
     GET /chorus/v1/keys                   current and previous Ed25519 public keys
     GET /chorus/v1/reputation             every payee's running score and rates
     GET /chorus/ui/                       the live view (static files, no auth: its
@@ -37,6 +40,7 @@ from fastapi.staticfiles import StaticFiles
 from litellm.proxy._types import UserAPIKeyAuth
 from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
 
+from ..config import profile_name
 from ..errors import StoreUnavailable
 from ..settings import load_settings
 from ..stages import reputation
@@ -59,6 +63,22 @@ def public_keys(handler: Any) -> list[dict]:
         keys.append(public_key_from(item.strip()))
     return [{"alg": ALG, "key_id": key_id(k), "public_key": base64.b64encode(k).decode(),
              "current": i == 0 and handler.signer is not None} for i, k in enumerate(keys)]
+
+
+def served_models(handler: Any) -> list[dict]:
+    """The Router's entries this plugin serves (`litellm_params.model: <provider>/<profile>`),
+    one per model name, sorted: `id` (the name clients ask for, whatever its prefix),
+    `profile` and `protocol` (None for a profile the handler did not load at startup)."""
+    router = handler.get_router()
+    entries = (router.get_model_list() or []) if router is not None else []
+    served: dict[str, dict] = {}
+    for entry in entries:
+        name = profile_name(entry, handler.provider) if isinstance(entry, dict) else None
+        if name and entry.get("model_name") and entry["model_name"] not in served:
+            loaded = handler.profiles.get(name)
+            served[entry["model_name"]] = {"id": entry["model_name"], "profile": name,
+                                           "protocol": loaded.debate.protocol if loaded else None}
+    return [served[k] for k in sorted(served)]
 
 
 def build_router(handler: Any) -> APIRouter:
@@ -154,6 +174,10 @@ def build_router(handler: Any) -> APIRouter:
         except StoreUnavailable as exc:
             raise HTTPException(status_code=503, detail=f"the store is unavailable: {exc}") from exc
         return {"payees": {p: reputation.summary(c) for p, c in sorted(counters.items())}}
+
+    @router.get("/models")
+    async def list_models(auth: UserAPIKeyAuth = AUTH) -> dict:
+        return {"models": served_models(handler)}
 
     @router.get("/keys")
     async def get_keys(auth: UserAPIKeyAuth = AUTH) -> dict:

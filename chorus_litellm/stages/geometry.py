@@ -106,7 +106,10 @@ class Projection:
     """A fixed 3-D view of embedding space: PCA fitted once (on round 1's answers); every
     later round is projected with the same basis, so earlier points keep their place.
     With fewer than 4 answers PCA has fewer than 3 directions; the basis is completed
-    with fixed orthonormal ones. Coordinates are scaled so round 1 spans about [-1, 1]."""
+    with fixed orthonormal ones. Coordinates stay in the embedding's own units (the rows
+    are unit length): two answers are at most their chord distance sqrt(2 - 2 cos) apart
+    on the map, and exactly that for up to four answers of the fitted round. A fixed
+    scale, so answers that agree sit together however little the round spreads."""
 
     def __init__(self, vectors: np.ndarray) -> None:
         self.mean = vectors.mean(axis=0)
@@ -121,8 +124,6 @@ class Projection:
                 v = v - (v @ b) * b
             basis.append(v / np.linalg.norm(v))
         self.basis = np.stack(basis)
-        spread = np.abs(centered @ self.basis.T).max() if len(vectors) > 1 else 0.0
-        self.scale = 1.0 / spread if spread > 1e-9 else 1.0
 
     def __call__(self, vectors: np.ndarray) -> np.ndarray:
-        return (vectors - self.mean) @ self.basis.T * self.scale
+        return (vectors - self.mean) @ self.basis.T

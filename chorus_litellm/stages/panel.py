@@ -55,6 +55,7 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     layers = ctx.profile.aggregator.layers
     own = ctx.seat_messages()
     per_seat, history, stop, stats = own, [], None, []
+    maps = RoundMaps(ctx)  # one map for every layer
     for layer in range(1, layers + 1):
         if layer > 1 and budget.over_cap(ctx):
             stop, layers = "cost_cap_reached", layer - 1
@@ -63,7 +64,7 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
         if layer > 1:
             yield Progress("panel", f"Layer {layer} of {layers}: the panel reads layer {layer - 1}'s answers.")
         result = await round_of(ctx, ctx.seats, layer, per_seat, early=layer == 1)
-        close_round(ctx, result, layer)
+        maps.close(result, layer)
         history += results(result, layer)
         stats.append({"round": layer, **answer_measure(ctx, result)})
         if layer < layers and answers_agree(ctx, result):
@@ -276,13 +277,45 @@ def early_stop_summary(result: Panel, seats: int) -> dict[str, Any]:
             "cost_saved_usd": round(mean * len(result.saved), 8)}
 
 
+class RoundMaps:
+    """`round_done` for the one-shot rounds of one run (moa's layers, consensus drafts): at
+    once, or with its map when a viewer renders it. One `atlas.Atlas` for the run, so
+    every layer is drawn in round 1's projection and earlier points never move; each round
+    is embedded off the critical path (`ctx.spawn`), and joins the atlas in round order."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx, self.space = ctx, atlas.Atlas(ctx.preset.link)
+        self.last: asyncio.Future | None = None  # the previous round's map, still being measured
+
+    def close(self, panel: Panel, round_no: int) -> None:
+        if self.ctx.watched:
+            self.last = asyncio.ensure_future(self._mapped(panel, round_no, self.last))
+            self.ctx.spawn(self.last)
+        else:
+            self.ctx.emit("round_done", **runlog.round_done(
+                round=round_no, clusters=[[a.seat.name for a in panel.answers]], **answer_measure(self.ctx, panel)))
+
+    async def _mapped(self, panel: Panel, round_no: int, previous: asyncio.Future | None) -> None:
+        ctx, answers = self.ctx, panel.answers
+        done = runlog.round_done(round=round_no, clusters=[[a.seat.name for a in answers]],
+                                 **answer_measure(ctx, panel))
+        if ctx.embedder is not None and len(answers) > 0:
+            vectors = await ctx.embedder.encode([a.completion.text for a in answers])
+            if previous is not None:
+                await asyncio.wait([previous])  # the earlier round first: round 1 fits the projection
+            names = [a.seat.name for a in answers]
+            lay = atlas.layout(vectors, list(range(len(answers))), link=ctx.preset.link)
+            done.update(agreement=round(lay.agreement, 4), clusters=[[names[i] for i in c] for c in lay.clusters],
+                        consensus=names[lay.consensus], dissent=None if lay.dissent is None else names[lay.dissent],
+                        **self.space.add(round_no, names, vectors, lay))
+        elif previous is not None:
+            await asyncio.wait([previous])
+        ctx.emit("round_done", **done)
+
+
 def close_round(ctx: RunContext, panel: Panel, round_no: int) -> None:
-    """`round_done` for a one-shot round: at once, or with its map when a viewer renders it."""
-    if ctx.watched:
-        ctx.spawn(mapped(ctx, panel, round_no))
-    else:
-        ctx.emit("round_done", **runlog.round_done(round=round_no, clusters=[[a.seat.name for a in panel.answers]],
-                                                   **answer_measure(ctx, panel)))
+    """`round_done` for a run's only one-shot round (consensus drafts): see `RoundMaps`."""
+    RoundMaps(ctx).close(panel, round_no)
 
 
 def answer_measure(ctx: RunContext, panel: Panel) -> dict[str, Any]:
@@ -293,18 +326,3 @@ def answer_measure(ctx: RunContext, panel: Panel) -> dict[str, Any]:
         return {"answer_agreement": None, "vote": None}
     return {"answer_agreement": round(count.agreement, 4),
             "vote": {"answer": count.answer, "share": round(count.share, 4)}}
-
-
-async def mapped(ctx: RunContext, panel: Panel, round_no: int) -> None:
-    """`round_done` for a one-shot round (moa, consensus drafts): its layout, measured
-    off the critical path (`ctx.spawn`) when the run has an embedder and a viewer."""
-    answers = panel.answers
-    done = runlog.round_done(round=round_no, clusters=[[a.seat.name for a in answers]], **answer_measure(ctx, panel))
-    if ctx.embedder is not None and len(answers) > 0:
-        vectors = await ctx.embedder.encode([a.completion.text for a in answers])
-        names = [a.seat.name for a in answers]
-        lay = atlas.layout(vectors, list(range(len(answers))), link=ctx.preset.link)
-        done.update(agreement=round(lay.agreement, 4), clusters=[[names[i] for i in c] for c in lay.clusters],
-                    consensus=names[lay.consensus], dissent=None if lay.dissent is None else names[lay.dissent],
-                    **atlas.Atlas(ctx.preset.link).add(round_no, names, vectors, lay))
-    ctx.emit("round_done", **done)

@@ -75,10 +75,34 @@ export async function getJson(path, what, { signal } = {}) {
   return resp.json();
 }
 
-/** Model ids the page can run: the fusion/ aliases. */
+/**
+ * The models the page can run: the proxy's chorus profiles (GET /chorus/v1/models: their
+ * model names, whatever the prefix, with each one's protocol) that the key may call
+ * (GET /v1/models), sorted by id: [{id, protocol}].
+ */
 export async function listModels() {
-  const body = await getJson("/v1/models", "Listing models");
-  return (body?.data ?? []).map((m) => m.id).filter((id) => typeof id === "string" && id.startsWith("fusion/")).sort();
+  const [callable, served] = await Promise.all([
+    getJson("/v1/models", "Listing models"),
+    getJson("/chorus/v1/models", "Listing the chorus models").catch((err) => {
+      if (err?.status === 404) return null; // an older proxy: its fusion/ aliases below
+      throw err;
+    }),
+  ]);
+  const ids = new Set((callable?.data ?? []).map((m) => m.id).filter((id) => typeof id === "string"));
+  if (!served) return [...ids].filter((id) => id.startsWith("fusion/")).sort().map((id) => ({ id, protocol: null }));
+  return (served.models ?? []).filter((m) => ids.has(m.id)).map((m) => ({ id: m.id, protocol: m.protocol ?? null }));
+}
+
+/** The model the picker starts on: the README's fusion/debate, else another debate, else the first. */
+export function defaultModel(models) {
+  const ids = models.map((m) => m.id);
+  return (
+    ids.find((id) => id === "fusion/debate") ??
+    ids.find((id) => id.endsWith("/debate")) ??
+    models.find((m) => m.protocol === "debate")?.id ??
+    ids[0] ??
+    ""
+  );
 }
 
 export async function listRuns(limit = 20) {

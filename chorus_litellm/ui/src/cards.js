@@ -3,7 +3,12 @@ import { renderMarkdown } from "./md.js";
 import { ballotOf, isVoteRound } from "./state.js";
 import { fmtInt, fmtPct, fmtSecs, fmtUsd, h, put, seatColor } from "./util.js";
 
-const STATUS_LABEL = { ok: "ok", failed: "failed", cancelled: "cancelled", echo: "echo", pending: "thinking…" };
+const STATUS_LABEL = { ok: "ok", failed: "failed", cancelled: "cancelled", echo: "echo", pending: "thinking…", skipped: "not asked" };
+
+/** A seat's state in round r: its answer's status, "pending" while asked, "skipped" if never asked. */
+function statusIn(seat, r) {
+  return seat.answers.get(r)?.status ?? (seat.pending.has(r) ? "pending" : seat.skipped.has(r) ? "skipped" : null);
+}
 
 export class AgentCards {
   constructor(container) {
@@ -45,12 +50,12 @@ export class AgentCards {
   }
 
   render(card, seat, run) {
-    const rounds = new Set([...seat.answers.keys(), ...seat.pending]);
+    const rounds = new Set([...seat.answers.keys(), ...seat.pending, ...seat.skipped]);
     const order = [...rounds].sort((a, b) => b - a); // latest first
     let round = this.selected.get(seat.seat);
     if (round == null || !rounds.has(round)) round = order[0];
     const a = round != null ? seat.answers.get(round) : null;
-    const status = a?.status ?? (round != null && seat.pending.has(round) ? "pending" : null);
+    const status = round != null ? statusIn(seat, round) : null;
     const done = round != null ? run.roundDone.get(round) : null;
     const voice = done?.consensus === seat.seat ? "consensus" : done?.dissent === seat.seat ? "dissent" : null;
     const flip = done?.flips?.find?.((f) => f.seat === seat.seat);
@@ -62,6 +67,7 @@ export class AgentCards {
     card.classList.toggle("is-dissent", voice === "dissent");
 
     const tokens = a?.tokens ? `${fmtInt(a.tokens.prompt)} → ${fmtInt(a.tokens.completion)}` : "—";
+    const early = status === "skipped" ? run.earlyStop : null;
     put(
       card,
       h(
@@ -83,7 +89,7 @@ export class AgentCards {
         "dl",
         { class: "seat-stats" },
         stat("latency", a?.latency_s != null ? fmtSecs(a.latency_s) : "—"),
-        stat("tokens in → out", tokens),
+        stat("tokens", tokens, "prompt → completion tokens"),
         stat("cost", a?.cost != null ? fmtUsd(a.cost) : "—"),
       ),
       order.length > 1 &&
@@ -92,7 +98,7 @@ export class AgentCards {
           { class: "round-tabs", role: "tablist" },
           order.map((r) => {
             const ar = seat.answers.get(r);
-            const st = ar?.status ?? (seat.pending.has(r) ? "pending" : "none");
+            const st = statusIn(seat, r) ?? "none";
             const dr = run.roundDone.get(r);
             const b = ar?.text && isVoteRound(run, r) ? ballotOf(run, seat.seat, r) : null;
             const mark = b ? (b.accept === true ? " ✓" : b.accept === false ? " ✕" : " ?") : dr?.consensus === seat.seat ? " ★" : dr?.dissent === seat.seat ? " ⚑" : "";
@@ -113,7 +119,13 @@ export class AgentCards {
           }),
         ),
       stage === "critique" && a?.text && h("div", { class: "seat-stage" }, "Critique of the anonymized drafts"),
-      ballot
+      early
+        ? h(
+            "div",
+            { class: "seat-text skipped", "data-testid": "skipped-note" },
+            `Not asked (early stop): round ${early.round}'s first wave (${early.asked} seat${early.asked === 1 ? "" : "s"}) had already settled the vote.`,
+          )
+        : ballot
         ? voteBox(ballot, done?.candidate ?? null, a.text)
         : h(
         "div",
@@ -148,8 +160,8 @@ function voteBox(b, version, raw) {
   );
 }
 
-function stat(label, value) {
-  return h("div", null, h("dt", null, label), h("dd", null, value));
+function stat(label, value, title = null) {
+  return h("div", { title }, h("dt", null, label), h("dd", null, value));
 }
 
 function fmtCluster(c) {

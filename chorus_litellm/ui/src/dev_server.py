@@ -332,6 +332,10 @@ def make_handler(state: State):
             if path == "/v1/models":
                 ids = ["fusion/debate", "fusion/moa", "fusion/consensus", "gpt-4o-mini", "claude-haiku"]
                 return self.send_json(200, {"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
+            if path == "/chorus/v1/models":  # the chorus profiles among them, as the proxy lists them
+                models = [("fusion/consensus", "consensus"), ("fusion/debate", "debate"), ("fusion/moa", "moa")]
+                return self.send_json(200, {"models": [{"id": i, "profile": i.split("/", 1)[1], "protocol": p}
+                                                       for i, p in models]})
             if path == "/chorus/v1/runs":
                 limit = int(parse_qs(url.query).get("limit", ["20"])[0])
                 with state.lock:

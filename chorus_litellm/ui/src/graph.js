@@ -4,7 +4,13 @@ import ForceGraph3D from "3d-force-graph";
 import * as THREE from "three";
 import { clusterColor, ECHO, esc, excerpt, seatColor, VOICE } from "./util.js";
 
-const SCALE = 110; // projection coords are about [-1, 1]
+// The map has a fixed scale: points arrive in embedding units (unit vectors, so two answers
+// are at most sqrt(2 - 2 cos) apart) and 1 unit is SCALE scene units. The view is fitted
+// to the points but never to less than MIN_EXTENT around them, so answers that nearly
+// agree stay close together instead of filling the canvas.
+const SCALE = 200;
+const MIN_EXTENT = 0.2 * SCALE; // the smallest view reaches 0.2 (cosine 0.98) either side of the centre
+const NICE = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1]; // scale bar lengths, embedding units
 const CANDIDATE = "#f8fafc"; // a consensus candidate's node
 const VOTE = { accept: "rgba(52,211,153,0.85)", reject: "rgba(255,77,109,0.85)" };
 
@@ -18,9 +24,10 @@ export function webglAvailable() {
 }
 
 export class ConsensusGraph {
-  constructor(container, { onSelect } = {}) {
+  constructor(container, { onSelect, scaleEl = null } = {}) {
     this.container = container;
     this.onSelect = onSelect;
+    this.scaleEl = scaleEl; // the scale bar: what a distance on screen means in embedding space
     this.show = "all"; // "all" or a round number
     this.hoverSeat = null;
     this.autoFit = true;
@@ -72,12 +79,13 @@ export class ConsensusGraph {
     fg.controls().addEventListener?.("start", () => {
       this.autoFit = false;
     });
-    // A faint floor grid gives the space some depth.
-    const grid = new THREE.GridHelper(2 * SCALE * 1.4, 14, 0x334155, 0x1f2937);
-    grid.position.y = -SCALE * 1.25;
+    // A faint floor grid gives the space some depth; a square is 0.1 apart in embedding space.
+    const grid = new THREE.GridHelper(2.4 * SCALE, 24, 0x334155, 0x1f2937);
+    grid.position.y = -0.6 * SCALE;
     grid.material.transparent = true;
     grid.material.opacity = 0.5;
     fg.scene().add(grid);
+    this.grid = grid;
 
     new ResizeObserver(() => {
       const w = container.clientWidth;
@@ -110,6 +118,11 @@ export class ConsensusGraph {
     if (this.paused !== false) {
       this.fg.resumeAnimation();
       this.paused = false;
+      const follow = () => {
+        this.drawScale();
+        if (!this.paused) requestAnimationFrame(follow);
+      };
+      requestAnimationFrame(follow);
     }
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
@@ -221,6 +234,16 @@ export class ConsensusGraph {
       }
     }
     this.latestCount = nodes.filter((n) => n.latest).length;
+    // Answers that agree sit on top of each other: their name labels stack instead of overlapping.
+    this.labelRank = { all: stackLabels(nodes.filter((n) => n.latest)), round: new Map() };
+    for (const r of new Set(nodes.map((n) => n.round))) {
+      for (const [id, k] of stackLabels(nodes.filter((n) => n.round === r))) this.labelRank.round.set(id, k);
+    }
+    if (nodes.length) {
+      // The floor sits under the points, centred on them.
+      const c = centre(nodes);
+      this.grid.position.set(c.x, Math.min(...nodes.map((n) => n.y)) - 0.25 * SCALE, c.z);
+    }
     // A fresh accessor makes the graph rebuild its decorations (labels follow the latest round).
     this.fg.nodeThreeObject((n) => this.decoration(n)).graphData({ nodes, links });
     this.wake();
@@ -243,12 +266,11 @@ export class ConsensusGraph {
 
   /** Aim at the centre of the visible nodes, just far enough that they all fit, keeping the angle. */
   fitView(ms = 0) {
+    this.wake(); // the camera moves on frames: a paused graph would never get there
     const fg = this.fg;
     const nodes = fg.graphData().nodes.filter((n) => this.visible(n));
     if (!nodes.length) return;
-    const c = new THREE.Vector3();
-    for (const n of nodes) c.add(new THREE.Vector3(n.x, n.y, n.z));
-    c.divideScalar(nodes.length);
+    const c = centre(nodes);
     const cam = fg.camera();
     const target = fg.controls()?.target ?? new THREE.Vector3();
     const back = cam.position.clone().sub(target); // from the scene towards the camera
@@ -259,7 +281,8 @@ export class ConsensusGraph {
     const tv = Math.tan((cam.fov * Math.PI) / 360);
     const th = tv * cam.aspect;
     const pad = 18; // node radius and label room, in scene units
-    let dist = 60;
+    // Never closer than MIN_EXTENT: a fixed scale, not "whatever spread there is fills the view".
+    let dist = Math.max(60, (MIN_EXTENT + pad) / th, (MIN_EXTENT + pad) / tv);
     for (const n of nodes) {
       const o = new THREE.Vector3(n.x, n.y, n.z).sub(c);
       const w = o.dot(back);
@@ -268,10 +291,53 @@ export class ConsensusGraph {
     dist *= 1.08;
     const pos = c.clone().add(back.multiplyScalar(dist));
     fg.cameraPosition({ x: pos.x, y: pos.y, z: pos.z }, { x: c.x, y: c.y, z: c.z }, ms);
+    this.fitDepth = dist;
+    this.drawScale(dist); // now, not a frame later: frames are slow on a software renderer
+  }
+
+  /** The scale bar: a NICE embedding distance drawn at the depth the camera looks at. */
+  drawScale(depthAhead = null) {
+    const el = this.scaleEl;
+    if (!el) return;
+    const nodes = this.fg.graphData().nodes;
+    const cam = this.fg.camera();
+    const target = this.fg.controls()?.target;
+    const hgt = this.container.clientHeight;
+    if (!nodes.length || !target || !hgt) {
+      el.hidden = true;
+      return;
+    }
+    const depth = depthAhead ?? cam.position.distanceTo(target); // where a transition ends, when known
+    const pxPerUnit = (hgt / (2 * depth * Math.tan((cam.fov * Math.PI) / 360))) * SCALE; // px per embedding unit
+    const d = NICE.find((x) => x * pxPerUnit >= 48) ?? NICE[NICE.length - 1];
+    const px = Math.round(d * pxPerUnit);
+    const text = `${d} apart · cosine ${cosineAt(d)}`;
+    if (el.dataset.px === String(px) && el.dataset.text === text && !el.hidden) return;
+    el.hidden = false;
+    el.dataset.px = String(px);
+    el.dataset.text = text;
+    el.dataset.distance = String(d);
+    el.querySelector(".map-scale-bar").style.width = `${px}px`;
+    el.querySelector(".map-scale-text").textContent = text;
+  }
+
+  /** How far apart the shown nodes are on screen, in px (for tests: is agreement drawn as such). */
+  screenSpread() {
+    const nodes = this.fg.graphData().nodes.filter((n) => this.visible(n));
+    const pts = nodes.map((n) => this.fg.graph2ScreenCoords(n.x, n.y, n.z));
+    let max = 0;
+    for (const a of pts) for (const b of pts) max = Math.max(max, Math.hypot(a.x - b.x, a.y - b.y));
+    const target = this.fg.controls()?.target;
+    const depth = target ? this.fg.camera().position.distanceTo(target) : null;
+    // settled: the camera got where the last fit sent it (its transition runs on frames)
+    const settled = this.fitDepth != null && depth != null && Math.abs(depth - this.fitDepth) < 0.5;
+    return { px: max, width: this.container.clientWidth, height: this.container.clientHeight, settled };
   }
 
   clear() {
     this.wake();
+    this.fitDepth = null;
+    if (this.scaleEl) this.scaleEl.hidden = true;
     this.latestRound = null;
     this.byId = new Map();
     this.autoFit = true;
@@ -336,7 +402,8 @@ export class ConsensusGraph {
     if (n.echo) group.add(ringSprite(ECHO, r * 2.8, true));
     if (showLabel) {
       const s = n.kind === "candidate" ? textSprite(`candidate v${n.version}`, CANDIDATE) : textSprite(n.seat, seatColor(n.seat));
-      s.position.set(0, r + 7, 0);
+      const rank = (this.show === "all" ? this.labelRank?.all : this.labelRank?.round)?.get(n.id) ?? 0;
+      s.position.set(0, r + 7 + 8 * rank, 0);
       group.add(s);
     }
     return group;
@@ -375,6 +442,33 @@ function clusterColours(run) {
     prev = cur;
   }
   return (round, index) => map.get(`${round}:${index}`) ?? index;
+}
+
+/** For each node, how many labels below it it must clear: 0 unless another sits within reach. */
+function stackLabels(list) {
+  const reach = 0.12 * SCALE; // about a label's width
+  const rank = new Map();
+  list.forEach((n, i) => {
+    let k = 0;
+    for (let j = 0; j < i; j++) {
+      const m = list[j];
+      if (Math.hypot(m.x - n.x, m.y - n.y, m.z - n.z) < reach) k = Math.max(k, rank.get(m.id) + 1);
+    }
+    rank.set(n.id, k);
+  });
+  return rank;
+}
+
+function centre(nodes) {
+  const c = new THREE.Vector3();
+  for (const n of nodes) c.add(new THREE.Vector3(n.x, n.y, n.z));
+  return c.divideScalar(nodes.length);
+}
+
+/** The cosine of two unit vectors d apart: 1 - d^2 / 2, with the digits that tell it from 1. */
+function cosineAt(d) {
+  const cos = 1 - (d * d) / 2;
+  return String(parseFloat(cos.toFixed(cos >= 0.9999 ? 5 : cos >= 0.99 ? 4 : 3)));
 }
 
 function withAlpha(hex, a) {

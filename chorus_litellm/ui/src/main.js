@@ -1,7 +1,7 @@
 // Chorus run viewer: wires the header controls, follows one run's event log and redraws
 // the dashboard from it. State for tests and debugging lives in window.chorusView.
 import "./style.css";
-import { getKey, HttpError, listModels, listPeers, listRuns, setKey, startRun } from "./api.js";
+import { defaultModel, getKey, HttpError, listModels, listPeers, listRuns, setKey, startRun } from "./api.js";
 import { AgentCards } from "./cards.js";
 import { RoundCharts } from "./charts.js";
 import { ConsensusGraph } from "./graph.js";
@@ -10,7 +10,9 @@ import {
   noteClock,
   renderAnswer,
   renderCosts,
+  renderEarlyStop,
   renderJudge,
+  renderMapReadout,
   renderPrompt,
   renderRoundTable,
   renderRouteNote,
@@ -44,6 +46,11 @@ const el = {
   graphEmpty: $("#graph-empty"),
   roundFilter: $("#round-filter"),
   fit: $("#fit-graph"),
+  mapReadout: $("#map-readout"),
+  mapScale: $("#map-scale"),
+  earlyStop: $("#early-stop"),
+  answerNote: $("#answer-note"),
+  answerBadge: $("#answer-badge"),
   roundTable: $("#round-table"),
   stopReason: $("[data-testid=stop-reason]"),
   cards: $("#cards"),
@@ -61,7 +68,7 @@ const el = {
 // ---------- views ----------
 let graph = null;
 try {
-  graph = new ConsensusGraph(el.graph, { onSelect: (seat, round) => cards.focus(seat, round, run) });
+  graph = new ConsensusGraph(el.graph, { onSelect: (seat, round) => cards.focus(seat, round, run), scaleEl: el.mapScale });
 } catch (err) {
   el.graph.classList.add("no-webgl");
   put(el.graphEmpty, `The 3D graph needs WebGL: ${err.message}.`);
@@ -88,6 +95,9 @@ const view = {
   },
   get graphVotes() {
     return graph ? graph.counts().votes : { accept: 0, reject: 0 };
+  },
+  get graphSpread() {
+    return graph ? graph.screenSpread() : null; // {px: the farthest two shown nodes apart on screen, width, height}
   },
   get chartPoints() {
     return charts.points();
@@ -168,6 +178,7 @@ function renderParts(parts) {
       else graph.clear();
       renderRoundFilter();
     }
+    renderMapReadout(el.mapReadout, run, graph?.show ?? "all");
     el.graphEmpty.hidden = !!(graph && run.points.length);
     if (graph && !run.points.length) {
       el.graphEmpty.textContent = run.route?.decision === "single" ? "No deliberation: this run was forwarded to a single model." : run.id ? "Answers appear here as each round ends." : "Pick a run or try a prompt.";
@@ -180,11 +191,12 @@ function renderParts(parts) {
   }
   if (parts.has("cards")) {
     cards.update(run);
+    renderEarlyStop(el.earlyStop, run);
     const v = latestVoices(run);
     el.agentsSub.textContent = run.seats.size ? `${run.seats.size} seats${v.round != null ? ` · latest round ${v.round}` : ""}` : "";
   }
   if (parts.has("judge")) renderJudge(el.judge, run);
-  if (parts.has("answer")) renderAnswer(el.answer, el.answerMeta, run);
+  if (parts.has("answer")) renderAnswer(el.answer, el.answerMeta, run, { note: el.answerNote, badge: el.answerBadge });
   if (parts.has("timeline")) renderTimeline(el.timeline, run);
   if (parts.has("costs")) renderCosts(el.costs, run);
   if (parts.has("settlement")) renderSettlement(el.payouts, run);
@@ -219,6 +231,7 @@ function renderRoundFilter() {
         onclick: () => {
           graph.setShow(value);
           renderRoundFilter();
+          renderMapReadout(el.mapReadout, run, value);
         },
       },
       label,
@@ -331,7 +344,7 @@ async function tryPrompt(ev) {
   const model = el.model.value;
   if (!getKey()) return showMessage("Enter your proxy key first (the key box, top right).", "error");
   if (!prompt) return showMessage("Write a prompt to send to the panel.", "error");
-  if (!model) return showMessage("Pick a fusion/ model first.", "error");
+  if (!model) return showMessage("Pick a model first (this proxy lists no chorus models for your key).", "error");
   const dollars = el.bounty.value.trim();
   const cents = dollars === "" ? null : Math.round(Number(dollars) * 100);
   if (cents !== null && !(Number.isFinite(cents) && cents >= 0)) return showMessage("The bounty must be an amount in USD, or empty for none.", "error");
@@ -365,8 +378,13 @@ async function tryPrompt(ev) {
 async function loadModels() {
   const models = await listModels();
   const prev = el.model.value;
-  put(el.model, models.length ? models.map((m) => h("option", { value: m }, m)) : h("option", { value: "", disabled: true }, "no fusion/ models"));
-  if (models.includes(prev)) el.model.value = prev;
+  put(
+    el.model,
+    models.length
+      ? models.map((m) => h("option", { value: m.id, title: m.protocol ? `protocol: ${m.protocol}` : null }, m.id))
+      : h("option", { value: "", disabled: true }, "no chorus models"),
+  );
+  el.model.value = models.some((m) => m.id === prev) ? prev : defaultModel(models);
 }
 
 async function loadRuns() {
@@ -383,7 +401,7 @@ function syncPicker() {
   for (const r of runsCache) {
     if (r.id === current) seen = true;
     const icon = r.state === "running" ? "● live" : r.state === "failed" ? "✕ failed" : "✓ done";
-    const label = [icon, r.model || (r.profile ? `fusion/${r.profile}` : ""), r.protocol, fmtUsd(r.cost), ago(r.started), `“${excerpt(r.prompt, 48)}”`].filter(Boolean).join(" · ");
+    const label = [icon, r.model || r.profile || "", r.protocol, fmtUsd(r.cost), ago(r.started), `“${excerpt(r.prompt, 48)}”`].filter(Boolean).join(" · ");
     opts.push(h("option", { value: r.id, title: r.prompt ?? "" }, label));
   }
   if (current && !seen) opts.push(h("option", { value: current }, `${current.slice(0, 8)}… (this run)`));

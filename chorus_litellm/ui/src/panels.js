@@ -8,6 +8,11 @@ import { fmtInt, fmtMinor, fmtNum, fmtPct, fmtSecs, fmtUsd, h, put, seatColor } 
 // ---------- summary strip ----------
 
 export function renderSummary(el, run) {
+  el.hidden = run.id == null; // before any run the hero says what to do; no empty strip
+  if (run.id == null) {
+    put(el);
+    return;
+  }
   const i = run.info ?? {};
   const done = run.done;
   const cost = done?.cost ?? [...seatCosts(run).values()].reduce((s, v) => s + (v.cost ?? 0), 0);
@@ -82,7 +87,7 @@ export function renderRoundTable(el, run) {
             "tr",
             null,
             h("td", null, `R${r}`),
-            h("td", null, vote && d.candidate ? `vote · v${d.candidate}` : stage),
+            h("td", null, vote && d.candidate ? `vote · v${d.candidate}` : run.earlyStop?.round === r ? `${stage} · early stop` : stage),
             h("td", null, vote ? "—" : fmtPct(d.agreement)),
             h("td", { title: d.answer_agreement == null ? "no extractable answers (open-ended)" : "share of the leading extracted answer" }, vote ? "—" : fmtPct(d.answer_agreement)),
             h("td", null, fmtNum(d.shift, 3)),
@@ -104,7 +109,8 @@ export function renderStopReason(el, run) {
   let cls = "";
   if (run.done) {
     text = run.done.stop_reason ? humanize(run.done.stop_reason) : run.rounds.length ? "finished" : "no rounds";
-    if (run.done.fallback) text += " · synthesis fell back to a panel answer";
+    if (run.replaced) text += ` · vote guard: ${run.replaced.seat}'s draft stands`;
+    else if (run.done.fallback) text += " · synthesis fell back to a panel answer";
     cls = "ok";
   } else if (run.failed) {
     text = "run failed";
@@ -122,6 +128,50 @@ function tally(d) {
   const ballots = Object.values(d.votes ?? {}).filter((b) => b.accept != null);
   if (!ballots.length) return d.vote ? `accept ${fmtPct(d.vote.share)}` : "—";
   return `${ballots.filter((b) => b.accept).length} of ${ballots.length} accept`;
+}
+
+// ---------- the map's agreement readout ----------
+
+/** Agreement as a figure that still tells 99.97% from 100% (fmtPct rounds to whole percents). */
+export function fmtAgreement(x) {
+  if (x == null) return "—";
+  const pct = 100 * +x;
+  return `${pct >= 99 && pct < 100 ? pct.toFixed(2) : Math.round(pct)}%`;
+}
+
+/** Beside the map: how much the shown round (or the latest) agrees, in figures. */
+export function renderMapReadout(el, run, show) {
+  const rounds = [...run.rounds].sort((a, b) => a - b);
+  const r = show === "all" || show == null ? rounds[rounds.length - 1] : show;
+  const d = r != null ? run.roundDone.get(r) : null;
+  el.hidden = !d || !run.points.length;
+  if (el.hidden) return;
+  const parts = isVoteRound(run, r)
+    ? [["accepted", d.vote?.share != null ? fmtPct(d.vote.share) : fmtPct(d.agreement)]]
+    : [["text agreement", fmtAgreement(d.agreement)], ...(d.answer_agreement != null ? [["answer agreement", fmtAgreement(d.answer_agreement)]] : [])];
+  put(
+    el,
+    h("span", { class: "k" }, `R${r}`),
+    parts.map(([k, v]) => h("span", { class: "map-fig" }, h("b", null, v), ` ${k}`)),
+  );
+}
+
+// ---------- early stop ----------
+
+/** Round 1 asked in waves and stopped early: who was asked, who was not, what it saved. */
+export function renderEarlyStop(el, run) {
+  const e = run.earlyStop;
+  el.hidden = !e || !e.saved;
+  if (!e || !e.saved) return;
+  const total = e.asked + e.saved;
+  put(
+    el,
+    h("b", null, "Early stop. "),
+    `Round ${e.round} asked ${e.asked} of ${total} seats first; their answers already settled the vote, so `,
+    (e.saved_seats ?? []).map((s, i) => [i ? ", " : "", seatChip(s)]),
+    ` ${e.saved === 1 ? "was" : "were"} never asked`,
+    e.cost_saved_usd != null ? h("span", null, ", saving about ", h("b", { "data-testid": "early-stop-saved" }, fmtUsd(e.cost_saved_usd)), ".") : ".",
+  );
 }
 
 // ---------- judge ----------
@@ -240,7 +290,7 @@ function renderVotes(el, run) {
 
 // ---------- final answer ----------
 
-export function renderAnswer(el, metaEl, run) {
+export function renderAnswer(el, metaEl, run, { note = null, badge = null } = {}) {
   const streaming = !!run.synthesis && !run.done && !run.failed;
   if (el.dataset.rendered !== run.answer) {
     put(el, renderMarkdown(run.answer));
@@ -250,13 +300,29 @@ export function renderAnswer(el, metaEl, run) {
   el.classList.toggle("empty", !run.answer);
   const consensus = isConsensus(run);
   if (!run.answer) el.dataset.placeholder = run.failed ? "No final answer: the run failed." : run.synthesis ? "Writing…" : consensus ? "The candidate the panel accepts (or the last one) appears here." : "The synthesized answer streams here.";
+  const r = run.replaced;
+  if (badge) badge.hidden = !r;
+  if (note) {
+    note.hidden = !r;
+    if (r) {
+      put(
+        note,
+        h("b", null, "Not the synthesis: the vote guard replaced it. "),
+        "The answer below is ",
+        seatChip(r.seat),
+        "'s draft, because ",
+        r.reason ?? "the synthesis did not state the panel's answer",
+        ".",
+      );
+    }
+  }
   const bits = [];
-  if (run.synthesis?.model) bits.push(`synthesized by ${run.synthesis.model}`);
+  if (run.synthesis?.model) bits.push(r ? `written by ${run.synthesis.model}, replaced by ${r.seat}'s draft` : `synthesized by ${run.synthesis.model}`);
   if (consensus && run.done && run.candidates.size) {
     const last = Math.max(...run.candidates.keys());
     bits.push(run.done.stop_reason === "consensus" ? `candidate v${last}, accepted by the panel` : `candidate v${last}, not accepted`);
   }
-  if (run.done?.fallback) bits.push("fallback to the best panel answer");
+  if (run.done?.fallback && !r) bits.push("fallback to the best panel answer");
   if (run.answer) bits.push(`${run.answer.length.toLocaleString()} chars`);
   metaEl.textContent = bits.join(" · ");
 }
@@ -270,10 +336,10 @@ export function timelineRows(run) {
   const now = end ?? Math.max(run.lastTime ?? t0, liveNow(run));
   const timings = run.done?.timings ?? {};
   const rows = [];
-  const add = (key, label, start, stop, dur, live = false) => {
+  const add = (key, label, start, stop, dur, live = false, extra = {}) => {
     if (start == null) return;
     const d = dur ?? (stop != null ? stop - start : null);
-    rows.push({ key, label, start: start - t0, dur: Math.max(0, d ?? 0), live, measured: dur != null });
+    rows.push({ key, label, start: start - t0, dur: Math.max(0, d ?? 0), live, measured: dur != null, ...extra });
   };
   const roundStartTimes = [...run.roundStarts.values()].map((r) => r.time).filter((x) => x != null);
   const firstRound = roundStartTimes.length ? Math.min(...roundStartTimes) : null;
@@ -300,6 +366,14 @@ export function timelineRows(run) {
     const label = `${c.stage === "revise" ? "Revision" : "Candidate"} v${c.version}${d && d.status !== "ok" ? " (failed)" : ""}`;
     middle.push([`candidate-${c.version}`, label, start, d?.time ?? (end ?? now), d ? (d.time - start) : null, !d && !end]);
   }
+  if (run.earlyStop?.saved && run.earlyStop.time != null) {
+    // A point in time, where round 1's first wave settled the vote (the rest never asked).
+    const e = run.earlyStop;
+    middle.push(["early-stop", `Early stop · R${e.round}`, e.time, e.time, 0, false, {
+      note: `${e.saved} skipped`,
+      title: `${e.asked} seats asked, ${e.saved} not asked (${(e.saved_seats ?? []).join(", ")}): about ${fmtUsd(e.cost_saved_usd)} saved`,
+    }]);
+  }
   middle.sort((a, b) => (a[2] ?? 0) - (b[2] ?? 0));
   for (const row of middle) add(...row);
   if (run.judge) {
@@ -312,6 +386,9 @@ export function timelineRows(run) {
   } else if (run.synthesis) {
     const stop = run.synthesis.doneTime ?? (end == null ? now : run.done?.time ?? run.synthesis.lastTime);
     add("synthesis", "Synthesis", run.synthesis.time, stop, timings.synthesis, !end && run.synthesis.doneTime == null);
+  }
+  if (run.replaced?.time != null) {
+    add("replaced", "Vote guard", run.replaced.time, run.replaced.time, 0, false, { title: `the synthesis was replaced by ${run.replaced.seat}'s draft: ${run.replaced.reason ?? ""}` });
   }
   if (run.settled) add("settle", "Settlement", run.settled.time, run.settled.time, 0);
   const total = timings.total ?? (end ?? now) - t0;
@@ -340,14 +417,14 @@ export function renderTimeline(el, run) {
       rows.map((r) =>
         h(
           "div",
-          { class: `tl-row ${r.key.startsWith("round") ? "round" : r.key.startsWith("candidate") ? "candidate" : r.key}${r.live ? " live" : ""}`, dataset: { stage: r.key } },
+          { class: `tl-row ${r.key.startsWith("round") ? "round" : r.key.startsWith("candidate") ? "candidate" : r.key}${r.live ? " live" : ""}`, dataset: { stage: r.key }, title: r.title ?? null },
           h("span", { class: "tl-label" }, r.label),
           h(
             "span",
             { class: "tl-track" },
             h("span", { class: "tl-bar", style: { left: `${(100 * r.start) / total}%`, width: `max(3px, ${(100 * r.dur) / total}%)` } }),
           ),
-          h("span", { class: "tl-dur" }, r.key === "settle" || r.key === "answer" ? `@ ${fmtSecs(r.start)}` : r.live ? `${fmtSecs(r.dur)}…` : fmtSecs(r.dur)),
+          h("span", { class: "tl-dur" }, r.note ?? (["settle", "answer", "replaced"].includes(r.key) ? `@ ${fmtSecs(r.start)}` : r.live ? `${fmtSecs(r.dur)}…` : fmtSecs(r.dur))),
         ),
       ),
       h("div", { class: "tl-total" }, h("span", null, run.done || run.failed ? "Total" : "Elapsed"), h("b", null, fmtSecs(total))),
@@ -375,6 +452,9 @@ export function renderCosts(el, run) {
       h("div", null, h("span", { class: "k" }, run.done ? "total cost" : "cost so far"), h("b", null, fmtUsd(totalCost))),
       h("div", null, h("span", { class: "k" }, "tokens"), h("b", null, fmtInt(totalTokens))),
       usage && h("div", null, h("span", { class: "k" }, "prompt / completion"), h("b", null, `${fmtInt(usage.prompt_tokens)} / ${fmtInt(usage.completion_tokens)}`)),
+      run.earlyStop?.saved
+        ? h("div", { class: "saved", title: `early stop: ${run.earlyStop.saved} seat(s) not asked, at the answered seats' mean cost` }, h("span", { class: "k" }, "early stop saved"), h("b", null, `≈ ${fmtUsd(run.earlyStop.cost_saved_usd)}`))
+        : null,
     ),
     stageRows.length
       ? h(
@@ -399,7 +479,7 @@ export function renderCosts(el, run) {
             "tbody",
             null,
             [...seats].map(([seat, v]) =>
-              h("tr", null, h("td", null, seatChip(seat)), h("td", null, fmtInt(v.calls)), h("td", null, fmtInt(v.total_tokens)), h("td", { class: "num" }, fmtUsd(v.cost)), h("td", { class: "bar-cell" }, bar(v.cost, maxSeat, seatColor(seat)))),
+              h("tr", null, h("td", null, seatChip(seat), run.seats.get(seat)?.skipped.size ? h("span", { class: "muted small" }, " not asked") : null), h("td", null, fmtInt(v.calls)), h("td", null, fmtInt(v.total_tokens)), h("td", { class: "num" }, fmtUsd(v.cost)), h("td", { class: "bar-cell" }, bar(v.cost, maxSeat, seatColor(seat)))),
             ),
           ),
         )

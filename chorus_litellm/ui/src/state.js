@@ -14,6 +14,8 @@ export function emptyRun(id) {
     links: new Map(), // round -> [[a, b, sim]]
     candidates: new Map(), // consensus: version -> {version, stage, model, time, done: candidate_done + time | null}
     judge: null,
+    earlyStop: null, // early_stop payload + time: round 1's first wave settled the vote
+    replaced: null, // answer_replaced payload + time: the vote guard's draft stands for the synthesis
     synthesis: null, // {model, time, lastTime}
     answer: "",
     settled: null,
@@ -28,7 +30,8 @@ export function emptyRun(id) {
 function seatOf(run, name, model) {
   let s = run.seats.get(name);
   if (!s) {
-    s = { seat: name, model: model ?? null, persona: null, payee: null, peer: null, answers: new Map(), pending: new Set() };
+    // pending: rounds it was asked in and has not answered; skipped: rounds it was never asked (early stop)
+    s = { seat: name, model: model ?? null, persona: null, payee: null, peer: null, answers: new Map(), pending: new Set(), skipped: new Set() };
     run.seats.set(name, s);
   }
   if (model && !s.model) s.model = model;
@@ -66,6 +69,7 @@ export function apply(run, env) {
       return ["summary", "timeline", "graph"];
     case "round_started": {
       run.roundStarts.set(d.round, { ...d, time: t });
+      settleRounds(run, d.round); // a new round: nobody is still answering an earlier one
       for (const name of d.seats ?? []) seatOf(run, name).pending.add(d.round);
       return ["cards", "timeline", "summary", ...(d.stage === "vote" ? ["judge"] : [])];
     }
@@ -91,12 +95,24 @@ export function apply(run, env) {
       for (const s of run.seats.values()) s.pending.delete(d.round);
       return ["graph", "charts", "cards", "timeline", "summary", ...(d.votes ? ["judge"] : [])];
     }
+    case "early_stop": {
+      // Round 1's first wave settled the vote: the seats held back are never asked.
+      run.earlyStop = { ...d, time: t };
+      for (const name of d.saved_seats ?? []) {
+        const seat = seatOf(run, name);
+        seat.pending.delete(d.round);
+        seat.skipped.add(d.round);
+      }
+      return ["cards", "timeline", "costs", "summary", "charts"];
+    }
     case "judge_done":
       run.judge = { ...d, time: t };
-      return ["judge", "timeline"];
+      settleRounds(run);
+      return ["judge", "timeline", "cards"];
     case "candidate_started":
       run.candidates.set(d.version, { ...d, time: t, done: run.candidates.get(d.version)?.done ?? null });
-      return ["timeline", "judge", "graph"];
+      settleRounds(run);
+      return ["timeline", "judge", "graph", "cards"];
     case "candidate_done": {
       const c = run.candidates.get(d.version) ?? { version: d.version, stage: d.stage, model: d.model, time: null };
       run.candidates.set(d.version, { ...c, done: { ...d, time: t } });
@@ -104,7 +120,11 @@ export function apply(run, env) {
     }
     case "synthesis_started":
       run.synthesis = { model: d.model, time: t, lastTime: t };
-      return ["answer", "timeline"];
+      settleRounds(run);
+      return ["answer", "timeline", "cards"];
+    case "answer_replaced":
+      run.replaced = { ...d, time: t };
+      return ["answer", "summary", "timeline"];
     case "answer_delta":
       run.answer += d.text ?? "";
       // No synthesis_started: the protocol wrote the answer itself (consensus, a cost cap).
@@ -129,6 +149,14 @@ export function apply(run, env) {
     default:
       return [];
   }
+}
+
+/**
+ * The rounds before `before` (all, without it) are over: the run moved on, so no seat is
+ * still answering them (whatever their round_done, measured later, will say).
+ */
+function settleRounds(run, before = Infinity) {
+  for (const s of run.seats.values()) for (const r of s.pending) if (r < before) s.pending.delete(r);
 }
 
 function mergePoints(old, fresh) {
