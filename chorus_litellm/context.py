@@ -2,9 +2,10 @@
 
 Built by the provider (or a test) from a validated `FusionRequest` and the process's
 ports; the stages read it and never reach for globals. `completer` is the run's
-`Ledger`, so every inner call is recorded and charged as it ends; `emit` writes to the
-run's event log (runlog.py), and `spawn` runs work beside the critical path (the live
-view's map of a MoA round) that `drain` collects before the run ends.
+`Ledger`, so every inner call is recorded and charged as it ends; `emit` hands a typed
+event (events.py) to the run's event log (runlog.py), and `spawn` runs work beside the
+critical path (the live view's map of a MoA round) that `drain` collects before the run
+ends.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from .report import RunReport
 from .request import FusionRequest, prompt_text
 from .runlog import RunLog
 from .stages import prompts
-from .types import Completion, Message, Relay, Seat
+from .events import Event, Relay
+from .types import Completion, Message, Seat
 
 Finisher = Callable[[RunReport, FusionRequest], Awaitable[None]]
 
@@ -66,8 +68,9 @@ class RunContext:
         deadline = asyncio.get_running_loop().time() + seconds
         return cls(req, Ledger(completer, report, deadline=deadline, on_charge=on_charge), **ports)
 
-    def emit(self, type: str, **data: Any) -> None:
-        self.log.emit(type, **data)
+    def emit(self, event: Event) -> Event:
+        """Hand `event` to the run's log (and so to every subscriber); returns it."""
+        return self.log.emit(event)
 
     @property
     def watched(self) -> bool:

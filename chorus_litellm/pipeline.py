@@ -3,13 +3,17 @@
     gate -> forward to one model
          | seats -> deliberate (moa | debate | consensus: one interface, one Outcome)
                  -> judge -> streamed synthesis   (unless the protocol already answered)
-    -> finalize (settle, keep the transcript, count reputation) -> Done
+    -> finalize (settle, keep the transcript, count reputation) -> RunDone
 
-`run()` yields Events: `Progress` (stage and round updates), `Delta` (answer text as the
-synthesizer writes it), `Relay` (the forwarded model's own response or chunks, passed on
-untouched), and finally `Done` with the `RunReport`. The non-streaming path collects the
-same events. Every inner call goes through `ctx.ledger`, which records and charges it
-the moment it ends and caps it at the run's deadline; no protocol is named below step 2.
+`run()` yields typed events (events.py), each created once and handed to the run's log
+on its way out: the client's `Progress` (stage and round updates), `AnswerDelta` (answer
+text as the synthesizer writes it), `Relay` (the forwarded model's own response or
+chunks, passed on untouched) and finally `RunDone` with the `RunReport`, and between
+them the stage marks (`Routed`, `JudgeDone`, `SynthesisStarted`, ...) that only the log's
+subscribers read. Events that happen inside a step (an answer arriving mid-round) are
+the stages' own `ctx.emit`. The non-streaming path collects the same events. Every inner
+call goes through `ctx.ledger`, which records and charges it the moment it ends and caps
+it at the run's deadline; no protocol is named below step 2.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 
-from . import runlog
 from .context import RunContext
 from .errors import BudgetError, DeadlineError, PoolError, QuorumError
 from .request import PLUGIN_PARAMS, prompt_text, wants_json
 from .stages import budget, consensus, debate, draw, extract, guard, judge, panel, prompts, reputation, router, synthesis
 from .stages.synthesis import is_json
-from .types import Delta, Done, Outcome, Panel, PanelAnswer, Progress, Relay, Route, Seat, SeatResult, Synthesis
+from .events import (AnswerDelta, AnswerReplaced, Event, JudgeDone, Progress, Relay, Routed, RunDone, RunFailed,
+                     RunStarted, Seated, Settled, SynthesisDone, SynthesisStarted)
+from .types import Outcome, Panel, PanelAnswer, Route, Seat, SeatResult, Synthesis
 
 Deliberation = Callable[[RunContext], AsyncIterator[Progress | Outcome]]
 PROTOCOLS: dict[str, Deliberation] = {
@@ -33,26 +38,26 @@ PROTOCOLS: dict[str, Deliberation] = {
 }
 
 
-async def run(ctx: RunContext) -> AsyncIterator:
-    """The run, on its event log: `run_started` first, `run_done` or `run_failed` last."""
-    ctx.emit("run_started", **runlog.started(ctx.req, panel.seats(ctx.panel)))
+async def run(ctx: RunContext) -> AsyncIterator[Event]:
+    """The run's events, each handed to its log as it goes: `RunStarted` first, `RunDone`
+    or `RunFailed` last."""
+    ctx.emit(RunStarted(ctx.req, panel.seats(ctx.panel)))
     ended = False
     try:
         async with aclosing(_run(ctx)) as events:
             async for event in events:
-                if isinstance(event, Done):
+                if isinstance(event, RunDone):
                     await ctx.drain()
-                    ctx.emit("run_done", **runlog.done(event.report))
                     ended = True
-                yield event
+                yield ctx.emit(event)
     except BaseException as exc:  # failed, cancelled or closed by a client that left
         if not ended:
             await ctx.drain(cancel=True)
-            ctx.emit("run_failed", **runlog.failed(exc), cost=ctx.report.cost, stages=ctx.report.by_stage())
+            ctx.emit(RunFailed(exc, ctx.report.cost, ctx.report.by_stage()))
         raise
 
 
-async def _run(ctx: RunContext) -> AsyncIterator:
+async def _run(ctx: RunContext) -> AsyncIterator[Event]:
     req, report = ctx.req, ctx.report
     started = time.perf_counter()
     clock = time.perf_counter
@@ -60,7 +65,7 @@ async def _run(ctx: RunContext) -> AsyncIterator:
     # 1) Gate: tool turns and easy prompts go to single_model unchanged.
     report.route = await _route(ctx)
     report.timings["gate"] = clock() - started
-    ctx.emit("route", **runlog.routed(report.route))
+    yield Routed(report.route)
     if report.route.decision == "single":
         t = clock()
         async for event in _forward(ctx):
@@ -110,8 +115,7 @@ async def _run(ctx: RunContext) -> AsyncIterator:
             # The protocol wrote the final answer (consensus, a debate out of budget, a cost cap).
             report.synthesis = Synthesis(outcome.answer, None, fallback=outcome.answer_source is not None,
                                          fallback_source=outcome.answer_source)
-            ctx.emit("answer_delta", text=outcome.answer)
-            yield Delta(outcome.answer)
+            yield AnswerDelta(outcome.answer)
         else:
             yield Progress("panel", f"Panel: {len(outcome.panel.answers)} of {len(ctx.seats)} answered{failed}.")
             # 3) Judge: anonymized, length-normalized structured analysis (minority flagged).
@@ -121,14 +125,14 @@ async def _run(ctx: RunContext) -> AsyncIterator:
             report.verdict = verdict
             report.timings["judge"] = clock() - t
             await ctx.drain()  # the round's map, measured beside the judge
-            ctx.emit("judge_done", **runlog.judged(verdict, report.timings["judge"]))
+            yield JudgeDone(verdict, report.timings["judge"])
             yield Progress("judge", "Judge analysis degraded: " + verdict.error if verdict.degraded
                            else "Judge analysis done.")
             # 4) Synthesis, streamed to streaming clients; the client's max_tokens, stop
             #    and response_format apply here and only here. Past the cost cap: the
             #    judge's best-supported answer instead.
             t = clock()
-            ctx.emit("synthesis_started", model=ctx.profile.aggregator.synthesizer)
+            yield SynthesisStarted(ctx.profile.aggregator.synthesizer)
             pieces = synthesis.write(ctx.completer, ctx.profile.aggregator, ctx.writer_messages, verdict,
                                      outcome.panel.answers, ctx.final_params, stream=req.stream, vote=vote) \
                 if not budget.over_cap(ctx) else _capped_answer(ctx, judge.best_answer(verdict, outcome.panel.answers))
@@ -139,12 +143,10 @@ async def _run(ctx: RunContext) -> AsyncIterator:
                     if isinstance(piece, Synthesis):
                         report.synthesis = piece
                     else:
-                        ctx.emit("answer_delta", text=piece)
-                        yield Delta(piece)
+                        yield AnswerDelta(piece)
             report.timings["synthesis"] = clock() - t
             done = report.synthesis
-            ctx.emit("synthesis_done", attempts=done.attempts, cut=done.cut, fallback=done.fallback,
-                     error=done.error)
+            yield SynthesisDone(done.attempts, done.cut, done.fallback, done.error)
 
     # 5) Finalize: settle the bounty (receipt stored before the response completes),
     #    keep the transcript, add to reputation; then the debug summary and Done.
@@ -153,11 +155,11 @@ async def _run(ctx: RunContext) -> AsyncIterator:
         await finisher(report, req)
     report.timings["settlement"] = clock() - t
     if report.settlement is not None:
-        ctx.emit("settled", **runlog.settled(report.settlement, report.receipt))
+        yield Settled(report.settlement, report.receipt)
     if req.debate.output_mode == "debug" and report.route.decision == "fuse":
-        yield Delta("\n\n---\n" + report.debug_text())
+        yield AnswerDelta("\n\n---\n" + report.debug_text())
     report.timings["total"] = clock() - started
-    yield Done(report)
+    yield RunDone(report)
 
 
 def _best_so_far(ctx: RunContext, answers: tuple[PanelAnswer, ...]) -> PanelAnswer:
@@ -184,7 +186,7 @@ async def _guarded(ctx: RunContext, pieces: AsyncIterator[str | Synthesis], answ
         return
     draft, why = replaced
     ctx.report.notes.append(f"vote guard: {why} (from {draft.seat.name})")
-    ctx.emit("answer_replaced", seat=draft.seat.name, reason=why)
+    ctx.emit(AnswerReplaced(draft.seat.name, why))
     yield draft.completion.text
     yield dataclasses.replace(written, text=draft.completion.text, fallback=True, fallback_source=draft.seat.name,
                               error=f"vote guard: {why}", cut=False)
@@ -232,7 +234,7 @@ async def _forward(ctx: RunContext) -> AsyncIterator[Relay]:
                 else:
                     completion = item
                     ledger.record("forward", "single_model", completion)
-                    ctx.emit("answer_delta", text=completion.text)
+                    ctx.emit(AnswerDelta(completion.text))  # the log's copy: the client has the relay
     except BaseException:
         if completion is None:  # failed or cancelled: the prompt was sent, so it is counted
             ledger.record("forward", "single_model", ledger.estimate(model, req.messages, ""),
@@ -272,5 +274,5 @@ async def _seats(ctx: RunContext) -> list[Seat]:
         raise PoolError(f"pool {config.pool!r} has {drawn.live} live peer(s){floor}: {len(drawn.seats)} seated, "
                         f"{ctx.quorum - (len(seats) - len(drawn.seats))} needed for this profile's quorum of "
                         f"{ctx.quorum}")
-    ctx.emit("seated", pool=config.pool, live=drawn.live, seats=runlog.seated(list(drawn.seats)))
+    ctx.emit(Seated(config.pool, drawn.live, list(drawn.seats)))
     return seats

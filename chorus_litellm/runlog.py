@@ -1,12 +1,14 @@
 """The run's event log: what a viewer sees, emitted by the pipeline as it goes.
 
-Every event has a per-run sequence number, a type, a time (seconds since the epoch) and
-a JSON payload. The pipeline and the protocols call `ctx.emit(type, **payload)`; a
-`RunLog` numbers the events and hands each to every listener the provider subscribed:
-the live view's store writer (`adapters/eventlog.EventLog`, batched off the request
-path), Prometheus metrics, OpenTelemetry spans. A listener is a plain synchronous
-callable that must be cheap; one that raises is logged and dropped, never fails the run.
-Nothing here does I/O, and nothing in `stages/` knows who listens.
+Every event is one of the typed family in events.py, created once: the pipeline yields
+its own (its outer loop hands each here on its way to the client) and stages hand theirs
+to `ctx.emit(event)`. A `RunLog` numbers them and passes each, as a `RunEvent` (sequence
+number, kind, time, JSON payload, and the event itself), to every listener the provider
+subscribed: the live view's store writer (`adapters/eventlog.EventLog`, batched off the
+request path), Prometheus metrics, OpenTelemetry spans, webhooks. The client-only kinds
+(`events.CLIENT_ONLY`: progress, relay) are not numbered or logged. A listener is a plain
+synchronous callable that must be cheap; one that raises is logged and dropped, never
+fails the run. Nothing here does I/O, and nothing in `stages/` knows who listens.
 
 `watched` says whether a viewer reads the rich payloads (the round's map in embedding
 space): stages skip that work when nobody renders it. Every other event is cheap and
@@ -34,7 +36,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import RunError, UpstreamError
@@ -49,6 +51,7 @@ TEXT_LIMIT = 2000  # an answer's text in its `answer` event
 ANSWER_LIMIT = 20000  # the final answer in `run_done`
 DELTA_WINDOW_S = 0.1
 TERMINAL = ("run_done", "run_failed")
+CLIENT_ONLY = frozenset({"progress", "relay", "replayed"})  # events.CLIENT_ONLY: what only a client reads
 # Stop reasons that mean the panel agreed (debate: adaptive stop; consensus: the vote passed).
 AGREED = frozenset({"agreed_in_round_1", "unanimous", "converged", "consensus"})
 
@@ -57,10 +60,14 @@ log = logging.getLogger("chorus_litellm")
 
 @dataclass(frozen=True)
 class RunEvent:
+    """A logged event's envelope: what the store keeps and the live view reads, with the
+    typed event it came from (None when read back from the store)."""
+
     seq: int
     type: str
     time: float
     data: dict
+    event: Any = field(default=None, compare=False, repr=False)
 
     def envelope(self) -> dict:
         return {"seq": self.seq, "type": self.type, "time": self.time, "data": self.data}
@@ -85,31 +92,33 @@ class RunLog:
         self._delta: list[str] = []
         self._delta_since = 0.0
 
-    def emit(self, type: str, **data: Any) -> None:
-        if not self.listeners:
-            return
-        if type == "answer_delta":
-            self._add_delta(data["text"])
-            return
+    def emit(self, event: Any) -> Any:
+        """Log `event` (an events.Event); returns it, so a step can emit and yield one value."""
+        if not self.listeners or event.kind in CLIENT_ONLY:
+            return event
+        if event.kind == "answer_delta":
+            self._add_delta(event)
+            return event
         self._flush_delta()
-        self._send(type, data)
+        self._send(event.kind, event.data(), event)
+        return event
 
-    def _add_delta(self, text: str) -> None:
+    def _add_delta(self, delta: Any) -> None:
         now = self.clock()
         if self._delta and now - self._delta_since >= DELTA_WINDOW_S:
             self._flush_delta()
         if not self._delta:
             self._delta_since = now
-        self._delta.append(text)
+        self._delta.append(delta.text)
 
     def _flush_delta(self) -> None:
         if self._delta:
             text, self._delta = "".join(self._delta), []
-            self._send("answer_delta", {"text": text})
+            self._send("answer_delta", {"text": text}, None)
 
-    def _send(self, type: str, data: dict) -> None:
+    def _send(self, type: str, data: dict, typed: Any) -> None:
         self.seq += 1
-        event = RunEvent(self.seq, type, self.clock(), data)
+        event = RunEvent(self.seq, type, self.clock(), data, typed)
         for listener in list(self.listeners):
             try:
                 listener(event)
@@ -139,32 +148,6 @@ def answer(result: PanelAnswer | PanelFailure, round_no: int) -> dict:
             "text": "", "truncated": False, "kind": result.kind, "detail": result.detail[:500], "reason": None}
 
 
-ROUND_DONE = {"agreement": None, "answer_agreement": None, "shift": None, "clusters": [], "consensus": None,
-              "dissent": None, "filtered": {}, "flips": [], "vote": None, "votes": None, "candidate": None,
-              "links": [], "points": []}
-
-
-def round_done(**data: Any) -> dict:
-    """A `round_done` payload with every field (None or empty where a round has no such
-    measure: a critique round has no map, and a viewer keeps the points it has)."""
-    return {**ROUND_DONE, **data}
-
-
-def ballots(cast: dict[str, dict | None], standing: dict[str, dict] | None = None) -> dict[str, dict]:
-    """A consensus vote round's `votes`: each seat's ballot as the page shows it. `cast`:
-    the votes read this round (None: unreadable, so skipped); `standing`: earlier votes
-    that still count (dissenters mode), marked `cast: false`."""
-    def one(vote: dict | None, was_cast: bool) -> dict:
-        if vote is None:
-            return {"accept": None, "confidence": None, "objection": "unreadable vote (skipped)", "blocking": [],
-                    "cast": was_cast}
-        return {"accept": bool(vote["accept"]), "confidence": vote.get("confidence"),
-                "objection": vote.get("objection") or "", "blocking": list(vote.get("blocking") or []),
-                "cast": was_cast}
-    out = {name: one(v, False) for name, v in (standing or {}).items() if name not in cast}
-    return {**out, **{name: one(v, True) for name, v in cast.items()}}
-
-
 def candidate(version: int, stage: str, model: str, completion: Completion | None = None,
               error: UpstreamError | None = None) -> dict:
     """`candidate_done`: the consensus synthesizer's candidate `version` (stage `candidate`
@@ -178,15 +161,6 @@ def candidate(version: int, stage: str, model: str, completion: Completion | Non
             "latency_s": round(completion.latency_s, 4),
             "tokens": {"prompt": completion.usage.prompt_tokens, "completion": completion.usage.completion_tokens},
             "cost": completion.cost, "text": text, "truncated": truncated, "kind": None, "detail": None}
-
-
-def candidate_point(round_no: int, version: int, xyz: Any, similarity: dict[str, float]) -> dict:
-    """A consensus candidate on the map (seat `synthesizer`), in the vote round that voted
-    on it; `similarity`: its cosine to each seat's draft."""
-    x, y, z = (round(float(v), 4) for v in xyz)
-    return {"seat": "synthesizer", "round": round_no, "x": x, "y": y, "z": z, "cluster": -1, "centrality": 0.0,
-            "voice": None, "echo": False, "kind": "candidate", "version": version,
-            "similarity": {seat: round(float(s), 4) for seat, s in similarity.items()}}
 
 
 def echo(answer_payload: dict, reason: str) -> dict:

@@ -23,7 +23,8 @@ import numpy as np
 
 from .errors import UpstreamError
 from .fake_upstream import _answer
-from .types import Completion, Message, Relay, Usage
+from .events import Relay
+from .types import Completion, Message, Usage
 
 
 @dataclass(frozen=True)

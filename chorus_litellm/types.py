@@ -233,34 +233,3 @@ class Synthesis:
     def tool_calls(self) -> tuple[dict, ...]:
         """The client's tools the synthesizer called (router.tools: fuse): the answer is these."""
         return self.completion.tool_calls if self.completion is not None else ()
-
-
-# Events the pipeline yields; the provider turns them into OpenAI chunks.
-@dataclass(frozen=True)
-class Progress:
-    """A stage update, shown to streaming clients as reasoning_content."""
-
-    stage: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Delta:
-    """A piece of the final answer."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Relay:
-    """A forwarded model's own response or stream chunk, relayed untouched (LiteLLM type)."""
-
-    item: Any
-
-
-@dataclass(frozen=True)
-class Done:
-    report: Any  # report.RunReport
-
-
-Event = Progress | Delta | Relay | Done

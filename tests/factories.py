@@ -36,11 +36,13 @@ def context(req, completer, *, embedder=None, seed=0, **ports):
     return RunContext.create(req, completer, embedder=embedder, rng=random.Random(seed), **ports)
 
 
-async def run_events(req, completer, **kwargs):
-    """Every event `pipeline.run` yields for `req`."""
+async def run_events(req, completer, *, every: bool = False, **kwargs):
+    """The events `pipeline.run` yields for `req` that its client reads (the provider's
+    kinds, events.CLIENT_KINDS), or `every` one."""
     from chorus_litellm import pipeline
+    from chorus_litellm.events import CLIENT_KINDS
 
-    return [e async for e in pipeline.run(context(req, completer, **kwargs))]
+    return [e async for e in pipeline.run(context(req, completer, **kwargs)) if every or e.kind in CLIENT_KINDS]
 
 
 def refusing_debate():
@@ -56,3 +58,12 @@ def refusing_debate():
                    panel={"members": ["a", "b", "c"], "min_quorum": 2})
     question = [{"role": "user", "content": "What is six times seven? Give the final answer."}]
     return fake, request(prof, messages=question)
+
+
+def finished(run_id: str = "r1"):
+    """A run's terminal event (`run_done`) for a bare report: for tests of the event log."""
+    from chorus_litellm.events import RunDone
+    from chorus_litellm.report import RunReport
+    from chorus_litellm.types import Caller
+
+    return RunDone(RunReport(run_id, "p", Caller()))

@@ -8,7 +8,8 @@ import pytest
 from chorus_litellm.errors import BudgetError, RequestError
 from chorus_litellm.stages import budget, panel
 from chorus_litellm.testing import FakeCompleter, HashEmbedder
-from chorus_litellm.types import Budget, Delta, Done
+from chorus_litellm.events import AnswerDelta, RunDone
+from chorus_litellm.types import Budget
 from tests.factories import context, profile, request, run_events
 
 QUESTION = [{"role": "user", "content": "one two three four"}]  # 4 tokens to FakeCompleter, +600 framing
@@ -98,7 +99,7 @@ async def test_the_cost_cap_skips_the_judge_and_answers_with_the_panels_majority
     events = await run_events(request(prof, messages=QUESTION), completer)
     report = events[-1].report
     assert completer.calls_to("judge") == [] and completer.calls_to("writer") == []
-    assert "".join(e.text for e in events if isinstance(e, Delta)) in {
+    assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) in {
         "Counting again, the answer is 13.", "Thirteen. The answer is 13."}
     assert report.budget["stopped"] == "before the judge" and report.cost == pytest.approx(0.003)
     assert any("cost cap 0.002 USD reached before the judge" in n for n in report.notes)
@@ -112,7 +113,7 @@ async def test_the_cost_cap_skips_the_synthesis_for_the_judges_best_answer():
     assert len(completer.calls_to("judge")) == 1 and completer.calls_to("writer") == []
     assert report.synthesis.fallback and report.synthesis.fallback_source in {"model-a", "model-b", "model-c"}
     assert report.budget["stopped"] == "before the synthesis"
-    assert isinstance(events[-1], Done) and report.extension()["budget"]["max_cost_usd"] == 0.0035
+    assert isinstance(events[-1], RunDone) and report.extension()["budget"]["max_cost_usd"] == 0.0035
 
 
 async def test_the_cost_cap_ends_a_debate_after_the_round_that_spent_it():
@@ -153,7 +154,7 @@ async def test_past_the_cost_cap_a_json_answer_that_does_not_exist_is_refused_wi
     for model in ("model-a", "model-b", "model-c"):
         completer.enqueue(model, '{"answer": 4}')
     events = await run_events(request(prof, messages=QUESTION, response_format={"type": "json_object"}), completer)
-    assert "".join(e.text for e in events if isinstance(e, Delta)) == '{"answer": 4}'
+    assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) == '{"answer": 4}'
 
 
 def test_a_team_key_is_held_to_its_teams_budget_not_its_users():

@@ -2,7 +2,7 @@
 
 from chorus_litellm.stages.consensus import parse_vote
 from chorus_litellm.testing import FakeCompleter
-from chorus_litellm.types import Delta
+from chorus_litellm.events import AnswerDelta
 from tests.factories import profile, request, run_events
 
 ACCEPT = '{"accept": true, "objection": ""}'
@@ -16,7 +16,7 @@ def consensus(**debate):
 
 async def run(prof, fake):
     events = await run_events(request(prof), fake)
-    return "".join(e.text for e in events if isinstance(e, Delta)), events[-1].report
+    return "".join(e.text for e in events if isinstance(e, AnswerDelta)), events[-1].report
 
 
 def script(fake, *votes_per_agent):
@@ -128,7 +128,7 @@ async def test_drafts_that_agree_on_the_answer_end_the_loop_before_it_starts():
     fake.enqueue("a", "6 + 7 = 13.").enqueue("b", "The answer is 13.")
     prof = profile(debate={"protocol": "consensus"}, panel={"members": ["a", "b", "c"], "min_quorum": 2})
     events = await run_events(request(prof, messages=[{"role": "user", "content": "What is 6 + 7?"}]), fake)
-    text = "".join(e.text for e in events if isinstance(e, Delta))
+    text = "".join(e.text for e in events if isinstance(e, AnswerDelta))
     d = events[-1].report.deliberation
     assert text == "6 + 7 = 13." and d["stop_reason"] == "drafts_agree" and d["answer_from"] == "a"
     assert fake.calls_to("c") == [] and fake.calls_to("writer") == []  # early stop, then no critique or vote

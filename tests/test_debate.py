@@ -4,7 +4,7 @@ import pytest
 
 from chorus_litellm.errors import QuorumError, RequestError
 from chorus_litellm.testing import FakeCompleter, HashEmbedder
-from chorus_litellm.types import Delta, Progress
+from chorus_litellm.events import AnswerDelta, Progress
 from tests.factories import profile, request, run_events
 
 Q = "What is six times seven? Give the final answer."
@@ -135,7 +135,7 @@ async def test_token_budget_stops_early_with_the_best_candidate():
     events, report = await run(ask(debating(max_total_tokens=10)), fake)
     assert report.deliberation["stop_reason"] == "token_budget_exceeded"
     assert report.deliberation["token_budget_exceeded"] is True
-    text = "".join(e.text for e in events if isinstance(e, Delta))
+    text = "".join(e.text for e in events if isinstance(e, AnswerDelta))
     assert "answer is 42" in text
     assert fake.calls_to("judge") == [] and fake.calls_to("writer") == []
     assert report.synthesis.fallback_source in {"a", "b"}
@@ -176,7 +176,7 @@ def test_unknown_persona_is_a_config_error():
 async def test_debug_and_audit_output_modes():
     fake = FakeCompleter()
     events, report = await run(ask(debating(output_mode="debug")), fake)
-    text = "".join(e.text for e in events if isinstance(e, Delta))
+    text = "".join(e.text for e in events if isinstance(e, AnswerDelta))
     assert "\n---\nchorus test (debate)" in text and "round 1: agreement" in text
     fake = FakeCompleter()
     _, report = await run(ask(debating(), chorus={"output_mode": "audit"}), fake)

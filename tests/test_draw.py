@@ -14,7 +14,7 @@ from chorus_litellm.errors import PoolError, UpstreamError
 from chorus_litellm.settle import ReputationKeeper, Settler
 from chorus_litellm.stages import draw
 from chorus_litellm.testing import TEST_SIGNING_SEED, FakeCompleter, HashEmbedder
-from chorus_litellm.types import Done
+from chorus_litellm.events import RunDone
 from tests.factories import profile, request, run_events
 from tests.test_settle import MemoryStore
 
@@ -109,7 +109,7 @@ async def test_pool_seats_sit_beside_static_members_and_are_paid_to_their_payees
     events = await run_events(req, fake, pool=pool, embedder=HashEmbedder(),
                               finishers=[Settler(signer, store, HashEmbedder()), ReputationKeeper(store)])
     report = events[-1].report
-    assert isinstance(events[-1], Done)
+    assert isinstance(events[-1], RunDone)
     asked = {c.model for c in fake.calls if c.stage == "panel"}
     assert asked == {"model-a", *(peers.model_name(o["peer_id"]) for o in offers)}
     rows = {c["seat"]: c for c in report.receipt["payload"]["contributions"]}

@@ -7,7 +7,9 @@ import pytest
 
 from chorus_litellm.adapters.eventlog import EventLog
 from chorus_litellm.adapters.store_sqlite import SQLiteStore
+from chorus_litellm.events import RoundStarted, SynthesisStarted
 from chorus_litellm.runlog import RunLog
+from tests.factories import finished
 
 
 class CountingStore(SQLiteStore):
@@ -31,7 +33,7 @@ async def test_emitting_never_waits_and_events_are_written_in_batches(store):
     log = EventLog(store, batch_s=0.05)
     run = RunLog(log.listener("team:a", "r1", ttl_s=60))
     for i in range(200):
-        run.emit("answer", round=1, seat=f"s{i}")  # plain function calls: nothing awaited
+        run.emit(RoundStarted(1, "panel", [f"s{i}"]))  # plain function calls: nothing awaited
     assert store.writes == 0 and await store.read_events("team:a", "r1") == []
     await asyncio.sleep(0.2)
     assert store.writes == 1  # one batch for 200 events
@@ -42,10 +44,10 @@ async def test_emitting_never_waits_and_events_are_written_in_batches(store):
 async def test_the_last_event_is_written_at_once(store):
     log = EventLog(store, batch_s=10.0)  # a batch window no test would wait for
     run = RunLog(log.listener("team:a", "r1", ttl_s=60))
-    run.emit("run_started", profile="p")
-    run.emit("run_done", answer="x")
+    run.emit(SynthesisStarted("p"))
+    run.emit(finished())
     await asyncio.sleep(0.1)
-    assert [e["type"] for e in await store.read_events("team:a", "r1")] == ["run_started", "run_done"]
+    assert [e["type"] for e in await store.read_events("team:a", "r1")] == ["synthesis_started", "run_done"]
     await log.aclose()
 
 
@@ -59,12 +61,12 @@ async def test_a_follower_waits_for_the_run_then_follows_it_to_its_end(store):
 
     watching = asyncio.create_task(viewer())
     await asyncio.sleep(0.1)  # attached before the run's first event
-    run.emit("run_started", profile="p")
+    run.emit(SynthesisStarted("p"))
     await asyncio.sleep(0.05)
-    run.emit("round_started", round=1)
-    run.emit("run_done", answer="x")
+    run.emit(RoundStarted(1, "panel", []))
+    run.emit(finished())
     seen = await asyncio.wait_for(watching, 2.0)  # well under poll_s: woken by the writes
-    assert seen == ["run_started", "round_started", "run_done"]
+    assert seen == ["synthesis_started", "round_started", "run_done"]
     await log.aclose()
 
 
@@ -76,7 +78,7 @@ async def test_a_run_that_never_starts_is_not_found_after_the_wait(store):
 async def test_an_idle_stream_gets_keep_alives(store):
     log = EventLog(store, poll_s=0.02, keepalive_s=0.05)
     run = RunLog(log.listener("team:a", "r1", ttl_s=60))
-    run.emit("run_started", profile="p")
+    run.emit(SynthesisStarted("p"))
     await log.flush()
     items = []
     follower = log.follow("team:a", "r1", await log.first("team:a", "r1", 0, 0))
@@ -85,4 +87,4 @@ async def test_an_idle_stream_gets_keep_alives(store):
         if items.count(None) == 2:
             break
     await follower.aclose()
-    assert items[0]["type"] == "run_started" and items[1:] == [None, None]
+    assert items[0]["type"] == "synthesis_started" and items[1:] == [None, None]

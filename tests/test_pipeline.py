@@ -3,7 +3,8 @@ import pytest
 from chorus_litellm import pipeline
 from chorus_litellm.errors import QuorumError, UpstreamError
 from chorus_litellm.testing import FakeCompleter, FakeForwarder, Reply
-from chorus_litellm.types import Delta, Done, Progress, Relay, Usage
+from chorus_litellm.events import CLIENT_KINDS, AnswerDelta, Progress, Relay, RunDone
+from chorus_litellm.types import Usage
 from tests.factories import context, profile, request, run_events
 
 
@@ -15,7 +16,7 @@ async def test_story_and_usage_sum_over_every_stage():
     fake = FakeCompleter(json_models={"judge"})
     out = await events(request(max_tokens=4000), fake)
     kinds = [type(e).__name__ for e in out]
-    assert kinds[0] == "Progress" and kinds[-1] == "Done" and "Delta" in kinds
+    assert kinds[0] == "Progress" and kinds[-1] == "RunDone" and "AnswerDelta" in kinds
     report = out[-1].report
     assert [c.stage for c in report.calls] == ["panel"] * 3 + ["judge", "synthesis"]
     assert report.usage.prompt_tokens == 5 * 10 and report.usage.completion_tokens == 5 * 5
@@ -40,7 +41,7 @@ async def test_text_is_the_synthesis_and_progress_reports_failures():
     fake = FakeCompleter().enqueue("model-b", UpstreamError("http_error", "x", status=500))
     fake.enqueue("writer", Reply("final words"))
     out = await events(request(), fake)
-    assert "".join(e.text for e in out if isinstance(e, Delta)) == "final words"
+    assert "".join(e.text for e in out if isinstance(e, AnswerDelta)) == "final words"
     progress = [e.text for e in out if isinstance(e, Progress)]
     assert "2 of 3 answered; model-b http_error" in progress[0]
     assert out[-1].report.extension()["panel"]["failed"][0]["status"] == 500
@@ -51,8 +52,14 @@ async def test_quorum_error_comes_before_any_event():
     for m in ("model-a", "model-b"):
         fake.enqueue(m, UpstreamError("timeout", "deadline exceeded"))
     gen = pipeline.run(context(request(), fake))
+
+    async def first_for_the_client():  # the provider sends only these: events.CLIENT_KINDS
+        async for event in gen:
+            if event.kind in CLIENT_KINDS:
+                return event
+
     with pytest.raises(QuorumError, match="model-a .*timeout.*model-b .*timeout"):
-        await gen.__anext__()
+        await first_for_the_client()
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -62,7 +69,7 @@ async def test_easy_prompt_is_forwarded_and_recorded_like_a_run(stream):
     out = await events(request(p, messages=[{"role": "user", "content": "hello"}], stream=stream), fake,
                        forwarder=FakeForwarder(fake))
     relayed = "".join(e.item for e in out if isinstance(e, Relay))
-    assert relayed == "hi there" and isinstance(out[-1], Done)
+    assert relayed == "hi there" and isinstance(out[-1], RunDone)
     report = out[-1].report
     assert report.route.decision == "single" and [c.stage for c in report.calls] == ["forward"]
     assert report.cost == 0.25 and report.usage.total_tokens == 5
@@ -85,7 +92,7 @@ async def test_self_moa_samples_one_model():
     out = await events(request(p), fake)
     temps = sorted(c.params["temperature"] for c in fake.calls_to("model-a"))
     assert len(temps) == 3 and temps[0] < temps[-1]
-    assert isinstance(out[-1], Done)
+    assert isinstance(out[-1], RunDone)
 
 
 async def test_extractable_answers_are_voted_in_moa_and_the_synthesizer_sees_the_vote():
@@ -187,7 +194,7 @@ async def test_a_synthesis_that_states_no_members_answer_gives_way_to_the_vote(s
     fake.enqueue("model-a", "6 + 7 = 13.").enqueue("model-b", "The answer is 13.").enqueue("model-c", "12")
     fake.enqueue("writer", "The user's message, to answer now:\nWhat is 6 + 7?")  # scaffolding parroted
     out = await events(request(messages=SUM, stream=stream), fake)
-    text = "".join(e.text for e in out if isinstance(e, Delta))
+    text = "".join(e.text for e in out if isinstance(e, AnswerDelta))
     report = out[-1].report
     assert text in ("6 + 7 = 13.", "The answer is 13.")
     assert report.synthesis.fallback and "synthesis" in report.degraded()
@@ -198,7 +205,7 @@ async def test_a_synthesis_that_states_no_members_answer_gives_way_to_the_vote(s
     fake.enqueue("model-a", "6 + 7 = 13.").enqueue("model-b", "It is 12.").enqueue("model-c", "13")
     fake.enqueue("writer", "The sum is 12, after checking.")  # a member's (minority) answer: the writer may pick it
     out = await events(request(messages=SUM, stream=stream), fake)
-    assert "".join(e.text for e in out if isinstance(e, Delta)) == "The sum is 12, after checking."
+    assert "".join(e.text for e in out if isinstance(e, AnswerDelta)) == "The sum is 12, after checking."
     assert not out[-1].report.synthesis.fallback
 
 
@@ -213,14 +220,14 @@ async def test_a_synthesis_that_repeats_the_prompts_scaffolding_gives_way_even_w
     out = await events(request(messages=ask), fake)
     report = out[-1].report
     assert "panel_vote" not in (report.deliberation or {})
-    assert "".join(e.text for e in out if isinstance(e, Delta)) == "Mexico City is the capital of Mexico."
+    assert "".join(e.text for e in out if isinstance(e, AnswerDelta)) == "Mexico City is the capital of Mexico."
     assert report.synthesis.fallback and "scaffolding" in report.synthesis.error
 
     fake = FakeCompleter(json_models={"judge"}).enqueue("writer", "Mexico.")
     for m in ("model-a", "model-b", "model-c"):
         fake.enqueue(m, "Mexico City is the capital of Mexico.")
     out = await events(request(messages=ask), fake)
-    assert "".join(e.text for e in out if isinstance(e, Delta)) == "Mexico." and not out[-1].report.synthesis.fallback
+    assert "".join(e.text for e in out if isinstance(e, AnswerDelta)) == "Mexico." and not out[-1].report.synthesis.fallback
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -230,7 +237,7 @@ async def test_aggregator_extractable_vote_answers_with_the_votes_draft_and_call
     fake.enqueue("model-a", "6 + 7 = 13.").enqueue("model-b", "It is 12.").enqueue("model-c", "The sum is 13.")
     out = await events(request(prof, messages=SUM, stream=stream), fake)
     report = out[-1].report
-    assert "".join(e.text for e in out if isinstance(e, Delta)) == "6 + 7 = 13."
+    assert "".join(e.text for e in out if isinstance(e, AnswerDelta)) == "6 + 7 = 13."
     assert fake.calls_to("judge") == [] and fake.calls_to("writer") == []
     assert report.deliberation["answer_from"] == "model-a" and report.degraded() == []
 

@@ -5,10 +5,11 @@ import pytest
 
 from chorus_litellm import pipeline
 from chorus_litellm.errors import QuorumError, UpstreamError
+from chorus_litellm.events import AnswerDelta, SynthesisStarted
 from chorus_litellm.runlog import RunEvent, RunLog, summarize
 from chorus_litellm.stages.geometry import Projection
 from chorus_litellm.testing import FakeCompleter, HashEmbedder, Reply
-from tests.factories import context, profile, request
+from tests.factories import context, finished, profile, request
 
 Q = [{"role": "user", "content": "What is six times seven? Give the final answer."}]
 
@@ -151,7 +152,7 @@ async def test_a_client_that_leaves_ends_the_log_as_cancelled():
     seen: list[RunEvent] = []
     run = pipeline.run(context(request(stream=True), fake, log=RunLog(seen.append)))
     async for event in run:
-        if type(event).__name__ == "Delta":
+        if event.kind == "answer_delta":
             break
     await run.aclose()
     assert seen[-1].type == "run_failed" and seen[-1].data["status"] == 499
@@ -162,9 +163,9 @@ async def test_answer_pieces_are_coalesced_per_window():
     seen: list[RunEvent] = []
     log = RunLog(seen.append, clock=lambda: now[0])
     for i in range(10):
-        log.emit("answer_delta", text=f"{i} ")
+        log.emit(AnswerDelta(f"{i} "))
         now[0] += 0.03
-    log.emit("run_done", answer="")
+    log.emit(finished())
     deltas = [e.data["text"] for e in seen if e.type == "answer_delta"]
     assert "".join(deltas) == "".join(f"{i} " for i in range(10)) and 2 <= len(deltas) <= 4
     assert seen[-1].type == "run_done" and [e.seq for e in seen] == list(range(1, len(seen) + 1))
@@ -172,7 +173,7 @@ async def test_answer_pieces_are_coalesced_per_window():
 
 def test_a_run_without_listeners_emits_nothing():
     log = RunLog()
-    log.emit("run_started", profile="x")
+    log.emit(SynthesisStarted("x"))
     assert log.seq == 0 and not log.watched
 
 
@@ -184,9 +185,9 @@ def test_every_listener_sees_every_event_and_a_failing_one_is_dropped(caplog):
         raise RuntimeError("observer bug")
 
     log = RunLog(first.append, broken, last.append, watched=False)
-    log.emit("run_started", profile="x")
-    log.emit("run_done", answer="")
-    assert [e.type for e in first] == [e.type for e in last] == ["run_started", "run_done"]
+    log.emit(SynthesisStarted("x"))
+    log.emit(finished())
+    assert [e.type for e in first] == [e.type for e in last] == ["synthesis_started", "run_done"]
     assert log.listeners == [first.append, last.append] and not log.watched
     assert "observer bug" in caplog.text
 

@@ -5,7 +5,7 @@ from chorus_litellm.adapters.signing import Signer
 from chorus_litellm.errors import StoreUnavailable, UpstreamError
 from chorus_litellm.settle import ReputationKeeper, Settler, receipt_id
 from chorus_litellm.testing import TEST_SIGNING_SEED, FakeCompleter, HashEmbedder, Reply
-from chorus_litellm.types import Done
+from chorus_litellm.events import RunDone
 from tests.factories import profile, request, run_events
 
 
@@ -34,7 +34,7 @@ async def settled(prof, fake, store, bounty=1000):
     req = dataclasses.replace(req, owner="team:team-a")
     finishers = [Settler(Signer(TEST_SIGNING_SEED), store, HashEmbedder()), ReputationKeeper(store)]
     events = await run_events(req, fake, embedder=HashEmbedder(), finishers=finishers)
-    assert isinstance(events[-1], Done)
+    assert isinstance(events[-1], RunDone)
     return events[-1].report
 
 

@@ -8,7 +8,7 @@ import pytest
 from chorus_litellm.errors import ConfigError, RequestError
 from chorus_litellm.stages import prompts
 from chorus_litellm.testing import FakeCompleter, Reply
-from chorus_litellm.types import Delta
+from chorus_litellm.events import AnswerDelta
 from tests.factories import profile, request, run_events
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather now in a city",
@@ -38,14 +38,14 @@ async def test_a_tool_turn_is_fused_and_only_the_synthesizer_may_call_the_client
     writer = fake.calls_to("writer")[0]
     assert writer.params["tools"] == TOOLS and writer.params["tool_choice"] == "auto"
     assert "call the tool instead of answering" in writer.messages[0]["content"]  # instructions: the system turn
-    assert "".join(e.text for e in events if isinstance(e, Delta)) == ""
+    assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) == ""
 
 
 async def test_the_panel_and_judge_read_tool_results_as_text_and_the_writer_the_real_turns():
     fake = FakeCompleter(json_models={"judge"})
     fake.enqueue("writer", "Too cold and snowy: take the bus.")
     events = await run_events(request(fusing(), messages=AFTER, tools=TOOLS), fake)
-    assert "".join(e.text for e in events if isinstance(e, Delta)) == "Too cold and snowy: take the bus."
+    assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) == "Too cold and snowy: take the bus."
     for call in fake.calls_to("model-a") + fake.calls_to("judge"):
         roles = [m["role"] for m in call.messages]
         assert "tool" not in roles and not any(m.get("tool_calls") for m in call.messages)

@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..errors import UpstreamError
-from ..types import Completion, Message, Relay, Usage
+from ..events import Relay
+from ..types import Completion, Message, Usage
 from . import compat
 from .llm import RouterCompleter, map_exception
 

@@ -2,15 +2,17 @@
 
 Translation only, and the one error boundary. It validates the request (400s), answers
 a retried `debate_id` from what the first run stored (409 if the request differs),
-builds the run's context (ledger, ports, finishers) and turns `pipeline.run` events
-into a `ModelResponse` or `ModelResponseStream` chunks:
+builds the run's context (ledger, ports, finishers) and turns the client's kinds of
+`pipeline.run`'s events (events.CLIENT_KINDS; the rest are the event log's) into a
+`ModelResponse` or `ModelResponseStream` chunks:
 
-- `Progress` -> `delta.reasoning_content` (clients that show reasoning show the stages)
-- `Delta`    -> `delta.content`, forwarded as the synthesizer writes it
-- `Relay`    -> the forwarded model's own response or chunk, passed on
-- `Done`     -> usage (sum of every inner call) and the `chorus` extension field on the
-                last content chunk, held back until then, before `finish_reason`
-                (`length` when the synthesis was cut off: `RunReport.finish_reason`)
+- `Progress`    -> `delta.reasoning_content` (clients that show reasoning show the stages)
+- `AnswerDelta` -> `delta.content`, forwarded as the synthesizer writes it
+- `Relay`       -> the forwarded model's own response or chunk, passed on
+- `RunDone`     -> usage (sum of every inner call) and the `chorus` extension field on the
+                   last content chunk, held back until then, before `finish_reason`
+                   (`length` when the synthesis was cut off: `RunReport.finish_reason`);
+                   `Replayed` the same from a retried debate_id's stored first run
 
 Charging: the ledger calls `_Charge` after every inner call, so LiteLLM's logging object
 always holds the run's running total: the success path charges it (non-streaming
@@ -62,7 +64,8 @@ from ..runlog import Listener, RunLog
 from ..settings import load_settings
 from ..settle import ReputationKeeper, Settler, TranscriptKeeper, prior_run
 from ..stages.settlement import idempotency_hash
-from ..types import Budget, Caller, Delta, Done, Progress, Relay
+from ..events import CLIENT_KINDS, AnswerDelta, Progress, Relay, Replayed, RunDone
+from ..types import Budget, Caller
 from . import compat, metrics, tracing
 from .embeddings import BatchedEmbedder, Embedder
 from .eventlog import EventLog
@@ -340,22 +343,23 @@ class FusionHandler(CustomLLM):
         store = await self._started_store()
         prior, claim = await self._first_run(store, req, timeout)
         if prior is not None:  # the first run queued its own webhook
-            yield Delta(prior["answer"])
-            yield Done(prior)
+            yield AnswerDelta(prior["answer"])
+            yield Replayed(prior)
             return
         done = False
         heartbeat = asyncio.ensure_future(self._heartbeat(store, claim)) if claim is not None else None
         try:
             async with contextlib.aclosing(pipeline.run(self._context(req, logging_obj, timeout))) as events:
                 async for event in events:
-                    if isinstance(event, Done):
+                    if isinstance(event, RunDone):
                         if req.callback_url:
                             # before the answer ends
                             await self._notify(req, "run.done", _done_summary(event.report, req))
                             done = True
                         await self._release(store, heartbeat, claim)  # its transcript is stored: duplicates replay it
                         heartbeat = claim = None
-                    yield event
+                    if event.kind in CLIENT_KINDS:  # the rest is the log's subscribers'
+                        yield event
         except BaseException as exc:
             if req.callback_url and not done:  # may be a closing generator: queued beside, not awaited here
                 task = asyncio.ensure_future(self._notify(req, "run.failed", {**_summary(req), **runlog.failed(exc)}))
@@ -465,10 +469,10 @@ class FusionHandler(CustomLLM):
                 async for event in events:
                     if isinstance(event, Relay):
                         relayed = event.item
-                    elif isinstance(event, Delta):
+                    elif isinstance(event, AnswerDelta):
                         text.append(event.text)
-                    elif isinstance(event, Done):
-                        return self._response(relayed or model_response, "".join(text), event.report, req)
+                    elif isinstance(event, RunDone | Replayed):
+                        return self._response(relayed or model_response, "".join(text), _report(event), req)
         except Exception as exc:  # noqa: BLE001 - the one mapping boundary
             raise to_litellm_error(exc, self.name(model)) from exc
         raise to_litellm_error(RuntimeError("the fusion pipeline ended without an answer"), self.name(model))
@@ -505,8 +509,8 @@ class FusionHandler(CustomLLM):
         events = self._events(req, logging_obj, timeout)
         async with contextlib.aclosing(events):
             async for event in events:
-                if isinstance(event, Done):
-                    report = event.report
+                if isinstance(event, RunDone | Replayed):
+                    report = _report(event)
                     calls = _tool_calls(report)
                     if calls:  # the synthesizer's tool calls: one delta, then finish_reason "tool_calls"
                         for held in tail:
@@ -580,6 +584,11 @@ class FusionHandler(CustomLLM):
         response._hidden_params["response_cost"] = report.cost
         response.chorus = _extension(report, req)  # type: ignore[attr-defined]
         return response
+
+
+def _report(event: RunDone | Replayed) -> Any:
+    """The run's report, or a replayed run's stored record."""
+    return event.report if isinstance(event, RunDone) else event.record
 
 
 def _summary(req: FusionRequest) -> dict:

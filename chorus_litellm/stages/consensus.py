@@ -19,16 +19,17 @@ summary of the disagreement (unless the client asked for JSON).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import runlog
 from ..errors import QuorumError, UpstreamError
 from ..request import wants_json
-from ..types import Message, Outcome, Panel, Progress, Seat
+from ..events import CandidateDone, CandidateStarted, Progress, RoundDone, ballots, candidate_point
+from ..types import Message, Outcome, Panel, Seat
 from . import budget, prompts
 from .extract import panel_vote
 from .geometry import Projection
@@ -121,15 +122,15 @@ class _CandidateMap:
         self.vectors: np.ndarray | None = None
         self.xyz: np.ndarray | None = None
 
-    def close(self, done: dict, text: str | None) -> None:
+    def close(self, done: RoundDone, text: str | None) -> None:
         """A vote round's `round_done`: at once, or with its candidate's point (measured off
         the critical path) when a viewer renders the map."""
         if self.ctx.watched and self.ctx.embedder is not None and text and self.texts:
             self.ctx.spawn(self._placed(done, text))
         else:
-            self.ctx.emit("round_done", **done)
+            self.ctx.emit(done)
 
-    async def _placed(self, done: dict, text: str) -> None:
+    async def _placed(self, done: RoundDone, text: str) -> None:
         try:
             if self.vectors is None:
                 vectors = await self.ctx.embedder.encode([*self.texts, text])
@@ -139,12 +140,12 @@ class _CandidateMap:
                 vector = (await self.ctx.embedder.encode([text]))[0]
             sims = self.vectors @ vector
             weights = np.exp((sims - sims.max()) / self.SHARPNESS)
-            point = runlog.candidate_point(done["round"], done["candidate"], weights @ self.xyz / weights.sum(),
-                                           dict(zip(self.names, sims.tolist(), strict=True)))
-            done = {**done, "points": [point]}
+            point = candidate_point(done.round, done.candidate, weights @ self.xyz / weights.sum(),
+                                    dict(zip(self.names, sims.tolist(), strict=True)))
+            done = dataclasses.replace(done, points=[point])
         except Exception as exc:  # noqa: BLE001 - the map is extra: the round's votes still go out
             self.ctx.report.notes.append(f"live view: {type(exc).__name__}: {exc}")
-        self.ctx.emit("round_done", **done)
+        self.ctx.emit(done)
 
 
 class _Capped(Exception):
@@ -178,7 +179,7 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     async def synthesizer(instructions: str, data: object, stage: str) -> str:
         step()
         version, model = len(written) + 1, ctx.profile.aggregator.synthesizer
-        ctx.emit("candidate_started", version=version, stage=stage, model=model)
+        ctx.emit(CandidateStarted(version, stage, model))
         try:
             completion = await ctx.completer.complete(
                 model,
@@ -187,10 +188,10 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
                 **ctx.final_params,
             )
         except UpstreamError as exc:
-            ctx.emit("candidate_done", **runlog.candidate(version, stage, model, error=exc))
+            ctx.emit(CandidateDone(version, stage, model, error=exc))
             raise
         written.append(version)
-        ctx.emit("candidate_done", **runlog.candidate(version, stage, model, completion))
+        ctx.emit(CandidateDone(version, stage, model, completion))
         return completion.text
 
     # A missed quorum here fails the run, cleanly; drafts come in waves (panel.early_stop).
@@ -220,7 +221,7 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
             step()
             critiques = await everyone("critique", ask_all(prompts.CONSENSUS_CRITIQUE, anonymized, voters), voters)
             notes = [a.completion.text for a in critiques.answers]
-            ctx.emit("round_done", **runlog.round_done(round=2, clusters=[[a.seat.name for a in critiques.answers]]))
+            ctx.emit(RoundDone(2, clusters=[[a.seat.name for a in critiques.answers]]))
         except QuorumError:
             notes = []  # write the candidate from the drafts alone
         yield Progress("consensus", f"Critiques: {len(notes)}.")
@@ -247,11 +248,9 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
             share = round(accepted / max(1, len(counted)), 4)
             approvals.append(share)
             split = [[n for n, v in counted.items() if v["accept"]], [n for n, v in counted.items() if not v["accept"]]]
-            ballots = runlog.ballots({a.seat.name: cast.get(a.seat.name) for a in ballot.answers},
-                                     standing if seed else None)
-            mapped.close(runlog.round_done(round=2 + round_no, agreement=share, clusters=split, votes=ballots,
-                                           vote={"answer": "accept", "share": share}, candidate=len(written)),
-                         candidate)
+            marks = ballots({a.seat.name: cast.get(a.seat.name) for a in ballot.answers}, standing if seed else None)
+            mapped.close(RoundDone(2 + round_no, agreement=share, clusters=split, votes=marks,
+                                   vote={"answer": "accept", "share": share}, candidate=len(written)), candidate)
             yield Progress("consensus", f"Vote {round_no}: {accepted} of {len(counted)} accept (need {needed})"
                                         + (f", {len(ballot.answers) - len(cast)} unreadable vote(s) skipped." if seed
                                            else "."))

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import runlog
 from ..errors import QuorumError
-from ..types import Message, Outcome, Panel, PanelAnswer, Progress, Seat, SeatResult
+from ..events import Answered, Progress, RoundDone
+from ..types import Message, Outcome, Panel, PanelAnswer, Seat, SeatResult
 from . import atlas, budget, echo, geometry, prompts
 from .extract import answer_key, confidence, tally
 from .panel import results as panel_results
@@ -161,7 +161,7 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
             if reason is None:
                 eligible.append(i)
             else:
-                ctx.emit("answer", **runlog.echo(runlog.answer(answer, round_no), reason))
+                ctx.emit(Answered(answer, round_no, echo=reason))
         turns.append(round_turns)
         for t in round_turns:
             streaks[t.seat] = streaks.get(t.seat, 0) + 1 if t.echo else 0
@@ -197,8 +197,9 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
         ))
         prev = (result, vecs, eligible, round_turns)
         flips = _flips(turns[-2:], stats[-2:]) if round_no > 1 else []
-        ctx.emit("round_done", **stats[-1].as_dict(), flips=flips,
-                 **(space.add(round_no, [a.seat.name for a in result.answers], vecs, lay) if ctx.watched else {}))
+        ctx.emit(RoundDone(**stats[-1].as_dict(), flips=flips,
+                           **(space.add(round_no, [a.seat.name for a in result.answers], vecs, lay)
+                              if ctx.watched else {})))
         yield Progress("debate", _progress(stats[-1], len(result.answers)))
 
         adaptive = config.adaptive_stop

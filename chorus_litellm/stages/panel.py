@@ -14,11 +14,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import runlog
 from ..adapters.llm import Completer
 from ..config import PanelConfig
 from ..errors import QuorumError, UpstreamError
-from ..types import Message, Outcome, Panel, PanelAnswer, PanelFailure, Progress, Seat, SeatResult
+from ..events import Answered, EarlyStop, Progress, RoundDone, RoundStarted
+from ..types import Message, Outcome, Panel, PanelAnswer, PanelFailure, Seat, SeatResult
 from . import atlas, budget, extract, prompts
 
 if TYPE_CHECKING:
@@ -251,10 +251,10 @@ async def round_of(ctx: RunContext, among: list[Seat], round_no: int, per_seat: 
     failure as it arrives (`on_answer` sees the answers too). `quorum` defaults to the
     run's (a re-vote of a few seats needs fewer). `early`: round 1 of a protocol, asked in
     waves under `panel.early_stop`; the seats it saved are counted on the run's report."""
-    ctx.emit("round_started", round=round_no, stage=stage, seats=[s.name for s in among])
+    ctx.emit(RoundStarted(round_no, stage, [s.name for s in among]))
 
     def seen(result: PanelAnswer | PanelFailure) -> None:
-        ctx.emit("answer", **runlog.answer(result, round_no))
+        ctx.emit(Answered(result, round_no))
         if on_answer is not None and isinstance(result, PanelAnswer):
             on_answer(result)
 
@@ -263,7 +263,7 @@ async def round_of(ctx: RunContext, among: list[Seat], round_no: int, per_seat: 
                            per_seat=per_seat, on_result=seen, stage=stage, question=ctx.question if early else None)
     if early and first_wave(ctx.panel, len(among), ctx.question):
         ctx.report.early_stop = early_stop_summary(result, len(among))
-        ctx.emit("early_stop", round=round_no, **ctx.report.early_stop)
+        ctx.emit(EarlyStop(round_no, ctx.report.early_stop))
     return result
 
 
@@ -292,13 +292,12 @@ class RoundMaps:
             self.last = asyncio.ensure_future(self._mapped(panel, round_no, self.last))
             self.ctx.spawn(self.last)
         else:
-            self.ctx.emit("round_done", **runlog.round_done(
-                round=round_no, clusters=[[a.seat.name for a in panel.answers]], **answer_measure(self.ctx, panel)))
+            self.ctx.emit(RoundDone(round_no, clusters=[[a.seat.name for a in panel.answers]],
+                                    **answer_measure(self.ctx, panel)))
 
     async def _mapped(self, panel: Panel, round_no: int, previous: asyncio.Future | None) -> None:
         ctx, answers = self.ctx, panel.answers
-        done = runlog.round_done(round=round_no, clusters=[[a.seat.name for a in answers]],
-                                 **answer_measure(ctx, panel))
+        done: dict[str, Any] = {"clusters": [[a.seat.name for a in answers]], **answer_measure(ctx, panel)}
         if ctx.embedder is not None and len(answers) > 0:
             vectors = await ctx.embedder.encode([a.completion.text for a in answers])
             if previous is not None:
@@ -310,7 +309,7 @@ class RoundMaps:
                         **self.space.add(round_no, names, vectors, lay))
         elif previous is not None:
             await asyncio.wait([previous])
-        ctx.emit("round_done", **done)
+        ctx.emit(RoundDone(round_no, **done))
 
 
 def close_round(ctx: RunContext, panel: Panel, round_no: int) -> None:
