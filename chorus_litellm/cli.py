@@ -34,12 +34,14 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from . import peer_cli, startup
+from .adapters.litellm_log import pricing_note
 from .config import load_profiles, provider_of, read_config_file
 from .errors import ConfigError
 from .evaluation import command as eval_command
 
 
-def check(path: str) -> int:
+def check(path: str, *, each: bool = True) -> int:
+    """Validate `path`'s fusion profiles: a line per profile (`each`) and a summary line."""
     from .adapters.compat import is_builtin_provider
 
     try:
@@ -49,7 +51,7 @@ def check(path: str) -> int:
         problems = str(exc).splitlines() if isinstance(exc, ConfigError) else [str(exc)]
         print(f"chorus: {path}: invalid, {len(problems)} problem(s)", *problems, sep="\n", file=sys.stderr)
         return 1
-    for name, p in profiles.items():
+    for name, p in profiles.items() if each else ():
         pool = [f"{p.panel.seats} from pool {p.panel.pool} by {p.panel.select}"] if p.panel.pool else []
         panel = f"self-MoA {p.panel.self_moa.model} x{p.panel.self_moa.samples}" if p.panel.self_moa else \
             ", ".join([*(m.model for m in p.panel.members), *pool])
@@ -111,8 +113,10 @@ WORKER_HEALTHCHECK_S = 30
 
 
 def serve(args: argparse.Namespace) -> int:
-    if check(args.config):
+    if check(args.config, each=False):  # `chorus check` lists the profiles
         return 1
+    if note := pricing_note(read_config_file(args.config)):  # once, for every worker's per-model warnings
+        print(f"chorus: {note}", flush=True)
     ports = {"--port": (args.host, args.port), **({"--demo-port": (startup.DEMO_HOST, args.demo_port)}
                                                    if args.demo else {})}
     try:
@@ -130,8 +134,9 @@ def serve(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, config: str) -> int:
     """Start the demo upstream (with --demo; StartError if it cannot) and the proxy on
     `config`; wait for the proxy."""
-    # The packaged price map: the proxy otherwise tries to download one at start.
-    # NUM_WORKERS tells each worker how many share the cores (embedding threads per worker).
+    # The packaged price map (main() set it for this process): the proxy otherwise tries
+    # to download one at start. NUM_WORKERS tells each worker how many share the cores
+    # (embedding threads per worker).
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **os.environ, "NUM_WORKERS": str(args.workers)}
     children: list[subprocess.Popen] = []
     if args.demo:
@@ -202,13 +207,16 @@ def _port(value: str) -> int:
 
 
 def prepare_embeddings(config: str) -> None:
-    """Distil the profiles' static embedding models now, once per machine (cached), so the
-    proxy's workers start with them ready instead of each waiting on the first start."""
-    from .adapters.embeddings import STATIC_PREFIX, distilled
+    """Distil the profiles' static embedding models that are neither shipped (the default
+    is) nor distilled here before, now, so the proxy's workers start with them ready
+    instead of each waiting on the first start. Says so first: it takes half a minute."""
+    from .adapters.embeddings import STATIC_PREFIX, distilled, ready, static_source
     from .sdk import embedding_models
 
     for name in sorted(embedding_models(load_profiles(read_config_file(config)))):
-        if name.startswith(STATIC_PREFIX):
+        if name.startswith(STATIC_PREFIX) and ready(name) is None:
+            print(f"chorus: distilling the static embedding model {name} from {static_source(name)}: once on this "
+                  "machine (about 30 s on 2 cores; cached for every later start)", flush=True)
             print(f"chorus: embedding model {name} ready in {distilled(name)}", flush=True)
 
 
@@ -273,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # LiteLLM's bundled price map, as its own `lite` and `litellm-proxy` commands use: at
+    # import it otherwise downloads one, retrying for seconds where there is no network.
+    # Before anything imports litellm (`check` does); an explicit setting is kept.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     args = build_parser().parse_args(argv)
     if args.command == "peer":
         return peer_cli.run(args)

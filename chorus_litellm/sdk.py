@@ -24,8 +24,10 @@ def register(config: str | Path | dict, *, owner: str = "local") -> Any:
     import litellm
 
     from .adapters.compat import is_builtin_provider
+    from .adapters.litellm_log import quiet_pricing_warnings
     from .adapters.provider import FusionHandler
 
+    quiet_pricing_warnings()  # before the Router registers the models' prices
     data = read_config_file(config) if isinstance(config, str | Path) else dict(config)
     provider = provider_of(data)
     profiles = load_profiles(data, is_builtin=is_builtin_provider)
@@ -50,9 +52,12 @@ def proxy_handler() -> Any:
     profile stops the proxy with a message naming the profile and field.
     """
     from .adapters.compat import is_builtin_provider
+    from .adapters.litellm_log import quiet_pricing_warnings
     from .adapters.provider import FusionHandler
     from .settings import load_settings
 
+    # Loaded while the proxy reads litellm_settings, before its Router registers the models.
+    quiet_pricing_warnings()
     load_settings()  # every CHORUS_* variable, checked now: a bad one stops the proxy, named
     profiles, config = {}, {}
     path = _proxy_config_path()

@@ -1,11 +1,19 @@
 """The `chorus` command line as a parser: every option says what it does (issue 25:
-`chorus peer join --help` had no text for --key, --pool, --max-concurrency)."""
+`chorus peer join --help` had no text for --key, --pool, --max-concurrency); and what a
+command does before it reaches LiteLLM (issue 25: `chorus serve` on a machine without a
+network retried a price map download for seconds)."""
 
 import argparse
+import http.server
+import os
+import subprocess
+import sys
+import threading
 
 import pytest
 
 from chorus_litellm.cli import build_parser
+from tests.servers import ROOT
 
 
 def commands(parser: argparse.ArgumentParser, name: str = "chorus"):
@@ -42,3 +50,46 @@ def test_peer_join_explains_key_pool_and_max_concurrency(capsys):
     assert "--key FILE this peer's key from `chorus peer keygen`" in text
     assert "--pool POOL the pool to join" in text
     assert "--max-concurrency N calls each proxy worker sends your server at once" in text
+
+
+@pytest.fixture
+def cost_map_url():
+    """A price map server on 127.0.0.1 that counts downloads and has none (404)."""
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # http.server's name
+            hits.append(self.path)
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/model_prices.json", hits
+    server.shutdown()
+
+
+def chorus_check(url: str, **env: str) -> subprocess.CompletedProcess:
+    """`chorus check` on the shipped config, LiteLLM's price map at `url`, nothing else set."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LITELLM_")}
+    return subprocess.run([sys.executable, "-m", "chorus_litellm.cli", "check", str(ROOT / "litellm_config.yaml")],
+                          capture_output=True, text=True, env={**environ, "LITELLM_MODEL_COST_MAP_URL": url, **env},
+                          timeout=120, check=False)
+
+
+def test_a_chorus_command_downloads_no_price_map(cost_map_url):
+    """`chorus check` (and `chorus serve`, which runs it first) imports litellm, which would
+    download its price map: the command uses LiteLLM's bundled one, as `litellm-proxy` does."""
+    url, hits = cost_map_url
+    out = chorus_check(url)
+    assert out.returncode == 0, out.stderr
+    assert hits == [] and "cost map" not in out.stderr
+
+
+def test_an_explicit_litellm_local_model_cost_map_is_kept(cost_map_url):
+    url, hits = cost_map_url
+    out = chorus_check(url, LITELLM_LOCAL_MODEL_COST_MAP="False")
+    assert out.returncode == 0, out.stderr
+    assert hits  # the download this server refuses: the user asked for it

@@ -56,23 +56,52 @@ def test_the_transformer_reads_128_tokens_and_the_static_model_512():
     assert not np.allclose(static.encode([long]), static.encode([" ".join(["alpha"] * 200)]), atol=1e-3)
 
 
-def test_the_static_model_is_distilled_into_an_empty_cache_once(tmp_path, monkeypatch):
-    """A real distillation (~25 s) into an empty cache gives the same vectors as the
-    loaded default; a second call (another worker, the next start) reuses the folder."""
+def test_a_static_model_is_distilled_into_an_empty_cache_once_and_the_shipped_one_is_that_distillation(
+        tmp_path, monkeypatch):
+    """A real distillation (~30 s, 2 min on a loaded machine) of the packaged MiniLM, named
+    by its path so nothing shipped stands in: it encodes as the shipped default does (the
+    shipped table is this distillation's output); a second call (another worker, the next
+    start) reuses the folder."""
     import model2vec.distill as m2v
     from model2vec import StaticModel as Model2Vec
 
-    from chorus_litellm.adapters.embeddings import distilled
+    from chorus_litellm.adapters.embeddings import SHIPPED, distilled, resolve_model
 
-    folder = distilled(STATIC, cache=tmp_path)
+    name = f"static:{resolve_model(PACKAGED)}"
+    folder = distilled(name, cache=tmp_path)
     assert folder.parent == tmp_path / "static" and (folder / "chorus-distilled.json").exists()
     assert not list((tmp_path / "static").glob("*.tmp*"))
     texts = ["Raft elects a leader.", "Paxos chooses a value by majority."]
     fresh = np.asarray(Model2Vec.from_pretrained(str(folder)).encode(texts), dtype=np.float32)
     fresh /= np.linalg.norm(fresh, axis=1, keepdims=True)
+    assert distilled(STATIC, cache=tmp_path) == SHIPPED[STATIC]
     assert np.allclose(fresh, load_model(STATIC).encode(texts), atol=1e-3)
     monkeypatch.setattr(m2v, "distill", lambda **kw: pytest.fail("distilled twice"))
-    assert distilled(STATIC, cache=tmp_path) == folder
+    assert distilled(name, cache=tmp_path) == folder
+
+
+async def test_a_fresh_machine_answers_with_the_default_static_model_without_distilling(tmp_path, monkeypatch):
+    """Issue 25: a fresh machine's first start distilled the default for ~30 s before its
+    first answer. With an empty cache and distillation impossible, the default loads (the
+    shipped table) and a debate's run reports it as the model it used."""
+    import model2vec.distill as m2v
+
+    from chorus_litellm.adapters import embeddings
+
+    monkeypatch.setenv("CHORUS_CACHE_DIR", str(tmp_path))
+    def distill(**kw):
+        raise AssertionError("distilled the shipped default")  # an Exception: the run fails, nothing hangs
+
+    monkeypatch.setattr(m2v, "distill", distill)
+    monkeypatch.setattr(embeddings, "_models", {})  # not the model this process loaded before
+    fake = FakeCompleter()
+    fake.enqueue("a", "Six multiplied by seven equals 42. The answer is 42.")
+    fake.enqueue("b", "Seven sixes are forty-two. The answer is 42.")
+    prof = profile(debate={"protocol": "debate"}, panel={"members": ["a", "b"], "min_quorum": 2})
+    req = request(prof, messages=[{"role": "user", "content": "What is six times seven?"}])
+    events = await run_events(req, fake, embedder=BatchedEmbedder(STATIC))
+    assert events[-1].report.deliberation["embedding_model"] == STATIC
+    assert not list(tmp_path.iterdir())  # nothing distilled, nothing written
 
 
 async def test_debate_with_real_embeddings_filters_a_parrot(embedder):
@@ -127,7 +156,9 @@ def test_torch_threads_are_shared_out_among_the_workers():
 
 
 def test_chorus_serve_distils_the_profiles_static_models_before_the_workers_start(tmp_path, monkeypatch, capsys):
-    """Each static model a profile names, once; a transformer needs no distillation."""
+    """Each static model a profile names that is neither shipped nor distilled here before,
+    once, under a line that says what is happening; the shipped default and a transformer
+    need no distillation, and no line."""
     import yaml
 
     from chorus_litellm import cli
@@ -135,14 +166,21 @@ def test_chorus_serve_distils_the_profiles_static_models_before_the_workers_star
     from tests.conftest import e2e_config
 
     config = e2e_config("http://127.0.0.1:9")
-    entry = next(e for e in config["model_list"] if e["model_name"] == "fusion/research")
-    entry["model_info"]["chorus"]["debate"] = {"embedding_model": PACKAGED}
+    entries = [e for e in config["model_list"] if (e.get("model_info") or {}).get("chorus")]
+    entries[0]["model_info"]["chorus"]["debate"] = {"embedding_model": PACKAGED}
+    entries[1]["model_info"]["chorus"]["debate"] = {"embedding_model": "static:my-encoder"}
     path = tmp_path / "litellm_config.yaml"
     path.write_text(yaml.safe_dump(config))
     calls = []
+    monkeypatch.setattr(embeddings, "ready", lambda name: embeddings.SHIPPED.get(name))
     monkeypatch.setattr(embeddings, "distilled", lambda name: calls.append(name) or tmp_path / "m")
     cli.prepare_embeddings(str(path))
-    assert calls == [STATIC] and f"embedding model {STATIC} ready" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert calls == ["static:my-encoder"]
+    assert out.splitlines() == [
+        ("chorus: distilling the static embedding model static:my-encoder from my-encoder: once on this machine "
+         "(about 30 s on 2 cores; cached for every later start)"),
+        f"chorus: embedding model static:my-encoder ready in {tmp_path / 'm'}"]
 
 
 def test_a_static_model_from_a_source_that_cannot_load_is_a_config_error(tmp_path):

