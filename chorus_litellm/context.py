@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .adapters.embeddings import Embedder
-from .adapters.llm import Completer, DefaultParams
+from .ports import Completer, DefaultParams, Embedder, Forwarder
 from .config import DebateConfig, PanelConfig, ProfileConfig
 from .ledger import Ledger
 from .report import RunReport
@@ -28,14 +27,6 @@ from .events import Event, Relay
 from .types import Completion, Message, Seat
 
 Finisher = Callable[[RunReport, FusionRequest], Awaitable[None]]
-
-
-class Forwarder(Protocol):
-    """The forward leg's port: the gate's single model answers the request as it is."""
-
-    def forward(self, model: str, messages: list[Message], params: dict[str, Any], *, stream: bool,
-                timeout: float) -> AsyncIterator[Relay | Completion]:
-        """Yields the model's own response (or chunks) as `Relay`s, then its `Completion`."""
 
 
 @dataclass

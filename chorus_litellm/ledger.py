@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from .adapters.llm import Completer, Wrapper
+from .ports import Completer, Wrapper
 from .errors import UpstreamError
 from .report import RunReport
 from .types import Completion, Message

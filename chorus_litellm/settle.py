@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 from datetime import UTC, datetime
 
-from .adapters.embeddings import Embedder
+from .ports import Embedder
 from .adapters.signing import Signer
 from .errors import ConflictError, StoreUnavailable
 from .report import RunReport

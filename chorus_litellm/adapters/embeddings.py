@@ -35,18 +35,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import ConfigError
+from ..ports import Embedder  # noqa: F401 - the seam this module implements
 
 PACKAGED = "packaged:all-MiniLM-L6-v2"
 STATIC_PREFIX = "static:"
 STATIC = "static:all-MiniLM-L6-v2"  # distilled from PACKAGED; the default
 DEFAULT_MODEL = STATIC
-
-
-class Embedder(Protocol):
-    model_id: str
-
-    async def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """L2-normalized float32 vectors, one row per text."""
 
 
 def resolve_model(name: str) -> str:

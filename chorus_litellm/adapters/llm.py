@@ -36,60 +36,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 from ..errors import UpstreamError
+from ..ports import OWN_RETRIES, Completer, DefaultParams, Wrapper, worth_retrying  # noqa: F401 - re-exported seam
 from ..types import Completion, Message, Usage
 from . import compat
 
 log = logging.getLogger("chorus_litellm")
-
-
-class Completer(Protocol):
-    """`stage` and `seat` name the call (the ledger records them; LiteLLM sees them as
-    `metadata.tags`); `run` is the run id. Everything else goes to the model."""
-
-    async def complete(
-        self, model: str, messages: list[Message], *, timeout: float, stage: str = "", seat: str = "",
-        **params: Any,
-    ) -> Completion:
-        """One call; returns the whole answer or raises UpstreamError."""
-
-    def stream(
-        self, model: str, messages: list[Message], *, timeout: float, stage: str = "", seat: str = "",
-        **params: Any,
-    ) -> AsyncIterator[str | Completion]:
-        """Yields text deltas as they arrive, then one final Completion (usage, cost).
-        `timeout` bounds the time spent waiting for the model, never the consumer."""
-
-    def estimate(self, model: str, messages: list[Message], text: str) -> Completion:
-        """Usage and cost of a call that never reported its own (cut off or cancelled):
-        the prompt plus `text`, counted with the model's tokenizer and priced."""
-
-    def price(self, model: str, prompt: int, completion: int) -> float:
-        """USD for a call to `model` of `prompt` and `completion` tokens (0 when unpriced)."""
-
-    def max_output_tokens(self, model: str) -> int | None:
-        """The most tokens `model` may write in one answer, if known."""
-
-    def supports_web_search(self, model: str) -> bool:
-        """Whether LiteLLM's `web_search_options` may be sent to `model`."""
-
-    def supports_json_mode(self, model: str) -> bool:
-        """Whether `response_format={"type": "json_object"}` may be sent to `model`."""
-
-    def supports_response_schema(self, model: str) -> bool:
-        """Whether `response_format={"type": "json_schema", ...}` may be sent to `model`."""
-
-
-# The params of a call whose stage retries itself (see the module docstring): the
-# Router must not retry it too.
-OWN_RETRIES: dict[str, Any] = {"num_retries": 0}
-
-
-def worth_retrying(exc: UpstreamError) -> bool:
-    """Worth one more try: a timeout, a dropped connection, a 429 or a 5xx (not a content
-    filter, an empty answer or a request the model refused as malformed)."""
-    if exc.kind in ("timeout", "connection", "error"):
-        return True
-    return exc.kind == "http_error" and (exc.status is None or exc.status == 429 or exc.status >= 500)
 
 
 def router_attempts(response: Any) -> int:
@@ -372,43 +323,3 @@ def _completion(model, text, usage, cost, started, finish, tool_calls=(), cited=
         citations=cited,
         attempts=attempts,
     )
-
-
-class Wrapper:
-    """A Completer around another: the capability questions go to the inner one."""
-
-    def __init__(self, inner: Completer) -> None:
-        self.inner = inner
-
-    def estimate(self, model: str, messages: list[Message], text: str) -> Completion:
-        return self.inner.estimate(model, messages, text)
-
-    def price(self, model: str, prompt: int, completion: int) -> float:
-        return self.inner.price(model, prompt, completion)
-
-    def max_output_tokens(self, model: str) -> int | None:
-        return self.inner.max_output_tokens(model)
-
-    def supports_web_search(self, model: str) -> bool:
-        return self.inner.supports_web_search(model)
-
-    def supports_json_mode(self, model: str) -> bool:
-        return self.inner.supports_json_mode(model)
-
-    def supports_response_schema(self, model: str) -> bool:
-        return self.inner.supports_response_schema(model)
-
-
-class DefaultParams(Wrapper):
-    """A Completer that adds default params (e.g. LiteLLM's `num_retries`) to every call;
-    a param the call names itself wins (a stage's `OWN_RETRIES`)."""
-
-    def __init__(self, inner: Completer, **defaults: Any) -> None:
-        super().__init__(inner)
-        self.defaults = defaults
-
-    async def complete(self, model, messages, *, timeout, **params) -> Completion:
-        return await self.inner.complete(model, messages, timeout=timeout, **{**self.defaults, **params})
-
-    def stream(self, model, messages, *, timeout, **params):
-        return self.inner.stream(model, messages, timeout=timeout, **{**self.defaults, **params})

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..adapters.llm import OWN_RETRIES, Completer, worth_retrying
+from ..ports import OWN_RETRIES, Completer, worth_retrying
 from ..config import AggregatorConfig
 from ..errors import UpstreamError
 from ..types import Analysis, Completion, Message, PanelAnswer, Point, Verdict

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..adapters.llm import Completer
+from ..ports import Completer
 from ..config import PanelConfig
 from ..errors import QuorumError, UpstreamError
 from ..events import Answered, EarlyStop, Progress, RoundDone, RoundStarted

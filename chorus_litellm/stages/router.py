@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..adapters.llm import OWN_RETRIES, Completer
+from ..ports import OWN_RETRIES, Completer
 from ..config import RouterConfig
 from ..errors import UpstreamError
 from ..types import Message, Route

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from ..adapters.llm import OWN_RETRIES, Completer, worth_retrying
+from ..ports import OWN_RETRIES, Completer, worth_retrying
 from ..config import AggregatorConfig
 from ..errors import DeadlineError, UpstreamError
 from ..request import prompt_text, wants_json
