@@ -158,9 +158,9 @@ async def test_past_the_cost_cap_a_json_answer_that_does_not_exist_is_refused_wi
 
 
 def test_a_team_key_is_held_to_its_teams_budget_not_its_users():
-    from chorus_litellm.adapters.provider import _caller
+    from chorus_litellm.adapters.translate import caller_of
 
     meta = {"user_api_key_team_id": "t", "user_api_key_user_id": "u", "user_api_key_team_spend": 1,
             "user_api_key_team_max_budget": 5, "user_api_key_user_spend": 10, "user_api_key_user_max_budget": 10,
             "user_api_key_max_budget": float("inf")}
-    assert _caller({"metadata": meta}).budgets == (Budget("team", "t", 1.0, 5.0),)
+    assert caller_of({"metadata": meta}).budgets == (Budget("team", "t", 1.0, 5.0),)

@@ -82,10 +82,10 @@ async def test_unknown_profile_is_400(fake):
 
 
 async def test_caller_identity_is_captured(fake):
-    from chorus_litellm.adapters.provider import _caller
+    from chorus_litellm.adapters.translate import caller_of
 
     meta = {"user_api_key_hash": "abc", "user_api_key_team_id": "team-a", "user_api_key_user_id": "u1"}
-    caller = _caller({"metadata": meta})
+    caller = caller_of({"metadata": meta})
     assert (caller.key_hash, caller.team_id, caller.user_id) == ("abc", "team-a", "u1")
 
 
@@ -424,7 +424,7 @@ def test_one_embedder_per_event_loop():
     req = request(profile(debate={"protocol": "debate"}))
 
     async def get():
-        return handler._embedder_for(req), handler._embedder_for(req)
+        return handler.app.embedder_for(req), handler.app.embedder_for(req)
 
     (a1, a2), (b1, _) = asyncio.run(get()), asyncio.run(get())
     assert a1 is a2 and a1 is not b1
@@ -450,18 +450,18 @@ async def test_a_forwarded_response_is_copied_not_mutated():
 def test_the_callers_budgets_come_from_litellms_auth_object_or_its_metadata():
     from litellm.proxy._types import UserAPIKeyAuth
 
-    from chorus_litellm.adapters.provider import _caller
+    from chorus_litellm.adapters.translate import caller_of
     from chorus_litellm.types import Budget
 
     auth = UserAPIKeyAuth(api_key="h", key_alias="ci", team_id="t", spend=0.5, max_budget=1.0, team_spend=3.0,
                           team_max_budget=10.0, user_id="u")
-    caller = _caller({"metadata": {"user_api_key_auth": auth, "user_api_key_team_id": "t",
+    caller = caller_of({"metadata": {"user_api_key_auth": auth, "user_api_key_team_id": "t",
                                    "user_api_key_user_id": "u", "user_api_key_alias": "ci"}})
     assert caller.budgets == (Budget("key", "ci", 0.5, 1.0), Budget("team", "t", 3.0, 10.0))
     meta = {"user_api_key_hash": "h", "user_api_key_user_id": "u", "user_api_key_user_spend": 4,
             "user_api_key_user_max_budget": 5, "user_api_key_max_budget": None}
-    assert _caller({"metadata": meta}).budgets == (Budget("user", "u", 4.0, 5.0),)
-    assert _caller({}).budgets == ()
+    assert caller_of({"metadata": meta}).budgets == (Budget("user", "u", 4.0, 5.0),)
+    assert caller_of({}).budgets == ()
 
 
 def test_a_budget_refusal_is_served_as_litellms_budget_error():
