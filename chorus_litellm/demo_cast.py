@@ -11,9 +11,13 @@ runs), the answers a panel sees are a believable discussion instead:
   or "it depends"; anything else one of three approaches. Every answer ends on
   "Final answer: ...", so the vote can read it.
 - Later rounds (debate, MoA layers): a member reads the others' final answers; one
-  outside the leading position moves to it, most in round 2 and all by round 3, except
-  a stubborn contrarian on about a third of the prompts, who keeps dissenting to the end.
-  Wording changes every round, so the answers move on the map.
+  outside the leading position (a sum's: the right answer, once a member sees it) moves
+  to it, most in round 2 and all by round 3, except a stubborn contrarian on about a
+  third of the prompts, who keeps dissenting to the end. A debate shows each member the
+  voice shared by most panelists and the most different one, never its own: a tie goes
+  to the shared voice, and the member that is the shared voice (shown only the most
+  different one) keeps its answer, so the panel comes round to the shared voice. A
+  member's wording changes every round, so the answers move on the map.
 - The judge groups the answers by position (consensus, contradictions, the best); the
   writer states the leading position and the dissent; consensus critiques, candidates,
   revisions and votes follow the same positions.
@@ -122,8 +126,8 @@ def reply(model: str, messages: list[dict]) -> str | None:
         return cast.candidate(_keys(last), revised=last.startswith(prompts.CONSENSUS_REVISE[:40]))
     round_no = _round(last)
     if round_no or last.startswith(prompts.MOA_LAYER[:40]):
-        own, others = _debate_data(last)
-        return cast.later(model, persona, round_no or 2, own, others)
+        own, others, shared = _debate_data(last)
+        return cast.later(model, persona, round_no or 2, own, others, shared)
     return cast.first(model, persona)
 
 
@@ -153,15 +157,19 @@ class _Cast:
             index = (_hash(model, self.question) % 4) % 3  # more often the first: a plain panel often agrees
         return self.positions[index]
 
-    def leader(self, keys: list[str]) -> str | None:
-        """The leading position among `keys`; ties go to the prompt's preferred one (for
-        a sum, the right answer)."""
+    def leader(self, keys: list[str], shared: str | None = None) -> str | None:
+        """The leading position among `keys`: for a sum, the right answer once anybody
+        gives it (a member checks the arithmetic); else the commonest, ties going to the
+        `shared` position (the voice shared by most panelists), else to the prompt's
+        preferred one."""
         known = [k for k in keys if k in self.positions]
         if not known:
             return None
         best = max(known.count(k) for k in known)
         tied = [k for k in self.positions if known.count(k) == best]
-        return tied[0] if self.kind == "sum" else min(tied, key=lambda k: _hash(self.question, k))
+        if self.kind == "sum":
+            return self.positions[0] if self.positions[0] in known else tied[0]
+        return shared if shared in tied else min(tied, key=lambda k: _hash(self.question, k))
 
     def stubborn(self, model: str, persona: str | None) -> bool:
         if persona:
@@ -172,19 +180,27 @@ class _Cast:
 
     def first(self, model: str, persona: str | None) -> str:
         sign = _signature(model, persona, self.kind)
-        return self.answer(self.start(model, persona), _hash(model, self.question, "1"), sign)
+        return self.answer(self.start(model, persona), self.wording(model, 1), sign)
 
-    def later(self, model: str, persona: str | None, round_no: int, own: str | None, others: list[str]) -> str:
+    def later(self, model: str, persona: str | None, round_no: int, own: str | None, others: list[str],
+              shared: str | None = None) -> str:
+        """`shared`: the text of the voice shared by most panelists; "" when that voice is
+        this member's own (a debate shows it only the most different one); None: unknown."""
         mine = _key(own) if own else self.start(model, persona)
         mine = mine if mine in self.positions else self.start(model, persona)
-        lead = self.leader([mine, *(k for k in map(_key, others) if k)])
-        salt, sign = _hash(model, self.question, str(round_no)), _signature(model, persona, self.kind)
+        lead = self.leader([mine, *(k for k in map(_key, others) if k)], mine if shared == "" else _key(shared))
+        wording, sign = self.wording(model, round_no), _signature(model, persona, self.kind)
         if lead is None or lead == mine:
-            return OPENERS["kept"] + self.answer(mine, salt, sign)
+            return OPENERS["kept"] + self.answer(mine, wording, sign)
+        salt = _hash(model, self.question, str(round_no))
         persuaded = not self.stubborn(model, persona) and (round_no >= 3 or salt % 3 != 0)
         if persuaded:
-            return OPENERS["moved"] + self.answer(lead, salt, sign)
-        return OPENERS["dissent"] + self.answer(mine, salt, sign)
+            return OPENERS["moved"] + self.answer(lead, wording, sign)
+        return OPENERS["dissent"] + self.answer(mine, wording, sign)
+
+    def wording(self, model: str, round_no: int) -> int:
+        """A member's wording: the next of three each round, so it never repeats its last answer."""
+        return _hash(model, self.question) + round_no
 
     def answer(self, key: str, salt: int, sign: str = "") -> str:
         if self.kind == "sum":
@@ -304,17 +320,34 @@ def _json_after(text: str, opener: str) -> object | None:
         return None
 
 
-def _debate_data(last: str) -> tuple[str | None, list[str]]:
+SHARED, MOST_DIFFERENT = "shared by most panelists", "most different"  # a debate's voices (stages/debate.py)
+
+
+def _debate_data(last: str) -> tuple[str | None, list[str], str | None]:
+    """(your previous answer, the others' texts, the shared voice's text: "" when it is
+    yours, None when the prompt does not say)."""
     data = _json_after(last, "{")
     if isinstance(data, dict):  # a debate round
-        return data.get("your_previous_answer"), [p.get("text", "") for p in data.get("panelists") or []]
+        panelists = [p for p in data.get("panelists") or [] if isinstance(p, dict)]
+        views = {p.get("view"): p.get("text", "") for p in panelists}
+        shared = views.get(SHARED, "" if MOST_DIFFERENT in views else None)
+        return data.get("your_previous_answer"), [p.get("text", "") for p in panelists], shared
     data = _json_after(last, "[")  # an MoA layer
-    return None, [r.get("text", "") for r in data or [] if isinstance(r, dict)]
+    return None, [r.get("text", "") for r in data or [] if isinstance(r, dict)], None
 
 
 def _drafts(last: str) -> list[tuple[str, str]]:
-    data = _json_after(last, "[")
-    return [(d.get("label", "?"), d.get("text", "")) for d in data or [] if isinstance(d, dict)]
+    """The labelled answers in a judge's or a writer's request: the first JSON list of
+    {label, text} (a judge's instructions, when they share the turn, show a list first)."""
+    at = last.find("[")
+    while at >= 0:
+        data = _json_after(last[at:], "[")
+        drafts = [(d.get("label", "?"), d["text"]) for d in data if isinstance(d, dict) and "text" in d] \
+            if isinstance(data, list) else []
+        if drafts:
+            return drafts
+        at = last.find("[", at + 1)
+    return []
 
 
 def _keys(text: str | None) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import fake_upstream, fusion_entry, litellm_proxy, model_entry
+from tests.servers import ROOT, fake_upstream, fusion_entry, litellm_proxy, model_entry
 
 MODELS = ["model-a", "model-b", "model-c", "slow-c", "fail500-b", "fail500-a", "fail429-b",
           "hang-c", "filter-b", "reject-c", "judge", "badjson-judge", "writer", "fail500-writer", "drip-writer",
@@ -68,11 +68,6 @@ def e2e_config(upstream: str) -> dict:
                                                    "echo": {"copy_similarity": 1.0}}}),
             e2e_entry("consensus", {**fusion(["model-a", "model-b", "model-c"]),
                                        "debate": {"protocol": "consensus", "max_rounds": 2}}),
-            e2e_entry("debate-paid", {**fusion(["model-a", {"model": "model-b", "persona": "skeptic"}, "model-c"],
-                                                  writer="drip-writer"),
-                                         "debate": {"protocol": "debate", "max_rounds": 2, "agreement": 1.0,
-                                                    "answer_agreement": 1.0,
-                                                    "echo": {"copy_similarity": 1.0}}}),
             e2e_entry("wide", {**fusion([["model-a", "model-b", "model-c"][i % 3] for i in range(10)], min_quorum=5),
                                   "debate": {"protocol": "debate", "max_rounds": 5, "adaptive_stop": False,
                                              "echo": {"copy_similarity": 1.0}}}),
@@ -137,6 +132,28 @@ def proxy(upstream, tmp_path_factory, signing_key):
     env = proxy_env(workdir, signing_key, spend)
     with litellm_proxy(e2e_config(upstream), workdir, env=env) as (url, log):
         yield type("Proxy", (), {"url": url, "log": log, "spend": spend, "workdir": workdir, "env": env})
+
+
+# The demo: the shipped litellm_config.yaml behind a real proxy, its 127.0.0.1:8001 api_base
+# pointed at the demo's cast (the fake upstream with `--cast`, as `chorus serve --demo` runs
+# it), at 0.15 s a call (members at their own pace) and about 100 streamed words a second:
+# slow enough that a browser sees the rounds arrive, fast enough for the suite.
+# tests/test_e2e_readme.py runs the README's examples against it, tests/test_browser.py
+# the page (and the docs' screenshots a user can reproduce with the shipped config).
+DEMO_KEY = "sk-chorus-demo"  # the shipped config's master key
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory, signing_key):
+    import yaml
+
+    workdir = tmp_path_factory.mktemp("demo")
+    with fake_upstream(latency=0.15, token_delay=0.01, cast=True) as cast:
+        shipped = (ROOT / "litellm_config.yaml").read_text().replace("http://127.0.0.1:8001", cast)
+        (workdir / "litellm_config.yaml").write_text(shipped)  # what the SDK example reads from its folder
+        env = {"CHORUS_DB_PATH": str(workdir / "chorus.sqlite3"), "CHORUS_SIGNING_KEY_FILE": signing_key["path"]}
+        with litellm_proxy(yaml.safe_load(shipped), workdir / "proxy", env=env) as (url, _log):
+            yield type("Demo", (), {"url": url, "workdir": workdir, "env": env, "key": DEMO_KEY})
 
 
 def spend_records(path: Path, call_id: str | None = None, wait: float = 10.0, count: int = 1) -> list[dict]:

@@ -3,6 +3,7 @@ and come round, so a demo debate really debates (issue 25, point 1)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -19,13 +20,16 @@ def ask(model: str, persona: str | None, question: str, extra: list[dict] = ()) 
     return demo_cast.reply(model, [*messages, *extra])
 
 
-def debate(question: str, rounds: int = 3, seats=SEATS) -> list[dict[str, str]]:
-    """Every seat sees every other seat's last answer, as the debate prompt gives them."""
+def debate(question: str, rounds: int = 3, seats=SEATS, shared: int = 0, different: int = -1) -> list[dict[str, str]]:
+    """As a debate shows them (stages/debate.py): each seat sees the voice shared by most
+    panelists and the most different one, never its own. The debate picks those two by
+    embedding; here they are the seats numbered `shared` and `different`."""
     history = [{m: ask(m, p, question) for m, p in seats}]
+    voices = [("shared by most panelists", seats[shared][0]), ("most different", seats[different][0])]
     for round_no in range(2, rounds + 1):
         last = history[-1]
         history.append({m: ask(m, p, question, [{"role": "user", "content": prompts.debate_user(
-            round_no, last[m], [("most different", t) for k, t in last.items() if k != m])}]) for m, p in seats})
+            round_no, last[m], [(view, last[k]) for view, k in voices if k != m])}]) for m, p in seats})
     return history
 
 
@@ -42,6 +46,21 @@ def test_a_persona_panel_starts_apart_and_comes_round(question):
     assert len(set(last.values())) < 3, last  # and fewer by the last round
     assert all(t.rstrip().splitlines()[-1].startswith("Final answer: ") for r in rounds for t in r.values())
     assert len({t for r in rounds for t in r.values()}) == sum(len(r) for r in rounds)  # nobody repeats anybody
+
+
+@pytest.mark.parametrize("shared, different", [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)])
+def test_the_panel_comes_round_to_the_shared_voice_whoever_it_is(shared, different):
+    """The shared voice (shown only the most different one) keeps its answer; the others,
+    tied, go its way: one position by round 3, the shared voice's, and nobody moves away."""
+    question = "Should we rewrite our backend in Rust?"
+    assert not demo_cast._Cast(question).stubborn_prompt
+    rounds = debate(question, shared=shared, different=different)
+    voice = SEATS[shared][0]
+    assert len({positions(r)[voice] for r in rounds}) == 1  # the shared voice keeps its answer
+    assert set(positions(rounds[-1]).values()) == {positions(rounds[0])[voice]}
+    for before, after in itertools.pairwise(rounds):  # a seat moves only to the shared voice's answer
+        moved = {m for m in after if positions(after)[m] != positions(before)[m]}
+        assert all(positions(after)[m] == positions(before)[voice] for m in moved), (before, after)
 
 
 def test_a_sum_converges_on_the_right_answer_and_the_vote_reads_it():
@@ -67,8 +86,9 @@ def test_the_judge_groups_by_position_and_the_writer_states_the_leader_and_the_d
     drafts = [("A", "Yes.\nFinal answer: yes."), ("B", "Yes indeed.\nFinal answer: yes."),
               ("C", "No.\nFinal answer: no.")]
     convo = [{"role": "user", "content": question}]
-    analysis = json.loads(demo_cast.reply("judge", [{"role": "system", "content": prompts.JUDGE_SYSTEM}, *convo,
-                                                    {"role": "user", "content": prompts.judge_user(drafts)}]))
+    # as the judge stage asks: its instructions (with a JSON example) and the data in one turn
+    analysis = json.loads(demo_cast.reply("judge", prompts.with_context(convo, prompts.JUDGE_SYSTEM,
+                                                                        prompts.judge_user(drafts))))
     assert analysis["consensus"][0]["support"] == ["A", "B"] and analysis["best"] == "A"
     assert [c["support"] for c in analysis["contradictions"]] == [["C"]]
     written = demo_cast.reply("writer", prompts.writer_request(convo, prompts.SYNTH_SYSTEM,

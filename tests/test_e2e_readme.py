@@ -1,7 +1,8 @@
 """The README's client examples, run as written against the demo (issue 25, point 2).
 
 The shipped litellm_config.yaml behind a real proxy, its upstream the demo's cast (the
-fake upstream with `--cast`, as `chorus serve --demo` runs it). Each code block of the
+fake upstream with `--cast`, as `chorus serve --demo` runs it): the session's `demo`
+fixture (tests/conftest.py), which tests/test_browser.py shares. Each code block of the
 README's "Calling a fusion model" section runs in its own process, only the address
 changed (127.0.0.1:4000 -> this proxy; the config's 127.0.0.1:8001 -> this upstream):
 every one must fuse and show the stages' progress, not only the answer.
@@ -17,9 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-from tests.servers import fake_upstream, litellm_proxy
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = ("## Calling a fusion model", "## Adding fusion to your own proxy")
@@ -32,17 +30,6 @@ def readme_examples() -> list[tuple[str, str]]:
 
 
 EXAMPLES = readme_examples()
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory, signing_key):
-    workdir = tmp_path_factory.mktemp("demo")
-    with fake_upstream(cast=True) as upstream:
-        shipped = (ROOT / "litellm_config.yaml").read_text().replace("http://127.0.0.1:8001", upstream)
-        (workdir / "litellm_config.yaml").write_text(shipped)  # what the SDK example reads from its folder
-        env = {"CHORUS_DB_PATH": str(workdir / "chorus.sqlite3"), "CHORUS_SIGNING_KEY_FILE": signing_key["path"]}
-        with litellm_proxy(yaml.safe_load(shipped), workdir / "proxy", env=env) as (url, _log):
-            yield type("Demo", (), {"url": url, "workdir": workdir, "env": env})
 
 
 def run_example(demo, lang: str, code: str) -> str:

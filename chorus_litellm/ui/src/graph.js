@@ -11,6 +11,7 @@ import { clusterColor, ECHO, esc, excerpt, seatColor, VOICE } from "./util.js";
 const SCALE = 200;
 const MIN_EXTENT = 0.2 * SCALE; // the smallest view reaches 0.2 (cosine 0.98) either side of the centre
 const NICE = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1]; // scale bar lengths, embedding units
+const FIT_AWAKE_MS = 30_000; // the longest the graph stays awake for a camera still on its way to a fit
 const CANDIDATE = "#f8fafc"; // a consensus candidate's node
 const VOTE = { accept: "rgba(52,211,153,0.85)", reject: "rgba(255,77,109,0.85)" };
 
@@ -126,9 +127,19 @@ export class ConsensusGraph {
     }
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
+      // The camera still on its way to a fit (frames can take seconds on a busy software
+      // renderer): stay awake until it gets there, for at most FIT_AWAKE_MS after the fit.
+      if (!this.cameraArrived() && performance.now() < (this.fitAt ?? 0) + FIT_AWAKE_MS) return this.wake(ms);
       this.fg.pauseAnimation();
       this.paused = true;
     }, ms);
+  }
+
+  /** The camera got where the last fit sent it (true when there was none). */
+  cameraArrived() {
+    const target = this.fg.controls()?.target;
+    if (this.fitDepth == null || !target) return true;
+    return Math.abs(this.fg.camera().position.distanceTo(target) - this.fitDepth) < 0.5;
   }
 
   visible(n) {
@@ -292,6 +303,7 @@ export class ConsensusGraph {
     const pos = c.clone().add(back.multiplyScalar(dist));
     fg.cameraPosition({ x: pos.x, y: pos.y, z: pos.z }, { x: c.x, y: c.y, z: c.z }, ms);
     this.fitDepth = dist;
+    this.fitAt = performance.now();
     this.drawScale(dist); // now, not a frame later: frames are slow on a software renderer
   }
 
@@ -327,10 +339,8 @@ export class ConsensusGraph {
     const pts = nodes.map((n) => this.fg.graph2ScreenCoords(n.x, n.y, n.z));
     let max = 0;
     for (const a of pts) for (const b of pts) max = Math.max(max, Math.hypot(a.x - b.x, a.y - b.y));
-    const target = this.fg.controls()?.target;
-    const depth = target ? this.fg.camera().position.distanceTo(target) : null;
     // settled: the camera got where the last fit sent it (its transition runs on frames)
-    const settled = this.fitDepth != null && depth != null && Math.abs(depth - this.fitDepth) < 0.5;
+    const settled = this.fitDepth != null && this.cameraArrived();
     return { px: max, width: this.container.clientWidth, height: this.container.clientHeight, settled };
   }
 

@@ -87,7 +87,7 @@ export function renderRoundTable(el, run) {
             "tr",
             null,
             h("td", null, `R${r}`),
-            h("td", null, vote && d.candidate ? `vote · v${d.candidate}` : run.earlyStop?.round === r ? `${stage} · early stop` : stage),
+            h("td", null, vote && d.candidate ? `vote · v${d.candidate}` : run.earlyStop?.round === r && run.earlyStop.saved ? `${stage} · early stop` : stage),
             h("td", null, vote ? "—" : fmtPct(d.agreement)),
             h("td", { title: d.answer_agreement == null ? "no extractable answers (open-ended)" : "share of the leading extracted answer" }, vote ? "—" : fmtPct(d.answer_agreement)),
             h("td", null, fmtNum(d.shift, 3)),
