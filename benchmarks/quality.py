@@ -665,7 +665,7 @@ def run(args) -> None:
                 print(f"\n[{i}/{len(jobs)}] {task} x {c.key} ({c.model}), {time.monotonic() - started:.0f} s so far",
                       file=sys.stderr, flush=True)
                 t0 = time.monotonic()
-                code = eval_once(url, paths[task], c, run_dir, args)
+                code = eval_once(url, paths[task], c, run_dir, args, limit=args.limit)
                 with contextlib.suppress(Exception):  # a number for the table, never a reason to stop
                     collect_calls(url, paths[task], c, run_dir)
                 took = time.monotonic() - t0
@@ -753,6 +753,9 @@ def main() -> None:
     parser.add_argument("--tasks", default="capitals,sums", help=f"comma-separated, of {', '.join(TASKS)}")
     parser.add_argument("--per-task", type=int, default=100, help="questions per task (default 100)")
     parser.add_argument("--models", help="comma-separated contender keys (default: all)")
+    parser.add_argument("--limit", type=int,
+                        help="ask only the first N questions of each task (a partial row: the table's n says so); "
+                             "rerun without it to complete the row")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder; rerun with the same one to resume")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help=f"the final answer's max_tokens (default {MAX_TOKENS}; the profiles' members: MAX_TOKENS)")
