@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from .ports import Completer, DefaultParams, Embedder, Forwarder
 from .config import DebateConfig, PanelConfig, ProfileConfig
@@ -23,8 +23,8 @@ from .report import RunReport
 from .request import FusionRequest, prompt_text
 from .runlog import RunLog
 from .stages import prompts
-from .events import Event, Relay
-from .types import Completion, Message, Seat
+from .events import Event
+from .types import Message, Seat
 
 Finisher = Callable[[RunReport, FusionRequest], Awaitable[None]]
 

@@ -105,10 +105,10 @@ OPENERS = {"kept": "I keep my answer after reading the others. ",
 
 def reply(model: str, messages: list[dict]) -> str | None:
     """The cast's answer to one request, or None for the fake upstream's own."""
-    text = _text(messages)
+    text = prompt_text(messages)
     if "CHORUS-CLASSIFIER" in text:
         return None
-    last = _text(messages[-1:])
+    last = prompt_text(messages[-1:])
     question = _question(messages)
     if question is None:
         return None
@@ -271,7 +271,8 @@ def _hash(*parts: str) -> int:
     return int(hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12], 16)
 
 
-def _text(messages: list[dict]) -> str:
+def prompt_text(messages: list[dict]) -> str:
+    """The text of `messages`, one line per message (list contents' text parts joined)."""
     parts = []
     for m in messages:
         content = m.get("content")
@@ -282,7 +283,7 @@ def _text(messages: list[dict]) -> str:
 
 
 def _system(messages: list[dict]) -> str:
-    return _text([m for m in messages if m.get("role") == "system"][:1])
+    return prompt_text([m for m in messages if m.get("role") == "system"][:1])
 
 
 def _persona(messages: list[dict]) -> str | None:
@@ -299,7 +300,7 @@ def _question(messages: list[dict]) -> str | None:
     """The client's last question: the last user turn that is not one of our prompts."""
     for m in reversed(messages):
         if m.get("role") == "user":
-            text = _text([m]).strip()
+            text = prompt_text([m]).strip()
             if text and not text.startswith(MARKERS) and "CHORUS-" not in text:
                 return text
     return None

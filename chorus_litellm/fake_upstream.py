@@ -54,19 +54,10 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from . import demo_cast
+from .demo_cast import prompt_text as _prompt_text
 from .evaluation.prompts import MC_ASK_PATTERN, PAIRWISE_ANSWERS, PAIRWISE_MARKER
 
 LABEL = re.compile(r'"label":\s*"([A-Z]{1,2})"')
-
-
-def _prompt_text(messages: list[dict]) -> str:
-    parts = []
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, list):
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        parts.append(str(content or ""))
-    return "\n".join(parts)
 
 
 def _hash(*parts: str) -> int:

@@ -33,7 +33,7 @@ import contextlib
 import dataclasses
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from litellm.llms.custom_llm import CustomLLM
@@ -42,14 +42,10 @@ from litellm.types.utils import ModelResponse, ModelResponseStream
 from ..config import PROVIDER, ProfileConfig, parse_profile
 from ..errors import RequestError
 from ..events import AnswerDelta, Progress, Relay, Replayed, RunDone
-from ..ports import Completer, Embedder
 from ..report import RunReport
 from ..request import FusionRequest, build_request
-from ..runlog import Listener
 from .app import App
-from .llm import proxy_router
 from .runs import run_events
-from .signing import Signer
 from .store import owner_of
 from .translate import (caller_of, client_params, extension, finish_reason, has_payload, replayed_usage,
                         final_response, openai_usage, report_of, stream_chunk, to_litellm_error, tool_calls)
@@ -62,25 +58,15 @@ class FusionHandler(CustomLLM):
     `register()`; inside the proxy, the entry's own `model_info.chorus` wins.
     `anonymous_owner` owns the records of callers LiteLLM did not authenticate (SDK
     use: the process itself); None (the proxy) keeps nothing readable for them. The
-    other arguments build its `App` (app.py): the objects its runs are made of."""
+    other keyword arguments build its `App` (app.py: completer, get_router, embedder,
+    signer, store, anonymous_owner, forwarder, observers): the objects its runs are made of."""
 
-    def __init__(
-        self,
-        profiles: dict[str, ProfileConfig] | None = None,
-        completer: Completer | None = None,
-        get_router: Callable[[], Any] = proxy_router,
-        embedder: Embedder | None = None,
-        signer: Signer | None = None,
-        store: Any = None,
-        anonymous_owner: str | None = None,
-        forwarder: Any = None,
-        observers: Sequence[Callable[[FusionRequest], Listener]] | None = None,
-        provider: str = PROVIDER,
-    ) -> None:
+    def __init__(self, profiles: dict[str, ProfileConfig] | None = None, *, provider: str = PROVIDER,
+                 **app: Any) -> None:
         super().__init__()
         self.profiles = dict(profiles or {})
         self.provider = provider  # its name in custom_provider_map: profiles are `<provider>/<profile>`
-        self.app = App(completer, get_router, embedder, signer, store, anonymous_owner, forwarder, observers)
+        self.app = App(**app)
         self._parsed: dict[str, tuple[dict, ProfileConfig]] = {}
         self._sync_loop: asyncio.AbstractEventLoop | None = None
 
