@@ -93,3 +93,12 @@ def test_an_explicit_litellm_local_model_cost_map_is_kept(cost_map_url):
     out = chorus_check(url, LITELLM_LOCAL_MODEL_COST_MAP="False")
     assert out.returncode == 0, out.stderr
     assert hits  # the download this server refuses: the user asked for it
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "soon"])
+def test_a_bad_demo_latency_is_refused_naming_it(capsys, value):
+    from chorus_litellm import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve", "--demo", "--demo-latency", value])
+    assert exit_info.value.code == 2 and "--demo-latency" in capsys.readouterr().err
