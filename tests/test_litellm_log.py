@@ -3,6 +3,7 @@ one warning per model and worker (issue 25: 26 of them on the shipped config's 2
 
 import logging
 import socket
+from pathlib import Path
 
 import litellm
 import pytest
@@ -53,7 +54,9 @@ def test_the_plugin_moves_litellms_per_model_pricing_warning_to_debug_level(lite
     finally:
         litellm.custom_provider_map = []
     pricing = [r for r in litellm_records if PRICING in r.getMessage()]
-    assert pricing and all(r.levelno == logging.DEBUG for r in pricing)
+    # LiteLLM 1.98 (the supported floor) has no such warning at all; newer ones say it per model
+    warns = PRICING in Path(litellm.utils.__file__).read_text()
+    assert len(pricing) == (13 if warns else 0) and all(r.levelno == logging.DEBUG for r in pricing)
     assert not [r for r in litellm_records if r.levelno >= logging.WARNING and PRICING in r.getMessage()]
 
 

@@ -30,9 +30,13 @@ class PricingWarnings(logging.Filter):
         self.models: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING or PRICING not in str(record.msg):
+        if record.levelno < logging.WARNING:
             return True
-        message = record.getMessage()  # LiteLLM's own filters may have formatted it already
+        # the model may sit in the arguments: newer LiteLLMs' own redaction filter formats
+        # the message before this one runs, older ones (1.98) leave msg and args apart
+        message = record.getMessage()
+        if PRICING not in message:
+            return True
         named = MODEL.search(message)
         model = named.group(1) if named else "?"
         if model not in self.models:
