@@ -109,7 +109,10 @@ def market(upstream, signing_key, servers, tmp_path_factory):
     config["model_list"].append(e2e_entry("redirects", {
         "aggregator": {"judge": "judge", "synthesizer": "writer"},
         "panel": {"members": ["model-a", "model-b"], "pool": "gpu", "seats": len(CODES), "min_quorum": 2,
-                  "timeout_s": 20}}))
+                  # the quorum (model-a, model-b) is in first; each peer's refusal must still be
+                  # recorded, not cancelled as a straggler: a loaded CI box once took longer than
+                  # the default grace (0.2 x the quorum's time)
+                  "timeout_s": 20, "quorum_grace_s": 20, "quorum_grace_ratio": 10}}))
     env = {**proxy_env(workdir, signing_key, workdir / "spend.jsonl"), "CHORUS_PEER_ADMISSION": "open",
            "CHORUS_PEER_URL_ALLOWLIST": "127.0.0.2/32", "CHORUS_PEER_SYNC_S": str(SYNC_S)}
     with litellm_proxy(config, workdir, env=env) as (url, _log):
