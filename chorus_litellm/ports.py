@@ -13,7 +13,7 @@ its test double in `chorus_litellm.testing` (FakeCompleter, HashEmbedder).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -36,7 +36,7 @@ class Completer(Protocol):
     def stream(
         self, model: str, messages: list[Message], *, timeout: float, stage: str = "", seat: str = "",
         **params: Any,
-    ) -> AsyncIterator[str | Completion]:
+    ) -> AsyncGenerator[str | Completion, None]:
         """Yields text deltas as they arrive, then one final Completion (usage, cost).
         `timeout` bounds the time spent waiting for the model, never the consumer."""
 
@@ -124,5 +124,5 @@ class Forwarder(Protocol):
     """The forward leg's port: the gate's single model answers the request as it is."""
 
     def forward(self, model: str, messages: list[Message], params: dict[str, Any], *, stream: bool,
-                timeout: float) -> AsyncIterator[Relay | Completion]:
+                timeout: float) -> AsyncGenerator[Relay | Completion, None]:
         """Yields the model's own response (or chunks) as `Relay`s, then its `Completion`."""

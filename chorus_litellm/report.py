@@ -7,6 +7,7 @@ clients ignore unknown fields). Its `cost.total` is exactly what the caller is c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .types import Caller, Completion, Outcome, Panel, Route, Synthesis, Usage, Verdict
 
@@ -89,7 +90,7 @@ class RunReport:
         for it, e.g. by the vote guard, is whole)."""
         return self.synthesis is not None and self.synthesis.cut and not self.synthesis.fallback
 
-    def finish_reason(self) -> str:
+    def finish_reason(self) -> Literal["stop", "length", "tool_calls"]:
         """The fused answer's OpenAI finish_reason: `tool_calls` when the synthesizer called
         the client's tools; `length` when the answer is incomplete (its stream was cut,
         or the synthesizer stopped at max_tokens), the value OpenAI clients check for a
@@ -126,7 +127,7 @@ class RunReport:
         if self.synthesis is not None and self.synthesis.fallback:
             lines.append(f"answer: fallback to {self.synthesis.fallback_source}")
         if self.cut:
-            lines.append(f"answer: cut off ({self.synthesis.error})")
+            lines.append(f"answer: cut off ({self.synthesis.error if self.synthesis else None})")
         u = self.usage
         lines.append(f"usage: {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
                      f"cost {self.cost:.6f} USD over {len(self.calls)} calls")

@@ -102,7 +102,7 @@ class FusionRequest:
     forward_reason: str | None = None  # set when the request must go to single_model as is
     sampling: dict[str, Any] = field(default_factory=dict)
     final_params: dict[str, Any] = field(default_factory=dict)
-    debate: DebateConfig = DebateConfig()
+    debate: DebateConfig = field(default_factory=DebateConfig)
     bounty: tuple[int, str] | None = None  # (minor units, ISO 4217 currency)
     owner: str | None = None  # who owns what the run stores (team or key); None: nothing readable is kept
     trace_parent: Any = field(default=None, compare=False, repr=False)  # LiteLLM's request span (opaque)

@@ -122,7 +122,7 @@ class RunLog:
         for listener in list(self.listeners):
             try:
                 listener(event)
-            except Exception:  # noqa: BLE001 - an observer's bug never fails the run
+            except Exception:
                 log.exception("chorus: run event listener %r failed; dropped for this run", listener)
                 self.listeners.remove(listener)
 

@@ -1,9 +1,10 @@
 """Process settings: every `CHORUS_*` environment variable the package reads, validated once.
 
 Boundary: this module reads the environment (or a mapping given instead) and resolves
-paths; it opens no file and no connection (it creates at most the data directories). `load_settings()` turns a validation error
-into a `ConfigError` naming the variable (`CHORUS_STORE: Input should be 'sqlite' or
-'redis'`). Profile configuration (litellm_config.yaml) lives in `config.py`, not here.
+paths; it opens no file and no connection (it creates at most the data directories).
+`load_settings()` turns a validation error into a `ConfigError` naming the variable
+(`CHORUS_STORE: Input should be 'sqlite' or 'redis'`). Profile configuration
+(litellm_config.yaml) lives in `config.py`, not here.
 
 Paths are made absolute at load time, so a later `chdir` changes nothing, and the
 default data directory is `$XDG_DATA_HOME/chorus-litellm` (else

@@ -166,6 +166,7 @@ async def prior_run(store, req: FusionRequest) -> dict | None:
     receipt = await store.find_receipt(req.owner, req.debate_id) if req.bounty is not None else None
     if receipt is not None:
         p = receipt["payload"]
+        assert req.bounty is not None
         same = (p.get("request_hash") == s.request_hash(req.messages) and p.get("profile") == req.profile_name
                 and p.get("bounty") == {"amount": req.bounty[0], "currency": req.bounty[1]})
         if not same:

@@ -31,7 +31,7 @@ from .types import Completion, Message, Usage
 class Reply:
     text: str
     delay: float = 0.0
-    usage: Usage = Usage(10, 5)
+    usage: Usage = field(default_factory=lambda: Usage(10, 5))
     cost: float = 0.001
     # For streams: fail with this error after sending `fail_after` words.
     error: UpstreamError | None = None

@@ -117,12 +117,13 @@ class App:
         watched = storage.events and req.owner is not None
         needs_embedder = req.debate.protocol == "debate" or req.bounty is not None or watched
         embedder = self.embedder_for(req) if needs_embedder else None
-        finishers: list = [Settler(self.signer, self.store, embedder)] if req.bounty is not None else []
+        # a bounty without a signer was refused before the run (provider)
+        finishers: list = [Settler(self.signer, self.store, embedder)] if req.bounty is not None and self.signer else []
         if req.profile.storage.transcripts and req.owner is not None:
             finishers.append(TranscriptKeeper(self.store))
         finishers.append(ReputationKeeper(self.store))
         listeners = [observe(req) for observe in self.observers]
-        if watched:
+        if watched and req.owner is not None:
             listeners.append(self.event_log().listener(req.owner, req.debate_id, storage.transcript_ttl_s))
         return RunContext.create(req, self.completer, timeout=timeout, on_charge=Charge(logging_obj, req.stream),
                                  embedder=embedder, forwarder=self.forwarder, reputation=self.store.reputation,

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -151,7 +151,7 @@ def distil(name: str, folder: Path) -> None:
     transformers_logging.disable_progress_bar()  # "Loading weights": a fraction of a second
     try:
         model = distill(model_name=source, pca_dims=PCA_DIMS)
-    except Exception as exc:  # noqa: BLE001 - any load failure: the configured name is wrong
+    except Exception as exc:
         raise ConfigError(f"debate.embedding_model {name!r}: cannot distil a static model from {source!r} "
                           f"({type(exc).__name__}: {exc})") from exc
     tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from ..runlog import TERMINAL, Listener, RunEvent
@@ -63,7 +63,7 @@ class EventLog:
             self._urgent = False
             try:
                 await self.flush()
-            except Exception:  # noqa: BLE001 - never stop writing other runs' events
+            except Exception:
                 log.exception("chorus: run events not written")
 
     async def flush(self) -> None:
@@ -126,7 +126,8 @@ class EventLog:
         """`open`, with [] for a run that is not there."""
         return await self.open(owner, run_id, after, wait_s) or []
 
-    async def follow(self, owner: str, run_id: str, events: list[dict], after: int = 0) -> AsyncIterator[dict | None]:
+    async def follow(self, owner: str, run_id: str, events: list[dict],
+                     after: int = 0) -> AsyncGenerator[dict | None, None]:
         """`events` (from `open`, all after `after`), then every later one until the run
         ends; None while idle."""
         after = events[-1]["seq"] if events else after

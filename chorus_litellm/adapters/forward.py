@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from ..errors import UpstreamError
@@ -28,7 +28,7 @@ class RouterForwarder:
         self._completer = RouterCompleter(get_router)  # for its router lookup and estimates
 
     async def forward(self, model: str, messages: list[Message], params: dict[str, Any], *, stream: bool,
-                      timeout: float) -> AsyncIterator[Relay | Completion]:
+                      timeout: float) -> AsyncGenerator[Relay | Completion, None]:
         started = time.perf_counter()
         try:
             router = self._completer.router()
@@ -52,7 +52,7 @@ class RouterForwarder:
                     if not chunk.choices:
                         continue
                 yield Relay(compat.relayed(chunk))
-        except Exception as exc:  # noqa: BLE001 - the one mapping boundary for the forward leg
+        except Exception as exc:
             err = map_exception(exc)
             raise UpstreamError(err.kind, f"single_model {model!r} failed: {err.describe()}",
                                 status=err.status) from exc
@@ -72,7 +72,8 @@ class RouterForwarder:
         estimate = self._completer.estimate(model, messages, text)
         try:
             built = litellm.stream_chunk_builder(chunks, messages=messages)
-            usage = Usage(built.usage.prompt_tokens or 0, built.usage.completion_tokens or 0)
+            counted: Any = getattr(built, "usage", None)  # None: no usage at all, the estimate stands
+            usage = Usage(counted.prompt_tokens or 0, counted.completion_tokens or 0)
         except Exception:  # noqa: BLE001 - the estimate's own count stands
             usage = estimate.usage
         per_token = estimate.cost / max(1, estimate.usage.total_tokens)

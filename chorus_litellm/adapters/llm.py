@@ -32,8 +32,8 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from ..errors import UpstreamError
 from ..ports import OWN_RETRIES, Completer, DefaultParams, Wrapper, worth_retrying  # noqa: F401 - re-exported seam
@@ -119,7 +119,7 @@ class RouterCompleter:
                     timeout,
                 )
             choice = response.choices[0]
-        except Exception as exc:  # noqa: BLE001 - the one mapping boundary (an empty `choices` too)
+        except Exception as exc:
             raise map_exception(exc) from exc
         usage = getattr(response, "usage", None)
         cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
@@ -134,7 +134,8 @@ class RouterCompleter:
         started = time.perf_counter()
         text: list[str] = []
         usage = finish = None
-        calls, cited, attempts = ToolCalls(), [], 1
+        calls, attempts = ToolCalls(), 1
+        cited: list[Any] = []
         deadline = asyncio.get_running_loop().time() + timeout
         try:
             with self._counted(model):
@@ -163,7 +164,7 @@ class RouterCompleter:
                         if piece:
                             text.append(piece)
                             yield piece
-        except Exception as exc:  # noqa: BLE001 - the one mapping boundary
+        except Exception as exc:
             raise map_exception(exc) from exc
         # The cost LiteLLM computed for the stream; priced here when this release does not.
         cost = compat.streamed_cost(usage)
@@ -297,7 +298,7 @@ def citations(annotations: Any) -> tuple[dict, ...]:
     """`url_citation` annotations (OpenAI's web search shape) as {url, title}, once each."""
     found: dict[str, dict] = {}
     for note in annotations or ():
-        note = note if isinstance(note, dict) else getattr(note, "model_dump", lambda: {})()
+        note = note if isinstance(note, dict) else getattr(note, "model_dump", dict)()
         cited = note.get("url_citation") if note.get("type") == "url_citation" else None
         if isinstance(cited, dict) and cited.get("url"):
             found.setdefault(str(cited["url"]), {"url": str(cited["url"]), "title": str(cited.get("title") or "")})

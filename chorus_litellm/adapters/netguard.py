@@ -142,7 +142,7 @@ def refusal(ip: IPAddress) -> str | None:
 async def system_resolve(host: str, port: int) -> list[str]:
     """The system resolver's addresses for `host`, in its order."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [info[4][0] for info in infos]
+    return [str(info[4][0]) for info in infos]
 
 
 async def admitted_addresses(host: str, port: int, allowlist: Allowlist, resolve: Resolve,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ class Outbox:
             db = await self.db.conn()
             await db.execute(f"{statement} WHERE id IN ({', '.join('?' * len(ids))})", ids)
 
-    async def _decoded(self, rows: Sequence[Sequence[Any]]) -> list[Pending]:
+    async def _decoded(self, rows: Iterable[Sequence[Any]]) -> list[Pending]:
         out = []
         for row in rows:
             try:

@@ -127,7 +127,8 @@ class PeerClients:
             base_url, api_key, urls, resolve = spec
             # Each call sets its own timeout; LiteLLM sets max_retries (its own retries apply).
             clients[dep_id] = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0,
-                                                 http_client=guarded_client(urls, timeout=600.0, resolve=resolve))
+                                                 http_client=guarded_client(urls, timeout=600.0,  # type: ignore[arg-type]
+                                                                              resolve=resolve))  # openai's httpx alias
         return clients[dep_id]
 
     async def aclose(self) -> None:
@@ -286,7 +287,7 @@ class PeerSync:
         while True:
             try:
                 await self.sync_once()
-            except Exception:  # noqa: BLE001 - a store outage or a bad record never stops the sync
+            except Exception:
                 log.exception("chorus: peer sync pass failed")
             await asyncio.sleep(self.interval_s)
 

@@ -33,7 +33,7 @@ import contextlib
 import dataclasses
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 from litellm.llms.custom_llm import CustomLLM
@@ -51,6 +51,11 @@ from .translate import (caller_of, client_params, extension, finish_reason, has_
                         final_response, openai_usage, report_of, stream_chunk, to_litellm_error, tool_calls)
 
 __all__ = ["FusionHandler", "to_litellm_error"]
+
+
+async def _next(agen: AsyncGenerator[ModelResponseStream, None]) -> ModelResponseStream:
+    """The generator's next chunk, as a coroutine (what run_coroutine_threadsafe takes)."""
+    return await agen.__anext__()
 
 
 class FusionHandler(CustomLLM):
@@ -136,14 +141,15 @@ class FusionHandler(CustomLLM):
                         text.append(event.text)
                     elif isinstance(event, RunDone | Replayed):
                         return final_response(relayed or model_response, "".join(text), report_of(event), req)
-        except Exception as exc:  # noqa: BLE001 - the one mapping boundary
+        except Exception as exc:  # the one mapping boundary
             raise to_litellm_error(exc, self.name(model)) from exc
         raise to_litellm_error(RuntimeError("the fusion pipeline ended without an answer"), self.name(model))
 
-    async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response,
+    # LiteLLM iterates what astreaming returns; its stub says a coroutine of an iterator
+    async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response,  # type: ignore[override]
                          print_verbose, encoding, api_key, logging_obj, optional_params,
                          acompletion=None, litellm_params=None, logger_fn=None, headers=None,
-                         timeout=None, client=None) -> AsyncIterator[ModelResponseStream]:
+                         timeout=None, client=None) -> AsyncGenerator[ModelResponseStream, None]:
         # An async generator (LiteLLM iterates it without awaiting): errors raised before
         # the first chunk still reach the client as a plain HTTP error, not a broken stream.
         try:
@@ -151,13 +157,13 @@ class FusionHandler(CustomLLM):
             async with contextlib.aclosing(self._stream(req, logging_obj, timeout)) as chunks:
                 async for chunk in chunks:
                     yield chunk
-        except Exception as exc:  # noqa: BLE001 - the one mapping boundary
+        except Exception as exc:  # the one mapping boundary
             raise to_litellm_error(exc, self.name(model)) from exc
 
     def name(self, profile: str) -> str:
         return f"{self.provider}/{profile}"
 
-    async def _stream(self, req: FusionRequest, logging_obj, timeout) -> AsyncIterator:
+    async def _stream(self, req: FusionRequest, logging_obj, timeout) -> AsyncGenerator:
         """Chunks go out as they come, except the last content chunk and what follows
         it: held until `Done`, so the usage and the `chorus` field ride on it."""
         chunk_id, model = f"chatcmpl-{req.request_id}", req.model
@@ -192,8 +198,10 @@ class FusionHandler(CustomLLM):
                     chunk, roled = event.item, True  # the forwarded model's own chunks carry its role
                 elif isinstance(event, Progress):
                     chunk = own(reasoning=event.text + "\n")
-                else:
+                elif isinstance(event, AnswerDelta):
                     chunk = own(content=event.text)
+                else:  # the client stream carries only the kinds above
+                    continue
                 if has_payload(chunk):
                     for held in tail:
                         yield held
@@ -213,13 +221,13 @@ class FusionHandler(CustomLLM):
     def completion(self, *args, **kwargs) -> ModelResponse:
         return asyncio.run_coroutine_threadsafe(self.acompletion(*args, **kwargs), self._loop()).result()
 
-    def streaming(self, *args, **kwargs) -> Iterator[ModelResponseStream]:
+    def streaming(self, *args, **kwargs) -> Iterator[ModelResponseStream]:  # type: ignore[override]
         loop = self._loop()
         agen = self.astreaming(*args, **kwargs)
         try:
             while True:
                 try:
-                    yield asyncio.run_coroutine_threadsafe(agen.__anext__(), loop).result()
+                    yield asyncio.run_coroutine_threadsafe(_next(agen), loop).result()
                 except StopAsyncIteration:
                     return
         finally:  # abandoned by the caller: close the run (cancels its inner calls)

@@ -200,7 +200,7 @@ class _Stream(StreamingResponse):
         finally:
             self._release()
             with contextlib.suppress(Exception):
-                await self.body_iterator.aclose()
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]  # our body is a generator
 
 
 async def _sse(events: Any):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from .. import pipeline, runlog
@@ -39,7 +39,7 @@ RETRY_AFTER_S = 2  # what a duplicate that will not wait is told (`Retry-After`)
 
 
 
-async def run_events(app: App, req: FusionRequest, logging_obj: Any, timeout: Any) -> AsyncIterator[Event]:
+async def run_events(app: App, req: FusionRequest, logging_obj: Any, timeout: Any) -> AsyncGenerator[Event, None]:
     """The run's events, or a replay of the first run for a retried debate_id; a
     `callback_url` is checked first and queued its summary when the run ends."""
     if req.callback_url:
@@ -156,6 +156,7 @@ async def _release(store: Any, heartbeat: asyncio.Future | None, claim: Claim | 
             log.warning("chorus: run %s claim not released (%s)", claim.debate_id, exc)
 
 async def _notify(app: App, req: FusionRequest, event: str, payload: dict) -> None:
+    assert req.callback_url is not None
     if await app.webhooks().enqueue(req.callback_url, req.owner, req.debate_id, event, payload) is None:
         log.error("chorus: webhook for run %s not queued: store and outbox unavailable", req.debate_id)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -38,7 +38,7 @@ async def _open(path: Path) -> aiosqlite.Connection:
 
 
 @contextlib.asynccontextmanager
-async def immediate(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+async def immediate(db: aiosqlite.Connection) -> AsyncGenerator[aiosqlite.Connection, None]:
     await db.execute("BEGIN IMMEDIATE")
     try:
         yield db
@@ -85,7 +85,7 @@ class Database:
                 await db.execute("INSERT INTO chorus_migrations VALUES (?)", (version,))
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncGenerator[aiosqlite.Connection, None]:
         """A connection of its own, inside BEGIN IMMEDIATE (committed on success)."""
         await self.conn()  # migrated first
         db = await _open(self.path)

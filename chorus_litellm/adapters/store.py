@@ -545,14 +545,14 @@ def _report_crash(task: asyncio.Task) -> None:
 
 def store_from_settings(settings: Settings) -> Store:
     """The backend `settings.store` names, with its outbox and flush interval."""
-    options = {"outbox": settings.outbox_path, "flush_interval_s": settings.outbox_flush_interval_s}
+    outbox, flush = settings.outbox_path, settings.outbox_flush_interval_s
     if settings.store == "redis":
         from .store_redis import RedisStore
 
-        return RedisStore(settings.redis_url, **options)
+        return RedisStore(settings.redis_url, outbox, flush_interval_s=flush)
     from .store_sqlite import SQLiteStore
 
-    return SQLiteStore(settings.db_path, **options)
+    return SQLiteStore(settings.db_path, outbox, flush_interval_s=flush)
 
 
 def store_from_env() -> Store:

@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as redis
@@ -160,9 +161,11 @@ class RedisStore(Store):
         netloc = urlsplit(url).netloc
         self.name = f"Redis store {urlsplit(url)._replace(netloc=netloc.rpartition('@')[2]).geturl()}"  # no password
         # redis.asyncio clients belong to one event loop; the sync SDK path runs its own.
-        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        # redis-py types its replies as a union of every shape (sync, async, bytes, str);
+        # this store decodes them itself, so its clients are untyped
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
-    def _client(self) -> redis.Redis:
+    def _client(self) -> Any:  # redis.Redis; see _clients
         loop = asyncio.get_running_loop()
         if loop not in self._clients:
             # One immediate retry replaces a connection the server closed (a restart);

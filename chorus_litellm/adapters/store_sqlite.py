@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -102,8 +103,8 @@ class SQLiteStore(Store):
         await db.execute("DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
         await db.execute("INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?)",
                          (item.kind, item.owner, item.debate_id, json.dumps(item.record), now, item.expires_at))
-        rows = await db.execute_fetchall(f"SELECT record FROM records WHERE {_LIVE}",
-                                         (item.kind, item.owner, item.debate_id, now))
+        rows = list(await db.execute_fetchall(f"SELECT record FROM records WHERE {_LIVE}",
+                                         (item.kind, item.owner, item.debate_id, now)))
         stored = json.loads(rows[0][0]) if rows else item.record
         if item.kind == RECEIPT and (paid := earnings(stored)):
             await db.executemany("INSERT OR IGNORE INTO earnings VALUES (?, ?, ?, ?, ?, ?)",
@@ -113,8 +114,8 @@ class SQLiteStore(Store):
     @mapped
     async def _get(self, kind: str, owner: str, debate_id: str) -> dict | None:
         db = await self.db.conn()
-        rows = await db.execute_fetchall(f"SELECT record FROM records WHERE {_LIVE}",
-                                         (kind, owner, debate_id, self.clock()))
+        rows = list(await db.execute_fetchall(f"SELECT record FROM records WHERE {_LIVE}",
+                                         (kind, owner, debate_id, self.clock())))
         return json.loads(rows[0][0]) if rows else None
 
     @mapped
@@ -135,8 +136,8 @@ class SQLiteStore(Store):
         return held if taken else await self._live_claim(db, owner, debate_id, now)
 
     async def _live_claim(self, db: aiosqlite.Connection, owner: str, debate_id: str, now: float) -> dict | None:
-        rows = await db.execute_fetchall(f"SELECT record, expires_at FROM records WHERE {_LIVE}",
-                                         (CLAIM, owner, debate_id, now))
+        rows = list(await db.execute_fetchall(f"SELECT record, expires_at FROM records WHERE {_LIVE}",
+                                         (CLAIM, owner, debate_id, now)))
         return {**json.loads(rows[0][0]), "expires_at": rows[0][1]} if rows else None
 
     @mapped
@@ -166,7 +167,7 @@ class SQLiteStore(Store):
     @mapped
     async def _counters(self, payees: list[str] | None) -> dict[str, dict[str, float]]:
         db = await self.db.conn()
-        rows = await db.execute_fetchall("SELECT payee, counter, value FROM reputation")
+        rows = list(await db.execute_fetchall("SELECT payee, counter, value FROM reputation"))
         wanted = None if payees is None else set(payees)
         out: dict[str, dict[str, float]] = {}
         for payee, counter, value in rows:
@@ -183,7 +184,8 @@ class SQLiteStore(Store):
             await db.execute("DELETE FROM runs WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
         await db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)",
                              [(owner, run_id, e["seq"], json.dumps(e), expires_at) for e in events])
-        rows = await db.execute_fetchall("SELECT summary FROM runs WHERE owner = ? AND run_id = ?", (owner, run_id))
+        rows = list(await db.execute_fetchall("SELECT summary FROM runs WHERE owner = ? AND run_id = ?",
+                                              (owner, run_id)))
         summary = runlog.summarize(sorted(events, key=lambda e: e["seq"]), json.loads(rows[0][0]) if rows else None)
         await db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner, run_id) DO UPDATE SET "
                          "summary = excluded.summary, started = excluded.started, expires_at = excluded.expires_at",
@@ -192,18 +194,18 @@ class SQLiteStore(Store):
     @mapped
     async def _events(self, owner: str, run_id: str, after: int, limit: int) -> list[dict]:
         db = await self.db.conn()
-        rows = await db.execute_fetchall(
+        rows = list(await db.execute_fetchall(
             "SELECT event FROM events WHERE owner = ? AND run_id = ? AND seq > ? "
             "AND (expires_at IS NULL OR expires_at > ?) ORDER BY seq LIMIT ?",
-            (owner, run_id, after, self.clock(), limit))
+            (owner, run_id, after, self.clock(), limit)))
         return [json.loads(row[0]) for row in rows]
 
     @mapped
     async def _runs(self, owner: str, limit: int) -> list[dict]:
         db = await self.db.conn()
-        rows = await db.execute_fetchall(
+        rows = list(await db.execute_fetchall(
             "SELECT run_id, summary FROM runs WHERE owner = ? AND (expires_at IS NULL OR expires_at > ?) "
-            "ORDER BY started DESC LIMIT ?", (owner, self.clock(), limit * 2))
+            "ORDER BY started DESC LIMIT ?", (owner, self.clock(), limit * 2)))
         return [{"id": run_id, **json.loads(summary)} for run_id, summary in rows]
 
     @mapped
@@ -216,9 +218,9 @@ class SQLiteStore(Store):
     @mapped
     async def _claim(self, now: float, limit: int, lease_until: float) -> list[Job]:
         db = await self.db.conn()  # one statement: two workers never claim the same job
-        rows = await db.execute_fetchall(
+        rows = list(await db.execute_fetchall(
             "UPDATE webhooks SET due = ? WHERE id IN (SELECT id FROM webhooks WHERE state = 'pending' AND due <= ? "
-            "ORDER BY due LIMIT ?) RETURNING id, job, attempts", (lease_until, now, limit))
+            "ORDER BY due LIMIT ?) RETURNING id, job, attempts", (lease_until, now, limit)))
         return [Job(job_id, json.loads(job), attempts) for job_id, job, attempts in rows]
 
     @mapped
@@ -236,12 +238,13 @@ class SQLiteStore(Store):
     @mapped
     async def _webhook(self, job_id: str) -> dict | None:
         db = await self.db.conn()
-        rows = await db.execute_fetchall("SELECT state, attempts, due, error FROM webhooks WHERE id = ?", (job_id,))
+        rows = list(await db.execute_fetchall("SELECT state, attempts, due, error FROM webhooks WHERE id = ?",
+                                              (job_id,)))
         return dict(zip(("state", "attempts", "due", "error"), rows[0], strict=True)) if rows else None
 
     async def _last_ts(self, db: aiosqlite.Connection, peer_id: str, now: float) -> list[int]:
         """The peer's last accepted timestamps: its record's and its unexpired tombstone's."""
-        rows = await db.execute_fetchall("SELECT last_ts FROM peers WHERE peer_id = ?", (peer_id,))
+        rows = list(await db.execute_fetchall("SELECT last_ts FROM peers WHERE peer_id = ?", (peer_id,)))
         left = await db.execute_fetchall(f"SELECT record FROM records WHERE {_LIVE}", (_PEER_LEFT, "", peer_id, now))
         return [int(row[0]) for row in rows] + [int(json.loads(row[0])["last_ts"]) for row in left]
 
@@ -262,21 +265,21 @@ class SQLiteStore(Store):
             await self._forget_left(db, peer_id, now)
         return True
 
-    def _peer(self, row: tuple) -> dict:
+    def _peer(self, row: Sequence[Any]) -> dict:
         return {**dict(zip(_PEER, row, strict=True)), "record": json.loads(row[0])}
 
     @mapped
     async def _get_peer(self, peer_id: str) -> dict | None:
         db = await self.db.conn()
-        rows = await db.execute_fetchall("SELECT record, pool, last_seen, last_ts FROM peers WHERE peer_id = ?",
-                                         (peer_id,))
+        rows = list(await db.execute_fetchall("SELECT record, pool, last_seen, last_ts FROM peers WHERE peer_id = ?",
+                                         (peer_id,)))
         return self._peer(rows[0]) if rows else None
 
     @mapped
     async def _pool_peers(self, pool: str | None) -> list[dict]:
         db = await self.db.conn()
-        rows = await db.execute_fetchall("SELECT record, pool, last_seen, last_ts FROM peers WHERE ? IS NULL OR "
-                                         "pool = ? ORDER BY peer_id", (pool, pool))
+        rows = list(await db.execute_fetchall("SELECT record, pool, last_seen, last_ts FROM peers WHERE ? IS NULL OR "
+                                         "pool = ? ORDER BY peer_id", (pool, pool)))
         return [self._peer(row) for row in rows]
 
     @mapped
@@ -308,25 +311,25 @@ class SQLiteStore(Store):
     @mapped
     async def _loads(self, now: float) -> dict[str, int]:
         db = await self.db.conn()
-        rows = await db.execute_fetchall("SELECT peer_id, SUM(calls) FROM peer_load WHERE expires_at > ? "
-                                         "GROUP BY peer_id", (now,))
+        rows = list(await db.execute_fetchall("SELECT peer_id, SUM(calls) FROM peer_load WHERE expires_at > ? "
+                                         "GROUP BY peer_id", (now,)))
         return {peer: int(n) for peer, n in rows}
 
     @mapped
     async def _earnings(self, peer_id: str, limit: int) -> list[dict]:
         db = await self.db.conn()
-        rows = await db.execute_fetchall(
+        rows = list(await db.execute_fetchall(
             "SELECT r.record FROM earnings e JOIN records r ON r.kind = ? AND r.owner = e.owner AND "
             "r.debate_id = e.debate_id WHERE e.peer_id = ? ORDER BY e.issued_at DESC LIMIT ?",
-            (RECEIPT, peer_id, limit))
+            (RECEIPT, peer_id, limit)))
         return [json.loads(row[0]) for row in rows]
 
     @mapped
     async def _totals(self, peer_ids: list[str]) -> dict[str, dict[str, dict[str, int]]]:
         db = await self.db.conn()
         marks = ", ".join("?" * len(peer_ids))
-        rows = await db.execute_fetchall(f"SELECT peer_id, currency, SUM(amount), COUNT(*) FROM earnings WHERE "
-                                         f"peer_id IN ({marks}) GROUP BY peer_id, currency", peer_ids)
+        rows = list(await db.execute_fetchall(f"SELECT peer_id, currency, SUM(amount), COUNT(*) FROM earnings WHERE "
+                                         f"peer_id IN ({marks}) GROUP BY peer_id, currency", peer_ids))
         out: dict[str, dict[str, dict[str, int]]] = {}
         for peer, currency, amount, n in rows:
             out.setdefault(peer, {})[currency] = {"amount": int(amount), "receipts": n}

@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import litellm
 import openai
@@ -52,8 +52,9 @@ def caller_of(litellm_params: dict) -> Caller:
 
 # (scope, spend field, max budget field) on LiteLLM's `UserAPIKeyAuth`; the proxy copies
 # the same values into the request metadata as `user_api_key_<field>`.
-_BUDGETS = (("key", "spend", "max_budget"), ("team", "team_spend", "team_max_budget"),
-            ("user", "user_spend", "user_max_budget"))
+_BUDGETS: tuple[tuple[Literal["key", "team", "user"], str, str], ...] = (
+    ("key", "spend", "max_budget"), ("team", "team_spend", "team_max_budget"),
+    ("user", "user_spend", "user_max_budget"))
 
 
 def _budgets(meta: dict, caller: Caller) -> tuple[Budget, ...]:
@@ -93,11 +94,12 @@ def to_litellm_error(exc: BaseException, name: str) -> Exception:
     if isinstance(exc, openai.APIStatusError) and getattr(exc, "num_retries", None) == 0:
         return exc  # already mapped (a re-raise through this boundary)
     if isinstance(exc, BudgetError):  # LiteLLM's own budget error, as its auth serves it
-        error = litellm.BadRequestError(message=str(exc), model=name, llm_provider=provider)
-        error.status_code, error.type, error.code = compat.budget_status(), "budget_exceeded", str(compat.budget_status())
-        error.message = str(exc)  # LiteLLM's wording, without its class-name prefix
-        error.num_retries = error.max_retries = 0
-        return error
+        refused: Any = litellm.BadRequestError(message=str(exc), model=name, llm_provider=provider)
+        status = compat.budget_status()
+        refused.status_code, refused.type, refused.code = status, "budget_exceeded", str(status)
+        refused.message = str(exc)  # LiteLLM's wording, without its class-name prefix
+        refused.num_retries = refused.max_retries = 0
+        return refused
     status = exc.status_code if isinstance(exc, RunError) else 500
     if status == 500:
         log.error("chorus: %s failed on an unexpected %s", name, type(exc).__name__, exc_info=exc)
@@ -109,8 +111,9 @@ def to_litellm_error(exc: BaseException, name: str) -> Exception:
         error.status_code = status
         if status in _NAMES:
             error.message = f"litellm.{_NAMES[status]}: {exc}"
-        if getattr(exc, "retry_after", None):  # the proxy serves an exception's `headers`
-            error.headers = {"retry-after": str(exc.retry_after)}
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:  # the proxy serves an exception's `headers`
+            error.headers = {"retry-after": str(retry_after)}
     error.num_retries = 0
     error.max_retries = 0
     return error
@@ -134,18 +137,18 @@ class Charge:
 
 def final_response(response: ModelResponse, text: str, report: Any, req: FusionRequest) -> ModelResponse:
     if not isinstance(report, RunReport):  # a replay of the first run
-        calls = tool_calls(report)
-        response.choices[0].message = LMessage(  # type: ignore[union-attr]
-            role="assistant", content=text or (None if calls else ""), tool_calls=list(calls) or None)
+        calls = list(tool_calls(report))
+        response.choices[0].message = LMessage(
+            role="assistant", content=text or (None if calls else ""), tool_calls=calls or None)
         response.choices[0].finish_reason = "tool_calls" if calls else "stop"
         response.model = req.model
         response.usage = replayed_usage()  # type: ignore[attr-defined]
         response._hidden_params["response_cost"] = 0.0
         response.chorus = extension(report, req)  # type: ignore[attr-defined]
         return response
-    if report.route.decision == "fuse":
+    if report.route is not None and report.route.decision == "fuse":
         calls = list(tool_calls(report))
-        response.choices[0].message = LMessage(  # type: ignore[union-attr]
+        response.choices[0].message = LMessage(
             role="assistant", content=text or (None if calls else ""), tool_calls=calls or None)
         response.choices[0].finish_reason = report.finish_reason()
         response.model = req.model

@@ -135,7 +135,7 @@ class Webhooks:
                 try:
                     if await self.deliver_due(client) == self.batch:
                         continue  # more may be due
-                except Exception:  # noqa: BLE001 - a store outage or a bug never stops the worker
+                except Exception:
                     log.exception("chorus: webhook delivery pass failed")
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

@@ -13,7 +13,7 @@ import hashlib
 import math
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -163,9 +163,10 @@ def _plan(args: argparse.Namespace):
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; name a folder (new, or one to resume)")
     meta = {"dataset": args.dataset or str(path), "format": fmt,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "base_url": _without_credentials(api_root(args.base_url)), "models": [c.name for c in contenders], "limit": args.limit,
-            "seed": args.seed, "n_questions": len(questions), "judge": args.judge, "baseline": args.baseline,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "base_url": _without_credentials(api_root(args.base_url)), "models": [c.name for c in contenders],
+            "limit": args.limit, "seed": args.seed, "n_questions": len(questions), "judge": args.judge,
+            "baseline": args.baseline,
             **({"vote_temperature": args.vote_temperature} if any(c.samples > 1 for c in contenders) else {}),
             "notes": (["open-ended: first turn only"] if fmt == "open" else [])
             + ["per-round accuracy: a question that stopped early carries its last round forward"]}

@@ -186,7 +186,7 @@ async def _vote(endpoint: Endpoint, contender: Contender, question: Question, se
 async def _judged(endpoint: Endpoint, record: dict, question: Question, baseline: dict | None,
                   settings: Settings) -> dict:
     """Open-ended: the judge compares the answer with the baseline's, in both orders."""
-    if baseline is None or baseline.get("error"):
+    if baseline is None or baseline.get("error") or settings.judge is None:
         raise CallError(f"the baseline {settings.baseline} has no answer to compare with")
     pairs = [(record["answer"], baseline["answer"]), (baseline["answer"], record["answer"])]
     replies = await asyncio.gather(*(endpoint.chat(settings.judge, prompts.pairwise(question.text, a, b))
@@ -236,7 +236,7 @@ async def run(endpoint: Endpoint, contenders: list[Contender], questions: list[Q
     pending = [[(c, q) for c in phase for q in questions if (c.name, q.qid) not in done] for phase in phases]
 
     async def one(contender: Contender, question: Question, fatal=(AuthError,)) -> None:
-        base = done.get((settings.baseline, question.qid))
+        base = done.get((settings.baseline, question.qid)) if settings.baseline is not None else None
         record = await answer(endpoint, contender, question, settings, base, fatal)
         cache.add(record)
         done[(contender.name, question.qid)] = record
@@ -262,5 +262,5 @@ async def _pool(jobs: list, work: Callable, concurrency: int) -> None:
         async with asyncio.TaskGroup() as group:
             for _ in range(max(1, concurrency)):
                 group.create_task(worker())
-    except* Exception as failed:  # noqa: B902 - re-raised as the plain first error (e.g. AuthError)
+    except* Exception as failed:  # noqa: BLE001 - re-raised: the group unwrapped to its first error
         raise failed.exceptions[0] from None

@@ -198,7 +198,7 @@ def final_number(text: str, question: str = "") -> float | None:
     asked = {value for value, _ in numbers(question)}
     candidates = [value for value, out in numbers(text) if not out]
     fresh = [value for value in candidates if value not in asked]
-    return (fresh or candidates or [None])[-1]
+    return (fresh or candidates)[-1] if candidates else None
 
 
 # Phrases: whole words, in a clause without negation, in a sentence without "or".
@@ -417,10 +417,10 @@ def per_round(questions: list[list[list[Turn]]]) -> list[RoundAccuracy]:
     depth = max((len(q) for q in questions), default=0)
     out = []
     for r in range(depth):
-        majority_right, seat_right = 0, Counter()
+        majority_right, seat_right = 0, Counter[str]()
         for rounds in questions:
             turns = rounds[min(r, len(rounds) - 1)] if rounds else []
-            winner, ok = vote([(key, correct) for _, key, correct in turns])
+            _, ok = vote([(key, correct) for _, key, correct in turns])
             majority_right += ok
             for seat, _, correct in turns:
                 seat_right[seat] += bool(correct)

@@ -20,7 +20,7 @@ summary of the disagreement (unless the client asked for JSON).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -131,13 +131,15 @@ class _CandidateMap:
             self.ctx.emit(done)
 
     async def _placed(self, done: RoundDone, text: str) -> None:
+        embedder = self.ctx.embedder
+        assert embedder is not None and done.candidate is not None, "close() places only a voted candidate"
         try:
             if self.vectors is None:
-                vectors = await self.ctx.embedder.encode([*self.texts, text])
+                vectors = await embedder.encode([*self.texts, text])
                 self.vectors, vector = vectors[:-1], vectors[-1]
                 self.xyz = Projection(self.vectors)(self.vectors)  # round 1's map, as drawn
             else:
-                vector = (await self.ctx.embedder.encode([text]))[0]
+                vector = (await embedder.encode([text]))[0]
             sims = self.vectors @ vector
             weights = np.exp((sims - sims.max()) / self.SHARPNESS)
             point = candidate_point(done.round, done.candidate, weights @ self.xyz / weights.sum(),
@@ -152,7 +154,7 @@ class _Capped(Exception):
     """The run spent its cost cap: the loop ends with the latest candidate."""
 
 
-async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
+async def deliberate(ctx: RunContext) -> AsyncGenerator[Progress | Outcome, None]:
     """The `consensus` protocol (module docstring). The synthesizer writes with the final
     answer's params (the client's max_tokens, stop, response_format), not the drafts'.
     Once drafts exist, nothing fails the run: a lost quorum or a failed synthesizer call

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -125,9 +125,10 @@ def _flips(turns: list[list[Turn]], stats: list[RoundStats]) -> list[dict]:
     return flips
 
 
-async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
+async def deliberate(ctx: RunContext) -> AsyncGenerator[Progress | Outcome, None]:
     """The `debate` protocol (module docstring): rounds until a stopping rule fires."""
     config, embedder = ctx.preset, ctx.embedder
+    assert embedder is not None, "a debate measures agreement with an embedder"
     base = ctx.seat_messages()
     question = ctx.question
     q_vec = (await embedder.encode([question]))[0]
@@ -247,9 +248,11 @@ async def _round(ctx: RunContext, active: list[Seat], per_seat: dict[str, list[M
     """One round's answers and their embeddings (each started as its answer arrives, and
     cancelled with the round if it fails or is cancelled)."""
     vectors: dict[str, asyncio.Task] = {}
+    embedder = ctx.embedder
+    assert embedder is not None, "a debate measures agreement with an embedder"
 
     def embed(answer: PanelAnswer) -> None:
-        vectors[answer.seat.name] = asyncio.create_task(ctx.embedder.encode([answer.completion.text]))
+        vectors[answer.seat.name] = asyncio.create_task(embedder.encode([answer.completion.text]))
 
     try:
         result = await round_of(ctx, active, round_no, per_seat, stage="panel" if round_no == 1 else "debate",
@@ -273,6 +276,7 @@ def _conclude(turns: list[list[Turn]], stats: list[RoundStats], stop: str,
         minority = [n for c in final_stats.clusters[1:] for n in c] if len(majority) > 1 else []
         conf = max(0.0, min(1.0, final_stats.agreement))
     by_name = {a.seat.name: a for a in result.answers}
+    assert final_stats.consensus is not None, "a round with answers has a consensus voice"
     return Debate(
         turns=turns, stats=stats, stop_reason=stop,
         final=Panel(tuple(result.answers[i] for i in eligible), result.failures),

@@ -56,8 +56,9 @@ def order(offers: list[dict], config: PanelConfig, scores: dict[str, float | Non
     rep = config.reputation
     new = [o for o in shuffled if scores.get(o["peer_id"]) is None]
     judged = [o for o in shuffled if scores.get(o["peer_id"]) is not None]
-    kept = [o for o in judged if rep.min_score is None or scores[o["peer_id"]] >= rep.min_score]
-    kept.sort(key=lambda o: -scores[o["peer_id"]])
+    known = {o["peer_id"]: float(scores[o["peer_id"]] or 0.0) for o in judged}
+    kept = [o for o in judged if rep.min_score is None or known[o["peer_id"]] >= rep.min_score]
+    kept.sort(key=lambda o: -known[o["peer_id"]])
     explore = min(len(new), max(1, math.ceil(rep.explore * config.seats))) if rep.explore > 0 else 0
     return new[:explore] + kept + new[explore:], len(judged) - len(kept)
 
@@ -84,7 +85,7 @@ def draw(offers: list[dict], config: PanelConfig, scores: dict[str, float | None
     for turn in range(config.seats_per_peer):
         picked += [o for o in ranked if turn < o.get("max_concurrency", 1)]
     picked = picked[:config.seats]
-    seats, names, used = [], set(taken_names), set()
+    seats, names, used = [], set(taken_names), set[str]()
     for i, record in enumerate(picked):
         if config.personas == "off":
             persona = None
@@ -94,7 +95,8 @@ def draw(offers: list[dict], config: PanelConfig, scores: dict[str, float | None
             else:  # stable per peer, whoever else is seated
                 start = int(hashlib.sha256(record["peer_id"].encode()).hexdigest(), 16) % max(1, len(personas))
                 persona = persona_for(record, personas, start, set())
-        used.add(persona)
+        if persona is not None:
+            used.add(persona)
         name, n = f"{record['model']}@{_short(record['peer_id'])}", 1
         while name in names:
             n += 1

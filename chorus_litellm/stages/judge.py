@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import re
 import string
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -79,7 +80,8 @@ RESPONSE_SCHEMA = {"type": "json_schema",
 
 
 MINIMAL_SCHEMA = {"type": "json_schema", "json_schema": {"name": "panel_pick", "schema": {
-    "type": "object", "properties": {"best": {"type": "string"}, "consensus": {"type": "array", "items": {"type": "string"}}},
+    "type": "object",
+    "properties": {"best": {"type": "string"}, "consensus": {"type": "array", "items": {"type": "string"}}},
     "required": ["best"]}}}
 
 
@@ -158,7 +160,7 @@ async def analyze(
     messages: list[Message],
     answers: tuple[PanelAnswer, ...],
     rng: random.Random,
-    minority: list[str] = (),
+    minority: Sequence[str] = (),
 ) -> Verdict:
     """`minority` names seats whose answers disagree with the majority (debate's minority
     report): the judge is told to weigh them on the merits, so a correct one is not lost."""

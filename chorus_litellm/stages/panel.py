@@ -1,9 +1,10 @@
 """Panel fan-out: every seat answers the whole conversation in parallel.
 
 A failed seat is a `PanelFailure` value. Once `quorum` seats have answered, the rest get
-min(`grace_s`, `grace_ratio` x the time the quorum took) more and are then cancelled; if the quorum can no longer be met the remaining
-calls are cancelled at once and `QuorumError` lists every failure. Cancelling the caller
-(client disconnect) cancels every outstanding call.
+min(`grace_s`, `grace_ratio` x the time the quorum took) more and are then cancelled; if
+the quorum can no longer be met the remaining calls are cancelled at once and
+`QuorumError` lists every failure. Cancelling the caller (client disconnect) cancels
+every outstanding call.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..ports import Completer
@@ -46,7 +47,7 @@ def seats(config: PanelConfig) -> list[Seat]:
     return result
 
 
-async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
+async def deliberate(ctx: RunContext) -> AsyncGenerator[Progress | Outcome, None]:
     """The `moa` protocol: every seat answers once per layer (`aggregator.layers`, default
     one). A later layer shows each seat the previous layer's answers, shuffled and
     unattributed, as references; the judge and synthesis work on the last layer. Layer 1
@@ -54,7 +55,8 @@ async def deliberate(ctx: RunContext) -> AsyncIterator[Progress | Outcome]:
     whose answers agree (`debate.answer_agreement`) is the last one asked."""
     layers = ctx.profile.aggregator.layers
     own = ctx.seat_messages()
-    per_seat, history, stop, stats = own, [], None, []
+    per_seat, stop, stats = own, None, []
+    history: list[SeatResult] = []
     maps = RoundMaps(ctx)  # one map for every layer
     for layer in range(1, layers + 1):
         if layer > 1 and budget.over_cap(ctx):
@@ -158,7 +160,7 @@ async def fan_out(
     try:
         while pending or held:
             if not pending:  # the first wave has ended: settled, or ask the rest now
-                if len(answers) >= quorum and settled(answers, len(held)):
+                if len(answers) >= quorum and settled is not None and settled(answers, len(held)):
                     saved, held = held, []
                     break
                 pending, held = ask(held), []
@@ -189,8 +191,9 @@ async def fan_out(
         else "cancelled: the quorum could no longer be met"
     )
     cut = [PanelFailure(tasks[t], "cancelled", reason) for t in sorted(pending, key=lambda t: order[tasks[t].name])]
-    for failure in cut if on_result is not None else ():
-        on_result(failure)
+    if on_result is not None:
+        for failure in cut:
+            on_result(failure)
     failures += cut
     failures.sort(key=lambda f: order[f.seat.name])
     if len(answers) < quorum:

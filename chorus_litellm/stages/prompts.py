@@ -7,6 +7,7 @@ data block, so an answer cannot close the block, forge a label or pass as instru
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 CLASSIFIER_SYSTEM = """CHORUS-CLASSIFIER
 You rate how hard a request is for a single strong language model.
@@ -182,7 +183,7 @@ def answers_block(labelled: list[tuple[str, str]]) -> str:
     return json.dumps([{"label": label, "text": text} for label, text in labelled], ensure_ascii=False, indent=1)
 
 
-def judge_user(labelled: list[tuple[str, str]], minority: list[str] = ()) -> str:
+def judge_user(labelled: list[tuple[str, str]], minority: Sequence[str] = ()) -> str:
     note = (
         f"\n\nMinority report: answers {', '.join(minority)} disagree with the majority. "
         "A majority can be wrong: judge them on the merits and say who is right."

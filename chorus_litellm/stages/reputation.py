@@ -1,9 +1,10 @@
 """Reputation: a running score per payee from what its seats contributed.
 
 A marketplace peer's seats count toward the peer itself (its key id), not its payee:
-one payee may run a good machine and a bad one. Counters per payee (or peer), summed over runs: runs, eligible (answer used), echoes (filtered by
-the watchdog), failures (error, timeout, cancelled), impact_ratio (the seat's share of
-the judge's surviving claims times the number of eligible seats: 1.0 is a fair share),
+one payee may run a good machine and a bad one. Counters per payee (or peer), summed
+over runs: runs, eligible (answer used), echoes (filtered by the watchdog), failures
+(error, timeout, cancelled), impact_ratio (the seat's share of the judge's surviving
+claims times the number of eligible seats: 1.0 is a fair share),
 latency_s. The score in [0, 1]:
 
     score = (eligible / runs) x min(1, mean impact_ratio / 2)

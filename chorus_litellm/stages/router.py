@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Literal
 
 from ..ports import OWN_RETRIES, Completer
 from ..config import RouterConfig
@@ -79,7 +80,7 @@ async def decide(
     score, _ = difficulty(text)
     cls = config.classifier
     if cls is None or abs(score - config.threshold) > cls.band:
-        decision = "fuse" if score >= config.threshold else "single"
+        decision: Literal["fuse", "single"] = "fuse" if score >= config.threshold else "single"
         return Route(decision, policy, "features", score=round(score, 4))
     try:
         completion = await completer.complete(

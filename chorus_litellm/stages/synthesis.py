@@ -16,7 +16,7 @@ failure stands: a 504 when the synthesizer ran out of time, else a 502.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
@@ -38,7 +38,7 @@ async def write(
     params: dict[str, Any],
     stream: bool = True,
     vote: dict | None = None,
-) -> AsyncIterator[str | Synthesis]:
+) -> AsyncGenerator[str | Synthesis, None]:
     """`stream=False` makes one plain call (less per-chunk work) and yields it whole;
     `vote` is the panel's vote on an extractable answer (extract.panel_vote)."""
     question = prompt_text([m for m in messages if m.get("role") == "user"][-1:])
@@ -96,7 +96,7 @@ def is_json(text: str) -> bool:
 def _whole(completer: Completer):
     """A non-streaming call shaped like `Completer.stream`: the text, then the Completion."""
 
-    async def call(model: str, messages: list[Message], **kwargs: Any) -> AsyncIterator[str | Completion]:
+    async def call(model: str, messages: list[Message], **kwargs: Any) -> AsyncGenerator[str | Completion, None]:
         completion = await completer.complete(model, messages, **kwargs)
         yield completion.text
         yield completion

@@ -30,6 +30,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+import contextlib
 
 HERE = Path(__file__).resolve().parent
 STATIC = (HERE.parent / "static").resolve()
@@ -134,7 +135,7 @@ def synthetic(n_seats: int, n_rounds: int, *, seed: int = 7, prompt: str | None 
     pos: dict[str, tuple[float, float, float]] = {}
     points: list[dict] = []
     prev_cluster: dict[str, int] = {}
-    seat_cost = {s: 0.0 for s in names}
+    seat_cost = dict.fromkeys(names, 0.0)
     for r in range(1, n_rounds + 1):
         add(0.1, "round_started", {"round": r, "stage": "panel" if r == 1 else "debate", "seats": names})
         pull = min(0.85, 0.22 * (r - 1))  # how far each answer moves to the common centre
@@ -231,7 +232,7 @@ def synthetic(n_seats: int, n_rounds: int, *, seed: int = 7, prompt: str | None 
     imp = [int(pool * w / tot) for w in weights]
     imp[0] += pool - sum(imp)
     payouts = [{"seat": s, "payee": next(x["payee"] for x in seats if x["seat"] == s), "amount": eq + i,
-                "equal": eq, "impact": i} for s, i in zip(eligible, imp)]
+                "equal": eq, "impact": i} for s, i in zip(eligible, imp, strict=True)]
     if degraded:
         add(0.2, "settled", {"status": "unsettled", "receipt_id": None, "bounty": {"amount": amount, "currency": "EUR"},
                              "unallocated": amount, "payouts": [], "receipt_url": None,
@@ -317,7 +318,7 @@ def make_handler(state: State):
             return False
 
         # -- routes
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             url = urlparse(self.path)
             path = url.path
             if path in ("/", "/chorus/ui"):
@@ -353,7 +354,7 @@ def make_handler(state: State):
                                             "alg": "Ed25519", "key_id": "ed25519:0123456789abcdef", "signature": "ZmFrZS1zaWduYXR1cmU="})
             self.send_json(404, {"error": {"message": f"no route {path}"}})
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             path = urlparse(self.path).path
             if path != "/v1/chat/completions":
                 return self.send_json(404, {"error": {"message": f"no route {path}"}})
@@ -456,7 +457,7 @@ def make_handler(state: State):
         def static(self, rel: str) -> None:
             rel = rel or "index.html"
             target = (STATIC / rel).resolve()
-            if STATIC not in target.parents and target != STATIC or not target.is_file():
+            if (STATIC not in target.parents and target != STATIC) or not target.is_file():
                 return self.send_json(404, {"error": {"message": "not found"}})
             data = target.read_bytes()
             ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
@@ -486,10 +487,8 @@ def main() -> None:
     srv = ThreadingHTTPServer((args.host, args.port), make_handler(state))
     srv.daemon_threads = True
     print(f"run viewer dev server: http://{args.host}:{args.port}/chorus/ui/  (key {args.key})", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":
