@@ -93,7 +93,7 @@ def verify(path: str, keys: list[str]) -> int:
 def show_reputation() -> int:
     import asyncio
 
-    from .adapters.store import store_from_env
+    from .adapters.backends import store_from_env
     from .stages.reputation import summary
 
     counters = asyncio.run(store_from_env().reputation())

@@ -19,6 +19,9 @@ and `adapters/provider.py` maps them once to LiteLLM's OpenAI-style exceptions.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 
 class ChorusError(Exception):
     """Base of every error this package raises on purpose."""
@@ -103,3 +106,16 @@ class StoreUnavailable(RunError):
     """The store could not be read or written, and neither could the local outbox."""
 
     status_code = 503
+
+
+def unavailable_on(*errors: type[BaseException]) -> Callable:
+    """Decorate a backend's async method: `errors` leave it as StoreUnavailable naming `self.name`."""
+    def decorate(method: Callable) -> Callable:
+        @functools.wraps(method)
+        async def mapped(self, *args, **kwargs):
+            try:
+                return await method(self, *args, **kwargs)
+            except errors as exc:
+                raise StoreUnavailable(f"{self.name} unavailable ({type(exc).__name__}: {exc})") from exc
+        return mapped
+    return decorate

@@ -37,8 +37,8 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .adapters.signing import key_id
 from .errors import RequestError
+from .keys import key_id
 
 HEARTBEAT_S = 20.0
 ROUTER_PREFIX = "peer/"  # a live peer's deployment in the Router: `peer/<peer id>`

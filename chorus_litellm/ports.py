@@ -9,11 +9,19 @@ its test double in `chorus_litellm.testing` (FakeCompleter, HashEmbedder).
   one); `OWN_RETRIES` and `worth_retrying` are the retry policy stages share.
 - `Embedder`: sentence embeddings, off the event loop (adapters/embeddings.py).
 - `Forwarder`: the forward leg, the single model's own response relayed (adapters/forward.py).
+- The store, one narrow port per job (adapters/store.py implements them all, over SQLite
+  or Redis): `Receipts` (receipts and transcripts: settle.py), `RunClaims` (single
+  flight: adapters/runs.py), `RunLog` (the live view's events and runs index:
+  adapters/eventlog.py, routes), `WebhookQueue` (adapters/webhooks.py), `PeerRegistry`
+  (the marketplace: peer_routes, peer_sync) and `Reputation` (settle.py, peer_sync).
+  `Job` and `Claim` are the values they hand out.
+- `ReceiptSigner`: signs a settled run's receipt (adapters/signing.Signer, Ed25519).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -126,3 +134,96 @@ class Forwarder(Protocol):
     def forward(self, model: str, messages: list[Message], params: dict[str, Any], *, stream: bool,
                 timeout: float) -> AsyncGenerator[Relay | Completion, None]:
         """Yields the model's own response (or chunks) as `Relay`s, then its `Completion`."""
+
+
+class ReceiptSigner(Protocol):
+    key_id: str  # the public key's id, written into the payload before it is signed
+
+    def sign(self, payload: dict) -> dict:
+        """The signed receipt: the payload, its algorithm, key id and signature."""
+        ...
+
+
+# -- the store's ports ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """A webhook waiting in the queue: its id (the idempotency key), what to send, and
+    how many attempts were made."""
+
+    id: str
+    job: dict
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A debate id's single-flight claim as the store holds it: the holder's `token` and
+    `request_hash`, live until `expires_at` (store clock); `mine`: this call took it."""
+
+    owner: str
+    debate_id: str
+    token: str
+    request_hash: str
+    expires_at: float
+    mine: bool = False
+
+
+class Receipts(Protocol):
+    """Signed receipts (never lost once promised) and transcripts (best effort), per owner."""
+
+    async def put_receipt(self, owner: str, debate_id: str, receipt: dict) -> dict: ...
+    async def find_receipt(self, owner: str | None, debate_id: str) -> dict | None: ...
+    async def put_transcript(self, owner: str | None, debate_id: str, record: dict, ttl_s: int | None) -> None: ...
+    async def get_transcript(self, owner: str | None, debate_id: str) -> dict | None: ...
+
+
+class RunClaims(Protocol):
+    """Single flight: one run per (owner, debate id) across workers and replicas."""
+
+    async def claim(self, owner: str, debate_id: str, request_hash: str, lease_s: float) -> Claim: ...
+    async def renew(self, claim: Claim, lease_s: float) -> bool: ...
+    async def release(self, claim: Claim) -> None: ...
+
+
+class RunLog(Protocol):
+    """The live view's event log per run and the owner's runs index."""
+
+    async def append_events(self, owner: str | None, run_id: str, events: list[dict], ttl_s: int | None) -> None: ...
+    async def read_events(self, owner: str | None, run_id: str, after: int = 0, limit: int = 1000) -> list[dict]: ...
+    async def list_runs(self, owner: str | None, limit: int = 20) -> list[dict]: ...
+
+
+class WebhookQueue(Protocol):
+    """The durable webhook queue: first enqueue of a job id wins; claims lease due jobs."""
+
+    clock: Callable[[], float]  # the store's clock (seconds since the epoch)
+
+    async def enqueue_webhook(self, job_id: str, job: dict) -> bool: ...
+    async def claim_webhooks(self, limit: int, lease_s: float) -> list[Job]: ...
+    async def finish_webhook(self, job_id: str, *, due: float | None = None, attempts: int = 0,
+                             error: str | None = None) -> None: ...
+    async def webhook_state(self, job_id: str) -> dict | None: ...
+
+
+class Reputation(Protocol):
+    """Counters per payee (or peer), summed over runs (stages/reputation.py scores them)."""
+
+    async def add_reputation(self, observations: dict[str, dict[str, float]]) -> None: ...
+    async def reputation(self, payees: list[str] | None = None) -> dict[str, dict[str, float]]: ...
+
+
+class PeerRegistry(Protocol):
+    """Marketplace peers (compare-and-set on their signed timestamps), their load and earnings."""
+
+    clock: Callable[[], float]  # the store's clock (seconds since the epoch)
+
+    async def put_peer(self, peer_id: str, pool: str, record: dict, last_seen: float, last_ts: int) -> bool: ...
+    async def get_peer(self, peer_id: str) -> dict | None: ...
+    async def pool_peers(self, pool: str) -> list[dict]: ...
+    async def all_peers(self) -> list[dict]: ...
+    async def touch_peer(self, peer_id: str, last_seen: float, last_ts: int) -> bool: ...
+    async def delete_peer(self, peer_id: str, last_ts: int | None = None, ttl_s: float = ...) -> None: ...
+    async def put_peer_load(self, worker: str, calls: dict[str, int], ttl_s: float) -> None: ...
+    async def peer_loads(self) -> dict[str, int]: ...
+    async def peer_earnings(self, peer_id: str, limit: int = 100) -> dict: ...
+    async def earnings_totals(self, peer_ids: list[str]) -> dict[str, list[dict]]: ...

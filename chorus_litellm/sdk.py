@@ -111,7 +111,7 @@ def _mount_routes(handler: Any) -> None:
     module = sys.modules.get("litellm.proxy.proxy_server")
     app = getattr(module, "app", None) if module else None
     if app is not None:
-        from .adapters.routes import mount
+        from .adapters.peer_routes import mount
 
         mount(app, handler)
 

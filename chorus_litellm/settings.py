@@ -23,7 +23,9 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .allowlist import Allowlist
 from .errors import ConfigError
+from .peers import Policy
 
 ENV_PREFIX = "CHORUS_"
 
@@ -153,8 +155,6 @@ class Settings(BaseSettings):
     @field_validator("peer_invites")
     @classmethod
     def _invites(cls, text: SecretStr | None) -> SecretStr | None:
-        from .peers import Policy
-
         if text is not None:
             Policy.parse_invites(text.get_secret_value())  # a bad entry is a ValueError naming it
         return text
@@ -162,15 +162,11 @@ class Settings(BaseSettings):
     @field_validator("webhook_allowlist", "peer_url_allowlist")
     @classmethod
     def _allowlist(cls, text: str) -> str:
-        from .adapters.netguard import Allowlist
-
         Allowlist.parse(text)  # a bad entry is a ValueError naming it
         return text
 
-    def peer_policy(self) -> Any:
+    def peer_policy(self) -> Policy:
         """The operator's peer admission and health rules (peers.Policy)."""
-        from .peers import Policy
-
         invites = Policy.parse_invites(self.peer_invites.get_secret_value()) if self.peer_invites else ()
         return Policy(self.peer_admission, frozenset(k.strip() for k in self.peer_keys.split(",") if k.strip()),
                       invites, self.peer_signature_window_s, self.peer_away_after_s)

@@ -17,9 +17,8 @@ import dataclasses
 import hashlib
 from datetime import UTC, datetime
 
-from .ports import Embedder
-from .adapters.signing import Signer
 from .errors import ConflictError, StoreUnavailable
+from .ports import Embedder, ReceiptSigner, Receipts, Reputation
 from .report import RunReport
 from .request import FusionRequest
 from .stages import reputation
@@ -70,7 +69,7 @@ def receipt_id(owner: str, debate_id: str) -> str:
 class Settler:
     """Settles one run; built per request by the provider with the process's signer and store."""
 
-    def __init__(self, signer: Signer, store, embedder: Embedder | None) -> None:
+    def __init__(self, signer: ReceiptSigner, store: Receipts, embedder: Embedder | None) -> None:
         self.signer, self.store, self.embedder = signer, store, embedder
 
     async def __call__(self, report: RunReport, req: FusionRequest) -> None:
@@ -114,7 +113,7 @@ class TranscriptKeeper:
     """Stores the run's structured transcript for its team, with the profile's TTL
     (best effort: the store logs, never raises, for transcripts)."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store: Receipts) -> None:
         self.store = store
 
     async def __call__(self, report: RunReport, req: FusionRequest) -> None:
@@ -130,7 +129,7 @@ class ReputationKeeper:
     """Adds this run's per-payee (per-peer for pool seats) observations (judge-attributed impact; every seat of
     every round, failures and echoes included) to the store."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store: Reputation) -> None:
         self.store = store
 
     async def __call__(self, report: RunReport, req: FusionRequest) -> None:
@@ -143,7 +142,7 @@ class ReputationKeeper:
         await self.store.add_reputation(reputation.observations(contribs, impact_by_seat, latencies))
 
 
-async def prior_run(store, req: FusionRequest) -> dict | None:
+async def prior_run(store: Receipts, req: FusionRequest) -> dict | None:
     """For a client-chosen `debate_id` already used by this owner: the first run's answer
     and `chorus` field to replay (nothing runs, nothing is charged or paid again), or
     ConflictError (409) if it answered a different request. None: run as new."""

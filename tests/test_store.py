@@ -12,7 +12,8 @@ import uuid
 
 import pytest
 
-from chorus_litellm.adapters.store import owner_of, store_from_env, store_from_settings
+from chorus_litellm.adapters.backends import store_from_env, store_from_settings
+from chorus_litellm.adapters.store import owner_of
 from chorus_litellm.adapters.store_redis import RedisStore
 from chorus_litellm.adapters.store_sqlite import SQLiteStore
 from chorus_litellm.errors import StoreUnavailable

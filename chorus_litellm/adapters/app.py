@@ -22,6 +22,8 @@ from ..runlog import Listener, RunLog
 from ..settings import load_settings
 from ..settle import ReputationKeeper, Settler, TranscriptKeeper
 from . import metrics, tracing
+from .backends import store_from_env
+from .store import Store
 from .embeddings import BatchedEmbedder
 from .eventlog import EventLog
 from .forward import RouterForwarder
@@ -29,7 +31,6 @@ from .llm import RouterCompleter, proxy_router
 from .netguard import Allowlist
 from .peer_sync import PeerSync
 from .signing import Signer
-from .store import store_from_env
 from .translate import Charge
 from .webhooks import Webhooks
 
@@ -43,7 +44,7 @@ class App:
         get_router: Callable[[], Any] = proxy_router,
         embedder: Embedder | None = None,
         signer: Signer | None = None,
-        store: Any = None,
+        store: Store | None = None,
         anonymous_owner: str | None = None,
         forwarder: Any = None,
         observers: Sequence[Callable[[FusionRequest], Listener]] | None = None,
@@ -66,12 +67,12 @@ class App:
             (metrics.listener, tracing.listener) if observers is None else observers)
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         if self._store is None:
             self._store = store_from_env()
         return self._store
 
-    async def started_store(self) -> Any:
+    async def started_store(self) -> Store:
         """The store, its background outbox flush started on this process's first run."""
         if not self._store_started:
             self._store_started = True

@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
+from ..ports import RunLog
 from ..runlog import TERMINAL, Listener, RunEvent
 from .background import stop
 
@@ -34,7 +35,7 @@ STALE_S = 900.0  # a followed run with no event for this long is given up (its w
 
 
 class EventLog:
-    def __init__(self, store: Any, *, batch_s: float = 0.05, poll_s: float = 0.25, keepalive_s: float = 15.0,
+    def __init__(self, store: RunLog, *, batch_s: float = 0.05, poll_s: float = 0.25, keepalive_s: float = 15.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store, self.batch_s, self.poll_s, self.keepalive_s, self.clock = store, batch_s, poll_s, keepalive_s, clock
         self._pending: dict[tuple[str, str], tuple[int | None, list[RunEvent]]] = {}

@@ -7,15 +7,35 @@ record goes here and what may raise are in adapters/store.py.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from .sqlite import Database, Migration, immediate, mapped
-from .store import EVENTS, RECEIPT, TRANSCRIPT, WEBHOOK, Pending, log
+
+log = logging.getLogger("chorus_litellm")
+
+RECEIPT, TRANSCRIPT, EVENTS, WEBHOOK, CLAIM = "receipt", "transcript", "events", "webhook", "claim"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One record on its way to a backend; `row` is its outbox row id, if it has one."""
+
+    kind: str
+    owner: str
+    debate_id: str
+    record: dict
+    expires_at: float | None = None
+    row: int | None = None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 async def _o1_outbox(db: aiosqlite.Connection) -> None:

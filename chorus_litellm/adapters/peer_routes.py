@@ -27,6 +27,7 @@ import base64
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.staticfiles import StaticFiles
 from litellm.proxy._types import UserAPIKeyAuth
 from pydantic import ValidationError
 
@@ -36,7 +37,7 @@ from ..settings import load_settings
 from ..stages import reputation
 from ..stages.prompts import PERSONAS
 from .netguard import Allowlist, UnsafeURL, check_url
-from .routes import AUTH, public_keys
+from .routes import AUTH, UI, build_router, public_keys
 
 REPLAY = "signature timestamp is not later than this peer's last request (a replay?)"
 
@@ -162,3 +163,12 @@ def build_peer_router(handler: Any) -> APIRouter:
 
 def known_personas(handler: Any) -> set[str]:
     return set(PERSONAS) | {name for profile in handler.profiles.values() for name in profile.personas}
+
+
+def mount(app: Any, handler: Any) -> None:
+    """Every chorus route on the proxy's app: runs, receipts and keys (routes.py), the
+    marketplace (here) and the live view's page."""
+    app.include_router(build_router(handler))
+    app.include_router(build_peer_router(handler))
+    if UI.is_dir():
+        app.mount("/chorus/ui", StaticFiles(directory=UI, html=True), name="chorus-ui")

@@ -41,9 +41,10 @@ import logging
 import uuid
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from .. import peers
+from ..ports import PeerRegistry, Reputation
 from .background import stop
 from .netguard import Allowlist, Resolve, UnsafeURL, check_url, guarded_client
 
@@ -66,6 +67,10 @@ def deployment(record: dict) -> dict:
     return {"model_name": peers.model_name(record["peer_id"]), "litellm_params": params,
             "model_info": {"id": deployment_id(record["peer_id"], record["registered_at"]),
                            "chorus_peer": record["peer_id"], "chorus_payee": record["payee"]}}
+
+
+class PeerSyncStore(PeerRegistry, Reputation, Protocol):
+    """The pool's peers and loads, and the reputation their calls earn."""
 
 
 class PeerRefused(RuntimeError):
@@ -190,7 +195,7 @@ def install_hook() -> Any:
 
 
 class PeerSync:
-    def __init__(self, store: Any, get_router: Callable[[], Any], policy: peers.Policy, urls: Allowlist, *,
+    def __init__(self, store: PeerSyncStore, get_router: Callable[[], Any], policy: peers.Policy, urls: Allowlist, *,
                  interval_s: float = 2.0, probe_timeout_s: float = 10.0, resolve: Any = None,
                  load: Callable[[], Mapping[str, int]] | None = None) -> None:
         self.store, self.get_router, self.policy, self.urls = store, get_router, policy, urls

@@ -28,15 +28,15 @@ real annotation types.)
 """
 
 import base64
-import json
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path as PathParam, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
-from fastapi.staticfiles import StaticFiles
 from litellm.proxy._types import UserAPIKeyAuth
 from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
 
@@ -47,7 +47,6 @@ from ..stages import reputation
 from ..types import Caller
 from .signing import ALG, key_id, public_key_from
 from .store import owner_of
-
 
 AUTH = Depends(user_api_key_auth)  # LiteLLM's own key check, as on every proxy route
 RUN_ID = PathParam(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")  # as chorus.debate_id
@@ -215,11 +214,3 @@ async def _sse(events: Any):
     except StoreUnavailable as exc:  # mid-stream: say why; the client resumes with Last-Event-ID
         yield f"event: error\ndata: {json.dumps({'error': f'the store is unavailable: {exc}'})}\n\n"
 
-
-def mount(app: Any, handler: Any) -> None:
-    from .peer_routes import build_peer_router
-
-    app.include_router(build_router(handler))
-    app.include_router(build_peer_router(handler))
-    if UI.is_dir():
-        app.mount("/chorus/ui", StaticFiles(directory=UI, html=True), name="chorus-ui")

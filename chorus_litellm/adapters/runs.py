@@ -18,17 +18,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Protocol
 
 from .. import pipeline, runlog
 from ..errors import ConflictError, DeadlineError, StoreUnavailable
 from ..events import CLIENT_KINDS, AnswerDelta, Event, Replayed, RunDone
+from ..ports import Claim, Receipts, RunClaims
 from ..report import RunReport
 from ..request import FusionRequest
 from ..settle import prior_run
 from ..stages.settlement import idempotency_hash
 from .app import App
-from .store import Claim
 from .translate import extension
 
 log = logging.getLogger("chorus_litellm")
@@ -38,6 +38,10 @@ WAIT_POLL_S = (0.05, 1.0)  # a waiting duplicate polls the store from this delay
 RETRY_AFTER_S = 2  # what a duplicate that will not wait is told (`Retry-After`)
 
 
+
+
+class FirstRuns(RunClaims, Receipts, Protocol):
+    """What single flight takes (a claim) and reads (the first run's receipt or transcript)."""
 
 async def run_events(app: App, req: FusionRequest, logging_obj: Any, timeout: Any) -> AsyncGenerator[Event, None]:
     """The run's events, or a replay of the first run for a retried debate_id; a
@@ -78,7 +82,7 @@ async def run_events(app: App, req: FusionRequest, logging_obj: Any, timeout: An
             with contextlib.suppress(Exception):
                 await asyncio.shield(task)
 
-async def first_run(store: Any, req: FusionRequest, timeout: Any) -> tuple[dict | None, Claim | None]:
+async def first_run(store: FirstRuns, req: FusionRequest, timeout: Any) -> tuple[dict | None, Claim | None]:
     """Single flight for a client-chosen `debate_id`: (the stored run to replay, None),
     or (None, this request's claim) to run it, or (None, None) to run unclaimed (no
     debate_id or owner, or a store that cannot take claims). A duplicate of a run in
@@ -127,7 +131,7 @@ async def first_run(store: Any, req: FusionRequest, timeout: Any) -> tuple[dict 
         if prior is not None:
             return prior, None
 
-async def _stored(store: Any, req: FusionRequest) -> dict | None:
+async def _stored(store: Receipts, req: FusionRequest) -> dict | None:
     """`prior_run` outside the claim: its 409 waits to be decided under the claim (a run
     in progress may have stored its receipt and not yet its transcript)."""
     try:
@@ -135,7 +139,7 @@ async def _stored(store: Any, req: FusionRequest) -> dict | None:
     except ConflictError:
         return None
 
-async def _heartbeat(store: Any, claim: Claim) -> None:
+async def _heartbeat(store: RunClaims, claim: Claim) -> None:
     """Renew the run's claim while it is alive (cancelled when it ends)."""
     while True:
         await asyncio.sleep(CLAIM_LEASE_S / 3)
@@ -146,7 +150,7 @@ async def _heartbeat(store: Any, claim: Claim) -> None:
         except StoreUnavailable as exc:
             log.warning("chorus: run %s claim not renewed (%s)", claim.debate_id, exc)
 
-async def _release(store: Any, heartbeat: asyncio.Future | None, claim: Claim | None) -> None:
+async def _release(store: RunClaims, heartbeat: asyncio.Future | None, claim: Claim | None) -> None:
     if heartbeat is not None:
         heartbeat.cancel()
     if claim is not None:

@@ -14,7 +14,6 @@ printed or returned; `repr()` of a Signer shows only the key id.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ import rfc8785
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from ..keys import key_id
 from ..settings import Settings, load_settings
 
 ALG = "Ed25519"
@@ -31,10 +31,6 @@ ALG = "Ed25519"
 
 class SigningError(Exception):
     """No usable signing key, or a receipt that does not verify."""
-
-
-def key_id(public_key: bytes) -> str:
-    return "ed25519:" + hashlib.sha256(public_key).hexdigest()[:16]
 
 
 def canonical(payload: dict) -> bytes:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from .store import unavailable_on
+from ..errors import unavailable_on
 
 BUSY_TIMEOUT_S = 10.0  # how long a writer waits for another process's transaction
 Migration = Callable[[aiosqlite.Connection], Awaitable[None]]

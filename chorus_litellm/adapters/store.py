@@ -63,51 +63,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from .. import runlog
 from ..errors import StoreUnavailable
+from ..ports import Claim, Job
 from ..types import Caller
 from .background import stop
-
-if TYPE_CHECKING:
-    from ..settings import Settings
-    from .store_sqlite import Outbox
+from .outbox import EVENTS, RECEIPT, TRANSCRIPT, WEBHOOK, Outbox, Pending
 
 log = logging.getLogger("chorus_litellm")
 
-RECEIPT, TRANSCRIPT, EVENTS, WEBHOOK, CLAIM = "receipt", "transcript", "events", "webhook", "claim"
 FLUSH_BATCH = 100
+Summarize = Callable[[dict | None], dict]  # the runs-index entry after a batch, from the stored one
 DEAD_TTL_S = 7 * 24 * 3600  # a webhook that gave up stays readable for the operator this long
 PEER_TOMBSTONE_S = 300.0  # a left peer's last timestamp is kept this long (the default signature window)
-
-
-@dataclass(frozen=True)
-class Job:
-    """A webhook waiting in the queue: its id (the idempotency key), what to send, and
-    how many attempts were made."""
-
-    id: str
-    job: dict
-    attempts: int = 0
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A debate id's single-flight claim as the store holds it: the holder's `token` and
-    `request_hash`, live until `expires_at` (store clock); `mine`: this call took it."""
-
-    owner: str
-    debate_id: str
-    token: str
-    request_hash: str
-    expires_at: float
-    mine: bool = False
 
 
 def owner_of(caller: Caller) -> str | None:
@@ -132,34 +105,6 @@ def earnings(receipt: dict) -> dict[str, tuple[str, str, int]]:
 def record_key(owner: str, debate_id: str) -> str:
     """Owner and debate id in one unambiguous string: `<len(owner)>:<owner>:<debate_id>`."""
     return f"{len(owner)}:{owner}:{debate_id}"
-
-
-def unavailable_on(*errors: type[BaseException]) -> Callable:
-    """Decorate a backend's async method: `errors` leave it as StoreUnavailable naming `self.name`."""
-    def decorate(method: Callable) -> Callable:
-        @functools.wraps(method)
-        async def mapped(self, *args, **kwargs):
-            try:
-                return await method(self, *args, **kwargs)
-            except errors as exc:
-                raise StoreUnavailable(f"{self.name} unavailable ({type(exc).__name__}: {exc})") from exc
-        return mapped
-    return decorate
-
-
-@dataclass(frozen=True)
-class Pending:
-    """One record on its way to a backend; `row` is its outbox row id, if it has one."""
-
-    kind: str
-    owner: str
-    debate_id: str
-    record: dict
-    expires_at: float | None = None
-    row: int | None = None
-
-    def expired(self, now: float) -> bool:
-        return self.expires_at is not None and self.expires_at <= now
 
 
 class Store:
@@ -191,8 +136,10 @@ class Store:
     async def _close(self) -> None:
         raise NotImplementedError
 
-    async def _append(self, owner: str, run_id: str, events: list[dict], expires_at: float | None) -> None:
-        """Add events (envelopes) not yet stored, by sequence number, and update the runs index."""
+    async def _append(self, owner: str, run_id: str, events: list[dict], expires_at: float | None,
+                      summarize: Summarize) -> None:
+        """Add events (envelopes) not yet stored, by sequence number, and replace the run's
+        runs-index entry with `summarize(the entry stored now, or None)`, in one step."""
         raise NotImplementedError
 
     async def _events(self, owner: str, run_id: str, after: int, limit: int) -> list[dict]:
@@ -375,7 +322,7 @@ class Store:
             return
         expires_at = self.clock() + ttl_s if ttl_s else None
         try:
-            await self._append(owner, run_id, events, expires_at)
+            await self._append(owner, run_id, events, expires_at, _summarized(events))
             return
         except StoreUnavailable as down:
             item = Pending(EVENTS, owner, f"{run_id}#{events[0]['seq']}", {"run_id": run_id, "events": events},
@@ -510,7 +457,8 @@ class Store:
 
     async def _deliver(self, item: Pending) -> None:
         if item.kind == EVENTS:
-            await self._append(item.owner, item.record["run_id"], item.record["events"], item.expires_at)
+            events = item.record["events"]
+            await self._append(item.owner, item.record["run_id"], events, item.expires_at, _summarized(events))
         elif item.kind == WEBHOOK:
             await self._enqueue(item.debate_id, item.record, self.clock())
         else:
@@ -543,20 +491,8 @@ def _report_crash(task: asyncio.Task) -> None:
         log.error("chorus: outbox flush stopped", exc_info=task.exception())
 
 
-def store_from_settings(settings: Settings) -> Store:
-    """The backend `settings.store` names, with its outbox and flush interval."""
-    outbox, flush = settings.outbox_path, settings.outbox_flush_interval_s
-    if settings.store == "redis":
-        from .store_redis import RedisStore
-
-        return RedisStore(settings.redis_url, outbox, flush_interval_s=flush)
-    from .store_sqlite import SQLiteStore
-
-    return SQLiteStore(settings.db_path, outbox, flush_interval_s=flush)
-
-
-def store_from_env() -> Store:
-    """`store_from_settings(load_settings())`: raises ConfigError naming a bad variable."""
-    from ..settings import load_settings
-
-    return store_from_settings(load_settings())
+def _summarized(events: list[dict]) -> Summarize:
+    """The runs-index reducer for a batch (runlog.summarize, in sequence order): what a
+    backend applies to the entry it holds, so no backend knows the log's schema."""
+    ordered = sorted(events, key=lambda e: e["seq"])
+    return lambda current: runlog.summarize(ordered, current)

@@ -29,9 +29,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .. import runlog
+from ..errors import unavailable_on
+from ..ports import Job
 from ..settings import data_dir
-from .store import CLAIM, DEAD_TTL_S, RECEIPT, Job, Pending, Store, earnings, record_key, unavailable_on
+from .outbox import CLAIM, RECEIPT, Pending
+from .store import DEAD_TTL_S, Store, Summarize, earnings, record_key
 from .store_sqlite import Outbox
 
 GC_MARGIN_S = 60  # the server keeps an expired value this much longer than the clock says
@@ -249,7 +251,8 @@ class RedisStore(Store):
         return None if expires_at is None else max(1, int((expires_at - self.clock()) * 1000))
 
     @mapped
-    async def _append(self, owner: str, run_id: str, events: list[dict], expires_at: float | None) -> None:
+    async def _append(self, owner: str, run_id: str, events: list[dict], expires_at: float | None,
+                      summarize: Summarize) -> None:
         client, key, px = self._client(), record_key(owner, run_id), self._px(expires_at)
         pipe = client.pipeline(transaction=True)
         pipe.zadd(f"{self.prefix}:events:{key}", {json.dumps(e, sort_keys=True): e["seq"] for e in events}, nx=True)
@@ -257,7 +260,7 @@ class RedisStore(Store):
             pipe.pexpire(f"{self.prefix}:events:{key}", px)
         pipe.get(f"{self.prefix}:run:{key}")
         current = (await pipe.execute())[-1]
-        summary = runlog.summarize(sorted(events, key=lambda e: e["seq"]), json.loads(current) if current else None)
+        summary = summarize(json.loads(current) if current else None)
         pipe = client.pipeline(transaction=True)
         pipe.set(f"{self.prefix}:run:{key}", json.dumps(summary), px=px)
         index = f"{self.prefix}:runs:{len(owner)}:{owner}"

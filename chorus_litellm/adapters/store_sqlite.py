@@ -15,11 +15,11 @@ from typing import Any
 
 import aiosqlite
 
-from .. import runlog
+from ..ports import Job
 from ..settings import outbox_beside
-from .outbox import Outbox
+from .outbox import CLAIM, RECEIPT, Outbox, Pending
 from .sqlite import Database, Migration, mapped
-from .store import CLAIM, DEAD_TTL_S, RECEIPT, Job, Pending, Store, earnings
+from .store import DEAD_TTL_S, Store, Summarize, earnings
 
 
 async def _m1_records(db: aiosqlite.Connection) -> None:
@@ -176,7 +176,8 @@ class SQLiteStore(Store):
         return out
 
     @mapped
-    async def _append(self, owner: str, run_id: str, events: list[dict], expires_at: float | None) -> None:
+    async def _append(self, owner: str, run_id: str, events: list[dict], expires_at: float | None,
+                      summarize: Summarize) -> None:
         db = await self.db.conn()
         now = self.clock()
         if any(e["type"] == "run_started" for e in events):  # one cleanup per run, not per batch
@@ -186,7 +187,7 @@ class SQLiteStore(Store):
                              [(owner, run_id, e["seq"], json.dumps(e), expires_at) for e in events])
         rows = list(await db.execute_fetchall("SELECT summary FROM runs WHERE owner = ? AND run_id = ?",
                                               (owner, run_id)))
-        summary = runlog.summarize(sorted(events, key=lambda e: e["seq"]), json.loads(rows[0][0]) if rows else None)
+        summary = summarize(json.loads(rows[0][0]) if rows else None)
         await db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner, run_id) DO UPDATE SET "
                          "summary = excluded.summary, started = excluded.started, expires_at = excluded.expires_at",
                          (owner, run_id, json.dumps(summary), summary.get("started"), expires_at))

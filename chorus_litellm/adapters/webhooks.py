@@ -36,10 +36,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import RequestError
+from ..ports import Job, WebhookQueue
 from .background import stop
 from .netguard import Allowlist, Resolve, UnsafeURL, check_url, guarded_client, post_json
 from .signing import Signer, SigningError, verify_bytes
-from .store import Job
 
 log = logging.getLogger("chorus_litellm")
 
@@ -93,7 +93,7 @@ def body_of(payload: dict) -> bytes:
 
 
 class Webhooks:
-    def __init__(self, store: Any, signer: Signer | None, allowlist: Allowlist, *, timeout_s: float = 5.0,
+    def __init__(self, store: WebhookQueue, signer: Signer | None, allowlist: Allowlist, *, timeout_s: float = 5.0,
                  max_attempts: int = 8, base_delay_s: float = 2.0, max_delay_s: float = 600.0, poll_s: float = 1.0,
                  batch: int = 16, resolve: Resolve | None = None, rng: random.Random | None = None) -> None:
         self.store, self.signer, self.allowlist = store, signer, allowlist
