@@ -166,6 +166,12 @@ class PanelConfig(_Strict):
     # Panel answers are drafts; this caps them without ever touching the final answer.
     max_tokens: int | None = Field(None, ge=1)
     reputation: ReputationConfig = ReputationConfig()
+    # When round 1 misses its quorum: error (a 502 naming every failed member), single_model
+    # (router.single_model answers the request instead, its response relayed as the gate's
+    # forward leg would), or best_answer (the best of the answers that did come back; an
+    # error when none did). Either fallback is marked degraded (`chorus.quorum_fallback`,
+    # the `quorum_lost` event), charged for every call made, and pays no failed seat.
+    on_quorum_failure: Literal["error", "single_model", "best_answer"] = "error"
     # Round 1 in waves: more seats only while the vote on an extractable answer is open.
     early_stop: EarlyStopConfig = EarlyStopConfig()
 
@@ -376,6 +382,8 @@ class ProfileConfig(_Strict):
         if self.router.tools == "fuse" and self.debate.protocol == "consensus":
             problems.append("router.tools: 'fuse' needs the moa or debate protocol: the consensus protocol's "
                             "answer is a voted candidate, which cannot be a tool call")
+        if self.panel.on_quorum_failure == "single_model" and not self.router.single_model:
+            problems.append("panel.on_quorum_failure: 'single_model' needs router.single_model")
         if self.panel.tools and self.router.tools != "fuse":
             problems.append("panel.tools: true needs router.tools: fuse (otherwise tool turns are forwarded)")
         if self.aggregator.layers > 1 and self.debate.protocol != "moa":

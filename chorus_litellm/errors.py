@@ -70,9 +70,9 @@ class QuorumError(RunError):
 
     status_code = 502
 
-    def __init__(self, message: str, failures: tuple = ()) -> None:
+    def __init__(self, message: str, failures: tuple = (), answers: tuple = (), required: int = 0) -> None:
         super().__init__(message)
-        self.failures = failures
+        self.failures, self.answers, self.required = failures, answers, required
 
 
 class ConflictError(RunError):

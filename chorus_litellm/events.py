@@ -196,6 +196,29 @@ def candidate_point(round_no: int, version: int, xyz: Any, similarity: dict[str,
 
 
 @dataclass(frozen=True)
+class QuorumLost:
+    """Round 1 missed its quorum and `panel.on_quorum_failure` answers instead:
+    `single_model` (router.single_model's own answer) or `best_answer` (the best of the
+    `answered` that came back). The run goes on, marked degraded."""
+
+    fallback: str
+    answered: int
+    required: int
+    failures: tuple[PanelFailure, ...]
+    kind: Literal["quorum_lost"] = "quorum_lost"
+
+    def data(self) -> dict:
+        return {"fallback": self.fallback, "answered": self.answered, "required": self.required,
+                "failed": [f.as_dict() for f in self.failures]}
+
+    def text(self) -> str:
+        instead = ("the single model answers instead" if self.fallback == "single_model"
+                   else "the best answer that came back stands")
+        failed = "".join(f"; {f.seat.name} {f.kind}" for f in self.failures)
+        return f"Panel quorum lost: {self.answered} answered, {self.required} required{failed}. Degraded: {instead}."
+
+
+@dataclass(frozen=True)
 class CandidateStarted:
     version: int
     stage: str
@@ -311,7 +334,7 @@ class RunFailed:
 
 
 Event = (Progress | AnswerDelta | Relay | RunStarted | Routed | Seated | RoundStarted | Answered | EarlyStop
-         | RoundDone | CandidateStarted | CandidateDone | JudgeDone | SynthesisStarted | AnswerReplaced
+         | RoundDone | QuorumLost | CandidateStarted | CandidateDone | JudgeDone | SynthesisStarted | AnswerReplaced
          | SynthesisDone | Settled | RunDone | Replayed | RunFailed)
 CLIENT_ONLY = runlog.CLIENT_ONLY  # kinds only the client reads: not numbered, not logged
 # What a streaming client is sent (the provider's subscriber).

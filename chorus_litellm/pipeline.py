@@ -25,12 +25,12 @@ from contextlib import aclosing
 
 from .context import RunContext
 from .errors import BudgetError, DeadlineError, PoolError, QuorumError
+from .events import (AnswerDelta, AnswerReplaced, Event, JudgeDone, Progress, QuorumLost, Relay, Routed, RunDone,
+                     RunFailed, RunStarted, Seated, Settled, SynthesisDone, SynthesisStarted)
 from .request import PLUGIN_PARAMS, prompt_text, wants_json
 from .stages import (budget, consensus, debate, draw, extract, guard, judge, panel, prompts, reputation, router,
                      synthesis)
 from .stages.synthesis import is_json
-from .events import (AnswerDelta, AnswerReplaced, Event, JudgeDone, Progress, Relay, Routed, RunDone, RunFailed,
-                     RunStarted, Seated, Settled, SynthesisDone, SynthesisStarted)
 from .types import Outcome, Panel, PanelAnswer, Route, Seat, SeatResult, Synthesis
 
 Deliberation = Callable[[RunContext], AsyncGenerator[Progress | Outcome, None]]
@@ -73,85 +73,8 @@ async def _run(ctx: RunContext) -> AsyncGenerator[Event, None]:
             yield event
         report.timings["forward"] = clock() - t
     else:
-        # 2) Seats, then deliberate. No event goes out before round 1's quorum is known,
-        #    so a missed quorum is a clean HTTP error even for streaming clients.
-        ctx.seats = await _seats(ctx)
-        # The worst case must fit the caller's LiteLLM budgets before any member is called.
-        estimate = budget.admit(ctx)
-        report.budget = estimate.as_dict() if estimate else None
-        t = clock()
-        outcome = None
-        try:
-            async with aclosing(PROTOCOLS[ctx.preset.protocol](ctx)) as items:
-                async for item in items:
-                    if isinstance(item, Outcome):
-                        outcome = item
-                    else:
-                        yield item
-        except QuorumError as exc:
-            if ctx.ledger.expired():
-                raise DeadlineError(f"the run's deadline passed during the panel: {exc}") from exc
-            raise
-        if outcome is None:
-            raise RuntimeError(f"the {ctx.preset.protocol} protocol ended without an outcome")
-        report.outcome, report.panel = outcome, outcome.panel
-        report.deliberation, report.transcript = outcome.summary, outcome.transcript
-        # The decision rule for extractable answers (a number, an option, yes/no, a short
-        # fact), every protocol; round 1's early stop, if any, reported beside it.
-        vote = extract.panel_vote([a.completion.text for a in outcome.panel.answers], ctx.question)
-        extras = {**({"panel_vote": vote} if vote else {}), **({"early_stop": report.early_stop}
-                                                               if report.early_stop else {})}
-        if extras:
-            report.deliberation = {"rounds": 1, "stop_reason": None, **(report.deliberation or {}), **extras}
-        report.timings["panel"] = clock() - t  # the whole deliberation, every round
-        if vote is not None and outcome.answer is None and ctx.profile.aggregator.extractable == "vote":
-            best = guard.agreeing_draft(outcome.panel.answers, ctx.question)  # the vote decides, no writer
-            outcome = dataclasses.replace(outcome, answer=best.completion.text)
-            report.deliberation = {**(report.deliberation or {}), "answer_from": best.seat.name}
-        failed = "".join(f"; {f.seat.name} {f.kind}" for f in outcome.panel.failures)
-        if budget.over_cap(ctx):  # no judge and no synthesis: the best answer so far
-            if outcome.answer is None:
-                best = _best_so_far(ctx, outcome.panel.answers)
-                outcome = dataclasses.replace(outcome, answer=best.completion.text, answer_source=best.seat.name)
-            _capped(ctx, "before the judge", outcome.answer or "")
-        if outcome.answer is not None and (not wants_json(req.final_params) or is_json(outcome.answer)):
-            # The protocol wrote the final answer (consensus, a debate out of budget, a cost cap).
-            report.synthesis = Synthesis(outcome.answer, None, fallback=outcome.answer_source is not None,
-                                         fallback_source=outcome.answer_source)
-            yield AnswerDelta(outcome.answer)
-        else:
-            yield Progress("panel", f"Panel: {len(outcome.panel.answers)} of {len(ctx.seats)} answered{failed}.")
-            # 3) Judge: anonymized, length-normalized structured analysis (minority flagged).
-            t = clock()
-            verdict = await judge.analyze(ctx.completer, ctx.profile.aggregator,
-                                          prompts.tool_turns_as_text(req.messages), outcome.panel.answers, ctx.rng,
-                                          minority=list(outcome.minority))
-            report.verdict = verdict
-            report.timings["judge"] = clock() - t
-            await ctx.drain()  # the round's map, measured beside the judge
-            yield JudgeDone(verdict, report.timings["judge"])
-            yield Progress("judge", f"Judge analysis degraded: {verdict.error}" if verdict.degraded
-                           else "Judge analysis done.")
-            # 4) Synthesis, streamed to streaming clients; the client's max_tokens, stop
-            #    and response_format apply here and only here. Past the cost cap: the
-            #    judge's best-supported answer instead.
-            t = clock()
-            yield SynthesisStarted(ctx.profile.aggregator.synthesizer)
-            pieces = synthesis.write(ctx.completer, ctx.profile.aggregator, ctx.writer_messages, verdict,
-                                     outcome.panel.answers, ctx.final_params, stream=req.stream, vote=vote) \
-                if not budget.over_cap(ctx) else _capped_answer(ctx, judge.best_answer(verdict, outcome.panel.answers))
-            if (vote is not None or extract.question_form(ctx.question)) and not wants_json(req.final_params):
-                pieces = _guarded(ctx, pieces, outcome.panel.answers, voted=vote is not None)  # read whole first
-            async with aclosing(pieces):
-                async for piece in pieces:
-                    if isinstance(piece, Synthesis):
-                        report.synthesis = piece
-                    else:
-                        yield AnswerDelta(piece)
-            report.timings["synthesis"] = clock() - t
-            done = report.synthesis
-            assert done is not None, "every writer ends with its Synthesis"
-            yield SynthesisDone(done.attempts, done.cut, done.fallback, done.error)
+        async for step in _fuse(ctx):
+            yield step
 
     # 5) Finalize: settle the bounty (receipt stored before the response completes),
     #    keep the transcript, add to reputation; then the debug summary and Done.
@@ -165,6 +88,115 @@ async def _run(ctx: RunContext) -> AsyncGenerator[Event, None]:
         yield AnswerDelta("\n\n---\n" + report.debug_text())
     report.timings["total"] = clock() - started
     yield RunDone(report)
+
+
+async def _fuse(ctx: RunContext) -> AsyncGenerator[Event, None]:
+    """Steps 2-4 of a fused run: seats, deliberation, then the judge and the synthesis
+    (or the answer the protocol already wrote)."""
+    req, report = ctx.req, ctx.report
+    clock = time.perf_counter
+    # 2) Seats, then deliberate. No event goes out before round 1's quorum is known,
+    #    so a missed quorum is a clean HTTP error even for streaming clients.
+    ctx.seats = await _seats(ctx)
+    # The worst case must fit the caller's LiteLLM budgets before any member is called.
+    estimate = budget.admit(ctx)
+    report.budget = estimate.as_dict() if estimate else None
+    t = clock()
+    outcome = None
+    try:
+        async with aclosing(PROTOCOLS[ctx.preset.protocol](ctx)) as items:
+            async for item in items:
+                if isinstance(item, Outcome):
+                    outcome = item
+                else:
+                    yield item
+    except QuorumError as exc:
+        if ctx.ledger.expired():
+            raise DeadlineError(f"the run's deadline passed during the panel: {exc}") from exc
+        fallback = ctx.profile.panel.on_quorum_failure
+        if fallback == "error" or (fallback == "best_answer" and not exc.answers):
+            raise
+        lost = QuorumLost(fallback, len(exc.answers), exc.required, tuple(exc.failures))
+        report.quorum_fallback = lost.data()
+        yield lost
+        yield Progress("panel", lost.text())
+        if fallback == "single_model":
+            report.timings["panel"] = clock() - t
+            t = clock()
+            async for event in _forward(ctx):
+                yield event
+            report.timings["forward"] = clock() - t
+            return
+        outcome = _best_answer(ctx, exc)
+    if outcome is None:
+        raise RuntimeError(f"the {ctx.preset.protocol} protocol ended without an outcome")
+    report.outcome, report.panel = outcome, outcome.panel
+    report.deliberation, report.transcript = outcome.summary, outcome.transcript
+    # The decision rule for extractable answers (a number, an option, yes/no, a short
+    # fact), every protocol; round 1's early stop, if any, reported beside it.
+    vote = extract.panel_vote([a.completion.text for a in outcome.panel.answers], ctx.question)
+    extras = {**({"panel_vote": vote} if vote else {}), **({"early_stop": report.early_stop}
+                                                           if report.early_stop else {})}
+    if extras:
+        report.deliberation = {"rounds": 1, "stop_reason": None, **(report.deliberation or {}), **extras}
+    report.timings["panel"] = clock() - t  # the whole deliberation, every round
+    if vote is not None and outcome.answer is None and ctx.profile.aggregator.extractable == "vote":
+        best = guard.agreeing_draft(outcome.panel.answers, ctx.question)  # the vote decides, no writer
+        outcome = dataclasses.replace(outcome, answer=best.completion.text)
+        report.deliberation = {**(report.deliberation or {}), "answer_from": best.seat.name}
+    failed = "".join(f"; {f.seat.name} {f.kind}" for f in outcome.panel.failures)
+    if budget.over_cap(ctx):  # no judge and no synthesis: the best answer so far
+        if outcome.answer is None:
+            best = _best_so_far(ctx, outcome.panel.answers)
+            outcome = dataclasses.replace(outcome, answer=best.completion.text, answer_source=best.seat.name)
+        _capped(ctx, "before the judge", outcome.answer or "")
+    if outcome.answer is not None and (not wants_json(req.final_params) or is_json(outcome.answer)):
+        # The protocol wrote the final answer (consensus, a debate out of budget, a cost cap).
+        report.synthesis = Synthesis(outcome.answer, None, fallback=outcome.answer_source is not None,
+                                     fallback_source=outcome.answer_source)
+        yield AnswerDelta(outcome.answer)
+    else:
+        yield Progress("panel", f"Panel: {len(outcome.panel.answers)} of {len(ctx.seats)} answered{failed}.")
+        # 3) Judge: anonymized, length-normalized structured analysis (minority flagged).
+        t = clock()
+        verdict = await judge.analyze(ctx.completer, ctx.profile.aggregator,
+                                      prompts.tool_turns_as_text(req.messages), outcome.panel.answers, ctx.rng,
+                                      minority=list(outcome.minority))
+        report.verdict = verdict
+        report.timings["judge"] = clock() - t
+        await ctx.drain()  # the round's map, measured beside the judge
+        yield JudgeDone(verdict, report.timings["judge"])
+        yield Progress("judge", f"Judge analysis degraded: {verdict.error}" if verdict.degraded
+                       else "Judge analysis done.")
+        # 4) Synthesis, streamed to streaming clients; the client's max_tokens, stop
+        #    and response_format apply here and only here. Past the cost cap: the
+        #    judge's best-supported answer instead.
+        t = clock()
+        yield SynthesisStarted(ctx.profile.aggregator.synthesizer)
+        pieces = synthesis.write(ctx.completer, ctx.profile.aggregator, ctx.writer_messages, verdict,
+                                 outcome.panel.answers, ctx.final_params, stream=req.stream, vote=vote) \
+            if not budget.over_cap(ctx) else _capped_answer(ctx, judge.best_answer(verdict, outcome.panel.answers))
+        if (vote is not None or extract.question_form(ctx.question)) and not wants_json(req.final_params):
+            pieces = _guarded(ctx, pieces, outcome.panel.answers, voted=vote is not None)  # read whole first
+        async with aclosing(pieces):
+            async for piece in pieces:
+                if isinstance(piece, Synthesis):
+                    report.synthesis = piece
+                else:
+                    yield AnswerDelta(piece)
+        report.timings["synthesis"] = clock() - t
+        done = report.synthesis
+        assert done is not None, "every writer ends with its Synthesis"
+        yield SynthesisDone(done.attempts, done.cut, done.fallback, done.error)
+
+
+
+def _best_answer(ctx: RunContext, lost: QuorumError) -> Outcome:
+    """`panel.on_quorum_failure: best_answer`: the answers that came back stand as the
+    panel, the best of them (`_best_so_far`) as the final answer: no judge, no writer."""
+    answered = Panel(tuple(lost.answers), tuple(lost.failures))
+    best = _best_so_far(ctx, answered.answers)
+    return Outcome(answered, panel.results(answered, 1), answer=best.completion.text, answer_source=best.seat.name)
 
 
 def _best_so_far(ctx: RunContext, answers: tuple[PanelAnswer, ...]) -> PanelAnswer:

@@ -42,6 +42,7 @@ class RunReport:
     notes: list[str] = field(default_factory=list)  # what went wrong but did not fail the run
     budget: dict | None = None  # the admitted worst case, and where a cost cap stopped the run
     early_stop: dict | None = None  # panel.early_stop: round 1's seats asked and saved, and the cost saved
+    quorum_fallback: dict | None = None  # panel.on_quorum_failure answered a lost quorum (QuorumLost.data())
 
     def add(self, stage: str, seat: str, completion: Completion, *, status: str = "ok",
             estimated: bool = False) -> None:
@@ -69,11 +70,12 @@ class RunReport:
         return stages
 
     def degraded(self) -> list[str]:
-        """The stages that fell back: `panel` (a member failed), `judge` (no valid
+        """The stages that fell back: `quorum` (round 1 lost its quorum and
+        `panel.on_quorum_failure` answered), `panel` (a member failed), `judge` (no valid
         analysis), `synthesis` (a draft stood in for the synthesized answer), and
         `synthesis_cut` (the synthesizer's stream broke after its first words: the answer
         is incomplete; `synthesis.error` says why)."""
-        stages = []
+        stages = ["quorum"] if self.quorum_fallback is not None else []
         if self.panel is not None and self.panel.failures:
             stages.append("panel")
         if self.verdict is not None and self.verdict.degraded:
@@ -163,11 +165,7 @@ class RunReport:
         if self.panel is not None:
             ext["panel"] = {
                 "answered": [a.seat.name for a in self.panel.answers],
-                "failed": [
-                    {"seat": f.seat.name, "model": f.seat.model, "kind": f.kind,
-                     "status": f.status, "detail": f.detail}
-                    for f in self.panel.failures
-                ],
+                "failed": [f.as_dict() for f in self.panel.failures],
             }
         if self.verdict is not None:
             ext["judge"] = {"degraded": self.verdict.degraded, "error": self.verdict.error,
@@ -188,6 +186,8 @@ class RunReport:
         if self.budget is not None:
             ext["budget"] = dict(self.budget)
         ext["degraded"] = self.degraded()
+        if self.quorum_fallback is not None:
+            ext["quorum_fallback"] = dict(self.quorum_fallback)
         if self.deliberation is not None:
             ext["deliberation"] = {"protocol": self.protocol, **self.deliberation}
         if audit:

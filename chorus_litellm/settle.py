@@ -75,6 +75,13 @@ class Settler:
     async def __call__(self, report: RunReport, req: FusionRequest) -> None:
         if req.bounty is None or req.owner is None:
             return
+        if report.quorum_fallback and report.quorum_fallback["fallback"] == "single_model":
+            amount, currency = req.bounty
+            report.settlement = {"status": "unsettled", "debate_id": req.debate_id,
+                                 "bounty": {"amount": amount, "currency": currency},
+                                 "error": "the panel lost its quorum and the single model answered: no seat is paid"}
+            report.notes.append("bounty unsettled: the panel lost its quorum (panel.on_quorum_failure: single_model)")
+            return
         answer = report.synthesis.text if report.synthesis else ""
         amount, currency = req.bounty
         contribs = contributions(report)

@@ -121,6 +121,11 @@ class PanelFailure:
     status: int | None = None
     latency_s: float = 0.0
 
+    def as_dict(self) -> dict:
+        """As `chorus.panel.failed` and the `quorum_lost` event list it."""
+        return {"seat": self.seat.name, "model": self.seat.model, "kind": self.kind, "status": self.status,
+                "detail": self.detail}
+
     def describe(self) -> str:
         status = f" {self.status}" if self.status else ""
         return f"{self.seat.name} ({self.seat.model}): {self.kind}{status}: {self.detail}"

@@ -15,10 +15,10 @@ from collections import Counter
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..ports import Completer
 from ..config import PanelConfig
 from ..errors import QuorumError, UpstreamError
 from ..events import Answered, EarlyStop, Progress, RoundDone, RoundStarted
+from ..ports import Completer
 from ..types import Message, Outcome, Panel, PanelAnswer, PanelFailure, Seat, SeatResult
 from . import atlas, budget, extract, prompts
 
@@ -201,7 +201,7 @@ async def fan_out(
         raise QuorumError(
             f"panel quorum not met: {len(answers)} of {len(panel_seats)} members answered, "
             f"{quorum} required. Failed: {detail}",
-            tuple(failures),
+            tuple(failures), tuple(answers), quorum,
         )
     # Answers stay in completion order here; the judge shuffles labels before anyone sees them.
     return Panel(tuple(answers), tuple(failures), tuple(saved))
