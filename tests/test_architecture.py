@@ -1,0 +1,96 @@
+"""The package's shape, drawn from its imports (every import, lazy and type-only ones
+included): no import circles, and no arrow from the fusion core to an adapter (issue 24).
+The outer ring (the command lines, the SDK entry, evaluation, the demo servers) may import
+anything; adapters import the core, never the other way."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "chorus_litellm"
+OUTER = {"chorus_litellm", "chorus_litellm.cli", "chorus_litellm.peer_cli", "chorus_litellm.sdk",
+         "chorus_litellm.fake_upstream", "chorus_litellm.local_model", "chorus_litellm.demo_cast",
+         "chorus_litellm.startup"}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        if "ui" in path.relative_to(PACKAGE).parts[:1]:
+            continue  # the page's dev harness (not shipped)
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def imports() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (a `from pkg import name` of a submodule
+    is an arrow to that submodule, not to the package)."""
+    mods = modules()
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for name, path in mods.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                subs = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in mods]
+                targets = subs if subs and len(subs) == len(node.names) else [base, *subs]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            graph[name] |= {t for t in targets if t in mods and t != name}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_package_has_no_import_circles():
+    assert circles(imports()) == []
+
+
+def test_no_arrow_runs_from_the_core_to_an_adapter():
+    graph = imports()
+    core = [m for m in graph if m not in OUTER and not m.startswith(("chorus_litellm.adapters",
+                                                                      "chorus_litellm.evaluation"))]
+    assert "chorus_litellm.pipeline" in core and "chorus_litellm.stages.debate" in core
+    wrong = {m: sorted(t for t in graph[m] if t.startswith("chorus_litellm.adapters")) for m in core}
+    assert {m: t for m, t in wrong.items() if t} == {}
+
+
+def test_the_drawing_sees_a_circle_and_an_inward_arrow_when_there_is_one():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert circles(graph) == [["a", "b", "c"]]
+    assert "chorus_litellm.adapters.store" in imports()["chorus_litellm.adapters.backends"]
