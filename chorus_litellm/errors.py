@@ -47,6 +47,12 @@ class RequestError(RunError):
         self.param = param
 
 
+class AccessError(RequestError):
+    """The caller's key (or its team) may not call a model the request names."""
+
+    status_code = 403
+
+
 class UpstreamError(RunError):
     """One inner LLM call failed.
 

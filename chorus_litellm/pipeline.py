@@ -69,12 +69,14 @@ async def _run(ctx: RunContext) -> AsyncGenerator[Event, None]:
     yield Routed(report.route)
     if report.route.decision == "single":
         t = clock()
-        async for event in _forward(ctx):
-            yield event
+        async with aclosing(_forward(ctx)) as relayed:
+            async for event in relayed:
+                yield event
         report.timings["forward"] = clock() - t
-    else:
-        async for step in _fuse(ctx):
-            yield step
+    else:  # closed with the run (a client that left cancels the calls in flight)
+        async with aclosing(_fuse(ctx)) as steps:
+            async for step in steps:
+                yield step
 
     # 5) Finalize: settle the bounty (receipt stored before the response completes),
     #    keep the transcript, add to reputation; then the debug summary and Done.
@@ -123,8 +125,9 @@ async def _fuse(ctx: RunContext) -> AsyncGenerator[Event, None]:
         if fallback == "single_model":
             report.timings["panel"] = clock() - t
             t = clock()
-            async for event in _forward(ctx):
-                yield event
+            async with aclosing(_forward(ctx)) as relayed:
+                async for event in relayed:
+                    yield event
             report.timings["forward"] = clock() - t
             return
         outcome = _best_answer(ctx, exc)

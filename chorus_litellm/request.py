@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .config import PROVIDER, DebateConfig, ProfileConfig
-from .errors import RequestError
+from .config import PROVIDER, DebateConfig, ProfileConfig, parse_profile
+from .errors import ConfigError, RequestError
 from .types import Caller, Message
 
 # Content part types a text panel can read. Images and audio would reach only some members.
@@ -80,6 +80,12 @@ class RunOptions(BaseModel):
     # A duplicate of a `debate_id` whose first run is still in progress waits for it and
     # replays its answer (True), or gets a 409 with Retry-After at once (False).
     wait: bool = True
+    # This request's own panel (model names, or {model, persona}) and writers, in place of
+    # the profile's: models the caller's key may call (the provider checks with LiteLLM's
+    # own access rules), never more seats than the profile has, never a fusion model.
+    panel: tuple[str | dict[str, Any], ...] | None = Field(None, min_length=1)
+    judge: str | None = Field(None, min_length=1)
+    synthesizer: str | None = Field(None, min_length=1)
 
     @field_validator("debate_id")
     @classmethod
@@ -195,6 +201,42 @@ def parse_options(raw: Any) -> RunOptions:
         raise RequestError(f"chorus.{field_name}: {err['msg']}", param=f"chorus.{field_name}") from None
 
 
+def requested_profile(name: str, profile: ProfileConfig, options: RunOptions, *, provider: str = PROVIDER,
+                      fusion_models: frozenset[str] = frozenset()) -> ProfileConfig:
+    """The profile with the request's `chorus.panel`, `chorus.judge` and
+    `chorus.synthesizer` in place of its own, validated exactly as the config is. The
+    panel's members replace the profile's members (or its self-MoA samples); pool seats
+    stay, and the total may not exceed the profile's seat count."""
+    if options.panel is None and options.judge is None and options.synthesizer is None:
+        return profile
+    raw = profile.model_dump(exclude_unset=True)
+    panel, aggregator = dict(raw.get("panel") or {}), dict(raw.get("aggregator") or {})
+    if options.panel is not None:
+        seats = len(options.panel) + profile.panel.seats
+        if seats > profile.panel.seat_count:
+            raise RequestError(f"chorus.panel: {seats} seats are more than this profile's {profile.panel.seat_count}",
+                               param="chorus.panel")
+        panel["members"] = list(options.panel)
+        panel.pop("self_moa", None)
+    for writer, model in (("judge", options.judge), ("synthesizer", options.synthesizer)):
+        if model is not None:
+            aggregator[writer] = model
+    try:
+        return parse_profile(name, {**raw, "panel": panel, "aggregator": aggregator}, provider=provider,
+                             fusion_models=fusion_models)
+    except ConfigError as exc:  # one line per problem, named as the config names it
+        raise RequestError("; ".join(line.removeprefix(f"profile {name!r}: ") for line in str(exc).splitlines()),
+                           param="chorus.panel" if options.panel is not None else "chorus") from None
+
+
+def requested_models(options: RunOptions) -> dict[str, str]:
+    """The models this request names itself, keyed by the field that names them."""
+    members = {f"chorus.panel[{i}]": m if isinstance(m, str) else str(m.get("model"))
+               for i, m in enumerate(options.panel or ())}
+    writers = {f"chorus.{f}": m for f in ("judge", "synthesizer") if (m := getattr(options, f)) is not None}
+    return {**members, **writers}
+
+
 def effective_debate(profile: ProfileConfig, options: RunOptions) -> DebateConfig:
     """The profile's debate preset with the request's overrides, never past its limits."""
     preset = profile.debate
@@ -247,10 +289,13 @@ def build_request(
     *,
     stream: bool,
     request_id: str = "",
+    provider: str = PROVIDER,
+    fusion_models: frozenset[str] = frozenset(),
 ) -> FusionRequest:
+    options = parse_options(params.get("chorus"))
+    profile = requested_profile(profile_name, profile, options, provider=provider, fusion_models=fusion_models)
     messages = validate_messages(messages, profile)
     check_finite(params)
-    options = parse_options(params.get("chorus"))
     if options.min_quorum and options.min_quorum > profile.panel.seat_count:
         raise RequestError(
             f"chorus.min_quorum: {options.min_quorum} is more than the profile's "

@@ -44,6 +44,7 @@ from ..errors import RequestError
 from ..events import AnswerDelta, Progress, Relay, Replayed, RunDone
 from ..report import RunReport
 from ..request import FusionRequest, build_request
+from .access import check_requested_models
 from .app import App
 from .runs import run_events
 from .store import owner_of
@@ -111,6 +112,7 @@ class FusionHandler(CustomLLM):
         req = build_request(
             model, self._profile(model, litellm_params), messages, client_params(optional_params or {}),
             who, stream=stream, request_id=str(litellm_params.get("litellm_call_id") or uuid.uuid4()),
+            provider=self.provider,
         )
         req = dataclasses.replace(req, owner=owner_of(who) or self.app.anonymous_owner, provider=self.provider,
                                   trace_parent=(litellm_params.get("metadata") or {}).get("litellm_parent_otel_span"))
@@ -131,6 +133,7 @@ class FusionHandler(CustomLLM):
                           timeout=None, client=None) -> ModelResponse:
         try:
             req = self._prepare(model, messages, optional_params, litellm_params, stream=False)
+            await check_requested_models(req, litellm_params or {}, self.app.get_router())
             text: list[str] = []
             relayed = None
             async with contextlib.aclosing(run_events(self.app, req, logging_obj, timeout)) as events:
@@ -154,6 +157,7 @@ class FusionHandler(CustomLLM):
         # the first chunk still reach the client as a plain HTTP error, not a broken stream.
         try:
             req = self._prepare(model, messages, optional_params, litellm_params, stream=True)
+            await check_requested_models(req, litellm_params or {}, self.app.get_router())
             async with contextlib.aclosing(self._stream(req, logging_obj, timeout)) as chunks:
                 async for chunk in chunks:
                     yield chunk

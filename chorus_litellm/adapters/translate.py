@@ -32,10 +32,10 @@ log = logging.getLogger("chorus_litellm")
 _INTERNAL = {"stream", "stream_options", "extra_body", "metadata"}
 # LiteLLM's exception class per HTTP status our errors carry (409/504 have none: the
 # nearest class, with the status and name set).
-_CLASSES: dict[int, Any] = {400: litellm.BadRequestError, 409: litellm.BadRequestError,
+_CLASSES: dict[int, Any] = {400: litellm.BadRequestError, 403: litellm.BadRequestError, 409: litellm.BadRequestError,
                             502: litellm.BadGatewayError, 503: litellm.ServiceUnavailableError,
                             504: litellm.BadGatewayError}
-_NAMES = {409: "ConflictError", 504: "GatewayTimeoutError"}
+_NAMES = {403: "PermissionDeniedError", 409: "ConflictError", 504: "GatewayTimeoutError"}
 
 def caller_of(litellm_params: dict) -> Caller:
     meta = litellm_params.get("metadata") or {}
