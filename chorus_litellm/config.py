@@ -265,7 +265,7 @@ class EchoConfig(_Strict):
 class DebateConfig(_Strict):
     """How the panel deliberates. `moa` is one layer (panel -> judge -> synthesis)."""
 
-    protocol: Literal["moa", "debate", "consensus"] = "moa"
+    protocol: Literal["moa", "debate", "consensus", "council"] = "moa"
     # debate: rounds in all, round 1 included; consensus: vote/revise loops. Three rounds
     # is where Du et al. saw most of the gain; more rounds mostly add conformity.
     max_rounds: int = Field(3, ge=1, le=10)

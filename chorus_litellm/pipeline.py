@@ -1,8 +1,9 @@
 """The whole fusion request, top to bottom: one path for every route and protocol.
 
     gate -> forward to one model
-         | seats -> deliberate (moa | debate | consensus: one interface, one Outcome)
-                 -> judge -> streamed synthesis   (unless the protocol already answered)
+         | seats -> deliberate (moa | debate | consensus | council: one interface, one Outcome)
+                 -> judge (council: the members' ranks) -> streamed synthesis
+                    (unless the protocol already answered; a lost quorum: panel.on_quorum_failure)
     -> finalize (settle, keep the transcript, count reputation) -> RunDone
 
 `run()` yields typed events (events.py), each created once and handed to the run's log
@@ -28,14 +29,15 @@ from .errors import BudgetError, DeadlineError, PoolError, QuorumError
 from .events import (AnswerDelta, AnswerReplaced, Event, JudgeDone, Progress, QuorumLost, Relay, Routed, RunDone,
                      RunFailed, RunStarted, Seated, Settled, SynthesisDone, SynthesisStarted)
 from .request import PLUGIN_PARAMS, prompt_text, wants_json
-from .stages import (budget, consensus, debate, draw, extract, guard, judge, panel, prompts, reputation, router,
-                     synthesis)
+from .stages import (budget, consensus, council, debate, draw, extract, guard, judge, panel, prompts, reputation,
+                     router, synthesis)
 from .stages.synthesis import is_json
 from .types import Outcome, Panel, PanelAnswer, Route, Seat, SeatResult, Synthesis
 
 Deliberation = Callable[[RunContext], AsyncGenerator[Progress | Outcome, None]]
 PROTOCOLS: dict[str, Deliberation] = {
     "moa": panel.deliberate, "debate": debate.deliberate, "consensus": consensus.deliberate,
+    "council": council.deliberate,
 }
 
 
@@ -160,17 +162,19 @@ async def _fuse(ctx: RunContext) -> AsyncGenerator[Event, None]:
         yield AnswerDelta(outcome.answer)
     else:
         yield Progress("panel", f"Panel: {len(outcome.panel.answers)} of {len(ctx.seats)} answered{failed}.")
-        # 3) Judge: anonymized, length-normalized structured analysis (minority flagged).
+        # 3) Judge: anonymized, length-normalized structured analysis (minority flagged),
+        #    unless the protocol brought its own (council: the members' ranks).
         t = clock()
-        verdict = await judge.analyze(ctx.completer, ctx.profile.aggregator,
-                                      prompts.tool_turns_as_text(req.messages), outcome.panel.answers, ctx.rng,
-                                      minority=list(outcome.minority))
+        verdict = outcome.verdict or await judge.analyze(ctx.completer, ctx.profile.aggregator,
+                                                         prompts.tool_turns_as_text(req.messages),
+                                                         outcome.panel.answers, ctx.rng,
+                                                         minority=list(outcome.minority))
         report.verdict = verdict
         report.timings["judge"] = clock() - t
         await ctx.drain()  # the round's map, measured beside the judge
         yield JudgeDone(verdict, report.timings["judge"])
         yield Progress("judge", f"Judge analysis degraded: {verdict.error}" if verdict.degraded
-                       else "Judge analysis done.")
+                       else "Council ranking stands in for the judge." if outcome.verdict else "Judge analysis done.")
         # 4) Synthesis, streamed to streaming clients; the client's max_tokens, stop
         #    and response_format apply here and only here. Past the cost cap: the
         #    judge's best-supported answer instead.

@@ -47,7 +47,9 @@ def _judged_points(report: RunReport) -> list[tuple[str, tuple[str, ...]]]:
 async def impact(report: RunReport, answer: str, embedder: Embedder | None,
                  contribs: list[s.Contribution]) -> dict[str, float]:
     eligible = [c for c in contribs if c.eligible]
-    by_judge = s.judge_shares(_judged_points(report), [c.seat for c in eligible])
+    ranks = {r["seat"]: r["points"] for r in (report.deliberation or {}).get("ranking") or ()}
+    by_judge = ({c.seat: float(ranks.get(c.seat, 0.0)) for c in eligible} if ranks  # council: by the members' ranks
+                else s.judge_shares(_judged_points(report), [c.seat for c in eligible]))
     by_sentence = dict.fromkeys(by_judge, 0.0)
     lines = s.sentences(answer)
     if embedder is not None and lines and eligible:

@@ -178,6 +178,7 @@ class Outcome:
     answer_source: str | None = None  # the seat whose answer stands in, if not synthesized
     summary: dict | None = None  # protocol summary for the `chorus.deliberation` field
     transcript: list | None = None  # per-round display records (audit mode)
+    verdict: Verdict | None = None  # the protocol's own verdict (council: the ranks), in place of the judge's
 
     def last_results(self) -> dict[str, SeatResult]:
         """Each seat's latest result: where it stood when the run ended."""
