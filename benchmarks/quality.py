@@ -22,6 +22,8 @@ Contenders (CONTENDERS below: one entry each; --models picks by key):
     moa             3 seats with personas (analyst, skeptic, contrarian), judge, synthesis
     debate          the same seats, up to 2 debate rounds (adaptive stopping, the default)
     consensus       the same seats, consensus protocol, up to 2 rounds
+    council         the same seats, council protocol: each ranks the others (both orders),
+                    Borda points instead of the judge, then synthesis (compare with moa)
     early-stop-off  5 plain seats, panel.early_stop mode off: all 5 asked
     early-stop-on   the same, mode on: a first wave of 3, the rest only while the vote is open
 
@@ -251,6 +253,8 @@ CONTENDERS = [
               profile({"members": PERSONAS}, {"protocol": "debate", "max_rounds": 2}), calls="3-6 + 2"),
     Contender("consensus", "fusion/smol-consensus", "the 3 persona seats, consensus protocol, up to 2 rounds",
               profile({"members": PERSONAS}, {"protocol": "consensus", "max_rounds": 2}), calls="3 + 3/round + 1"),
+    Contender("council", "fusion/smol-council", "the 3 persona seats, council: ranks (both orders) replace the judge",
+              profile({"members": PERSONAS}, {"protocol": "council"}), calls="3 + 6 + 1"),
     Contender("early-stop-off", "fusion/smol-5-all", "5 plain seats, panel.early_stop off (all asked)",
               profile({"members": FIVE, "early_stop": {"mode": "off"}}), calls="5 + 2"),
     Contender("early-stop-on", "fusion/smol-5-early", "5 plain seats, panel.early_stop on (first wave, rest if open)",

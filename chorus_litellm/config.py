@@ -52,7 +52,9 @@ class ClassifierConfig(_Strict):
 
 
 class RouterConfig(_Strict):
-    policy: Literal["always_fuse", "never_fuse", "auto"] = "always_fuse"
+    # consult: single_model answers with a private `consult_panel` tool beside the client's;
+    # the panel runs only when it calls it (stages/consult.py).
+    policy: Literal["always_fuse", "never_fuse", "auto", "consult"] = "always_fuse"
     single_model: str | None = None
     # Score in [0, 1]; prompts scoring >= threshold are fused. 0.5 is the midpoint of the
     # feature scale (docs/config.md explains the features).

@@ -24,7 +24,7 @@ from .request import FusionRequest, prompt_text
 from .runlog import RunLog
 from .stages import prompts
 from .events import Event
-from .types import Message, Seat
+from .types import Completion, Message, Seat
 
 Finisher = Callable[[RunReport, FusionRequest], Awaitable[None]]
 
@@ -42,6 +42,8 @@ class RunContext:
     pool: Callable[[str], Awaitable[list[dict]]] | None = None
     finishers: Sequence[Finisher] = ()  # settle, keep the transcript, add to reputation
     seats: list[Seat] = field(default_factory=list)  # set by the pipeline's seat step
+    consulted: str | None = None  # router.policy consult: the question the single model asked the panel
+    answered: Completion | None = None  # router.policy consult: the single model's own answer (no panel)
     log: RunLog = field(default_factory=RunLog)  # the run's event log (no listeners: dropped)
     background: set[asyncio.Task] = field(default_factory=set)
 
@@ -144,7 +146,10 @@ class RunContext:
         """The conversation as the panel reads it: tool calls and results as plain text
         turns (it is not offered the client's tools), unless `panel.tools`. The judge
         always reads the text form."""
-        return self.messages if self.panel.tools else prompts.tool_turns_as_text(self.messages)
+        seen = self.messages if self.panel.tools else prompts.tool_turns_as_text(self.messages)
+        if self.consulted:
+            return [*seen, {"role": "user", "content": prompts.CONSULT_TASK.format(question=self.consulted)}]
+        return seen
 
     @property
     def writer_messages(self) -> list[Message]:

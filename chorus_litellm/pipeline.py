@@ -29,8 +29,8 @@ from .errors import BudgetError, DeadlineError, PoolError, QuorumError
 from .events import (AnswerDelta, AnswerReplaced, Event, JudgeDone, Progress, QuorumLost, Relay, Routed, RunDone,
                      RunFailed, RunStarted, Seated, Settled, SynthesisDone, SynthesisStarted)
 from .request import PLUGIN_PARAMS, prompt_text, wants_json
-from .stages import (budget, consensus, council, debate, draw, extract, guard, judge, panel, prompts, reputation,
-                     router, synthesis)
+from .stages import (budget, consensus, consult, council, debate, draw, extract, guard, judge, panel, prompts,
+                     reputation, router, synthesis)
 from .stages.synthesis import is_json
 from .types import Outcome, Panel, PanelAnswer, Route, Seat, SeatResult, Synthesis
 
@@ -71,7 +71,7 @@ async def _run(ctx: RunContext) -> AsyncGenerator[Event, None]:
     yield Routed(report.route)
     if report.route.decision == "single":
         t = clock()
-        async with aclosing(_forward(ctx)) as relayed:
+        async with aclosing(_answered(ctx) if ctx.answered else _forward(ctx)) as relayed:
             async for event in relayed:
                 yield event
         report.timings["forward"] = clock() - t
@@ -255,10 +255,41 @@ async def _capped_answer(ctx: RunContext, best: PanelAnswer) -> AsyncGenerator[s
 
 async def _route(ctx: RunContext) -> Route:
     req, profile = ctx.req, ctx.profile
+    if (req.options.policy or profile.router.policy) == "consult":
+        return await _consult(ctx)
     if req.forward_reason:
         return Route("single", req.options.policy or profile.router.policy, req.forward_reason)
     return await router.decide(profile.router, req.options.policy, req.messages, prompt_text(req.messages),
                                ctx.completer)
+
+
+async def _consult(ctx: RunContext) -> Route:
+    """router.policy consult: the single model answers, with the private consult_panel
+    tool; it fuses only if the model calls it (or the call failed: fail open)."""
+    params = {k: v for k, v in ctx.req.params.items() if k not in PLUGIN_PARAMS}
+    decision = await consult.decide(ctx.completer, ctx.profile.router.single_model or "", ctx.req.messages, params,
+                                    timeout=ctx.ledger.timeout(ctx.panel.timeout_s))
+    if decision.error:
+        ctx.consulted = decision.question
+        return Route("fuse", "consult", f"the single model failed ({decision.error}); fail open")
+    if decision.question is None:
+        ctx.answered = decision.completion
+        return Route("single", "consult", "the single model answered without consulting the panel")
+    ctx.consulted = decision.question
+    return Route("fuse", "consult", "the single model consulted the panel")
+
+
+async def _answered(ctx: RunContext) -> AsyncGenerator[AnswerDelta, None]:
+    """2'') The consult gate's own answer (text, or calls of the client's tools): recorded
+    like a forwarded run, sent as the run's answer."""
+    completion = ctx.answered
+    assert completion is not None
+    if completion.text:
+        yield AnswerDelta(completion.text)
+    seat = Seat("single_model", completion.model)
+    ctx.report.panel = Panel((PanelAnswer(seat, completion),), ())
+    ctx.report.outcome = Outcome(ctx.report.panel, (SeatResult(seat, 1, completion.text),))
+    ctx.report.synthesis = Synthesis(completion.text, completion)
 
 
 async def _forward(ctx: RunContext) -> AsyncGenerator[Relay, None]:

@@ -63,7 +63,7 @@ class RunOptions(BaseModel):
     # allow_inf_nan=False: JSON's 1e309 parses to inf (and Python's json takes Infinity, NaN).
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    policy: Literal["always_fuse", "never_fuse", "auto"] | None = None
+    policy: Literal["always_fuse", "never_fuse", "auto", "consult"] | None = None
     # Raise (never lower) the profile's quorum for this request.
     min_quorum: int | None = Field(None, ge=1)
     # Add the panel answers, judge analysis and timings to the `chorus` extension field.

@@ -146,7 +146,7 @@ def final_response(response: ModelResponse, text: str, report: Any, req: FusionR
         response._hidden_params["response_cost"] = 0.0
         response.chorus = extension(report, req)  # type: ignore[attr-defined]
         return response
-    if report.route is not None and report.route.decision == "fuse":
+    if _ours(report):
         calls = list(tool_calls(report))
         response.choices[0].message = LMessage(
             role="assistant", content=text or (None if calls else ""), tool_calls=calls or None)
@@ -173,8 +173,14 @@ def tool_calls(report: Any) -> tuple[dict, ...]:
 def finish_reason(report: Any) -> str:
     """A streamed fused answer's last finish_reason (`length` when it was cut off); a
     replayed run's, and a forwarded one whose model sent none, `stop`."""
-    fused = isinstance(report, RunReport) and report.route is not None and report.route.decision == "fuse"
-    return report.finish_reason() if fused else "stop"
+    return report.finish_reason() if isinstance(report, RunReport) and _ours(report) else "stop"
+
+
+def _ours(report: RunReport) -> bool:
+    """The answer is the run's own (a synthesis, or the consult gate's single answer), not
+    a forwarded model's response relayed as it came."""
+    route = report.route
+    return route is not None and (route.decision == "fuse" or route.policy == "consult")
 
 
 def has_payload(chunk: Any) -> bool:
