@@ -10,14 +10,16 @@
                                            compare models and fusion profiles on a dataset
                                            through the proxy (`chorus eval --help`, docs/eval.md)
     chorus serve [--config F] [--host H] [--port N] [--workers N] [--demo [--demo-port N] [--demo-latency S]]
-                                           run `litellm --config F`; --demo also starts the
-                                           fake upstream on 127.0.0.1:8001 that the shipped
+                                           run `litellm --config F` with a worker per core
+                                           (--workers); --demo also starts the fake upstream
+                                           on 127.0.0.1:8001 that the shipped
                                            litellm_config.yaml points at (--demo-port moves
                                            it, and the config's api_base with it), (if no key
                                            is configured) signs bounty receipts with a demo key
-                                           kept in the data dir, and admits peers whose model
-                                           servers run on this machine. A port in use stops it
-                                           before anything starts (exit 1, naming the port)
+                                           kept in the data dir, admits peers whose model
+                                           servers run on this machine and runs one worker
+                                           unless --workers says otherwise. A port in use
+                                           stops it before anything starts (exit 1, naming it)
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -55,8 +56,8 @@ def check(path: str, *, each: bool = True) -> int:
         pool = [f"{p.panel.seats} from pool {p.panel.pool} by {p.panel.select}"] if p.panel.pool else []
         panel = f"self-MoA {p.panel.self_moa.model} x{p.panel.self_moa.samples}" if p.panel.self_moa else \
             ", ".join([*(m.model for m in p.panel.members), *pool])
-        print(f"{provider}/{name}: protocol={p.debate.protocol} router={p.router.policy} panel=[{panel}] quorum={p.panel.quorum} "
-              f"judge={p.aggregator.judge} synthesizer={p.aggregator.synthesizer}")
+        print(f"{provider}/{name}: protocol={p.debate.protocol} router={p.router.policy} panel=[{panel}] "
+              f"quorum={p.panel.quorum} judge={p.aggregator.judge} synthesizer={p.aggregator.synthesizer}")
     print(f"chorus: {path}: {len(profiles)} fusion profile(s) valid, served as provider {provider!r} "
           "(not a LiteLLM provider name)")
     return 0
@@ -132,18 +133,17 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, config: str) -> int:
-    """Start the demo upstream (with --demo; StartError if it cannot) and the proxy on
-    `config`; wait for the proxy."""
+    """Start the demo upstream (with --demo) and the proxy on `config`; wait for the proxy.
+    The two start side by side (the proxy calls the upstream only once it serves, after
+    seconds of imports); an upstream that does not come up stops both (StartError)."""
     # The packaged price map (main() set it for this process): the proxy otherwise tries
     # to download one at start. NUM_WORKERS tells each worker how many share the cores
     # (embedding threads per worker).
-    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **os.environ, "NUM_WORKERS": str(args.workers)}
+    workers = proxy_workers(args)
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **os.environ, "NUM_WORKERS": str(workers)}
     children: list[subprocess.Popen] = []
     if args.demo:
         children.append(startup.start_demo_upstream(args.demo_port, latency_s=args.demo_latency))
-        print(f"chorus: demo upstream on http://{startup.DEMO_HOST}:{args.demo_port} "
-              f"(a fake OpenAI-compatible server: a cast of models that debate, {args.demo_latency:g} s a call)",
-              flush=True)
         if not (env.get("CHORUS_SIGNING_KEY") or env.get("CHORUS_SIGNING_KEY_FILE")):
             env["CHORUS_SIGNING_KEY_FILE"] = str(_demo_key())
         # Peers on this machine may join (`chorus peer join`); set these to close it.
@@ -151,11 +151,13 @@ def _run(args: argparse.Namespace, config: str) -> int:
         env.setdefault("CHORUS_PEER_URL_ALLOWLIST", "127.0.0.1/32,::1/128")
         print(f"chorus: peers admitted: {env['CHORUS_PEER_ADMISSION']}, model servers at "
               f"{env['CHORUS_PEER_URL_ALLOWLIST']} (chorus peer join --proxy http://{args.host}:{args.port} ...)")
-    print(f"chorus: live view on http://{args.host}:{args.port}/chorus/ui/")
-    litellm = shutil.which("litellm") or os.path.join(os.path.dirname(sys.executable), "litellm")
+    print(f"chorus: live view on http://{args.host}:{args.port}/chorus/ui/", flush=True)
+    # The `litellm` command, importing LiteLLM's proxy in 30 % less CPU (proxy_command.py);
+    # -P: the working directory stays off the front of sys.path, as for the `litellm` script.
     proxy = subprocess.Popen(
-        [litellm, "--config", config, "--host", args.host, "--port", str(args.port),
-         "--num_workers", str(args.workers), "--timeout_worker_healthcheck", str(WORKER_HEALTHCHECK_S)],
+        [sys.executable, "-P", "-m", "chorus_litellm.proxy_command", "--config", config, "--host", args.host,
+         "--port", str(args.port), "--num_workers", str(workers),
+         "--timeout_worker_healthcheck", str(WORKER_HEALTHCHECK_S)],
         # Its own process group: Ctrl-C reaches only this process, which sends the proxy one
         # SIGTERM (uvicorn takes a second signal as "quit now", dropping runs in flight).
         env=env, start_new_session=True,
@@ -163,12 +165,28 @@ def _run(args: argparse.Namespace, config: str) -> int:
     children.append(proxy)
     stopped = _stop_on_signals(proxy, args.grace)
     try:
+        if args.demo:
+            startup.demo_upstream_ready(children[0], args.demo_port)
+            print(f"chorus: demo upstream on http://{startup.DEMO_HOST}:{args.demo_port} "
+                  f"(a fake OpenAI-compatible server: a cast of models that debate, {args.demo_latency:g} s a call)",
+                  flush=True)
         code = proxy.wait()
     finally:
         for child in children:
             if child.poll() is None:
                 child.terminate()
     return 0 if stopped.is_set() else code
+
+
+def proxy_workers(args: argparse.Namespace) -> int:
+    """--workers, else one per core (each fused request is ~6 LiteLLM calls of CPU, about
+    45 ms in all on the benchmark machine, so one process saturates one core at high
+    concurrency); with --demo one, so that the demo answers sooner: LiteLLM imports its
+    proxy in the `litellm` process and again in each of several workers (11-13 s of CPU each
+    on 2 cores), but serves one worker in the `litellm` process itself."""
+    if args.workers is not None:
+        return args.workers
+    return 1 if args.demo else os.cpu_count() or 1
 
 
 def _stop_on_signals(proxy: subprocess.Popen, grace_s: float) -> threading.Event:
@@ -184,7 +202,11 @@ def _stop_on_signals(proxy: subprocess.Popen, grace_s: float) -> threading.Event
         stopped.set()
         print(f"chorus: {signal.Signals(signum).name}: stopping; runs in flight get {grace_s:g} s", flush=True)
         proxy.send_signal(signal.SIGTERM)
-        timer = threading.Timer(grace_s, lambda: proxy.poll() is None and proxy.kill())
+        def kill_if_running() -> None:
+            if proxy.poll() is None:
+                proxy.kill()
+
+        timer = threading.Timer(grace_s, kill_if_running)
         timer.daemon = True
         timer.start()
 
@@ -250,10 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="address the proxy listens on; 0.0.0.0 for every interface (default: 127.0.0.1)")
     p_serve.add_argument("--port", type=_port, default=4000, metavar="N",
                          help="port the proxy listens on (default: 4000)")
-    # One worker per core: each fused request is ~6 LiteLLM calls of CPU (about 45 ms in
-    # all on the benchmark machine), so one process saturates one core at high concurrency.
-    p_serve.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
-                         help="proxy worker processes (default: one per core, here %(default)s)")
+    p_serve.add_argument("--workers", type=int, metavar="N",  # the default: proxy_workers()
+                         help=f"proxy worker processes (default: one per core, here {os.cpu_count() or 1}; "
+                              "1 with --demo, which then answers its first request sooner)")
     p_serve.add_argument("--demo", action="store_true",
                          help="also start a fake OpenAI-compatible upstream (on --demo-port), sign receipts with "
                               "a demo key and admit peers on this machine")

@@ -1,10 +1,10 @@
-"""What `chorus serve` makes sure of before the proxy starts: every port it will listen on is
+"""What `chorus serve` makes sure of as the proxy starts: every port it will listen on is
 free, and the demo's fake upstream is up on the port the config's models are pointed at.
 
 A busy port or a demo upstream that cannot start is a `StartError` naming it, raised
-before anything is started (or, for the upstream, before the proxy is), so the command
-exits at once instead of serving requests that can only fail. Process control and
-signals stay in cli.py.
+before anything is started (or, for the upstream, while the proxy starts beside it, which
+is then stopped), so the command exits at once instead of serving requests that can only
+fail. Process control and signals stay in cli.py.
 """
 
 from __future__ import annotations
@@ -85,20 +85,26 @@ DEMO_LATENCY_S = 1.0
 WORDS_PER_LATENCY = 25
 
 
-def start_demo_upstream(port: int, timeout_s: float = DEMO_START_S,
-                        latency_s: float = DEMO_LATENCY_S) -> subprocess.Popen:
+def start_demo_upstream(port: int, latency_s: float = DEMO_LATENCY_S) -> subprocess.Popen:
     """The fake OpenAI-compatible upstream on 127.0.0.1:`port`, answering as the demo's
-    cast (demo_cast.py) at `latency_s` per call; a StartError (the process stopped) if it
-    exits or stays silent for `timeout_s`."""
-    proc = subprocess.Popen([sys.executable, "-m", "chorus_litellm.fake_upstream", "--host", DEMO_HOST,
+    cast (demo_cast.py) at `latency_s` per call, started; `demo_upstream_ready` waits for it."""
+    return subprocess.Popen([sys.executable, "-m", "chorus_litellm.fake_upstream", "--host", DEMO_HOST,
                              "--port", str(port), "--cast", "--latency", str(latency_s),
                              "--token-delay", str(latency_s / WORDS_PER_LATENCY)])
+
+
+def demo_upstream_ready(proc: subprocess.Popen, port: int, timeout_s: float = DEMO_START_S) -> None:
+    """Returns once the demo upstream `proc` answers on `port`; a StartError (the process
+    stopped) if it exits or stays silent for `timeout_s`."""
     deadline = time.monotonic() + timeout_s
-    while proc.poll() is None and time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://{DEMO_HOST}:{port}/health", timeout=1.0, trust_env=False).status_code == 200:
-                return proc
-        time.sleep(0.1)
+    # One client for every probe: each httpx.get builds one (and its TLS context), CPU the
+    # proxy starting beside it would rather have.
+    with httpx.Client(timeout=1.0, trust_env=False) as client:
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(f"http://{DEMO_HOST}:{port}/health").status_code == 200:
+                    return
+            time.sleep(0.1)
     code = proc.poll()
     if code is None:
         proc.kill()

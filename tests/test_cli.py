@@ -80,7 +80,7 @@ def chorus_check(url: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_a_chorus_command_downloads_no_price_map(cost_map_url):
-    """`chorus check` (and `chorus serve`, which runs it first) imports litellm, which would
+    """`chorus check` (and `chorus serve`, which runs it first) imported litellm, which would
     download its price map: the command uses LiteLLM's bundled one, as `litellm-proxy` does."""
     url, hits = cost_map_url
     out = chorus_check(url)
@@ -88,11 +88,40 @@ def test_a_chorus_command_downloads_no_price_map(cost_map_url):
     assert hits == [] and "cost map" not in out.stderr
 
 
-def test_an_explicit_litellm_local_model_cost_map_is_kept(cost_map_url):
-    url, hits = cost_map_url
-    out = chorus_check(url, LITELLM_LOCAL_MODEL_COST_MAP="False")
-    assert out.returncode == 0, out.stderr
-    assert hits  # the download this server refuses: the user asked for it
+def test_an_explicit_litellm_local_model_cost_map_is_kept(monkeypatch):
+    from chorus_litellm import cli
+
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "False")
+    assert cli.main(["check", str(ROOT / "litellm_config.yaml")]) == 0
+    assert os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] == "False"  # and so for the proxy `chorus serve` starts
+
+
+CHECK_ALONE = """
+import sys
+from chorus_litellm.cli import main
+code = main(["check", *sys.argv[1:]])
+print("litellm imported:", "litellm" in sys.modules)
+sys.exit(code)
+"""
+
+
+def test_chorus_check_does_not_import_litellm(tmp_path):
+    """Issue 25, point 4: importing litellm for the check cost `chorus serve` 3 s of CPU (5 s
+    on a loaded 2-core machine) before the proxy, which imports it again, could start. The
+    check reads LiteLLM's provider names from its files and still refuses one of them."""
+    def check(config):
+        return subprocess.run([sys.executable, "-c", CHECK_ALONE, str(config)], capture_output=True, text=True,
+                              timeout=120, check=False)
+
+    shipped = check(ROOT / "litellm_config.yaml")
+    assert shipped.returncode == 0, shipped.stderr
+    assert "8 fusion profile(s) valid" in shipped.stdout and "litellm imported: False" in shipped.stdout
+    text = (ROOT / "litellm_config.yaml").read_text()
+    shadowed = tmp_path / "openai.yaml"
+    shadowed.write_text(text.replace("provider: fusion", "provider: openai", 1))
+    refused = check(shadowed)
+    assert refused.returncode == 1 and "litellm imported: False" in refused.stdout
+    assert "provider 'openai' is a built-in LiteLLM provider" in refused.stderr
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "soon"])

@@ -127,6 +127,23 @@ def test_a_provider_name_litellm_would_shadow_is_refused_naming_the_fix():
         load_profiles(registered("litellm", entry("research", BASE)), is_builtin=lambda name: False)
 
 
+def test_litellms_provider_names_read_from_its_files_are_the_ones_it_imports():
+    """`chorus check` and `chorus serve` read LiteLLM's provider names from its files instead
+    of importing it (3 s of CPU before the proxy starts); the two must agree on this release."""
+    from litellm.types.utils import LlmProviders
+
+    from chorus_litellm.adapters.compat import provider_names_from_source
+
+    try:
+        from litellm.llms.openai_like.json_loader import JSONProviderRegistry
+        json_defined = set(JSONProviderRegistry.list_providers())
+    except ImportError:  # releases before JSON-defined providers
+        json_defined = set()
+    assert provider_names_from_source() == {p.value for p in LlmProviders} | json_defined
+    assert {"openai", "anthropic", "ollama"} <= provider_names_from_source()
+    assert not {"fusion", "chorus"} & provider_names_from_source()
+
+
 def test_a_model_name_both_chorus_and_litellm_native_fusion_claim_is_refused():
     native = {"model_name": "fusion/research", "litellm_params": {"model": "fusion_router"},
               "fusion_router_config": {"outer_model": "model-a"}}

@@ -96,6 +96,60 @@ def test_a_busy_port_stops_serve_before_anything_starts_naming_it(monkeypatch, c
     assert f"pass another {flag}" in err
 
 
+class Started:
+    """What `chorus serve` started: each command line and its environment; each one runs
+    `code` in Python instead (default: exits 0 at once)."""
+
+    popen = subprocess.Popen  # the real one
+
+    def __init__(self, code: str = "pass"):
+        self.code, self.commands, self.processes = code, [], []
+
+    def __call__(self, command, env=None, **_kwargs):
+        self.commands.append((command, env))
+        self.processes.append(self.popen([sys.executable, "-c", self.code]))
+        return self.processes[-1]
+
+
+@pytest.mark.parametrize("argv, workers", [(["--demo"], 1), ([], os.cpu_count()), (["--demo", "--workers", "3"], 3)],
+                         ids=["demo", "no-demo", "demo-told"])
+def test_the_demo_runs_one_proxy_worker_unless_told_otherwise(monkeypatch, tmp_path, argv, workers):
+    """Issue 25, point 4: LiteLLM imports its proxy in the `litellm` process and again in each
+    worker (11-13 s of CPU each on 2 cores); one worker is served by the first import."""
+    from chorus_litellm import cli, startup
+
+    started = Started()
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.setattr(cli, "prepare_embeddings", lambda _config: None)
+    monkeypatch.setattr(startup, "start_demo_upstream", lambda *_args, **_kwargs: started(["demo upstream"]))
+    monkeypatch.setattr(startup, "demo_upstream_ready", lambda *_args, **_kwargs: None)
+    monkeypatch.setattr(cli, "_stop_on_signals", lambda *_args: threading.Event())
+    monkeypatch.setattr(subprocess, "Popen", started)
+    assert cli.main(["serve", "--config", str(ROOT / "litellm_config.yaml"), "--port", str(free_port()), *argv,
+                     *(["--demo-port", str(free_port())] if "--demo" in argv else [])]) == 0
+    command, env = started.commands[-1]
+    assert command[:4] == [sys.executable, "-P", "-m", "chorus_litellm.proxy_command"]  # `litellm`, GC paused
+    assert command[command.index("--num_workers") + 1] == str(workers) and env["NUM_WORKERS"] == str(workers)
+
+
+def test_a_demo_upstream_that_does_not_start_stops_the_proxy_started_beside_it(monkeypatch, tmp_path, capsys):
+    """The proxy starts while the demo upstream does (it calls it only once it serves, after
+    seconds of imports); an upstream that exits stops it and the command, naming the port."""
+    from chorus_litellm import cli, startup
+
+    proxy = Started("import time; time.sleep(60)")
+    demo_port = free_port()
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.setattr(cli, "prepare_embeddings", lambda _config: None)
+    monkeypatch.setattr(startup, "start_demo_upstream", lambda *_args, **_kwargs: Started("exit(3)")(["demo"]))
+    monkeypatch.setattr(cli, "_stop_on_signals", lambda *_args: threading.Event())
+    monkeypatch.setattr(subprocess, "Popen", proxy)
+    assert cli.main(["serve", "--config", str(ROOT / "litellm_config.yaml"), "--port", str(free_port()), "--demo",
+                     "--demo-port", str(demo_port)]) == 1
+    assert f"the demo upstream on 127.0.0.1:{demo_port} (--demo-port) exited with 3" in capsys.readouterr().err
+    assert proxy.processes[0].wait(10) == -signal.SIGTERM
+
+
 def test_the_demo_and_the_proxy_cannot_share_a_port(monkeypatch, capsys):
     from chorus_litellm import cli
 

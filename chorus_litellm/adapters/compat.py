@@ -17,12 +17,22 @@ LiteLLM it runs on.
   (422 by default) from 1.10x; 1.98 answers 429.
 - `is_builtin_provider`: LiteLLM's own provider names, which win over a
   `custom_provider_map` entry of the same name (silently up to 1.108, with a warning
-  from 1.109). 1.98 has no JSON-defined providers.
+  from 1.109). 1.98 has no JSON-defined providers. Outside a process that has imported
+  LiteLLM (`chorus check`, and `chorus serve` before it starts the proxy) the names are
+  read from LiteLLM's files instead: importing it for them cost the command 3 s of CPU
+  (twice that on a loaded 2-core machine) on the way to the first answer.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
+import importlib.util
+import json
+import re
+import sys
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 
@@ -47,6 +57,8 @@ def relayed(chunk: Any) -> Any:
 
 
 def is_builtin_provider(name: str) -> bool:
+    if "litellm" not in sys.modules and (names := provider_names_from_source()) is not None:
+        return name in names
     from litellm.types.utils import LlmProviders
 
     if name in {p.value for p in LlmProviders}:
@@ -56,6 +68,30 @@ def is_builtin_provider(name: str) -> bool:
     except ImportError:  # 1.98: no JSON-defined providers
         return False
     return bool(JSONProviderRegistry.exists(name))
+
+
+@cache
+def provider_names_from_source() -> frozenset[str] | None:
+    """LiteLLM's provider names without importing it: the values of `LlmProviders` in
+    litellm/types/utils.py and the keys of llms/openai_like/providers.json, the two places
+    `is_builtin_provider` asks once LiteLLM is imported (a test holds them equal). None
+    where LiteLLM's files are not laid out so; the caller then imports it."""
+    spec = importlib.util.find_spec("litellm")  # a top-level package: found, not imported
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(next(iter(spec.submodule_search_locations)))
+    try:
+        source = (root / "types" / "utils.py").read_text(encoding="utf-8")
+        found = re.search(r"^class LlmProviders\(.*?(?=^\S)", source, re.MULTILINE | re.DOTALL)
+        body = ast.parse(found.group(0)).body[0] if found else None
+        providers = root / "llms" / "openai_like" / "providers.json"
+        from_json = set(json.loads(providers.read_text(encoding="utf-8"))) if providers.exists() else set()
+    except (OSError, SyntaxError, ValueError):
+        return None
+    names = {node.value.value for node in getattr(body, "body", ())
+             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+             and isinstance(node.value.value, str)}
+    return frozenset(names | from_json) if names else None
 
 
 def budget_status() -> int:
