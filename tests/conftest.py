@@ -7,9 +7,15 @@ os.environ["CHORUS_DB_PATH"] = os.path.join(__import__("tempfile").mkdtemp(prefi
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import pytest
+
+# A warning our own code raises is an error in every test (tests/run passes -p no:warnings,
+# which silences pytest's capture of other packages' warnings, not this filter).
+OURS = r"chorus_litellm(\..*)?$"
+warnings.filterwarnings("error", module=OURS)
 
 from tests.servers import ROOT, fake_upstream, fusion_entry, litellm_proxy, model_entry
 
@@ -85,6 +91,8 @@ def e2e_config(upstream: str) -> dict:
             e2e_entry("midfail", fusion(["model-a", "model-b"], writer="midfail-writer")),
             e2e_entry("single-down", {**fusion(["model-a", "model-b"]),
                                          "router": {"policy": "never_fuse", "single_model": "fail500-a"}}),
+            # callback_url refused by the profile (tests/test_e2e_webhooks.py)
+            e2e_entry("nohooks", {**fusion(["model-a", "model-b"]), "webhooks": {"enabled": False}}),
             # asked for as chorus/quiz (the plugin's own prefix, not fusion/): on a multiple-choice
             # question the first wave (a, b) settles the vote, c is never asked (early stop), and
             # the writer's letter is no member's (the vote guard's draft stands): tests/test_browser.py
@@ -124,14 +132,82 @@ def proxy_env(workdir: Path, signing_key: dict, spend: Path) -> dict:
             "CHORUS_DB_PATH": str(workdir / "chorus.sqlite3"), "CHORUS_OUTBOX_PATH": str(workdir / "outbox.sqlite3")}
 
 
+# -- the session's shared proxies ---------------------------------------------------------
+# Each LiteLLM proxy start imports litellm[proxy] in every worker (10-20 s of CPU here), so
+# the end-to-end files share a few proxies, each test isolated by its own debate ids, keys
+# and pools (and counting upstream calls or spend lines as differences):
+#   proxy          one worker, SQLite: most of test_e2e_*, test_eval, test_browser, the
+#                  webhooks (CHORUS_WEBHOOK_ALLOWLIST 127.0.0.1/32, `fusion/nohooks`), and
+#                  test_e2e_retries's deployments without num_retries (`retry-*`, its own)
+#   sqlite_workers two workers, SQLite, on their own slow fake upstream (0.3 s a call, so
+#                  duplicates overlap a run): test_e2e_workers, test_e2e_single_flight
+#   redis_proxy    two workers, Redis, admitting peers (open, 127.0.0.1/32, a sync pass
+#                  every 0.5 s) with the marketplace's profiles: test_e2e_market, the
+#                  events' two workers, a store outage (test_e2e_workers, stops Redis and
+#                  starts it again: last), the first half of a Redis restart (test_e2e_settlement)
+# A proxy whose subject is the process itself (restarts, metrics counted from zero, other
+# peer admission rules, replicas) still starts its own.
+def retry_entries(upstream: str) -> list[dict]:
+    from tests.test_e2e_retries import entries
+
+    return entries(upstream)
+
+
+def session_proxy(url: str, log: Path, workdir: Path, env: dict, spend: Path, **more):
+    return type("Proxy", (), {"url": url, "log": log, "spend": spend, "workdir": workdir, "env": env, **more})
+
+
 @pytest.fixture(scope="session")
 def proxy(upstream, tmp_path_factory, signing_key):
     workdir = tmp_path_factory.mktemp("proxy")
     spend = workdir / "spend.jsonl"
     spend.touch()
-    env = proxy_env(workdir, signing_key, spend)
-    with litellm_proxy(e2e_config(upstream), workdir, env=env) as (url, log):
-        yield type("Proxy", (), {"url": url, "log": log, "spend": spend, "workdir": workdir, "env": env})
+    env = {**proxy_env(workdir, signing_key, spend), "CHORUS_WEBHOOK_ALLOWLIST": "127.0.0.1/32"}
+    config = e2e_config(upstream)
+    config["model_list"] += retry_entries(upstream)
+    with litellm_proxy(config, workdir, env=env) as (url, log):
+        yield session_proxy(url, log, workdir, env, spend)
+
+
+@pytest.fixture(scope="session")
+def sqlite_workers(signing_key, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sqlite-workers")
+    spend = workdir / "spend.jsonl"
+    spend.touch()
+    env = {**proxy_env(workdir, signing_key, spend), "CHORUS_OUTBOX_FLUSH_INTERVAL_S": "0.5"}
+    with fake_upstream(latency=0.3) as slow, \
+            litellm_proxy(e2e_config(slow), workdir, env=env, workers=2) as (url, log):
+        yield session_proxy(url, log, workdir, env, spend, upstream=slow)
+
+
+PEER_SYNC_S = 0.5  # redis_proxy's peer sync pass per worker (CHORUS_PEER_SYNC_S; 2 s by default)
+
+
+def redis_config(upstream: str) -> dict:
+    """e2e_config and the marketplace's profiles, drawing seats from pool "gpu" (test_e2e_market)."""
+    config = e2e_config(upstream)
+    pool = {"aggregator": {"judge": "judge", "synthesizer": "writer"}}
+    config["model_list"] += [
+        e2e_entry("market", {**pool, "panel": {"pool": "gpu", "seats": 3, "min_quorum": 2, "timeout_s": 20,
+                                                   "quorum_grace_s": 10, "quorum_grace_ratio": 10}}),
+        e2e_entry("market-mixed", {**pool, "panel": {"members": ["model-a"], "pool": "gpu", "seats": 1,
+                                                         "min_quorum": 2}}),
+        e2e_entry("market-big", {**pool, "panel": {"pool": "gpu", "seats": 5, "min_quorum": 5}}),
+    ]
+    return config
+
+
+@pytest.fixture(scope="session")
+def redis_proxy(upstream, redis_server, signing_key, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("redis-proxy")
+    spend = workdir / "spend.jsonl"
+    spend.touch()
+    env = {**proxy_env(workdir, signing_key, spend), "CHORUS_STORE": "redis", "CHORUS_REDIS_URL": redis_server.url,
+           "CHORUS_OUTBOX_FLUSH_INTERVAL_S": "0.5", "CHORUS_PEER_ADMISSION": "open",
+           "CHORUS_PEER_URL_ALLOWLIST": "127.0.0.1/32", "CHORUS_PEER_AWAY_AFTER_S": "3",
+           "CHORUS_PEER_SYNC_S": str(PEER_SYNC_S)}
+    with litellm_proxy(redis_config(upstream), workdir, env=env, workers=2) as (url, log):
+        yield session_proxy(url, log, workdir, env, spend)
 
 
 # The demo: the shipped litellm_config.yaml behind a real proxy, its 127.0.0.1:8001 api_base

@@ -94,3 +94,18 @@ def test_the_drawing_sees_a_circle_and_an_inward_arrow_when_there_is_one():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert circles(graph) == [["a", "b", "c"]]
     assert "chorus_litellm.adapters.store" in imports()["chorus_litellm.adapters.backends"]
+
+
+def test_a_warning_raised_by_the_package_fails_the_test():
+    import warnings
+
+    import pytest
+
+    with pytest.raises(DeprecationWarning, match="ours"):
+        warnings.warn_explicit("ours", DeprecationWarning, "chorus_litellm/pipeline.py", 1,
+                               module="chorus_litellm.pipeline")
+    with warnings.catch_warnings(record=True) as seen:  # another package's warning is not ours to fail on
+        warnings.simplefilter("default")
+        warnings.filterwarnings("error", module=r"chorus_litellm(\..*)?$")
+        warnings.warn_explicit("theirs", DeprecationWarning, "litellm/utils.py", 1, module="litellm.utils")
+    assert [str(w.message) for w in seen] == ["theirs"]

@@ -10,9 +10,6 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import e2e_config, proxy_env
-from tests.servers import litellm_proxy
-
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
 ENDS = ("run_done", "run_failed")
 
@@ -197,14 +194,10 @@ def test_the_page_is_served_with_its_assets(proxy):
     assert httpx.get(f"{proxy.url}/chorus/ui", timeout=30, follow_redirects=True).status_code == 200
 
 
-@pytest.fixture(scope="module")
-def redis_workers(upstream, signing_key, redis_server, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("events-redis")
-    (workdir / "spend.jsonl").touch()
-    env = {**proxy_env(workdir, signing_key, workdir / "spend.jsonl"), "CHORUS_STORE": "redis",
-           "CHORUS_REDIS_URL": redis_server.url}
-    with litellm_proxy(e2e_config(upstream), workdir, env=env, workers=2) as (url, _):
-        yield url
+@pytest.fixture
+def redis_workers(redis_proxy):
+    """The session's two workers on Redis (tests/conftest.py)."""
+    return redis_proxy.url
 
 
 def test_two_workers_on_redis_serve_any_run_to_any_viewer(redis_workers):

@@ -6,7 +6,6 @@ beating is no longer drawn, and comes back when it joins again."""
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,37 +19,23 @@ import pytest
 
 from chorus_litellm import peers
 from chorus_litellm.adapters.signing import read_key_file
-from tests.conftest import e2e_config, e2e_entry, proxy_env
-from tests.servers import ROOT, free_port, litellm_proxy, stop, wait_http
+from tests.conftest import PEER_SYNC_S
+from tests.servers import ROOT, free_port, stop, wait_http
 
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
 BOUNTY = {"bounty": {"amount": 1000, "currency": "USD"}}
-SYNC_S = 0.5  # each worker's peer sync pass (CHORUS_PEER_SYNC_S; 2 s by default)
-POOL = {"aggregator": {"judge": "judge", "synthesizer": "writer"}}
+SYNC_S = PEER_SYNC_S  # each worker's peer sync pass (CHORUS_PEER_SYNC_S; 2 s by default): 0.5 s
 
 
-def market_config(upstream: str) -> dict:
-    config = e2e_config(upstream)
-    config["model_list"] += [
-        e2e_entry("market", {**POOL, "panel": {"pool": "gpu", "seats": 3, "min_quorum": 2, "timeout_s": 20,
-                                                   "quorum_grace_s": 10, "quorum_grace_ratio": 10}}),
-        e2e_entry("market-mixed", {**POOL, "panel": {"members": ["model-a"], "pool": "gpu", "seats": 1,
-                                                         "min_quorum": 2}}),
-        e2e_entry("market-big", {**POOL, "panel": {"pool": "gpu", "seats": 5, "min_quorum": 5}}),
-    ]
-    return config
-
-
-@pytest.fixture(scope="module")
-def market(upstream, redis_server, signing_key, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("market-e2e")
-    env = {**proxy_env(workdir, signing_key, workdir / "spend.jsonl"), "CHORUS_STORE": "redis",
-           "CHORUS_REDIS_URL": redis_server.url, "CHORUS_REDIS_PREFIX": f"market-{os.getpid()}",
-           "CHORUS_PEER_ADMISSION": "open", "CHORUS_PEER_URL_ALLOWLIST": "127.0.0.1/32",
-           "CHORUS_PEER_AWAY_AFTER_S": "3", "CHORUS_PEER_SYNC_S": str(SYNC_S)}
-    (workdir / "spend.jsonl").touch()
-    with litellm_proxy(market_config(upstream), workdir, env=env, workers=2) as (url, _log):
-        yield type("Market", (), {"url": url, "workdir": workdir})
+@pytest.fixture
+def market(redis_proxy):
+    """The session's two workers on Redis (tests/conftest.py), admitting peers: open, from
+    127.0.0.1/32, away after 3 s without a heartbeat, a sync pass every SYNC_S."""
+    assert {k: redis_proxy.env[k] for k in ("CHORUS_STORE", "CHORUS_PEER_ADMISSION", "CHORUS_PEER_URL_ALLOWLIST",
+                                            "CHORUS_PEER_AWAY_AFTER_S", "CHORUS_PEER_SYNC_S")} == \
+        {"CHORUS_STORE": "redis", "CHORUS_PEER_ADMISSION": "open", "CHORUS_PEER_URL_ALLOWLIST": "127.0.0.1/32",
+         "CHORUS_PEER_AWAY_AFTER_S": "3", "CHORUS_PEER_SYNC_S": str(SYNC_S)}
+    return redis_proxy
 
 
 class ModelServer:

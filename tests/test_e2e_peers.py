@@ -149,7 +149,7 @@ def test_a_live_peer_is_a_router_deployment_until_it_goes_away_and_a_failed_prob
         time.sleep(0.7)
         assert peer.call("POST", f"/chorus/v1/peers/{peer.id}/heartbeat").status_code == 200
     assert ask_peer(market, peer.id).choices[0].message.content
-    time.sleep(2.5)  # silent for longer than away_after_s: away, and out of the Router
+    # then silent for longer than away_after_s: away, and out of the Router (polled)
 
     def gone():
         try:

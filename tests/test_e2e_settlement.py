@@ -100,20 +100,24 @@ def test_transcript_is_kept_for_the_team_only(client, proxy):
     assert get(proxy, f"/chorus/v1/runs/{run_id}", key="sk-team-b").status_code == 404
 
 
-def test_redis_store_survives_a_proxy_restart(upstream, redis_server, signing_key, tmp_path):
-    from tests.conftest import proxy_env
+def test_redis_store_survives_a_proxy_restart(upstream, redis_proxy, redis_server, tmp_path):
+    """A proxy on Redis answers and stops; another process on the same store (the session's
+    two Redis workers, tests/conftest.py, which never saw the run) serves its receipt and
+    transcript."""
+    from tests.conftest import redis_config
 
-    env = {**proxy_env(tmp_path, signing_key, tmp_path / "spend.jsonl"), "CHORUS_STORE": "redis",
-           "CHORUS_REDIS_URL": redis_server.url}
+    assert redis_proxy.env["CHORUS_REDIS_URL"] == redis_server.url
+    env = {**redis_proxy.env, "CHORUS_DB_PATH": str(tmp_path / "chorus.sqlite3"),
+           "CHORUS_OUTBOX_PATH": str(tmp_path / "outbox.sqlite3"), "CHORUS_SPEND_LOG": str(tmp_path / "spend.jsonl")}
     (tmp_path / "spend.jsonl").touch()
-    with litellm_proxy(e2e_config(upstream), tmp_path / "one", env=env) as (url, _):
+    with litellm_proxy(redis_config(upstream), tmp_path / "one", env=env) as (url, _):
         c = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-team-a", max_retries=0)
         resp = c.chat.completions.create(model="fusion/research", messages=HARD, extra_body=BOUNTY)
     s = resp.model_extra["chorus"]["settlement"]
     assert not (tmp_path / "chorus.sqlite3").exists()  # it really used Redis
-    with litellm_proxy(e2e_config(upstream), tmp_path / "two", env=env) as (url, _):
-        r = httpx.get(f"{url}/chorus/v1/receipts/{s['debate_id']}", headers={"Authorization": "Bearer sk-team-a"})
-        t = httpx.get(f"{url}/chorus/v1/runs/{s['debate_id']}", headers={"Authorization": "Bearer sk-team-a"})
+    url = redis_proxy.url  # the other process, up before this run and after the first stopped
+    r = httpx.get(f"{url}/chorus/v1/receipts/{s['debate_id']}", headers={"Authorization": "Bearer sk-team-a"})
+    t = httpx.get(f"{url}/chorus/v1/runs/{s['debate_id']}", headers={"Authorization": "Bearer sk-team-a"})
     assert r.status_code == 200 and r.json()["payload"]["receipt_id"] == s["receipt_id"]
     assert t.status_code == 200 and t.json()["settlement"]["receipt_id"] == s["receipt_id"]
 

@@ -1,8 +1,9 @@
 """A debate id is single-flight (issue 23, point 2): identical paid requests sent at once
 with one `chorus.debate_id`, spread over two proxy workers sharing one store, run the
 fusion once, are charged once, and all answer the same (the duplicates wait for the
-first run and replay it). Its own fake upstream (slow enough that the duplicates
-overlap the run) so its `/stats` counts only this module's calls."""
+first run and replay it). The session's two-worker SQLite proxy (tests/conftest.py,
+`sqlite_workers`) on its own fake upstream, slow enough that the duplicates overlap the
+run; its `/stats` is read before and after, so only this test's calls are counted."""
 
 import concurrent.futures
 import json
@@ -13,23 +14,15 @@ import litellm
 import openai
 import pytest
 
-from tests.conftest import e2e_config, proxy_env
-from tests.servers import fake_upstream, litellm_proxy
 
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
 BOUNTY = {"amount": 1000, "currency": "USD"}
 ONE_RUN = {"model-a": 1, "model-b": 1, "model-c": 1, "judge": 1, "writer": 1}  # fusion/research
 
 
-@pytest.fixture(scope="module")
-def service(signing_key, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("single-flight")
-    spend = workdir / "spend.jsonl"
-    spend.touch()
-    with fake_upstream(latency=0.3) as upstream:
-        with litellm_proxy(e2e_config(upstream), workdir, env=proxy_env(workdir, signing_key, spend),
-                           workers=2) as (url, log):
-            yield type("Service", (), {"url": url, "upstream": upstream, "spend": spend, "log": log})
+@pytest.fixture
+def service(sqlite_workers):
+    return sqlite_workers
 
 
 def stats(service) -> dict:

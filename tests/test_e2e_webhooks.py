@@ -11,7 +11,7 @@ import pytest
 from chorus_litellm.adapters.signing import public_key_from
 from chorus_litellm.adapters.signing import verify as verify_receipt
 from chorus_litellm.adapters.webhooks import verify
-from tests.conftest import e2e_config, e2e_entry, fusion, proxy_env
+from tests.conftest import e2e_config, proxy_env
 from tests.servers import litellm_proxy
 from tests.test_webhooks import Receiver
 
@@ -19,9 +19,7 @@ HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trad
 
 
 def config(upstream):
-    cfg = e2e_config(upstream)
-    cfg["model_list"].append(e2e_entry("nohooks", {**fusion(["model-a", "model-b"]), "webhooks": {"enabled": False}}))
-    return cfg
+    return e2e_config(upstream)  # with `fusion/nohooks`, a profile that turns webhooks off
 
 
 def env_for(workdir, signing_key):
@@ -29,11 +27,11 @@ def env_for(workdir, signing_key):
     return {**proxy_env(workdir, signing_key, workdir / "spend.jsonl"), "CHORUS_WEBHOOK_ALLOWLIST": "127.0.0.1/32"}
 
 
-@pytest.fixture(scope="module")
-def hooked(upstream, signing_key, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("hooks")
-    with litellm_proxy(config(upstream), workdir, env=env_for(workdir, signing_key)) as (url, log):
-        yield type("Hooked", (), {"url": url, "workdir": workdir})
+@pytest.fixture
+def hooked(proxy):
+    """The session's proxy: CHORUS_WEBHOOK_ALLOWLIST 127.0.0.1/32, as env_for sets it (tests/conftest.py)."""
+    assert proxy.env["CHORUS_WEBHOOK_ALLOWLIST"] == "127.0.0.1/32"
+    return proxy
 
 
 def client(url):

@@ -1,5 +1,7 @@
 """Several proxy workers end to end: one store shared by processes, receipts and retries
-that land on any worker, and a store outage in the middle of requests."""
+that land on any worker, and a store outage in the middle of requests. The session's
+two-worker proxies (tests/conftest.py): `sqlite_workers`, and `redis_proxy` for the outage
+(the last test on it: it stops Redis and starts it again)."""
 
 import concurrent.futures
 import time
@@ -8,20 +10,13 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import e2e_config, proxy_env
-from tests.servers import litellm_proxy
-
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
 KEYS = ("sk-team-a", "sk-team-b")
 
 
-@pytest.fixture(scope="module")
-def two_workers(upstream, signing_key, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workers")
-    (workdir / "spend.jsonl").touch()
-    env = {**proxy_env(workdir, signing_key, workdir / "spend.jsonl"), "CHORUS_OUTBOX_FLUSH_INTERVAL_S": "0.5"}
-    with litellm_proxy(e2e_config(upstream), workdir, env=env, workers=2) as (url, log):
-        yield url
+@pytest.fixture
+def two_workers(sqlite_workers):
+    return sqlite_workers.url
 
 
 def ask(url, key, debate_id, messages=HARD):
@@ -62,32 +57,30 @@ def test_retries_on_any_worker_replay_the_first_run(two_workers):
     assert ask(two_workers, "sk-team-b", "retry-anywhere").model_extra["chorus"].get("replayed") is None  # per team
 
 
-def test_a_store_outage_mid_requests_loses_no_receipt(upstream, redis_server, signing_key, tmp_path):
-    env = {**proxy_env(tmp_path, signing_key, tmp_path / "spend.jsonl"), "CHORUS_STORE": "redis",
-           "CHORUS_REDIS_URL": redis_server.url, "CHORUS_OUTBOX_FLUSH_INTERVAL_S": "0.5"}
-    (tmp_path / "spend.jsonl").touch()
-    with litellm_proxy(e2e_config(upstream), tmp_path / "proxy", env=env, workers=2) as (url, _):
-        before = ask(url, "sk-team-a", "outage-0")
-        redis_server.stop()
-        try:
-            during = [ask(url, "sk-team-a", f"outage-{i}") for i in (1, 2)]
-            for resp in during:  # answered and settled: the receipt waits in the outbox
-                assert resp.model_extra["chorus"]["settlement"]["status"] == "settled"
-            assert get(url, "/chorus/v1/receipts/outage-1", "sk-team-a").status_code == 200  # served from it
-        finally:
-            redis_server.start()
-        deadline = time.monotonic() + 15
-        import asyncio
+def test_a_store_outage_mid_requests_loses_no_receipt(redis_proxy, redis_server, tmp_path):
+    assert redis_proxy.env["CHORUS_OUTBOX_FLUSH_INTERVAL_S"] == "0.5"  # two workers on Redis
+    url = redis_proxy.url
+    before = ask(url, "sk-team-a", "outage-0")
+    redis_server.stop()
+    try:
+        during = [ask(url, "sk-team-a", f"outage-{i}") for i in (1, 2)]
+        for resp in during:  # answered and settled: the receipt waits in the outbox
+            assert resp.model_extra["chorus"]["settlement"]["status"] == "settled"
+        assert get(url, "/chorus/v1/receipts/outage-1", "sk-team-a").status_code == 200  # served from it
+    finally:
+        redis_server.start()
+    deadline = time.monotonic() + 15
+    import asyncio
 
-        from chorus_litellm.adapters.store_redis import RedisStore
+    from chorus_litellm.adapters.store_redis import RedisStore
 
-        direct = RedisStore(redis_server.url, outbox=tmp_path / "direct-outbox.sqlite3")
-        while time.monotonic() < deadline:
-            found = [asyncio.run(direct.get_receipt("team:team-a", f"outage-{i}")) for i in (1, 2)]
-            if all(found):
-                break
-            time.sleep(0.3)
-        assert all(found), "the background flush did not deliver the outboxed receipts"
-        ids = [r.model_extra["chorus"]["settlement"]["receipt_id"] for r in during]
-        assert [f["payload"]["receipt_id"] for f in found] == ids
-        assert before.model_extra["chorus"]["settlement"]["status"] == "settled"
+    direct = RedisStore(redis_server.url, outbox=tmp_path / "direct-outbox.sqlite3")
+    while time.monotonic() < deadline:
+        found = [asyncio.run(direct.get_receipt("team:team-a", f"outage-{i}")) for i in (1, 2)]
+        if all(found):
+            break
+        time.sleep(0.3)
+    assert all(found), "the background flush did not deliver the outboxed receipts"
+    ids = [r.model_extra["chorus"]["settlement"]["receipt_id"] for r in during]
+    assert [f["payload"]["receipt_id"] for f in found] == ids
+    assert before.model_extra["chorus"]["settlement"]["status"] == "settled"

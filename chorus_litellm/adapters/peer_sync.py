@@ -131,9 +131,10 @@ class PeerClients:
 
             base_url, api_key, urls, resolve = spec
             # Each call sets its own timeout; LiteLLM sets max_retries (its own retries apply).
+            # Any: newer openai releases type http_client by their own httpx alias
+            guarded: Any = guarded_client(urls, timeout=600.0, resolve=resolve)
             clients[dep_id] = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0,
-                                                 http_client=guarded_client(urls, timeout=600.0,  # type: ignore[arg-type]
-                                                                              resolve=resolve))  # openai's httpx alias
+                                                 http_client=guarded)
         return clients[dep_id]
 
     async def aclose(self) -> None:
