@@ -107,8 +107,8 @@ OPENERS = {"kept": "I keep my answer after reading the others. ",
 def reply(model: str, messages: list[dict]) -> str | None:
     """The cast's answer to one request, or None for the fake upstream's own."""
     text = prompt_text(messages)
-    if "CHORUS-CLASSIFIER" in text:
-        return None
+    if "CHORUS-CLASSIFIER" in text or "CHORUS-RANK" in text:
+        return None  # the fake upstream's own answer
     last = prompt_text(messages[-1:])
     question = _question(messages)
     if question is None:

@@ -25,7 +25,8 @@ carried tools and web search, its message roles and its last message (cleared by
 
 Otherwise it answers after `latency` seconds: judge requests (JSON mode) get a valid
 analysis built from the labels in the prompt, classifier requests get a difficulty
-score, consensus votes accept (unless the model name says "reject"), `chorus eval`'s
+score, consensus votes accept (unless the model name says "reject"), council rank
+requests rank the labels shown in letter order, `chorus eval`'s
 multiple-choice prompts get "Answer: <letter>" (`eval_letter`: a hash of the model and
 the question picks the option) and its pairwise judge prompts a verdict
 (`pairwise_verdict`), everything else a short deterministic answer. Streams send one word per chunk
@@ -102,6 +103,8 @@ def _answer(model: str, body: dict) -> str:
         return json.dumps({"accept": "reject" not in model, "objection": "" if "reject" not in model else "no"})
     if "CHORUS-CLASSIFIER" in text:
         return json.dumps({"difficulty": 0.9 if "hard" in text.lower() else 0.1})
+    if "CHORUS-RANK" in text:  # the council: the labels shown, in letter order
+        return json.dumps({"ranking": sorted(set(LABEL.findall(text)))})
     if json_mode or "CHORUS-JUDGE" in text:
         if "badjson" in model:
             return "I think answer A is best, no JSON today."

@@ -320,6 +320,7 @@ async def _forward(ctx: RunContext) -> AsyncGenerator[Relay, None]:
         raise RuntimeError("the single model's call ended without an answer")
     seat = Seat("single_model", model)
     answers = (PanelAnswer(seat, completion),)
+    ctx.report.relayed = True
     ctx.report.panel = Panel(answers, ())
     ctx.report.outcome = Outcome(ctx.report.panel, (SeatResult(seat, 1, completion.text),))
     ctx.report.synthesis = Synthesis(completion.text, None)

@@ -43,6 +43,7 @@ class RunReport:
     budget: dict | None = None  # the admitted worst case, and where a cost cap stopped the run
     early_stop: dict | None = None  # panel.early_stop: round 1's seats asked and saved, and the cost saved
     quorum_fallback: dict | None = None  # panel.on_quorum_failure answered a lost quorum (QuorumLost.data())
+    relayed: bool = False  # the answer is the single model's own response, relayed as it came (the forward leg)
 
     def add(self, stage: str, seat: str, completion: Completion, *, status: str = "ok",
             estimated: bool = False) -> None:

@@ -91,6 +91,13 @@ def e2e_config(upstream: str) -> dict:
             e2e_entry("midfail", fusion(["model-a", "model-b"], writer="midfail-writer")),
             e2e_entry("single-down", {**fusion(["model-a", "model-b"]),
                                          "router": {"policy": "never_fuse", "single_model": "fail500-a"}}),
+            # issue 26's options (tests/test_e2e_fusion_options.py): a lost quorum answered by
+            # the single model, the council protocol, the consult gate
+            e2e_entry("fallback", {**fusion(["model-a", "fail500-b", "fail500-a"], on_quorum_failure="single_model"),
+                                      "router": {"policy": "always_fuse", "single_model": "model-c"}}),
+            e2e_entry("council", {**fusion(["model-a", "model-b", "model-c"]), "debate": {"protocol": "council"}}),
+            e2e_entry("consult", {**fusion(["model-a", "model-b", "model-c"]),
+                                     "router": {"policy": "consult", "single_model": "model-a"}}),
             # callback_url refused by the profile (tests/test_e2e_webhooks.py)
             e2e_entry("nohooks", {**fusion(["model-a", "model-b"]), "webhooks": {"enabled": False}}),
             # asked for as chorus/quiz (the plugin's own prefix, not fusion/): on a multiple-choice

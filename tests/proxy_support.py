@@ -33,7 +33,9 @@ if os.environ.get("CHORUS_TEST_SPANS"):
     trace.set_tracer_provider(_provider)
 
 KEYS = {"sk-team-a": ("team-a", "alice"), "sk-team-b": ("team-b", "bob"), "sk-team-c-low": ("team-c", "carol"),
-        "sk-team-c-ok": ("team-c", "carol")}
+        "sk-team-c-ok": ("team-c", "carol"), "sk-team-a-narrow": ("team-a", "alice")}
+# The models a key may call (LiteLLM's `models` on a virtual key); absent: every model.
+MODELS = {"sk-team-a-narrow": ["fusion/research", "model-a", "model-b"]}
 # Budgets LiteLLM would load with a virtual key (USD): spend so far and the maximum.
 BUDGETS = {"sk-team-c-low": {"spend": 2.9999, "max_budget": 3.0, "team_spend": 1.0, "team_max_budget": 50.0},
            "sk-team-c-ok": {"spend": 0.0, "max_budget": 3.0, "team_spend": 1.0, "team_max_budget": 50.0}}
@@ -45,7 +47,7 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
         raise HTTPException(status_code=401, detail="unknown key")
     team, user = KEYS[key]
     return UserAPIKeyAuth(api_key=hashlib.sha256(key.encode()).hexdigest(), team_id=team, user_id=user,
-                          **BUDGETS.get(key, {}))
+                          models=MODELS.get(key, []), **BUDGETS.get(key, {}))
 
 
 def _write(record: dict) -> None:

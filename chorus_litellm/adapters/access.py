@@ -19,6 +19,16 @@ from ..errors import AccessError, RequestError
 from ..request import FusionRequest, requested_models
 
 
+def fusion_aliases(router: Any, provider: str, params: dict) -> frozenset[str]:
+    """The proxy's fusion models by their `model_name` (whatever the client calls them),
+    when the request names models of its own: none of them may sit in a panel."""
+    chorus = params.get("chorus")
+    if router is None or not isinstance(chorus, dict) or not {"panel", "judge", "synthesizer"} & set(chorus):
+        return frozenset()
+    return frozenset(str(d.get("model_name")) for d in router.get_model_list() or ()
+                     if str((d.get("litellm_params") or {}).get("model", "")).startswith(f"{provider}/"))
+
+
 async def check_requested_models(req: FusionRequest, litellm_params: dict, router: Any) -> None:
     named = requested_models(req.options)
     if not named or router is None:

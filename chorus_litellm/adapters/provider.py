@@ -44,7 +44,7 @@ from ..errors import RequestError
 from ..events import AnswerDelta, Progress, Relay, Replayed, RunDone
 from ..report import RunReport
 from ..request import FusionRequest, build_request
-from .access import check_requested_models
+from .access import check_requested_models, fusion_aliases
 from .app import App
 from .runs import run_events
 from .store import owner_of
@@ -108,11 +108,11 @@ class FusionHandler(CustomLLM):
     def _prepare(self, model: str, messages: list, optional_params: dict, litellm_params: dict,
                  stream: bool) -> FusionRequest:
         litellm_params = litellm_params or {}
-        who = caller_of(litellm_params)
+        who, params = caller_of(litellm_params), client_params(optional_params or {})
         req = build_request(
-            model, self._profile(model, litellm_params), messages, client_params(optional_params or {}),
+            model, self._profile(model, litellm_params), messages, params,
             who, stream=stream, request_id=str(litellm_params.get("litellm_call_id") or uuid.uuid4()),
-            provider=self.provider,
+            provider=self.provider, fusion_models=fusion_aliases(self.app.get_router(), self.provider, params),
         )
         req = dataclasses.replace(req, owner=owner_of(who) or self.app.anonymous_owner, provider=self.provider,
                                   trace_parent=(litellm_params.get("metadata") or {}).get("litellm_parent_otel_span"))

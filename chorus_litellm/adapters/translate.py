@@ -177,10 +177,10 @@ def finish_reason(report: Any) -> str:
 
 
 def _ours(report: RunReport) -> bool:
-    """The answer is the run's own (a synthesis, or the consult gate's single answer), not
-    a forwarded model's response relayed as it came."""
-    route = report.route
-    return route is not None and (route.decision == "fuse" or route.policy == "consult")
+    """The answer is the run's own (a synthesis, a protocol's answer, the consult gate's
+    single answer), not a forwarded model's response relayed as it came (the gate's
+    forward leg, or the single model after a lost quorum)."""
+    return report.route is not None and not report.relayed
 
 
 def has_payload(chunk: Any) -> bool:
