@@ -93,7 +93,8 @@ def e2e_config(upstream: str) -> dict:
                                          "router": {"policy": "never_fuse", "single_model": "fail500-a"}}),
             # issue 26's options (tests/test_e2e_fusion_options.py): a lost quorum answered by
             # the single model, the council protocol, the consult gate
-            e2e_entry("fallback", {**fusion(["model-a", "fail500-b", "fail500-a"], on_quorum_failure="single_model"),
+            # (its seats all fail, so no healthy seat's reputation on this shared proxy is touched)
+            e2e_entry("fallback", {**fusion(["fail500-b", "fail500-a"], on_quorum_failure="single_model"),
                                       "router": {"policy": "always_fuse", "single_model": "model-c"}}),
             e2e_entry("council", {**fusion(["model-a", "model-b", "model-c"]), "debate": {"protocol": "council"}}),
             e2e_entry("consult", {**fusion(["model-a", "model-b", "model-c"]),
