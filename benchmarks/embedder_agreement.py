@@ -2,9 +2,9 @@
 suit the static model?
 
 The debate engine decides with embeddings: the consensus and dissent voices and the
-clusters (stages/atlas.py, stages/geometry.py), the round-1 "agreed" stop (mean pairwise
-cosine >= `DebateConfig.agreement`), the echo watchdog's verdicts (stages/echo.py) and
-the bounty's impact weights (settle.impact, stages/settlement.py). The thresholds were
+clusters (core/stages/atlas.py, core/stages/geometry.py), the round-1 "agreed" stop (mean pairwise
+cosine >= `DebateConfig.agreement`), the echo watchdog's verdicts (core/stages/echo.py) and
+the bounty's impact weights (settle.impact, core/stages/bounty.py). The thresholds were
 tuned on the packaged all-MiniLM-L6-v2 (`packaged:`); the default model is now its
 model2vec distillation (`static:`). This benchmark runs the real functions with both
 models on a fixed, hand-labelled corpus (below: 12 questions across domains, 4-6 panel
@@ -56,13 +56,13 @@ from _results import write  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from chorus_litellm.adapters.embeddings import PACKAGED, STATIC, BatchedEmbedder, load_model  # noqa: E402
-from chorus_litellm.config import DebateConfig  # noqa: E402
-from chorus_litellm.report import RunReport  # noqa: E402
-from chorus_litellm.settle import impact  # noqa: E402
-from chorus_litellm.stages import atlas, echo, geometry  # noqa: E402
-from chorus_litellm.stages import settlement as st  # noqa: E402
-from chorus_litellm.types import Caller  # noqa: E402
+from chorus_litellm.gateway.embeddings import PACKAGED, STATIC, BatchedEmbedder, load_model  # noqa: E402
+from chorus_litellm.core.config import DebateConfig  # noqa: E402
+from chorus_litellm.core.report import RunReport  # noqa: E402
+from chorus_litellm.settlement.finish import impact  # noqa: E402
+from chorus_litellm.core.stages import atlas, echo, geometry  # noqa: E402
+from chorus_litellm.core.stages import bounty as st  # noqa: E402
+from chorus_litellm.core.types import Caller  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- corpus

@@ -30,15 +30,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _results import write  # noqa: E402
 from embedder_agreement import top_seat  # noqa: E402
 
-from chorus_litellm import local_model  # noqa: E402
-from chorus_litellm.adapters.embeddings import PACKAGED, STATIC, BatchedEmbedder, load_model  # noqa: E402
-from chorus_litellm.config import DebateConfig  # noqa: E402
-from chorus_litellm.report import RunReport  # noqa: E402
-from chorus_litellm.settle import impact  # noqa: E402
-from chorus_litellm.stages import atlas, echo  # noqa: E402
-from chorus_litellm.stages.prompts import PERSONAS  # noqa: E402
-from chorus_litellm.stages.settlement import Contribution  # noqa: E402
-from chorus_litellm.types import Caller  # noqa: E402
+from chorus_litellm.demo import local_model  # noqa: E402
+from chorus_litellm.gateway.embeddings import PACKAGED, STATIC, BatchedEmbedder, load_model  # noqa: E402
+from chorus_litellm.core.config import DebateConfig  # noqa: E402
+from chorus_litellm.core.report import RunReport  # noqa: E402
+from chorus_litellm.settlement.finish import impact  # noqa: E402
+from chorus_litellm.core.stages import atlas, echo  # noqa: E402
+from chorus_litellm.core.stages.prompts import PERSONAS  # noqa: E402
+from chorus_litellm.core.stages.bounty import Contribution  # noqa: E402
+from chorus_litellm.core.types import Caller  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
 QUESTIONS = [

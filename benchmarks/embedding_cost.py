@@ -3,7 +3,7 @@ longest event-loop stall.
 
 A debate round has 4 agents whose 300-word answers arrive between 0.83 s and 1.0 s (the
 upstream calls take about 1 s; up to 20 ms of seeded jitter per answer). The round runs
-through the real engine (`stages/debate.py`) with each real embedder (the default static
+through the real engine (`core/stages/debate.py`) with each real embedder (the default static
 model distilled from all-MiniLM-L6-v2, and the MiniLM transformer itself), and with a
 free bag-of-words embedder as the no-embedding baseline. The difference is what
 embedding adds to the round.
@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _results import write  # noqa: E402
 
-from chorus_litellm.adapters.embeddings import PACKAGED, STATIC, BatchedEmbedder  # noqa: E402
-from chorus_litellm.stages import debate  # noqa: E402
-from chorus_litellm.stages.panel import seats  # noqa: E402
+from chorus_litellm.gateway.embeddings import PACKAGED, STATIC, BatchedEmbedder  # noqa: E402
+from chorus_litellm.core.stages import debate  # noqa: E402
+from chorus_litellm.core.stages.panel import seats  # noqa: E402
 from chorus_litellm.testing import FakeCompleter, HashEmbedder, Reply  # noqa: E402
 from tests.factories import context, profile, request  # noqa: E402
 

@@ -37,11 +37,11 @@ from _results import write  # noqa: E402
 from tests.conftest import e2e_config  # noqa: E402
 from tests.servers import fake_upstream, litellm_proxy  # noqa: E402
 
-from chorus_litellm.adapters.embeddings import PACKAGED, STATIC, distilled  # noqa: E402
+from chorus_litellm.gateway.embeddings import PACKAGED, STATIC, distilled  # noqa: E402
 
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
 BOUNTY = {"bounty": {"amount": 1000, "currency": "USD"}}
-LOAD = "import time, sys; from chorus_litellm.adapters.embeddings import load_model; t = time.perf_counter(); " \
+LOAD = "import time, sys; from chorus_litellm.gateway.embeddings import load_model; t = time.perf_counter(); " \
        "load_model(sys.argv[1]); print(time.perf_counter() - t)"
 
 
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "first_request"))
     args = parser.parse_args()
-    from chorus_litellm.adapters.signing import generate
+    from chorus_litellm.settlement.signing import generate
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp, fake_upstream(latency=args.latency) as upstream:

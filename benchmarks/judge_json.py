@@ -1,6 +1,6 @@
 """How often a small real model writes a judge analysis the pipeline can use.
 
-SmolLM2-135M (chorus_litellm.local_model) answers N short questions three times each
+SmolLM2-135M (chorus_litellm.demo.local_model) answers N short questions three times each
 (the panel), then judges its own three answers with the production judge
 (`stages/judge.analyze`: the prompt, the response format, one repair). For each judge
 call we record whether its reply parses:
@@ -32,12 +32,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _results import write  # noqa: E402
 
-from chorus_litellm import local_model  # noqa: E402
-from chorus_litellm.adapters.llm import RouterCompleter  # noqa: E402
-from chorus_litellm.config import AggregatorConfig  # noqa: E402
+from chorus_litellm.demo import local_model  # noqa: E402
+from chorus_litellm.gateway.llm import RouterCompleter  # noqa: E402
+from chorus_litellm.core.config import AggregatorConfig  # noqa: E402
 from chorus_litellm.settings import data_dir  # noqa: E402
-from chorus_litellm.stages import judge  # noqa: E402
-from chorus_litellm.types import PanelAnswer, Seat  # noqa: E402
+from chorus_litellm.core.stages import judge  # noqa: E402
+from chorus_litellm.core.types import PanelAnswer, Seat  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
 QUESTIONS = [

@@ -3,8 +3,8 @@
 A real run (the pipeline on a scripted completer: a 3-seat MoA run, and a 3-seat,
 3-round debate) is recorded once as its events; then the same events are delivered
 `--runs` times to each listener, freshly made per run as the provider makes them:
-- `metrics`: the chorus_* Prometheus series (adapters/metrics.py, a private registry);
-- `spans, no SDK`: adapters/tracing.py with the OpenTelemetry API's default provider;
+- `metrics`: the chorus_* Prometheus series (observe/metrics.py, a private registry);
+- `spans, no SDK`: observe/tracing.py with the OpenTelemetry API's default provider;
 - `spans, SDK`: the same with an SDK TracerProvider and an in-memory exporter (the
   worst case for the request path: a simple, synchronous span processor);
 - `all`: metrics and SDK spans together.
@@ -36,10 +36,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from chorus_litellm import pipeline  # noqa: E402
-from chorus_litellm.adapters.metrics import RunMetrics, Series  # noqa: E402
-from chorus_litellm.adapters.tracing import RunSpans  # noqa: E402
-from chorus_litellm.runlog import RunEvent, RunLog  # noqa: E402
+from chorus_litellm.core import pipeline  # noqa: E402
+from chorus_litellm.observe.metrics import RunMetrics, Series  # noqa: E402
+from chorus_litellm.observe.tracing import RunSpans  # noqa: E402
+from chorus_litellm.core.runlog import RunEvent, RunLog  # noqa: E402
 from chorus_litellm.testing import FakeCompleter, HashEmbedder, Reply  # noqa: E402
 from tests.factories import context, profile, request  # noqa: E402
 

@@ -3,7 +3,7 @@
 A pool profile does three things before its panel is asked, on every run: read the
 pool's live peers from the store (`PeerSync.available`: one read, then a filter by the
 peers this worker's Router holds), read their reputation (one read), and seat them
-(`stages/draw.py`, pure). This measures the three together, per run, for pools of
+(`core/stages/draw.py`, pure). This measures the three together, per run, for pools of
 3 to 1,000 registered peers on each backend (SQLite file; a real redis-server on
 loopback), with `select: reputation` (the default, and the one that reads scores),
 `seats: 5`, every peer live and deployed, and half of them with a score.
@@ -35,13 +35,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _results import write  # noqa: E402
 
-from chorus_litellm import peers  # noqa: E402
-from chorus_litellm.adapters.netguard import Allowlist  # noqa: E402
-from chorus_litellm.adapters.peer_sync import PeerSync  # noqa: E402
-from chorus_litellm.adapters.store_redis import RedisStore  # noqa: E402
-from chorus_litellm.adapters.store_sqlite import SQLiteStore  # noqa: E402
-from chorus_litellm.config import parse_profile  # noqa: E402
-from chorus_litellm.stages import draw, prompts, reputation  # noqa: E402
+from chorus_litellm.market import peers  # noqa: E402
+from chorus_litellm.observe.netguard import Allowlist  # noqa: E402
+from chorus_litellm.market.sync import PeerSync  # noqa: E402
+from chorus_litellm.storage.redis_backend import RedisStore  # noqa: E402
+from chorus_litellm.storage.sqlite_backend import SQLiteStore  # noqa: E402
+from chorus_litellm.core.config import parse_profile  # noqa: E402
+from chorus_litellm.core.stages import draw
+from chorus_litellm.core.stages import prompts
+from chorus_litellm.core.stages import reputation  # noqa: E402
 
 SIZES = (3, 30, 300, 1000)
 FLOOR_S = 6.0  # benchmarks/fusion_latency.py: 3 x L, L = 2 s

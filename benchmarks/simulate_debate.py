@@ -1,5 +1,5 @@
 """Simulated debates: does debate beat a plain vote, and what do dissent and adaptive
-stopping buy? The real debate engine (`stages/debate.py`) runs against simulated agents.
+stopping buy? The real debate engine (`core/stages/debate.py`) runs against simulated agents.
 
 Each agent answers a 5-option question. In round 1 it is right with probability
 `accuracy`. In later rounds it sees the consensus voice (and, with dissent injection,
@@ -45,7 +45,7 @@ ones, 2509.05396). Policies, all on the same round-1 answers:
   cosine >= 0.85, `debate.agreement`, measured by the engine's own geometry on
   bag-of-words vectors of simulated texts) for texts that share their reasoning and
   differ in the final claim, and for texts that argue differently;
-- the engine itself (`stages/debate.py`, as checked out) with the same calibrated agents.
+- the engine itself (`core/stages/debate.py`, as checked out) with the same calibrated agents.
 Calls count agent calls only (a fused run adds a judge and a writer call to any of them).
 """
 
@@ -67,10 +67,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _results import write  # noqa: E402
 
-from chorus_litellm.stages import debate, geometry  # noqa: E402
-from chorus_litellm.stages.panel import seats  # noqa: E402
+from chorus_litellm.core.stages import debate, geometry  # noqa: E402
+from chorus_litellm.core.stages.panel import seats  # noqa: E402
 from chorus_litellm.testing import HashEmbedder  # noqa: E402
-from chorus_litellm.types import Completion, Usage  # noqa: E402
+from chorus_litellm.core.types import Completion, Usage  # noqa: E402
 from tests.factories import context, profile, request  # noqa: E402
 
 OPTIONS = "ABCDE"
@@ -129,7 +129,7 @@ STRATEGIES = {
 
 
 async def deliberate(sim, agents: int, strategy: dict):
-    """One debate of the real engine (stages/debate.py) with simulated agents: (context, Outcome)."""
+    """One debate of the real engine (core/stages/debate.py) with simulated agents: (context, Outcome)."""
     prof = profile(panel={"members": [f"agent{i}" for i in range(agents)], "min_quorum": agents // 2 + 1,
                           "quorum_grace_s": 0},
                    debate={"protocol": "debate", **strategy})

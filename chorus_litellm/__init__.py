@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import ProfileConfig, load_profiles
-from .errors import ChorusError, ConfigError, QuorumError, RequestError, RunError, UpstreamError
+from .core.config import ProfileConfig, load_profiles
+from .core.errors import ChorusError, ConfigError, QuorumError, RequestError, RunError, UpstreamError
 from .sdk import register
 
 __version__ = "0.1.0"

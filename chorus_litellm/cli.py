@@ -5,7 +5,7 @@
     chorus verify receipt.json --public-key KEY [--public-key OLD_KEY ...]
                                            check a receipt offline (exit 0 valid, 1 not)
     chorus reputation                      payees' scores from the store (CHORUS_STORE, CHORUS_DB_PATH)
-    chorus peer keygen|join|earnings       host a model in a proxy's pool (peer_cli.py, docs/peers.md)
+    chorus peer keygen|join|earnings       host a model in a proxy's pool (market/cli.py, docs/peers.md)
     chorus eval --data F|--dataset mmlu|mtbench --models a,fusion/x,vote:a:5 [...]
                                            compare models and fusion profiles on a dataset
                                            through the proxy (`chorus eval --help`, docs/eval.md)
@@ -34,16 +34,17 @@ import threading
 from contextlib import nullcontext
 from pathlib import Path
 
-from . import peer_cli, startup
-from .adapters.litellm_log import pricing_note
-from .config import load_profiles, provider_of, read_config_file
-from .errors import ConfigError
+from .market import cli as peer_cli
+from .gateway import startup
+from .gateway.litellm_log import pricing_note
+from .core.config import load_profiles, provider_of, read_config_file
+from .core.errors import ConfigError
 from .evaluation import command as eval_command
 
 
 def check(path: str, *, each: bool = True) -> int:
     """Validate `path`'s fusion profiles: a line per profile (`each`) and a summary line."""
-    from .adapters.compat import is_builtin_provider
+    from .gateway.compat import is_builtin_provider
 
     try:
         config = read_config_file(path)
@@ -68,7 +69,7 @@ def keygen(out: str) -> int:
     if path.exists():
         print(f"chorus: {out} exists; not overwriting a signing key", file=sys.stderr)
         return 1
-    from .adapters.signing import write_key_file
+    from .settlement.signing import write_key_file
 
     key = write_key_file(path)
     print(f"wrote {out} (mode 600). key_id {key['key_id']}\npublic key {key['public_key']}\n"
@@ -77,8 +78,8 @@ def keygen(out: str) -> int:
 
 
 def verify(path: str, keys: list[str]) -> int:
-    from .adapters.signing import SigningError, public_key_from
-    from .adapters.signing import verify as verify_receipt
+    from .settlement.signing import SigningError, public_key_from
+    from .settlement.signing import verify as verify_receipt
 
     try:
         receipt = json.loads(Path(path).read_text())
@@ -94,8 +95,8 @@ def verify(path: str, keys: list[str]) -> int:
 def show_reputation() -> int:
     import asyncio
 
-    from .adapters.backends import store_from_env
-    from .stages.reputation import summary
+    from .storage.backends import store_from_env
+    from .core.stages.reputation import summary
 
     counters = asyncio.run(store_from_env().reputation())
     print(f"{'payee':32s} {'runs':>6s} {'score':>6s} {'impact':>7s} {'echo':>6s} {'fail':>6s} {'latency':>8s}")
@@ -152,10 +153,10 @@ def _run(args: argparse.Namespace, config: str) -> int:
         print(f"chorus: peers admitted: {env['CHORUS_PEER_ADMISSION']}, model servers at "
               f"{env['CHORUS_PEER_URL_ALLOWLIST']} (chorus peer join --proxy http://{args.host}:{args.port} ...)")
     print(f"chorus: live view on http://{args.host}:{args.port}/chorus/ui/", flush=True)
-    # The `litellm` command, importing LiteLLM's proxy in 30 % less CPU (proxy_command.py);
+    # The `litellm` command, importing LiteLLM's proxy in 30 % less CPU (gateway/proxy_command.py);
     # -P: the working directory stays off the front of sys.path, as for the `litellm` script.
     proxy = subprocess.Popen(
-        [sys.executable, "-P", "-m", "chorus_litellm.proxy_command", "--config", config, "--host", args.host,
+        [sys.executable, "-P", "-m", "chorus_litellm.gateway.proxy_command", "--config", config, "--host", args.host,
          "--port", str(args.port), "--num_workers", str(workers),
          "--timeout_worker_healthcheck", str(WORKER_HEALTHCHECK_S)],
         # Its own process group: Ctrl-C reaches only this process, which sends the proxy one
@@ -232,7 +233,7 @@ def prepare_embeddings(config: str) -> None:
     """Distil the profiles' static embedding models that are neither shipped (the default
     is) nor distilled here before, now, so the proxy's workers start with them ready
     instead of each waiting on the first start. Says so first: it takes half a minute."""
-    from .adapters.embeddings import STATIC_PREFIX, distilled, ready, static_source
+    from .gateway.embeddings import STATIC_PREFIX, distilled, ready, static_source
     from .sdk import embedding_models
 
     for name in sorted(embedding_models(load_profiles(read_config_file(config)))):
@@ -249,7 +250,7 @@ def _demo_key() -> Path:
     path = data_dir() / "demo-signing-key.json"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        from .adapters.signing import write_key_file
+        from .settlement.signing import write_key_file
 
         write_key_file(path)
         print(f"chorus: demo signing key written to {path} (for bounty receipts; use `chorus keygen` for real)")

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .config import load_profiles, profile_name, provider_of, read_config_file
-from .errors import ConfigError
+from .core.config import load_profiles, profile_name, provider_of, read_config_file
+from .core.errors import ConfigError
 
 log = logging.getLogger("chorus_litellm")
 
@@ -23,9 +23,9 @@ def register(config: str | Path | dict, *, owner: str = "local") -> Any:
     """
     import litellm
 
-    from .adapters.compat import is_builtin_provider
-    from .adapters.litellm_log import quiet_pricing_warnings
-    from .adapters.provider import FusionHandler
+    from .gateway.compat import is_builtin_provider
+    from .gateway.litellm_log import quiet_pricing_warnings
+    from .gateway.provider import FusionHandler
 
     quiet_pricing_warnings()  # before the Router registers the models' prices
     data = read_config_file(config) if isinstance(config, str | Path) else dict(config)
@@ -51,9 +51,9 @@ def proxy_handler() -> Any:
     Validates every fusion profile in the proxy's config file now, at startup, so a bad
     profile stops the proxy with a message naming the profile and field.
     """
-    from .adapters.compat import is_builtin_provider
-    from .adapters.litellm_log import quiet_pricing_warnings
-    from .adapters.provider import FusionHandler
+    from .gateway.compat import is_builtin_provider
+    from .gateway.litellm_log import quiet_pricing_warnings
+    from .gateway.provider import FusionHandler
     from .settings import load_settings
 
     # Loaded while the proxy reads litellm_settings, before its Router registers the models.
@@ -92,14 +92,14 @@ def _start_background(handler: Any) -> None:
         return  # no loop yet: the first request starts the worker
     handler.webhooks()
     if load_settings(create_dirs=False).peer_admission != "closed":
-        handler.peer_sync()  # live peers become Router deployments (adapters/peer_sync.py)
+        handler.peer_sync()  # live peers become Router deployments (market/sync.py)
 
 
 def _add_headers(fusion_models: set[str], provider: str) -> None:
-    """`x-chorus-debate-id` on fusion responses (adapters/headers.py), registered once."""
+    """`x-chorus-debate-id` on fusion responses (gateway/headers.py), registered once."""
     import litellm
 
-    from .adapters.headers import DebateIdHeader
+    from .gateway.headers import DebateIdHeader
 
     if not any(isinstance(cb, DebateIdHeader) for cb in litellm.callbacks):
         litellm.logging_callback_manager.add_litellm_callback(DebateIdHeader(fusion_models, provider))
@@ -111,7 +111,7 @@ def _mount_routes(handler: Any) -> None:
     module = sys.modules.get("litellm.proxy.proxy_server")
     app = getattr(module, "app", None) if module else None
     if app is not None:
-        from .adapters.peer_routes import mount
+        from .market.routes import mount
 
         mount(app, handler)
 
@@ -127,7 +127,7 @@ def _warm_embeddings(profiles: dict) -> None:
     background now, so the first request does not pay for it."""
     import threading
 
-    from .adapters.embeddings import load_model
+    from .gateway.embeddings import load_model
 
     for name in embedding_models(profiles):
         threading.Thread(target=load_model, args=(name,), daemon=True, name=f"chorus-warm-{name}").start()

@@ -4,7 +4,7 @@ Boundary: this module reads the environment (or a mapping given instead) and res
 paths; it opens no file and no connection (it creates at most the data directories).
 `load_settings()` turns a validation error into a `ConfigError` naming the variable
 (`CHORUS_STORE: Input should be 'sqlite' or 'redis'`). Profile configuration
-(litellm_config.yaml) lives in `config.py`, not here.
+(litellm_config.yaml) lives in `core/config.py`, not here.
 
 Paths are made absolute at load time, so a later `chdir` changes nothing, and the
 default data directory is `$XDG_DATA_HOME/chorus-litellm` (else
@@ -23,9 +23,9 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .allowlist import Allowlist
-from .errors import ConfigError
-from .peers import Policy
+from .observe.allowlist import Allowlist
+from .core.errors import ConfigError
+from .market.peers import Policy
 
 ENV_PREFIX = "CHORUS_"
 
@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(5.0, gt=0, le=60)
     # Retries back off from 2 s, doubling to at most 10 min: 8 attempts span about 8 minutes.
     webhook_max_attempts: int = Field(8, ge=1, le=50)
-    # Marketplace peers (peers.py): nobody joins until the operator says how.
+    # Marketplace peers (market/peers.py): nobody joins until the operator says how.
     peer_admission: Literal["closed", "open", "allowlist", "invite"] = "closed"
     # allowlist: the peer key ids (ed25519:<16 hex>) that may join, comma separated.
     peer_keys: str = ""

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UpstreamError
-from .fake_upstream import _answer
-from .events import Relay
-from .types import Completion, Message, Usage
+from .core.errors import UpstreamError
+from .demo.fake_upstream import _answer
+from .core.events import Relay
+from .core.types import Completion, Message, Usage
 
 
 @dataclass(frozen=True)

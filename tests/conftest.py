@@ -127,7 +127,7 @@ def upstream():
 
 @pytest.fixture(scope="session")
 def signing_key(tmp_path_factory):
-    from chorus_litellm.adapters.signing import generate
+    from chorus_litellm.settlement.signing import generate
 
     key = generate()
     path = tmp_path_factory.mktemp("keys") / "key.json"
@@ -314,7 +314,7 @@ def pytest_report_header(config):
 def pytest_sessionstart(session):
     """Distil the default static embedding model before any proxy starts, as `chorus serve`
     does: once per machine (~30 s, then cached), so no proxy's first request waits for it."""
-    from chorus_litellm.adapters.embeddings import STATIC, distilled
+    from chorus_litellm.gateway.embeddings import STATIC, distilled
 
     started = time.monotonic()
     folder = distilled(STATIC)

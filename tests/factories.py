@@ -1,8 +1,8 @@
 """Small builders shared by the unit tests."""
 
-from chorus_litellm.config import parse_profile
-from chorus_litellm.request import build_request
-from chorus_litellm.types import Caller
+from chorus_litellm.core.config import parse_profile
+from chorus_litellm.core.request import build_request
+from chorus_litellm.core.types import Caller
 
 BASE = {
     "panel": {"members": ["model-a", "model-b", "model-c"], "min_quorum": 2, "quorum_grace_s": 0.2},
@@ -31,7 +31,7 @@ def context(req, completer, *, embedder=None, seed=0, **ports):
     """A run context as the provider builds one, with test ports."""
     import random
 
-    from chorus_litellm.context import RunContext
+    from chorus_litellm.core.context import RunContext
 
     return RunContext.create(req, completer, embedder=embedder, rng=random.Random(seed), **ports)
 
@@ -39,8 +39,8 @@ def context(req, completer, *, embedder=None, seed=0, **ports):
 async def run_events(req, completer, *, every: bool = False, **kwargs):
     """The events `pipeline.run` yields for `req` that its client reads (the provider's
     kinds, events.CLIENT_KINDS), or `every` one."""
-    from chorus_litellm import pipeline
-    from chorus_litellm.events import CLIENT_KINDS
+    from chorus_litellm.core import pipeline
+    from chorus_litellm.core.events import CLIENT_KINDS
 
     return [e async for e in pipeline.run(context(req, completer, **kwargs)) if every or e.kind in CLIENT_KINDS]
 
@@ -62,8 +62,8 @@ def refusing_debate():
 
 def finished(run_id: str = "r1"):
     """A run's terminal event (`run_done`) for a bare report: for tests of the event log."""
-    from chorus_litellm.events import RunDone
-    from chorus_litellm.report import RunReport
-    from chorus_litellm.types import Caller
+    from chorus_litellm.core.events import RunDone
+    from chorus_litellm.core.report import RunReport
+    from chorus_litellm.core.types import Caller
 
     return RunDone(RunReport(run_id, "p", Caller()))

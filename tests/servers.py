@@ -48,10 +48,10 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90.0, log: Path
 
 @contextlib.contextmanager
 def fake_upstream(latency: float = 0.0, token_delay: float = 0.0, cast: bool = False):
-    """The fake upstream on a free port; `cast`: the demo's cast answers (demo_cast.py)."""
+    """The fake upstream on a free port; `cast`: the demo's cast answers (demo/cast.py)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "chorus_litellm.fake_upstream", "--port", str(port),
+        [sys.executable, "-m", "chorus_litellm.demo.fake_upstream", "--port", str(port),
          "--latency", str(latency), "--token-delay", str(token_delay), *(["--cast"] if cast else [])],
     )
     try:

@@ -7,9 +7,23 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "chorus_litellm"
-OUTER = {"chorus_litellm", "chorus_litellm.cli", "chorus_litellm.peer_cli", "chorus_litellm.sdk",
-         "chorus_litellm.fake_upstream", "chorus_litellm.local_model", "chorus_litellm.demo_cast",
-         "chorus_litellm.startup"}
+# The outer ring: command lines, the SDK entry, test doubles, evaluation and the demo servers.
+OUTER = ("chorus_litellm", "chorus_litellm.cli", "chorus_litellm.sdk", "chorus_litellm.settings",
+         "chorus_litellm.testing", "chorus_litellm.market.cli", "chorus_litellm.gateway.startup",
+         "chorus_litellm.gateway.proxy_command", "chorus_litellm.demo", "chorus_litellm.evaluation")
+# Adapters: modules that do I/O (LiteLLM, storage, the network, signing keys). Every other
+# module (core/, settlement.finish and .keys, market.peers, observe.allowlist) is the core.
+ADAPTERS = ("chorus_litellm.gateway", "chorus_litellm.storage", "chorus_litellm.observe",
+            "chorus_litellm.market.sync", "chorus_litellm.market.routes", "chorus_litellm.settlement.signing")
+PURE = ("chorus_litellm.observe.allowlist",)
+
+
+def layer(module: str) -> str:
+    def under(prefixes: tuple[str, ...]) -> bool:
+        return any(module == p or module.startswith(p + ".") for p in prefixes)
+    if under(OUTER[1:]) or module == OUTER[0]:
+        return "outer"
+    return "adapter" if under(ADAPTERS) and not under(PURE) else "core"
 
 
 def modules() -> dict[str, Path]:
@@ -83,17 +97,24 @@ def test_the_package_has_no_import_circles():
 
 def test_no_arrow_runs_from_the_core_to_an_adapter():
     graph = imports()
-    core = [m for m in graph if m not in OUTER and not m.startswith(("chorus_litellm.adapters",
-                                                                      "chorus_litellm.evaluation"))]
-    assert "chorus_litellm.pipeline" in core and "chorus_litellm.stages.debate" in core
-    wrong = {m: sorted(t for t in graph[m] if t.startswith("chorus_litellm.adapters")) for m in core}
+    core = [m for m in graph if layer(m) == "core"]
+    assert "chorus_litellm.core.pipeline" in core and "chorus_litellm.core.stages.debate" in core
+    assert all(layer(m) == "core" for m in graph if m.startswith("chorus_litellm.core"))
+    wrong = {m: sorted(t for t in graph[m] if layer(t) == "adapter") for m in core}
     assert {m: t for m, t in wrong.items() if t} == {}
+
+
+def test_the_fusion_core_folder_imports_nothing_above_it_but_the_marketplaces_nouns():
+    graph = imports()
+    out = {(m, t) for m in graph if m.startswith("chorus_litellm.core.") for t in graph[m]
+           if not t.startswith("chorus_litellm.core")}
+    assert out == {("chorus_litellm.core.stages.draw", "chorus_litellm.market.peers")}
 
 
 def test_the_drawing_sees_a_circle_and_an_inward_arrow_when_there_is_one():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert circles(graph) == [["a", "b", "c"]]
-    assert "chorus_litellm.adapters.store" in imports()["chorus_litellm.adapters.backends"]
+    assert "chorus_litellm.storage.store" in imports()["chorus_litellm.storage.backends"]
 
 
 def test_a_warning_raised_by_the_package_fails_the_test():
@@ -102,8 +123,8 @@ def test_a_warning_raised_by_the_package_fails_the_test():
     import pytest
 
     with pytest.raises(DeprecationWarning, match="ours"):
-        warnings.warn_explicit("ours", DeprecationWarning, "chorus_litellm/pipeline.py", 1,
-                               module="chorus_litellm.pipeline")
+        warnings.warn_explicit("ours", DeprecationWarning, "chorus_litellm/core/pipeline.py", 1,
+                               module="chorus_litellm.core.pipeline")
     with warnings.catch_warnings(record=True) as seen:  # another package's warning is not ours to fail on
         warnings.simplefilter("default")
         warnings.filterwarnings("error", module=r"chorus_litellm(\..*)?$")

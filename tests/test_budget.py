@@ -5,11 +5,11 @@ import dataclasses
 
 import pytest
 
-from chorus_litellm.errors import BudgetError, RequestError
-from chorus_litellm.stages import budget, panel
+from chorus_litellm.core.errors import BudgetError, RequestError
+from chorus_litellm.core.stages import budget, panel
 from chorus_litellm.testing import FakeCompleter, HashEmbedder
-from chorus_litellm.events import AnswerDelta, RunDone
-from chorus_litellm.types import Budget
+from chorus_litellm.core.events import AnswerDelta, RunDone
+from chorus_litellm.core.types import Budget
 from tests.factories import context, profile, request, run_events
 
 QUESTION = [{"role": "user", "content": "one two three four"}]  # 4 tokens to FakeCompleter, +600 framing
@@ -158,7 +158,7 @@ async def test_past_the_cost_cap_a_json_answer_that_does_not_exist_is_refused_wi
 
 
 def test_a_team_key_is_held_to_its_teams_budget_not_its_users():
-    from chorus_litellm.adapters.translate import caller_of
+    from chorus_litellm.gateway.translate import caller_of
 
     meta = {"user_api_key_team_id": "t", "user_api_key_user_id": "u", "user_api_key_team_spend": 1,
             "user_api_key_team_max_budget": 5, "user_api_key_user_spend": 10, "user_api_key_user_max_budget": 10,

@@ -2,9 +2,9 @@ import logging
 
 import pytest
 
-from chorus_litellm.adapters.compat import is_builtin_provider
-from chorus_litellm.config import load_profiles, parse_profile, provider_of
-from chorus_litellm.errors import ConfigError
+from chorus_litellm.gateway.compat import is_builtin_provider
+from chorus_litellm.core.config import load_profiles, parse_profile, provider_of
+from chorus_litellm.core.errors import ConfigError
 from tests.factories import BASE, profile
 
 
@@ -132,7 +132,7 @@ def test_litellms_provider_names_read_from_its_files_are_the_ones_it_imports():
     of importing it (3 s of CPU before the proxy starts); the two must agree on this release."""
     from litellm.types.utils import LlmProviders
 
-    from chorus_litellm.adapters.compat import provider_names_from_source
+    from chorus_litellm.gateway.compat import provider_names_from_source
 
     try:
         from litellm.llms.openai_like.json_loader import JSONProviderRegistry
@@ -165,7 +165,7 @@ def test_our_provider_entries_must_be_one_usable_name(providers, message):
 
 
 def test_shipped_config_is_valid():
-    from chorus_litellm.config import read_config_file
+    from chorus_litellm.core.config import read_config_file
 
     profiles = load_profiles(read_config_file("litellm_config.yaml"))
     assert {"research", "self-moa", "debate", "consensus", "market"} <= set(profiles)
@@ -217,7 +217,7 @@ def test_the_live_view_and_small_model_settings_are_validated(section, field, va
 def test_a_non_finite_number_in_the_yaml_config_names_profile_and_field(tmp_path, section, field, value):
     import yaml
 
-    from chorus_litellm.config import read_config_file
+    from chorus_litellm.core.config import read_config_file
 
     chorus = {**BASE, "panel": dict(BASE["panel"]), "router": {"policy": "always_fuse"}}
     chorus.setdefault(section, {})[field] = "VALUE"

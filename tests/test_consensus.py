@@ -1,8 +1,8 @@
 """The consensus protocol through the pipeline with scripted agents."""
 
-from chorus_litellm.stages.consensus import parse_vote
+from chorus_litellm.core.stages.consensus import parse_vote
 from chorus_litellm.testing import FakeCompleter
-from chorus_litellm.events import AnswerDelta
+from chorus_litellm.core.events import AnswerDelta
 from tests.factories import profile, request, run_events
 
 ACCEPT = '{"accept": true, "objection": ""}'

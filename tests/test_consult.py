@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from chorus_litellm.adapters.provider import FusionHandler
-from chorus_litellm.errors import UpstreamError
-from chorus_litellm.events import AnswerDelta, RunDone
-from chorus_litellm.stages.consult import TOOL_NAME
+from chorus_litellm.gateway.provider import FusionHandler
+from chorus_litellm.core.errors import UpstreamError
+from chorus_litellm.core.events import AnswerDelta, RunDone
+from chorus_litellm.core.stages.consult import TOOL_NAME
 from chorus_litellm.testing import FakeCompleter, Reply
 from tests.factories import profile, request, run_events
 from tests.test_provider import direct

@@ -6,11 +6,11 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from chorus_litellm.adapters.signing import Signer
-from chorus_litellm.events import JudgeDone, RoundStarted, RunDone
-from chorus_litellm.runlog import RunLog
-from chorus_litellm.settle import Settler
-from chorus_litellm.stages.council import borda
+from chorus_litellm.settlement.signing import Signer
+from chorus_litellm.core.events import JudgeDone, RoundStarted, RunDone
+from chorus_litellm.core.runlog import RunLog
+from chorus_litellm.settlement.finish import Settler
+from chorus_litellm.core.stages.council import borda
 from chorus_litellm.testing import TEST_SIGNING_SEED, FakeCompleter, HashEmbedder, Reply
 from tests.factories import profile, request, run_events
 from tests.test_settle import MemoryStore

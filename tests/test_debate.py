@@ -2,9 +2,9 @@
 
 import pytest
 
-from chorus_litellm.errors import QuorumError, RequestError
+from chorus_litellm.core.errors import QuorumError, RequestError
 from chorus_litellm.testing import FakeCompleter, HashEmbedder
-from chorus_litellm.events import AnswerDelta, Progress
+from chorus_litellm.core.events import AnswerDelta, Progress
 from tests.factories import profile, request, run_events
 
 Q = "What is six times seven? Give the final answer."
@@ -167,7 +167,7 @@ async def test_personas_reach_their_seats():
 
 
 def test_unknown_persona_is_a_config_error():
-    from chorus_litellm.errors import ConfigError
+    from chorus_litellm.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="profile 'test': panel.members\\[0\\].persona: 'poet' is not one of: analyst"):
         profile(panel={"members": [{"model": "a", "persona": "poet"}, "b"]})
@@ -197,8 +197,8 @@ async def test_adaptive_stop_off_runs_every_round():
 async def test_a_seat_flagged_two_rounds_in_a_row_is_pruned_unpaid_and_named():
     import dataclasses
 
-    from chorus_litellm.adapters.signing import Signer
-    from chorus_litellm.settle import Settler
+    from chorus_litellm.settlement.signing import Signer
+    from chorus_litellm.settlement.finish import Settler
     from chorus_litellm.testing import TEST_SIGNING_SEED
     from tests.test_settle import MemoryStore
 

@@ -1,4 +1,4 @@
-"""The demo's cast (chorus_litellm/demo_cast.py): members that disagree, read each other
+"""The demo's cast (chorus_litellm/demo/cast.py): members that disagree, read each other
 and come round, so a demo debate really debates (issue 25, point 1)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from chorus_litellm import demo_cast
-from chorus_litellm.stages import extract, prompts
+from chorus_litellm.demo import cast as demo_cast
+from chorus_litellm.core.stages import extract, prompts
 
 SEATS = [("model-a", "analyst"), ("model-b", "skeptic"), ("model-c", "contrarian")]
 
@@ -21,7 +21,7 @@ def ask(model: str, persona: str | None, question: str, extra: list[dict] = ()) 
 
 
 def debate(question: str, rounds: int = 3, seats=SEATS, shared: int = 0, different: int = -1) -> list[dict[str, str]]:
-    """As a debate shows them (stages/debate.py): each seat sees the voice shared by most
+    """As a debate shows them (core/stages/debate.py): each seat sees the voice shared by most
     panelists and the most different one, never its own. The debate picks those two by
     embedding; here they are the seats numbered `shared` and `different`."""
     history = [{m: ask(m, p, question) for m, p in seats}]

@@ -8,13 +8,13 @@ from collections import Counter
 
 import pytest
 
-from chorus_litellm import peers
-from chorus_litellm.adapters.signing import Signer, verify
-from chorus_litellm.errors import PoolError, UpstreamError
-from chorus_litellm.settle import ReputationKeeper, Settler
-from chorus_litellm.stages import draw
+from chorus_litellm.market import peers
+from chorus_litellm.settlement.signing import Signer, verify
+from chorus_litellm.core.errors import PoolError, UpstreamError
+from chorus_litellm.settlement.finish import ReputationKeeper, Settler
+from chorus_litellm.core.stages import draw
 from chorus_litellm.testing import TEST_SIGNING_SEED, FakeCompleter, HashEmbedder
-from chorus_litellm.events import RunDone
+from chorus_litellm.core.events import RunDone
 from tests.factories import profile, request, run_events
 from tests.test_settle import MemoryStore
 
@@ -142,7 +142,7 @@ async def test_too_few_live_peers_is_a_503_naming_the_pool_and_a_failed_peer_is_
 
 async def test_the_seated_event_lists_the_drawn_peers():
     seen = []
-    from chorus_litellm.runlog import RunLog
+    from chorus_litellm.core.runlog import RunLog
 
     req, pool = pool_request([offer(1), offer(2)])
     await run_events(req, FakeCompleter(), pool=pool, log=RunLog(seen.append))

@@ -17,8 +17,8 @@ import httpx
 import openai
 import pytest
 
-from chorus_litellm import peers
-from chorus_litellm.adapters.signing import read_key_file
+from chorus_litellm.market import peers
+from chorus_litellm.settlement.signing import read_key_file
 from tests.conftest import PEER_SYNC_S
 from tests.servers import ROOT, free_port, stop, wait_http
 
@@ -43,7 +43,7 @@ class ModelServer:
 
     def __init__(self, latency: float = 0.0) -> None:
         self.port, self.latency = free_port(), latency
-        self.proc = subprocess.Popen([sys.executable, "-m", "chorus_litellm.fake_upstream", "--port", str(self.port),
+        self.proc = subprocess.Popen([sys.executable, "-m", "chorus_litellm.demo.fake_upstream", "--port", str(self.port),
                                       "--latency", str(latency)])
         self.url = f"http://127.0.0.1:{self.port}"
         wait_http(f"{self.url}/health", self.proc)

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from chorus_litellm import peers
-from chorus_litellm.adapters.signing import key_id
+from chorus_litellm.market import peers
+from chorus_litellm.settlement.signing import key_id
 from tests.conftest import e2e_config, proxy_env
 from tests.servers import litellm_proxy
 

@@ -287,7 +287,7 @@ def test_inner_calls_are_tagged_with_run_stage_and_seat(client, proxy):
 
 
 def test_a_key_without_budget_for_the_worst_case_gets_litellms_budget_error_before_any_call(proxy, upstream):
-    from chorus_litellm.adapters.compat import budget_status
+    from chorus_litellm.gateway.compat import budget_status
 
     low = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-team-c-low", max_retries=0, timeout=60)
     before = httpx.get(f"{upstream}/stats", timeout=10).json()

@@ -25,8 +25,8 @@ import openai
 import pytest
 import redis
 
-from chorus_litellm.adapters.signing import public_key_from
-from chorus_litellm.adapters.webhooks import verify
+from chorus_litellm.settlement.signing import public_key_from
+from chorus_litellm.observe.webhooks import verify
 from tests.conftest import e2e_config, e2e_entry, no_retries, proxy_env
 from tests.servers import Balancer, balancer, fake_upstream, model_entry, process_tree, proxy_process
 from tests.test_e2e_events import sse

@@ -124,8 +124,8 @@ def direct(handler, method, litellm_params=KEYED, **params):
 
 
 def handler_on(tmp_path):
-    from chorus_litellm.adapters.provider import FusionHandler
-    from chorus_litellm.adapters.store_sqlite import SQLiteStore
+    from chorus_litellm.gateway.provider import FusionHandler
+    from chorus_litellm.storage.sqlite_backend import SQLiteStore
     from chorus_litellm.testing import FakeCompleter
     from tests.factories import profile
 
@@ -134,7 +134,7 @@ def handler_on(tmp_path):
 
 
 async def test_a_crashed_holders_claim_expires_and_the_duplicate_waiting_on_it_runs(tmp_path):
-    from chorus_litellm.stages.settlement import idempotency_hash
+    from chorus_litellm.core.stages.bounty import idempotency_hash
 
     handler, fake = handler_on(tmp_path)
     body = {"chorus": {"debate_id": "crashed-1"}}

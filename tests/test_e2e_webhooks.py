@@ -8,9 +8,9 @@ import httpx
 import openai
 import pytest
 
-from chorus_litellm.adapters.signing import public_key_from
-from chorus_litellm.adapters.signing import verify as verify_receipt
-from chorus_litellm.adapters.webhooks import verify
+from chorus_litellm.settlement.signing import public_key_from
+from chorus_litellm.settlement.signing import verify as verify_receipt
+from chorus_litellm.observe.webhooks import verify
 from tests.conftest import e2e_config, proxy_env
 from tests.servers import litellm_proxy
 from tests.test_webhooks import Receiver

@@ -72,7 +72,7 @@ def test_a_store_outage_mid_requests_loses_no_receipt(redis_proxy, redis_server,
     deadline = time.monotonic() + 15
     import asyncio
 
-    from chorus_litellm.adapters.store_redis import RedisStore
+    from chorus_litellm.storage.redis_backend import RedisStore
 
     direct = RedisStore(redis_server.url, outbox=tmp_path / "direct-outbox.sqlite3")
     while time.monotonic() < deadline:

@@ -1,9 +1,16 @@
 import numpy as np
 import pytest
 
-from chorus_litellm.config import EchoConfig
-from chorus_litellm.stages import echo
-from chorus_litellm.stages.extract import answer_key, confidence, extract, panel_vote, tally, weighted_vote
+from chorus_litellm.core.config import EchoConfig
+from chorus_litellm.core.stages import echo
+from chorus_litellm.core.stages.extract import (
+    answer_key,
+    confidence,
+    extract,
+    panel_vote,
+    tally,
+    weighted_vote,
+)
 
 Q = np.array([1.0, 0.0, 0.0])
 EVAL_SHORT = "{}\n\nGive the final answer on the last line, as: Answer: <answer>"  # evaluation/prompts.short

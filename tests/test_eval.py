@@ -20,7 +20,7 @@ from chorus_litellm.cli import main
 from chorus_litellm.evaluation import data, prompts, report, runner, scoring
 from chorus_litellm.evaluation.client import AuthError, CallError, Endpoint
 from chorus_litellm.evaluation.runner import parse_models
-from chorus_litellm.fake_upstream import eval_letter, pairwise_verdict
+from chorus_litellm.demo.fake_upstream import eval_letter, pairwise_verdict
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -1,14 +1,14 @@
-"""The event log's writer and follower (adapters/eventlog.py) over a real SQLite store:
+"""The event log's writer and follower (observe/live.py) over a real SQLite store:
 batched off the request path, terminal events at once, followers woken, keep-alives."""
 
 import asyncio
 
 import pytest
 
-from chorus_litellm.adapters.eventlog import EventLog
-from chorus_litellm.adapters.store_sqlite import SQLiteStore
-from chorus_litellm.events import RoundStarted, SynthesisStarted
-from chorus_litellm.runlog import RunLog
+from chorus_litellm.observe.live import EventLog
+from chorus_litellm.storage.sqlite_backend import SQLiteStore
+from chorus_litellm.core.events import RoundStarted, SynthesisStarted
+from chorus_litellm.core.runlog import RunLog
 from tests.factories import finished
 
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from chorus_litellm.stages import geometry
+from chorus_litellm.core.stages import geometry
 
 
 def unit(*rows):

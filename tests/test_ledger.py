@@ -4,11 +4,11 @@ import asyncio
 
 import pytest
 
-from chorus_litellm.errors import UpstreamError
-from chorus_litellm.ledger import Ledger
-from chorus_litellm.report import RunReport
+from chorus_litellm.core.errors import UpstreamError
+from chorus_litellm.core.ledger import Ledger
+from chorus_litellm.core.report import RunReport
 from chorus_litellm.testing import ESTIMATE_PRICE, FakeCompleter, Reply
-from chorus_litellm.types import Caller, Usage
+from chorus_litellm.core.types import Caller, Usage
 
 MSGS = [{"role": "user", "content": "four words of prompt"}]
 

@@ -9,7 +9,7 @@ import litellm
 import pytest
 
 import chorus_litellm
-from chorus_litellm.config import read_config_file
+from chorus_litellm.core.config import read_config_file
 from tests.servers import ROOT
 
 PRICING = "has custom pricing but not in built-in cost map"
@@ -61,7 +61,7 @@ def test_the_plugin_moves_litellms_per_model_pricing_warning_to_debug_level(lite
 
 
 def test_the_filter_leaves_every_other_litellm_record_alone(litellm_records):
-    from chorus_litellm.adapters.litellm_log import quiet_pricing_warnings
+    from chorus_litellm.gateway.litellm_log import quiet_pricing_warnings
 
     pricing = quiet_pricing_warnings()
     assert quiet_pricing_warnings() is pricing  # installed once

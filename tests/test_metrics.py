@@ -3,10 +3,10 @@
 import pytest
 from prometheus_client import CollectorRegistry
 
-from chorus_litellm import pipeline
-from chorus_litellm.adapters.metrics import RunMetrics, Series
-from chorus_litellm.errors import UpstreamError
-from chorus_litellm.runlog import RunLog
+from chorus_litellm.core import pipeline
+from chorus_litellm.observe.metrics import RunMetrics, Series
+from chorus_litellm.core.errors import UpstreamError
+from chorus_litellm.core.runlog import RunLog
 from chorus_litellm.testing import FakeCompleter, HashEmbedder, Reply
 from tests.factories import context, profile, refusing_debate, request
 
@@ -132,7 +132,7 @@ def test_the_grafana_dashboard_queries_only_series_that_exist(registry):
 
 
 async def test_a_failed_peer_counts_under_one_bounded_label(registry):
-    from chorus_litellm import peers
+    from chorus_litellm.market import peers
 
     offers = [{"peer_id": f"ed25519:{n:016x}", "pool": "gpu", "model": "m", "payee": "p", "personas": [],
                "max_concurrency": 2} for n in range(3)]

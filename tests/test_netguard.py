@@ -5,7 +5,7 @@ import httpcore
 import httpx
 import pytest
 
-from chorus_litellm.adapters.netguard import (
+from chorus_litellm.observe.netguard import (
     Allowlist,
     GuardedBackend,
     UnsafeURL,
@@ -282,8 +282,8 @@ REFUSED = "redirects are not followed"
 def peer_sync(store, urls, **kw):
     import litellm
 
-    from chorus_litellm import peers
-    from chorus_litellm.adapters.peer_sync import PeerSync
+    from chorus_litellm.market import peers
+    from chorus_litellm.market.sync import PeerSync
 
     router = litellm.Router(model_list=[])
     return PeerSync(store, lambda: router, peers.Policy(admission="open"), urls, **kw), router
@@ -370,7 +370,7 @@ async def test_a_call_to_a_peer_deployment_without_a_guarded_client_is_refused()
     is never called through LiteLLM's own client."""
     import litellm
 
-    from chorus_litellm.adapters.peer_sync import deployment, install_hook
+    from chorus_litellm.market.sync import deployment, install_hook
 
     install_hook()
     async with Receiver(chat_answer("CANARY")) as canary:

@@ -2,9 +2,9 @@ import asyncio
 
 import pytest
 
-from chorus_litellm.config import PanelConfig
-from chorus_litellm.errors import QuorumError, UpstreamError
-from chorus_litellm.stages.panel import fan_out, seats
+from chorus_litellm.core.config import PanelConfig
+from chorus_litellm.core.errors import QuorumError, UpstreamError
+from chorus_litellm.core.stages.panel import fan_out, seats
 from chorus_litellm.testing import FakeCompleter, Reply
 
 MSGS = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "q1"},

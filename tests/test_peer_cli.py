@@ -8,8 +8,8 @@ import threading
 
 import httpx
 
-from chorus_litellm import peer_cli, peers
-from chorus_litellm.adapters.signing import Signer
+from chorus_litellm.market import cli as peer_cli, peers
+from chorus_litellm.settlement.signing import Signer
 from chorus_litellm.testing import TEST_SIGNING_SEED
 
 SEED = bytes(range(32))

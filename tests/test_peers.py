@@ -1,11 +1,11 @@
-"""Peer identity, signatures, admission and health rules (peers.py), without a proxy."""
+"""Peer identity, signatures, admission and health rules (market/peers.py), without a proxy."""
 
 import os
 
 import pytest
 
-from chorus_litellm import peers
-from chorus_litellm.adapters.signing import key_id
+from chorus_litellm.market import peers
+from chorus_litellm.settlement.signing import key_id
 
 NOW = 1_800_000_000
 
@@ -60,7 +60,7 @@ def test_a_peer_is_away_after_missed_heartbeats():
 
 
 def test_a_peer_is_a_router_deployment_of_its_own_model_limits_and_prices():
-    from chorus_litellm.adapters.peer_sync import deployment
+    from chorus_litellm.market.sync import deployment
 
     record = {"peer_id": "ed25519:0123456789abcdef", "model": "llama3.1:8b", "base_url": "http://10.0.0.7:11434/v1",
               "api_key": None, "max_concurrency": 3, "price_per_token": 2e-7, "payee": "alice", "registered_at": 5.0}
@@ -92,9 +92,9 @@ async def routes(request, tmp_path, monkeypatch):
     import httpx
     from fastapi import FastAPI
 
-    from chorus_litellm.adapters.peer_routes import build_peer_router
-    from chorus_litellm.adapters.store_redis import RedisStore
-    from chorus_litellm.adapters.store_sqlite import SQLiteStore
+    from chorus_litellm.market.routes import build_peer_router
+    from chorus_litellm.storage.redis_backend import RedisStore
+    from chorus_litellm.storage.sqlite_backend import SQLiteStore
 
     monkeypatch.setenv("CHORUS_PEER_ADMISSION", "open")
     monkeypatch.setenv("CHORUS_PEER_URL_ALLOWLIST", "127.0.0.1/32")

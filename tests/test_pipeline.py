@@ -1,10 +1,10 @@
 import pytest
 
-from chorus_litellm import pipeline
-from chorus_litellm.errors import QuorumError, UpstreamError
+from chorus_litellm.core import pipeline
+from chorus_litellm.core.errors import QuorumError, UpstreamError
 from chorus_litellm.testing import FakeCompleter, FakeForwarder, Reply
-from chorus_litellm.events import CLIENT_KINDS, AnswerDelta, Progress, Relay, RunDone
-from chorus_litellm.types import Usage
+from chorus_litellm.core.events import CLIENT_KINDS, AnswerDelta, Progress, Relay, RunDone
+from chorus_litellm.core.types import Usage
 from tests.factories import context, profile, request, run_events
 
 
@@ -137,7 +137,7 @@ async def test_moa_layers_ask_the_panel_again_with_the_previous_answers_unattrib
 
 
 def test_layers_belong_to_the_moa_protocol():
-    from chorus_litellm.errors import ConfigError
+    from chorus_litellm.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="aggregator.layers: layers are the moa protocol's rounds"):
         profile(aggregator={"judge": "judge", "synthesizer": "writer", "layers": 2}, debate={"protocol": "debate"})

@@ -3,10 +3,10 @@
 import litellm
 import pytest
 
-from chorus_litellm.adapters.provider import FusionHandler
-from chorus_litellm.errors import RequestError, UpstreamError
+from chorus_litellm.gateway.provider import FusionHandler
+from chorus_litellm.core.errors import RequestError, UpstreamError
 from chorus_litellm.testing import FakeCompleter, Reply
-from chorus_litellm.types import Usage
+from chorus_litellm.core.types import Usage
 from tests.factories import profile
 
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
@@ -82,7 +82,7 @@ async def test_unknown_profile_is_400(fake):
 
 
 async def test_caller_identity_is_captured(fake):
-    from chorus_litellm.adapters.translate import caller_of
+    from chorus_litellm.gateway.translate import caller_of
 
     meta = {"user_api_key_hash": "abc", "user_api_key_team_id": "team-a", "user_api_key_user_id": "u1"}
     caller = caller_of({"metadata": meta})
@@ -101,7 +101,7 @@ def test_sync_completion(fake):
 
 
 async def test_reputation_filters_seats(tmp_path):
-    from chorus_litellm.adapters.store_sqlite import SQLiteStore
+    from chorus_litellm.storage.sqlite_backend import SQLiteStore
 
     store = SQLiteStore(tmp_path / "db.sqlite3")
     await store.add_reputation({"model:model-a": {"runs": 10, "failures": 10},  # score 0
@@ -122,7 +122,7 @@ async def test_reputation_filters_seats(tmp_path):
 async def test_with_store_and_outbox_unwritable_a_run_still_answers_in_configured_order(tmp_path):
     """Reputation is advice and transcripts are best effort: a store whose database and outbox
     both sit under a plain file (so neither can be opened) still answers the request."""
-    from chorus_litellm.adapters.store_sqlite import SQLiteStore
+    from chorus_litellm.storage.sqlite_backend import SQLiteStore
 
     (tmp_path / "a-file").touch()
     down = SQLiteStore(tmp_path / "a-file" / "db.sqlite3", outbox=tmp_path / "a-file" / "outbox.sqlite3",
@@ -184,7 +184,7 @@ class BrokenSigner:
     key_id = "ed25519:broken"
 
     def sign(self, payload):
-        from chorus_litellm.adapters.signing import SigningError
+        from chorus_litellm.settlement.signing import SigningError
 
         raise SigningError("the key is unusable")
 
@@ -212,7 +212,7 @@ async def test_no_exception_ever_triggers_a_router_retry(case, tmp_path):
     ports, body, prof, status, match = CASES[case]
     fake = FakeCompleter().enqueue("fail-b", UpstreamError("http_error", "no", status=500))
     fake.enqueue("fail-c", UpstreamError("http_error", "no", status=500))
-    ports.setdefault("store", __import__("chorus_litellm.adapters.store_sqlite", fromlist=["x"])
+    ports.setdefault("store", __import__("chorus_litellm.storage.sqlite_backend", fromlist=["x"])
                      .SQLiteStore(tmp_path / "db.sqlite3"))
     handler = FusionHandler({"test": prof}, completer=fake, **ports)
     runs, prepare = [], handler._prepare
@@ -235,8 +235,8 @@ async def test_no_exception_ever_triggers_a_router_retry(case, tmp_path):
 
 
 def test_every_run_error_keeps_its_status_and_nothing_retries():
-    from chorus_litellm.adapters.provider import to_litellm_error
-    from chorus_litellm.errors import ConflictError, DeadlineError, QuorumError, StoreUnavailable
+    from chorus_litellm.gateway.provider import to_litellm_error
+    from chorus_litellm.core.errors import ConflictError, DeadlineError, QuorumError, StoreUnavailable
 
     for exc, status in [(RequestError("bad"), 400), (ConflictError("used"), 409), (QuorumError("few"), 502),
                         (UpstreamError("timeout", "slow"), 502), (StoreUnavailable("down"), 503),
@@ -246,7 +246,7 @@ def test_every_run_error_keeps_its_status_and_nothing_retries():
 
 
 async def test_an_upstream_with_no_choices_is_a_member_failure_not_a_crash():
-    from chorus_litellm.adapters.llm import RouterCompleter
+    from chorus_litellm.gateway.llm import RouterCompleter
     from litellm.types.utils import ModelResponse
 
     class NoChoices:
@@ -358,8 +358,8 @@ async def test_params_a_fusion_cannot_honour_are_refused(param, value):
 
 # -- idempotency and owners ---------------------------------------------------------------
 async def test_a_retried_debate_id_replays_the_first_run_and_a_different_request_is_409(tmp_path):
-    from chorus_litellm.adapters.signing import Signer
-    from chorus_litellm.adapters.store_sqlite import SQLiteStore
+    from chorus_litellm.settlement.signing import Signer
+    from chorus_litellm.storage.sqlite_backend import SQLiteStore
     from chorus_litellm.testing import TEST_SIGNING_SEED
 
     fake = FakeCompleter()
@@ -384,8 +384,8 @@ async def test_a_retried_debate_id_replays_the_first_run_and_a_different_request
 
 
 async def test_unauthenticated_callers_get_no_bounty_and_keep_nothing_readable(tmp_path):
-    from chorus_litellm.adapters.signing import Signer
-    from chorus_litellm.adapters.store_sqlite import SQLiteStore
+    from chorus_litellm.settlement.signing import Signer
+    from chorus_litellm.storage.sqlite_backend import SQLiteStore
     from chorus_litellm.testing import TEST_SIGNING_SEED
 
     store = SQLiteStore(tmp_path / "db.sqlite3")
@@ -431,7 +431,7 @@ def test_one_embedder_per_event_loop():
 
 
 async def test_a_forwarded_response_is_copied_not_mutated():
-    from chorus_litellm.adapters.forward import RouterForwarder
+    from chorus_litellm.gateway.forward import RouterForwarder
     from litellm.types.utils import ModelResponse
 
     original = ModelResponse(choices=[{"message": {"role": "assistant", "content": "hi"}}])
@@ -450,8 +450,8 @@ async def test_a_forwarded_response_is_copied_not_mutated():
 def test_the_callers_budgets_come_from_litellms_auth_object_or_its_metadata():
     from litellm.proxy._types import UserAPIKeyAuth
 
-    from chorus_litellm.adapters.translate import caller_of
-    from chorus_litellm.types import Budget
+    from chorus_litellm.gateway.translate import caller_of
+    from chorus_litellm.core.types import Budget
 
     auth = UserAPIKeyAuth(api_key="h", key_alias="ci", team_id="t", spend=0.5, max_budget=1.0, team_spend=3.0,
                           team_max_budget=10.0, user_id="u")
@@ -465,9 +465,9 @@ def test_the_callers_budgets_come_from_litellms_auth_object_or_its_metadata():
 
 
 def test_a_budget_refusal_is_served_as_litellms_budget_error():
-    from chorus_litellm.adapters import compat
-    from chorus_litellm.adapters.provider import to_litellm_error
-    from chorus_litellm.errors import BudgetError
+    from chorus_litellm.gateway import compat
+    from chorus_litellm.gateway.provider import to_litellm_error
+    from chorus_litellm.core.errors import BudgetError
 
     error = to_litellm_error(BudgetError("Budget has been exceeded! Key=k Current cost: 1"), "chorus/research")
     assert error.status_code == compat.budget_status() and error.type == "budget_exceeded"
@@ -516,7 +516,7 @@ async def test_a_synthesizer_stopped_at_max_tokens_ends_with_length(monkeypatch,
 async def test_the_router_completer_passes_num_retries_on_and_counts_the_routers_retries():
     from litellm.types.utils import Choices, Message, ModelResponse
 
-    from chorus_litellm.adapters.llm import OWN_RETRIES, RouterCompleter
+    from chorus_litellm.gateway.llm import OWN_RETRIES, RouterCompleter
 
     class Router:
         seen: list = []

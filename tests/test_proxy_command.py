@@ -10,7 +10,7 @@ import pytest
 
 
 def test_it_is_the_litellm_command():
-    out = subprocess.run([sys.executable, "-P", "-m", "chorus_litellm.proxy_command", "--help"],
+    out = subprocess.run([sys.executable, "-P", "-m", "chorus_litellm.gateway.proxy_command", "--help"],
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("Usage: litellm [OPTIONS]") and "--num_workers" in out.stdout
@@ -19,7 +19,7 @@ def test_it_is_the_litellm_command():
 def test_it_imports_the_proxy_with_the_collector_paused_then_runs_the_command(monkeypatch):
     import litellm
 
-    from chorus_litellm import proxy_command
+    from chorus_litellm.gateway import proxy_command
 
     seen = {}
 

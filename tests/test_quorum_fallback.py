@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from chorus_litellm.adapters.signing import Signer
-from chorus_litellm.config import ConfigError, parse_profile
-from chorus_litellm.errors import QuorumError, UpstreamError
-from chorus_litellm.events import AnswerDelta, Progress, QuorumLost, Relay, RunDone
-from chorus_litellm.settle import Settler
+from chorus_litellm.settlement.signing import Signer
+from chorus_litellm.core.config import ConfigError, parse_profile
+from chorus_litellm.core.errors import QuorumError, UpstreamError
+from chorus_litellm.core.events import AnswerDelta, Progress, QuorumLost, Relay, RunDone
+from chorus_litellm.settlement.finish import Settler
 from chorus_litellm.testing import TEST_SIGNING_SEED, FakeCompleter, FakeForwarder, HashEmbedder, Reply
 from tests.factories import BASE, profile, request, run_events
 from tests.test_settle import MemoryStore

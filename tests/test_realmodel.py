@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from chorus_litellm import local_model
+from chorus_litellm.demo import local_model
 from tests.conftest import proxy_env
 from tests.servers import free_port, fusion_entry, litellm_proxy
 

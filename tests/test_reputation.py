@@ -1,6 +1,6 @@
-from chorus_litellm.stages.reputation import observations, select, summary
-from chorus_litellm.stages.settlement import Contribution
-from chorus_litellm.types import Seat
+from chorus_litellm.core.stages.reputation import observations, select, summary
+from chorus_litellm.core.stages.bounty import Contribution
+from chorus_litellm.core.types import Seat
 
 
 def test_observations_and_score():

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from chorus_litellm.errors import RequestError
+from chorus_litellm.core.errors import RequestError
 from tests.factories import profile, request
 
 
@@ -133,7 +133,7 @@ def test_a_finite_cost_cap_is_still_accepted_without_a_profile_cap():
 @pytest.mark.parametrize("debate_id", ["a\nb", "a\n", " ", "a\x00b", "\U0001f4a5", "x" * 60_000, "a\r\nx-evil: 1"],
                          ids=["newline", "trailing-newline", "space", "nul", "emoji", "60000-chars", "crlf"])
 def test_a_debate_id_a_header_cannot_carry_is_a_400_and_never_the_run_id(debate_id):
-    from chorus_litellm.request import run_id
+    from chorus_litellm.core.request import run_id
 
     with pytest.raises(RequestError) as err:
         request(chorus={"debate_id": debate_id})
@@ -143,7 +143,7 @@ def test_a_debate_id_a_header_cannot_carry_is_a_400_and_never_the_run_id(debate_
 
 
 def test_the_run_id_is_the_valid_chosen_id_else_the_call_id():
-    from chorus_litellm.request import run_id
+    from chorus_litellm.core.request import run_id
 
     assert run_id("retry-7:a.b_c-d", "call-1") == "retry-7:a.b_c-d"
     assert run_id(None, "call-1") == "call-1" and run_id(None, None) is None
@@ -153,7 +153,7 @@ def test_the_run_id_is_the_valid_chosen_id_else_the_call_id():
 
 
 async def test_the_header_hook_names_only_a_valid_id():
-    from chorus_litellm.adapters.headers import HEADER, DebateIdHeader
+    from chorus_litellm.gateway.headers import HEADER, DebateIdHeader
 
     hook = DebateIdHeader(set(), "fusion")
 

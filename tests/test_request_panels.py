@@ -7,10 +7,10 @@ import litellm
 import pytest
 from litellm.proxy._types import UserAPIKeyAuth
 
-from chorus_litellm.adapters.access import check_requested_models
-from chorus_litellm.adapters.translate import to_litellm_error
-from chorus_litellm.errors import AccessError, RequestError
-from chorus_litellm.events import RunDone
+from chorus_litellm.gateway.access import check_requested_models
+from chorus_litellm.gateway.translate import to_litellm_error
+from chorus_litellm.core.errors import AccessError, RequestError
+from chorus_litellm.core.events import RunDone
 from chorus_litellm.testing import FakeCompleter
 from tests.factories import profile, request, run_events
 

@@ -1,8 +1,8 @@
 import pytest
 
-from chorus_litellm.config import RouterConfig
-from chorus_litellm.errors import UpstreamError
-from chorus_litellm.stages.router import decide, difficulty
+from chorus_litellm.core.config import RouterConfig
+from chorus_litellm.core.errors import UpstreamError
+from chorus_litellm.core.stages.router import decide, difficulty
 from chorus_litellm.testing import FakeCompleter, Reply
 
 HARD = "Compare the trade-offs of Raft and Paxos for a geo-distributed database and design a migration plan."

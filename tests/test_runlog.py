@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from chorus_litellm import pipeline
-from chorus_litellm.errors import QuorumError, UpstreamError
-from chorus_litellm.events import AnswerDelta, SynthesisStarted
-from chorus_litellm.runlog import RunEvent, RunLog, summarize
-from chorus_litellm.stages.geometry import Projection
+from chorus_litellm.core import pipeline
+from chorus_litellm.core.errors import QuorumError, UpstreamError
+from chorus_litellm.core.events import AnswerDelta, SynthesisStarted
+from chorus_litellm.core.runlog import RunEvent, RunLog, summarize
+from chorus_litellm.core.stages.geometry import Projection
 from chorus_litellm.testing import FakeCompleter, HashEmbedder, Reply
 from tests.factories import context, finished, profile, request
 

@@ -116,7 +116,8 @@ class Started:
 def test_the_demo_runs_one_proxy_worker_unless_told_otherwise(monkeypatch, tmp_path, argv, workers):
     """Issue 25, point 4: LiteLLM imports its proxy in the `litellm` process and again in each
     worker (11-13 s of CPU each on 2 cores); one worker is served by the first import."""
-    from chorus_litellm import cli, startup
+    from chorus_litellm import cli
+    from chorus_litellm.gateway import startup
 
     started = Started()
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
@@ -128,14 +129,15 @@ def test_the_demo_runs_one_proxy_worker_unless_told_otherwise(monkeypatch, tmp_p
     assert cli.main(["serve", "--config", str(ROOT / "litellm_config.yaml"), "--port", str(free_port()), *argv,
                      *(["--demo-port", str(free_port())] if "--demo" in argv else [])]) == 0
     command, env = started.commands[-1]
-    assert command[:4] == [sys.executable, "-P", "-m", "chorus_litellm.proxy_command"]  # `litellm`, GC paused
+    assert command[:4] == [sys.executable, "-P", "-m", "chorus_litellm.gateway.proxy_command"]  # `litellm`, GC paused
     assert command[command.index("--num_workers") + 1] == str(workers) and env["NUM_WORKERS"] == str(workers)
 
 
 def test_a_demo_upstream_that_does_not_start_stops_the_proxy_started_beside_it(monkeypatch, tmp_path, capsys):
     """The proxy starts while the demo upstream does (it calls it only once it serves, after
     seconds of imports); an upstream that exits stops it and the command, naming the port."""
-    from chorus_litellm import cli, startup
+    from chorus_litellm import cli
+    from chorus_litellm.gateway import startup
 
     proxy = Started("import time; time.sleep(60)")
     demo_port = free_port()
@@ -161,7 +163,7 @@ def test_the_demo_and_the_proxy_cannot_share_a_port(monkeypatch, capsys):
 
 
 def test_the_demo_port_moves_the_configs_upstream_in_a_copy(tmp_path):
-    from chorus_litellm import startup
+    from chorus_litellm.gateway import startup
 
     shipped = str(ROOT / "litellm_config.yaml")
     with startup.demo_config(shipped, startup.DEMO_PORT) as config:
@@ -206,7 +208,7 @@ def test_the_demo_pays_two_peers_joined_from_the_command_line(tmp_path):
         peers = {}
         for name in ("alice", "bob"):
             server_port = free_port()
-            procs.append(subprocess.Popen([sys.executable, "-m", "chorus_litellm.fake_upstream", "--port",
+            procs.append(subprocess.Popen([sys.executable, "-m", "chorus_litellm.demo.fake_upstream", "--port",
                                            str(server_port)], env=env))
             wait_http(f"http://127.0.0.1:{server_port}/health", procs[-1])
             key = tmp_path / f"{name}.json"

@@ -3,8 +3,8 @@ import base64
 import pytest
 from pydantic import ValidationError
 
-from chorus_litellm.adapters.signing import Signer, SigningError, generate
-from chorus_litellm.errors import ConfigError
+from chorus_litellm.settlement.signing import Signer, SigningError, generate
+from chorus_litellm.core.errors import ConfigError
 from chorus_litellm.settings import Settings, load_settings
 
 
@@ -105,7 +105,7 @@ def test_a_bad_peer_invite_is_named_at_startup_without_its_token():
 
 @pytest.mark.parametrize("value", ["0", "-1", "61", "soon"])
 def test_a_bad_peer_sync_interval_is_refused_naming_the_field(value):
-    from chorus_litellm.errors import ConfigError
+    from chorus_litellm.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="^CHORUS_PEER_SYNC_S: Input should be"):
         load_settings({"CHORUS_PEER_SYNC_S": value}, create_dirs=False)

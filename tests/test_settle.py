@@ -1,11 +1,11 @@
 """Settlement from the run's typed outcome: every seat of every round is on the receipt."""
 
 
-from chorus_litellm.adapters.signing import Signer
-from chorus_litellm.errors import StoreUnavailable, UpstreamError
-from chorus_litellm.settle import ReputationKeeper, Settler, receipt_id
+from chorus_litellm.settlement.signing import Signer
+from chorus_litellm.core.errors import StoreUnavailable, UpstreamError
+from chorus_litellm.settlement.finish import ReputationKeeper, Settler, receipt_id
 from chorus_litellm.testing import TEST_SIGNING_SEED, FakeCompleter, HashEmbedder, Reply
-from chorus_litellm.events import RunDone
+from chorus_litellm.core.events import RunDone
 from tests.factories import profile, request, run_events
 
 

@@ -3,8 +3,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chorus_litellm.stages.settlement import (
-    Contribution, combine, judge_shares, largest_remainder, sentence_shares, sentences, split,
+from chorus_litellm.core.stages.bounty import (
+    Contribution,
+    combine,
+    judge_shares,
+    largest_remainder,
+    sentence_shares,
+    sentences,
+    split,
 )
 
 contribution = st.builds(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from chorus_litellm.adapters.signing import Signer, SigningError, generate, key_id, verify
-from chorus_litellm.stages.settlement import Contribution, receipt_payload, split
+from chorus_litellm.settlement.signing import Signer, SigningError, generate, key_id, verify
+from chorus_litellm.core.stages.bounty import Contribution, receipt_payload, split
 from chorus_litellm.testing import TEST_SIGNING_SEED
 
 GOLDEN = Path(__file__).parent / "golden" / "receipt.json"

@@ -12,13 +12,13 @@ import uuid
 
 import pytest
 
-from chorus_litellm.adapters.backends import store_from_env, store_from_settings
-from chorus_litellm.adapters.store import owner_of
-from chorus_litellm.adapters.store_redis import RedisStore
-from chorus_litellm.adapters.store_sqlite import SQLiteStore
-from chorus_litellm.errors import StoreUnavailable
+from chorus_litellm.storage.backends import store_from_env, store_from_settings
+from chorus_litellm.storage.store import owner_of
+from chorus_litellm.storage.redis_backend import RedisStore
+from chorus_litellm.storage.sqlite_backend import SQLiteStore
+from chorus_litellm.core.errors import StoreUnavailable
 from chorus_litellm.settings import load_settings
-from chorus_litellm.types import Caller
+from chorus_litellm.core.types import Caller
 from tests.servers import free_port
 
 FORK = multiprocessing.get_context("fork")
@@ -502,7 +502,7 @@ async def test_a_peer_that_left_keeps_its_last_accepted_t_for_the_replay_window(
     else:  # and collected by the server after it (plus the GC margin)
         import redis
 
-        from chorus_litellm.adapters.store_redis import GC_MARGIN_S
+        from chorus_litellm.storage.redis_backend import GC_MARGIN_S
 
         left = redis.Redis.from_url(store.url).pttl(f"{store.prefix}:peer-left:ed25519:aa")
         assert 300_000 < left <= (320 + GC_MARGIN_S) * 1000

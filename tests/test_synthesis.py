@@ -2,12 +2,12 @@ import random
 
 import pytest
 
-from chorus_litellm.config import AggregatorConfig
-from chorus_litellm.errors import UpstreamError
-from chorus_litellm.stages.judge import analyze
-from chorus_litellm.stages.synthesis import write
+from chorus_litellm.core.config import AggregatorConfig
+from chorus_litellm.core.errors import UpstreamError
+from chorus_litellm.core.stages.judge import analyze
+from chorus_litellm.core.stages.synthesis import write
 from chorus_litellm.testing import FakeCompleter, Reply
-from chorus_litellm.types import Completion, PanelAnswer, Seat, Synthesis
+from chorus_litellm.core.types import Completion, PanelAnswer, Seat, Synthesis
 
 CFG = AggregatorConfig(judge="judge", synthesizer="writer")
 MSGS = [{"role": "user", "content": "question"}]
@@ -58,7 +58,7 @@ async def test_errors_a_retry_cannot_fix_fall_back_at_once():
 
 
 async def test_a_json_answer_out_of_time_is_a_deadline_error():
-    from chorus_litellm.errors import DeadlineError
+    from chorus_litellm.core.errors import DeadlineError
 
     late = UpstreamError("timeout", "deadline exceeded")
     fake = FakeCompleter().enqueue("writer", late, late)
@@ -79,7 +79,7 @@ async def test_failure_mid_stream_keeps_partial_answer():
 
 
 async def test_every_synthesizer_call_opts_out_of_the_routers_retries_even_with_debate_max_retries():
-    from chorus_litellm.adapters.llm import DefaultParams
+    from chorus_litellm.gateway.llm import DefaultParams
 
     down = UpstreamError("http_error", "down", status=503)
     fake = FakeCompleter().enqueue("writer", down, down)
@@ -106,8 +106,8 @@ async def test_attempts_count_the_routers_retries_if_it_made_any():
 def test_a_cut_synthesis_is_degraded_and_ends_with_length():
     import dataclasses
 
-    from chorus_litellm.report import RunReport
-    from chorus_litellm.types import Caller
+    from chorus_litellm.core.report import RunReport
+    from chorus_litellm.core.types import Caller
 
     report = RunReport("r", "p", Caller())
     report.synthesis = Synthesis("one two", None, error="synthesizer failed mid-answer: connection", cut=True)
@@ -135,7 +135,7 @@ async def test_non_streaming_is_one_plain_call_with_the_same_fallback():
 
 
 def test_the_writer_reads_instructions_first_and_the_question_last_unlabelled():
-    from chorus_litellm.stages import prompts
+    from chorus_litellm.core.stages import prompts
 
     convo = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
              {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "What is 6 + 7?"}]
@@ -149,7 +149,7 @@ def test_the_writer_reads_instructions_first_and_the_question_last_unlabelled():
 
 
 async def test_the_runs_event_log_records_a_cut_synthesis():
-    from chorus_litellm.runlog import RunLog
+    from chorus_litellm.core.runlog import RunLog
     from tests.factories import request, run_events
 
     fake = FakeCompleter(json_models={"judge"})

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from chorus_litellm.errors import ConfigError, RequestError
-from chorus_litellm.stages import prompts
+from chorus_litellm.core.errors import ConfigError, RequestError
+from chorus_litellm.core.stages import prompts
 from chorus_litellm.testing import FakeCompleter, Reply
-from chorus_litellm.events import AnswerDelta
+from chorus_litellm.core.events import AnswerDelta
 from tests.factories import profile, request, run_events
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather now in a city",
@@ -76,7 +76,7 @@ async def test_tool_turns_without_tools_reach_the_writer_as_text():
 def test_tool_calls_are_put_together_from_stream_deltas_and_message_objects():
     from litellm.types.utils import ChatCompletionDeltaToolCall, Function
 
-    from chorus_litellm.adapters.llm import ToolCalls
+    from chorus_litellm.gateway.llm import ToolCalls
 
     streamed = ToolCalls()
     streamed.add({"index": 0, "id": "a", "type": "function", "function": {"name": "f", "arguments": ""}})

@@ -6,10 +6,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
 
-from chorus_litellm import pipeline
-from chorus_litellm.adapters.tracing import RunSpans
-from chorus_litellm.errors import UpstreamError
-from chorus_litellm.runlog import RunLog
+from chorus_litellm.core import pipeline
+from chorus_litellm.observe.tracing import RunSpans
+from chorus_litellm.core.errors import UpstreamError
+from chorus_litellm.core.runlog import RunLog
 from chorus_litellm.testing import FakeCompleter, HashEmbedder, Reply
 from tests.factories import context, refusing_debate, request
 

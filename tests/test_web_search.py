@@ -3,7 +3,7 @@ sources they cite reach the judge under their answer's label."""
 
 from litellm.types.utils import Message
 
-from chorus_litellm.adapters.llm import citations
+from chorus_litellm.gateway.llm import citations
 from chorus_litellm.testing import FakeCompleter, Reply
 from tests.factories import profile, request, run_events
 

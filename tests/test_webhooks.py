@@ -8,11 +8,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from chorus_litellm.adapters.netguard import Allowlist, guarded_client
-from chorus_litellm.adapters.signing import Signer, SigningError, generate
-from chorus_litellm.adapters.store_sqlite import SQLiteStore
-from chorus_litellm.adapters.webhooks import Webhooks, backoff, body_of, job_id, verify
-from chorus_litellm.errors import RequestError
+from chorus_litellm.observe.netguard import Allowlist, guarded_client
+from chorus_litellm.settlement.signing import Signer, SigningError, generate
+from chorus_litellm.storage.sqlite_backend import SQLiteStore
+from chorus_litellm.observe.webhooks import Webhooks, backoff, body_of, job_id, verify
+from chorus_litellm.core.errors import RequestError
 
 LOOPBACK = Allowlist.parse("127.0.0.1/32")
 

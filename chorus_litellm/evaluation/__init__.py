@@ -7,7 +7,7 @@ same questions through any OpenAI-compatible endpoint (docs/eval.md).
                  format), normalization, majority vote, verdicts, rounds
     client.py    I/O: one chat call (text, cost, tokens, latency), a run's transcript
     runner.py    the jobs: cache (answers.jsonl), concurrency, vote:k, debate rounds
-    report.py    results.json, results.md and the plots
+    core/report.py    results.json, results.md and the plots
     command.py   the `chorus eval` flags and the run that ties them together
 
 Nothing here is imported by the proxy; this package only reads what the proxy serves.

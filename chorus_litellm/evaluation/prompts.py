@@ -1,6 +1,6 @@
 """Every prompt `chorus eval` sends, in one place.
 
-The fake upstream (chorus_litellm/fake_upstream.py) keys its eval behaviours on the
+The fake upstream (chorus_litellm/demo/fake_upstream.py) keys its eval behaviours on the
 markers below, so tests can predict its answers.
 """
 

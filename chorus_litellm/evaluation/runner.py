@@ -142,7 +142,7 @@ def rescore(question: Question, record: dict) -> dict:
     """A cached answer graded again from its stored text. Kept as stored: failed and
     open-ended answers, debate rounds (stored as grades, not texts), and a vote cached
     before votes kept their samples' texts (its one stored verdict then stands for both
-    readings, see report.py)."""
+    readings, see core/report.py)."""
     if record.get("error") or question.kind == "open":
         return record
     if record.get("sample_answers"):

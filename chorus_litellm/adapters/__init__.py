@@ -1,1 +1,0 @@
-"""I/O adapters: LiteLLM provider, LiteLLM calls, and (later) embeddings, storage, routes."""
