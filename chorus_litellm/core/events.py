@@ -27,7 +27,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import runlog
-from .types import Completion, PanelAnswer, PanelFailure, Route, Seat, Verdict
+from .types import (
+    Completion,
+    EarlyStopSummary,
+    PanelAnswer,
+    PanelFailure,
+    QuorumFallback,
+    Route,
+    Seat,
+    Settlement,
+    Verdict,
+)
 
 if TYPE_CHECKING:
     from .report import RunReport
@@ -133,7 +143,7 @@ class EarlyStop:
     and saved, the cost saved; panel.early_stop_summary)."""
 
     round: int
-    summary: dict
+    summary: EarlyStopSummary
     kind: Literal["early_stop"] = "early_stop"
 
     def data(self) -> dict:
@@ -207,7 +217,7 @@ class QuorumLost:
     failures: tuple[PanelFailure, ...]
     kind: Literal["quorum_lost"] = "quorum_lost"
 
-    def data(self) -> dict:
+    def data(self) -> QuorumFallback:
         return {"fallback": self.fallback, "answered": self.answered, "required": self.required,
                 "failed": [f.as_dict() for f in self.failures]}
 
@@ -289,8 +299,8 @@ class SynthesisDone:
 
 @dataclass(frozen=True)
 class Settled:
-    settlement: dict
-    receipt: dict | None
+    settlement: Settlement
+    receipt: dict[str, Any] | None
     kind: Literal["settled"] = "settled"
 
     def data(self) -> dict:

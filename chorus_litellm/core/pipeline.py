@@ -61,7 +61,7 @@ from .stages import (
 from .stages import draw
 from .stages import reputation
 from .stages.synthesis import is_json
-from .types import Outcome, Panel, PanelAnswer, Route, Seat, SeatResult, Synthesis
+from .types import DeliberationSummary, Outcome, Panel, PanelAnswer, Route, Seat, SeatResult, Synthesis
 
 Deliberation = Callable[[RunContext], AsyncGenerator[Progress | Outcome, None]]
 PROTOCOLS: dict[str, Deliberation] = {
@@ -169,15 +169,15 @@ async def _fuse(ctx: RunContext) -> AsyncGenerator[Event, None]:
     # The decision rule for extractable answers (a number, an option, yes/no, a short
     # fact), every protocol; round 1's early stop, if any, reported beside it.
     vote = extract.panel_vote([a.completion.text for a in outcome.panel.answers], ctx.question)
-    extras = {**({"panel_vote": vote} if vote else {}), **({"early_stop": report.early_stop}
-                                                           if report.early_stop else {})}
+    extras: DeliberationSummary = {**({"panel_vote": vote} if vote else {}),
+                            **({"early_stop": report.early_stop} if report.early_stop else {})}
     if extras:
-        report.deliberation = {"rounds": 1, "stop_reason": None, **(report.deliberation or {}), **extras}
+        report.deliberation = {"rounds": 1, "stop_reason": None} | (report.deliberation or {}) | extras
     report.timings["panel"] = clock() - t  # the whole deliberation, every round
     if vote is not None and outcome.answer is None and ctx.profile.aggregator.extractable == "vote":
         best = guard.agreeing_draft(outcome.panel.answers, ctx.question)  # the vote decides, no writer
         outcome = dataclasses.replace(outcome, answer=best.completion.text)
-        report.deliberation = {**(report.deliberation or {}), "answer_from": best.seat.name}
+        report.deliberation = (report.deliberation or {}) | {"answer_from": best.seat.name}
     failed = "".join(f"; {f.seat.name} {f.kind}" for f in outcome.panel.failures)
     if budget.over_cap(ctx):  # no judge and no synthesis: the best answer so far
         if outcome.answer is None:
@@ -272,7 +272,7 @@ def _capped(ctx: RunContext, where: str, answer: str) -> None:
     if wants_json(ctx.req.final_params) and not is_json(answer):
         raise BudgetError(f"the cost cap of {cap} USD was reached {where} (spent {spent:.6f}) and no answer so far "
                           "is the JSON the response_format asks for; raise chorus.max_cost_usd")
-    ctx.report.budget = {**(ctx.report.budget or {}), "stopped": where, "spent_usd": round(spent, 8)}
+    ctx.report.budget = (ctx.report.budget or {}) | {"stopped": where, "spent_usd": round(spent, 8)}
     ctx.report.notes.append(f"cost cap {cap} USD reached {where} (spent {spent:.6f}): the best answer so far stands")
 
 

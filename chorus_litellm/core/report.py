@@ -7,9 +7,23 @@ clients ignore unknown fields). Its `cost.total` is exactly what the caller is c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from .types import Caller, Completion, Outcome, Panel, Route, Synthesis, Usage, Verdict
+from .types import (
+    BudgetReport,
+    Caller,
+    Completion,
+    DeliberationSummary,
+    EarlyStopSummary,
+    Outcome,
+    Panel,
+    QuorumFallback,
+    Route,
+    Settlement,
+    Synthesis,
+    Usage,
+    Verdict,
+)
 
 
 @dataclass(frozen=True)
@@ -33,16 +47,16 @@ class RunReport:
     calls: list[Call] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     protocol: str = "moa"
-    deliberation: dict | None = None  # debate / consensus summary
-    transcript: list | None = None  # debate: every agent's answer per round (audit mode)
-    settlement: dict | None = None  # receipt id and payout summary, when a bounty was paid
-    receipt: dict | None = None  # the full signed receipt (audit mode; always retrievable)
+    deliberation: DeliberationSummary | None = None  # the protocol's summary
+    transcript: list[list[dict[str, Any]]] | None = None  # debate: every agent's answer per round (audit mode)
+    settlement: Settlement | None = None  # receipt id and payout summary, when a bounty was paid
+    receipt: dict[str, Any] | None = None  # the full signed receipt (audit mode; always retrievable)
     outcome: Outcome | None = None  # what the deliberation produced, every round's seats included
     request_hash: str | None = None  # what the run answered (idempotency checks)
     notes: list[str] = field(default_factory=list)  # what went wrong but did not fail the run
-    budget: dict | None = None  # the admitted worst case, and where a cost cap stopped the run
-    early_stop: dict | None = None  # panel.early_stop: round 1's seats asked and saved, and the cost saved
-    quorum_fallback: dict | None = None  # panel.on_quorum_failure answered a lost quorum (QuorumLost.data())
+    budget: BudgetReport | None = None  # the admitted worst case, and where a cost cap stopped the run
+    early_stop: EarlyStopSummary | None = None  # panel.early_stop: round 1's seats asked and saved, and the cost saved
+    quorum_fallback: QuorumFallback | None = None  # panel.on_quorum_failure answered a lost quorum (QuorumLost.data())
     relayed: bool = False  # the answer is the single model's own response, relayed as it came (the forward leg)
 
     def add(self, stage: str, seat: str, completion: Completion, *, status: str = "ok",

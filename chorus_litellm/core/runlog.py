@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import RunError, UpstreamError
 from .request import prompt_text
-from .types import Completion, PanelAnswer, PanelFailure, Route, Seat, Verdict
+from .types import Completion, PanelAnswer, PanelFailure, Route, Seat, Settlement, Verdict
 
 if TYPE_CHECKING:
     from .report import RunReport
@@ -176,7 +176,7 @@ def judged(verdict: Verdict, duration_s: float) -> dict:
             "blind_spots": a["blind_spots"], "best": a["best"], "duration_s": round(duration_s, 4)}
 
 
-def settled(settlement: dict, receipt: dict | None) -> dict:
+def settled(settlement: Settlement, receipt: dict[str, Any] | None) -> dict:
     """The settlement with each payout split into its equal and impact parts."""
     parts = {c["seat"]: c for c in (receipt or {}).get("payload", {}).get("contributions", [])}
     return {

@@ -3,9 +3,87 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 Message = dict[str, Any]
+
+
+# The JSON summaries a run reports in its `chorus` field (RunReport), typed per key.
+class EarlyStopSummary(TypedDict):
+    """`chorus.deliberation.early_stop`: round 1's seats asked and saved by the first wave."""
+
+    asked: int
+    saved: int
+    saved_seats: list[str]
+    cost_saved_usd: float
+
+
+class DeliberationSummary(TypedDict, total=False):
+    """`chorus.deliberation`: what the protocol did (keys beyond rounds and stop_reason
+    depend on the protocol: debate, consensus, council, moa layers)."""
+
+    rounds: int
+    stop_reason: str | None
+    answer_from: str  # the seat whose draft stands in for the synthesis
+    panel_vote: dict[str, Any]  # extract.panel_vote: the answer most members state, its share
+    early_stop: EarlyStopSummary
+    # debate
+    consensus_confidence: float
+    vote: dict[str, Any] | None
+    minority: list[str]
+    flips: list[dict[str, Any]]
+    embedding_model: str | None
+    token_budget_exceeded: bool
+    cost_cap_reached: bool
+    pruned: dict[str, dict[str, Any]]  # seat -> {"round", "reason"}
+    stats: list[dict[str, Any]]
+    # consensus
+    reached: bool
+    votes: list[dict[str, Any]]
+    # council
+    ballots: int
+    unreadable_ballots: int
+    ranking: list[dict[str, Any]]
+    # moa layers
+    layers: int
+    answer_agreement_by_layer: list[dict[str, Any]]
+
+
+class QuorumFallback(TypedDict):
+    """`chorus.quorum_fallback`: how a lost quorum was answered (`panel.on_quorum_failure`)."""
+
+    fallback: str
+    answered: int
+    required: int
+    failed: list[dict[str, Any]]
+
+
+class BudgetReport(TypedDict, total=False):
+    """`chorus.budget`: the admitted worst case (none when no budget applied), and where a
+    cost cap stopped the run."""
+
+    worst_case_usd: float
+    uncapped_usd: float
+    max_cost_usd: float | None
+    steps: list[dict[str, Any]]
+    stopped: str
+    spent_usd: float
+
+
+class Settlement(TypedDict):
+    """`chorus.settlement`: the bounty's fate: `settled` with its receipt and payouts, or
+    `unsettled` with the reason nothing was paid."""
+
+    status: Literal["settled", "unsettled"]
+    debate_id: str
+    bounty: dict[str, Any]
+    error: NotRequired[str]
+    receipt_id: NotRequired[str]
+    key_id: NotRequired[str]
+    unallocated: NotRequired[int]
+    payouts: NotRequired[list[dict[str, Any]]]
+    duplicate: NotRequired[bool]
+    receipt_url: NotRequired[str]
 
 
 @dataclass(frozen=True)
@@ -176,7 +254,7 @@ class Outcome:
     minority: tuple[str, ...] = ()
     answer: str | None = None
     answer_source: str | None = None  # the seat whose answer stands in, if not synthesized
-    summary: dict | None = None  # protocol summary for the `chorus.deliberation` field
+    summary: DeliberationSummary | None = None  # protocol summary for the `chorus.deliberation` field
     transcript: list | None = None  # per-round display records (audit mode)
     verdict: Verdict | None = None  # the protocol's own verdict (council: the ranks), in place of the judge's
 

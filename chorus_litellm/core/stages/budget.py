@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import BudgetError
-from ..types import Budget
+from ..types import Budget, BudgetReport
 
 if TYPE_CHECKING:
     from ..context import RunContext
@@ -53,7 +53,7 @@ class Estimate:
         object.__setattr__(self, "full", full)
         object.__setattr__(self, "worst", full if self.cap is None else min(full, self.cap + dearest))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> BudgetReport:
         return {"worst_case_usd": round(self.worst, 8), "uncapped_usd": round(self.full, 8), "max_cost_usd": self.cap,
                 "steps": [{"step": name, "usd": round(cost, 8)} for name, cost in self.steps]}
 

@@ -22,14 +22,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import QuorumError, UpstreamError
 from ..request import wants_json
 from ..events import CandidateDone, CandidateStarted, Progress, RoundDone, ballots, candidate_point
-from ..types import Message, Outcome, Panel, Seat
+from ..types import DeliberationSummary, Message, Outcome, Panel, Seat
 from . import budget, prompts
 from .extract import panel_vote
 from .geometry import Projection
@@ -62,7 +62,7 @@ class Consensus:
             return 0.0
         return max(self.approvals) if self.best_of_rounds else self.approvals[-1]
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> DeliberationSummary:
         return {"rounds": len(self.votes), "stop_reason": self.stop_reason, "reached": self.reached,
                 "consensus_confidence": round(self.confidence, 4), "votes": self.votes,
                 "token_budget_exceeded": self.stop_reason == "token_budget_exceeded",
@@ -204,7 +204,7 @@ async def deliberate(ctx: RunContext) -> AsyncGenerator[Progress | Outcome, None
         best = agreeing_draft(drafts.answers, ctx.question)
         yield Progress("consensus", f"Drafts: {len(drafts.answers)} of {len(seats)} answered and agree.")
         result = Consensus(best.completion.text, True, "drafts_agree", drafts)
-        yield Outcome(drafts, history, answer=result.text, summary={**result.summary(), "answer_from": best.seat.name})
+        yield Outcome(drafts, history, answer=result.text, summary=result.summary() | {"answer_from": best.seat.name})
         return
     voters = [a.seat for a in drafts.answers]
     mapped = _CandidateMap(ctx, drafts)  # the live view: candidates on the drafts' map

@@ -25,7 +25,7 @@ from collections.abc import AsyncGenerator
 from ..context import RunContext
 from ..errors import QuorumError
 from ..events import Progress, RoundDone
-from ..types import Analysis, Completion, Message, Outcome, Panel, PanelAnswer, Verdict
+from ..types import Analysis, Completion, DeliberationSummary, Message, Outcome, Panel, PanelAnswer, Verdict
 from . import prompts
 from .judge import LABEL_LIST, label_answers, make_labels
 from .jsonout import json_object
@@ -56,7 +56,7 @@ async def deliberate(ctx: RunContext) -> AsyncGenerator[Progress | Outcome, None
         ballots += [b for b in read.values() if b]
         ctx.emit(RoundDone(round_no, clusters=[sorted(s for s, b in read.items() if b)]))
     ranking = borda(ballots, [a.seat.name for a in answered.answers])
-    summary = {"rounds": 1 + len(RANK_ROUNDS), "stop_reason": None, "ballots": len(ballots),
+    summary: DeliberationSummary = {"rounds": 1 + len(RANK_ROUNDS), "stop_reason": None, "ballots": len(ballots),
                "unreadable_ballots": unreadable, "ranking": ranking}
     if ranking:
         yield Progress("council", "Ranking: " + ", ".join(f"{r['seat']} {r['points']:.2f}" for r in ranking) + ".")

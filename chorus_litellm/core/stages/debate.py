@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import QuorumError
 from ..events import Answered, Progress, RoundDone
-from ..types import Message, Outcome, Panel, PanelAnswer, Seat, SeatResult
+from ..types import DeliberationSummary, Message, Outcome, Panel, PanelAnswer, Seat, SeatResult
 from . import atlas, budget, echo, geometry, prompts
 from .extract import answer_key, confidence, tally
 from .panel import results as panel_results
@@ -95,7 +95,7 @@ class Debate:
         """Stopped by the token budget or the cost cap: the consensus voice stands."""
         return self.stop_reason in ("token_budget_exceeded", "cost_cap_reached")
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> DeliberationSummary:
         return {
             "rounds": len(self.stats),
             "stop_reason": self.stop_reason,

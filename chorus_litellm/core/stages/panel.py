@@ -19,7 +19,17 @@ from ..config import PanelConfig
 from ..errors import QuorumError, UpstreamError
 from ..events import Answered, EarlyStop, Progress, RoundDone, RoundStarted
 from ..ports import Completer
-from ..types import Message, Outcome, Panel, PanelAnswer, PanelFailure, Seat, SeatResult
+from ..types import (
+    DeliberationSummary,
+    EarlyStopSummary,
+    Message,
+    Outcome,
+    Panel,
+    PanelAnswer,
+    PanelFailure,
+    Seat,
+    SeatResult,
+)
 from . import atlas, budget, extract, prompts
 
 if TYPE_CHECKING:
@@ -77,7 +87,8 @@ async def deliberate(ctx: RunContext) -> AsyncGenerator[Progress | Outcome, None
         ctx.rng.shuffle(references)  # completion order says who was fast; drop it
         per_seat = {name: [*messages, {"role": "user", "content": prompts.layer_user(references)}]
                     for name, messages in own.items()}
-    summary = ({"rounds": layers, "stop_reason": stop, "layers": layers, "answer_agreement_by_layer": stats}
+    summary: DeliberationSummary | None = ({"rounds": layers, "stop_reason": stop, "layers": layers,
+                                            "answer_agreement_by_layer": stats}
                if layers > 1 or stop else None)
     yield Outcome(result, tuple(history), summary=summary)
 
@@ -265,12 +276,12 @@ async def round_of(ctx: RunContext, among: list[Seat], round_no: int, per_seat: 
                            quorum=ctx.quorum if quorum is None else quorum, params=ctx.draft_params,
                            per_seat=per_seat, on_result=seen, stage=stage, question=ctx.question if early else None)
     if early and first_wave(ctx.panel, len(among), ctx.question):
-        ctx.report.early_stop = early_stop_summary(result, len(among))
-        ctx.emit(EarlyStop(round_no, ctx.report.early_stop))
+        ctx.report.early_stop = summary = early_stop_summary(result, len(among))
+        ctx.emit(EarlyStop(round_no, summary))
     return result
 
 
-def early_stop_summary(result: Panel, seats: int) -> dict[str, Any]:
+def early_stop_summary(result: Panel, seats: int) -> EarlyStopSummary:
     """Seats asked and saved by the first wave, and what the saved ones would have cost
     (the mean cost of the answers that came back, per seat)."""
     asked = seats - len(result.saved)
