@@ -24,6 +24,9 @@ Contenders (CONTENDERS below: one entry each; --models picks by key):
     consensus       the same seats, consensus protocol, up to 2 rounds
     council         the same seats, council protocol: each ranks the others (both orders),
                     Borda points instead of the judge, then synthesis (compare with moa)
+    consult         router.policy consult over self-moa-vote: the single model answers with a
+                    private consult_panel tool offered; the panel runs only if it calls it
+                    (the table's `fused` column: the share of questions that were fused)
     early-stop-off  5 plain seats, panel.early_stop mode off: all 5 asked
     early-stop-on   the same, mode on: a first wave of 3, the rest only while the vote is open
 
@@ -257,6 +260,10 @@ CONTENDERS = [
               profile({"members": PERSONAS}, {"protocol": "council"}), calls="3 + 6 + 1"),
     Contender("early-stop-off", "fusion/smol-5-all", "5 plain seats, panel.early_stop off (all asked)",
               profile({"members": FIVE, "early_stop": {"mode": "off"}}), calls="5 + 2"),
+    Contender("consult", "fusion/smol-consult",
+              "router.policy consult: the model answers, offered a private consult_panel tool; if it calls it, "
+              "self-moa-vote answers", profile({"self_moa": SELF_MOA}, router={"policy": "consult"},
+                                               aggregator={"extractable": "vote"}), calls="1, or 1 + 2-3"),
     Contender("early-stop-on", "fusion/smol-5-early", "5 plain seats, panel.early_stop on (first wave, rest if open)",
               profile({"members": FIVE, "early_stop": {"mode": "on"}}), calls="3-5 + 2"),
 ]
@@ -362,6 +369,9 @@ class Cell:
             out["seat_calls_per_question"] = round(sum(c["seat_calls"] for c in known) / len(known), 2)
             asked = [c["round1_asked"] for c in known if c.get("round1_asked") is not None]
             out["round1_seats_asked"] = round(sum(asked) / len(asked), 2) if asked else None
+            fused = [c.get("fused", True) for c in known]  # rows from before the column: always_fuse profiles
+            out["fused_share"] = (round(sum(fused) / len(fused), 3)
+                                  if all(f is not None for f in fused) else None)
             out["judge_degraded_share"] = round(sum("judge" in (c.get("degraded") or []) for c in known)
                                                 / len(known), 3)
         return out
@@ -421,7 +431,7 @@ def _records(path: Path, model: str) -> list[dict]:
 def _calls(run: Path, c: Contender, records: list[dict]) -> list[dict]:
     if c.chorus is None:  # a plain model: one call; a vote: k
         k = int(c.model.rsplit(":", 1)[1]) if c.model.startswith("vote:") else 1
-        return [{"qid": r["qid"], "calls": k, "seat_calls": k} for r in records if not r.get("error")]
+        return [{"qid": r["qid"], "calls": k, "seat_calls": k, "fused": None} for r in records if not r.get("error")]
     path = run / "calls.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
@@ -459,7 +469,7 @@ def markdown(summary: dict) -> str:
              "Accuracy with its 95% Wilson interval; cost at $0.1 / $0.2 per million tokens in / out.", ""]
     head = ["contender", *[f"{t}" for t in tasks], "overall"]
     head += ["overall strict"] if strict else []
-    head += ["n", "errors", "model calls / q", "round-1 seats asked", "judge degraded", "tokens / q", "cost / q USD",
+    head += ["n", "errors", "model calls / q", "fused", "round-1 seats asked", "judge degraded", "tokens / q", "cost / q USD",
              "p50 latency s", "s / question", *extra_keys]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, r in rows.items():
@@ -473,7 +483,7 @@ def markdown(summary: dict) -> str:
         cells = [f"`{key}`", *[_acc(r["tasks"].get(t, {})) for t in tasks], _acc(o)]
         cells += [_acc(o, strict=True)] if strict else []
         cells += [str(o.get("n", "-")), str(o.get("errors", "-")), _fmt(o.get("calls_per_question"), 2),
-                  _fmt(o.get("round1_seats_asked"), 2), _fmt(o.get("judge_degraded_share"), 2),
+                  _fmt(o.get("fused_share"), 2), _fmt(o.get("round1_seats_asked"), 2), _fmt(o.get("judge_degraded_share"), 2),
                   _fmt(o.get("tokens_per_question"), 0),
                   _fmt(o["cost_usd"] / o["n"] if o.get("n") else None, 7), _fmt(o.get("latency_p50_s"), 2),
                   _fmt(o.get("s_per_question"), 1), *[_fmt(o.get(k), 2) for k in extra_keys]]
@@ -485,7 +495,7 @@ def markdown(summary: dict) -> str:
 
 SUMMARY_KEYS = {"n", "accuracy", "ci95", "errors", "cost_usd", "tokens", "tokens_per_question", "latency_p50_s",
                 "wall_s", "s_per_question", "accuracy_strict", "ci95_strict", "calls_per_question",
-                "seat_calls_per_question", "round1_seats_asked", "judge_degraded_share"}
+                "seat_calls_per_question", "round1_seats_asked", "judge_degraded_share", "fused_share"}
 
 
 def plot(path: Path, summary: dict) -> None:
@@ -614,7 +624,8 @@ def collect_calls(url: str, data: Path, contender: Contender, run: Path) -> None
             rows.append({"qid": q.qid, "calls": sum(calls.values()),
                          "seat_calls": sum(v for k, v in calls.items() if k not in ("judge", "synthesis")),
                          "round1_asked": early.get("asked"), "round1_saved": early.get("saved"),
-                         "rounds": d.get("rounds"), "degraded": t.get("degraded")})
+                         "rounds": d.get("rounds"), "degraded": t.get("degraded"),
+                         "fused": (t.get("route") or {}).get("decision") != "single"})
     (run / "calls.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if rows and all("error" in r for r in rows):
         print(f"note: no transcript found for {contender.key} (debate ids changed?)", file=sys.stderr)
