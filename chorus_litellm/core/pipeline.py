@@ -181,7 +181,7 @@ async def _fuse(ctx: RunContext) -> AsyncGenerator[Event, None]:
     failed = "".join(f"; {f.seat.name} {f.kind}" for f in outcome.panel.failures)
     if budget.over_cap(ctx):  # no judge and no synthesis: the best answer so far
         if outcome.answer is None:
-            best = _best_so_far(ctx, outcome.panel.answers)
+            best = guard.agreeing_draft(outcome.panel.answers, ctx.question)
             outcome = dataclasses.replace(outcome, answer=best.completion.text, answer_source=best.seat.name)
         _capped(ctx, "before the judge", outcome.answer or "")
     if outcome.answer is not None and (not wants_json(req.final_params) or is_json(outcome.answer)):
@@ -229,15 +229,11 @@ async def _fuse(ctx: RunContext) -> AsyncGenerator[Event, None]:
 
 def _best_answer(ctx: RunContext, lost: QuorumError) -> Outcome:
     """`panel.on_quorum_failure: best_answer`: the answers that came back stand as the
-    panel, the best of them (`_best_so_far`) as the final answer: no judge, no writer."""
+    panel, the best of them (`guard.agreeing_draft`: the majority's answer, else the
+    first) as the final answer: no judge, no writer."""
     answered = Panel(tuple(lost.answers), tuple(lost.failures))
-    best = _best_so_far(ctx, answered.answers)
+    best = guard.agreeing_draft(answered.answers, ctx.question)
     return Outcome(answered, panel.results(answered, 1), answer=best.completion.text, answer_source=best.seat.name)
-
-
-def _best_so_far(ctx: RunContext, answers: tuple[PanelAnswer, ...]) -> PanelAnswer:
-    """Without a judge: an answer of the panel's majority on an extractable answer, else the first."""
-    return guard.agreeing_draft(answers, ctx.question)
 
 
 async def _guarded(ctx: RunContext, pieces: AsyncGenerator[str | Synthesis, None], answers: tuple[PanelAnswer, ...],

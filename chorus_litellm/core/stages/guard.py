@@ -27,15 +27,20 @@ def stand_in(text: str, question: str, answers: tuple[PanelAnswer, ...],
     said = answer_key(text, question)
     if said is not None and said in keys:
         return None
-    leader = tally_texts([a.completion.text for a in answers], question).answer
-    draft = agreeing_draft(answers, question)
+    leader = _leader(answers, question)
+    draft = agreeing_draft(answers, question, leader)
     why = (f"the synthesis states {said!r}, an answer no panel member gave" if said is not None
            else "the synthesis states no answer")
     return draft, f"{why}; the panel vote's answer {leader!r} stands"
 
 
-def agreeing_draft(answers: tuple[PanelAnswer, ...], question: str) -> PanelAnswer:
-    """The first answer that states the vote's leading answer, else the first answer."""
-    leader = tally_texts([a.completion.text for a in answers], question).answer
+def agreeing_draft(answers: tuple[PanelAnswer, ...], question: str, leader: str | None = None) -> PanelAnswer:
+    """The first answer that states the vote's leading answer (`leader`, when the caller
+    already tallied it), else the first answer."""
+    leader = leader if leader is not None else _leader(answers, question)
     return next((a for a in answers if leader is not None and answer_key(a.completion.text, question) == leader),
                 answers[0])
+
+
+def _leader(answers: tuple[PanelAnswer, ...], question: str) -> str | None:
+    return tally_texts([a.completion.text for a in answers], question).answer
