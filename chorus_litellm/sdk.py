@@ -74,14 +74,16 @@ def proxy_handler() -> Any:
     handler = FusionHandler(profiles, provider=provider)
     _mount_routes(handler)
     entries = [e for e in config.get("model_list") or [] if isinstance(e, dict)]
-    _add_headers({str(e.get("model_name")) for e in entries if profile_name(e, provider) is not None}, provider)
+    handler.fusion_models.update(str(e.get("model_name")) for e in entries if profile_name(e, provider) is not None)
+    _add_headers(handler.fusion_models, provider)  # the profile sync adds stored profiles' models
     _start_background(handler)
     return handler
 
 
 def _start_background(handler: Any) -> None:
     """Deliver webhooks queued before a restart now, not only after the next request, and
-    keep live peers in the Router (the proxy loads its config inside its serving loop)."""
+    keep stored profiles and live peers in the Router (the proxy loads its config inside
+    its serving loop)."""
     import asyncio
 
     from .settings import load_settings
@@ -91,6 +93,7 @@ def _start_background(handler: Any) -> None:
     except RuntimeError:
         return  # no loop yet: the first request starts the worker
     handler.webhooks()
+    handler.profile_sync()  # profiles created at run time become Router deployments (gateway/profiles.py)
     if load_settings(create_dirs=False).peer_admission != "closed":
         handler.peer_sync()  # live peers become Router deployments (market/sync.py)
 

@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     # How often each worker brings its Router in step with the pool (a new peer is drawable
     # within about this long plus its probe); each pass is one store read.
     peer_sync_s: float = Field(2.0, ge=0.1, le=60)
+    # How often each worker brings its Router in step with the profiles created at run time
+    # (POST/PUT/DELETE /chorus/v1/profiles): another worker or replica serves a change within
+    # about this long; each pass is one store read. The worker that took the change serves it at once.
+    profile_sync_s: float = Field(2.0, ge=0.1, le=60)
     # Live-view event streams (GET /chorus/v1/runs/{id}/events) one key may hold open at
     # once on each worker, waiting ones included; the next is a 429.
     event_streams_per_key: int = Field(8, ge=1, le=10_000)

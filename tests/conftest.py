@@ -150,7 +150,8 @@ def proxy_env(workdir: Path, signing_key: dict, spend: Path) -> dict:
 #   sqlite_workers two workers, SQLite, on their own slow fake upstream (0.3 s a call, so
 #                  duplicates overlap a run): test_e2e_workers, test_e2e_single_flight
 #   redis_proxy    two workers, Redis, admitting peers (open, 127.0.0.1/32, a sync pass
-#                  every 0.5 s) with the marketplace's profiles: test_e2e_market, the
+#                  every 0.5 s, stored profiles' too) with the marketplace's profiles:
+#                  test_e2e_market, profiles created at run time (test_e2e_profiles), the
 #                  events' two workers, a store outage (test_e2e_workers, stops Redis and
 #                  starts it again: last), the first half of a Redis restart (test_e2e_settlement)
 # A proxy whose subject is the process itself (restarts, metrics counted from zero, other
@@ -189,6 +190,7 @@ def sqlite_workers(signing_key, tmp_path_factory):
 
 
 PEER_SYNC_S = 0.5  # redis_proxy's peer sync pass per worker (CHORUS_PEER_SYNC_S; 2 s by default)
+PROFILE_SYNC_S = 0.5  # and its stored-profiles pass (CHORUS_PROFILE_SYNC_S; 2 s by default)
 
 
 def redis_config(upstream: str) -> dict:
@@ -213,7 +215,7 @@ def redis_proxy(upstream, redis_server, signing_key, tmp_path_factory):
     env = {**proxy_env(workdir, signing_key, spend), "CHORUS_STORE": "redis", "CHORUS_REDIS_URL": redis_server.url,
            "CHORUS_OUTBOX_FLUSH_INTERVAL_S": "0.5", "CHORUS_PEER_ADMISSION": "open",
            "CHORUS_PEER_URL_ALLOWLIST": "127.0.0.1/32", "CHORUS_PEER_AWAY_AFTER_S": "3",
-           "CHORUS_PEER_SYNC_S": str(PEER_SYNC_S)}
+           "CHORUS_PEER_SYNC_S": str(PEER_SYNC_S), "CHORUS_PROFILE_SYNC_S": str(PROFILE_SYNC_S)}
     with litellm_proxy(redis_config(upstream), workdir, env=env, workers=2) as (url, log):
         yield session_proxy(url, log, workdir, env, spend)
 

@@ -1,9 +1,9 @@
 """Loaded by the real LiteLLM proxy in end-to-end tests (PYTHONPATH=tests).
 
-`user_api_key_auth` emulates virtual keys and teams (real keys need Postgres + Prisma,
-which cannot be installed here); `spend_log` records what LiteLLM charged for every
-logged call, as JSON lines in $CHORUS_SPEND_LOG. With $CHORUS_TEST_SPANS (a folder),
-the process gets an OpenTelemetry SDK provider whose in-memory exporter also writes
+`user_api_key_auth` emulates virtual keys, teams and roles (real keys need Postgres +
+Prisma, which cannot be installed here; `sk-admin` is a proxy admin's); `spend_log`
+records what LiteLLM charged for every logged call, as JSON lines in $CHORUS_SPEND_LOG.
+With $CHORUS_TEST_SPANS (a folder), the process gets an OpenTelemetry SDK provider whose in-memory exporter also writes
 each finished span as a JSON line to `<folder>/<pid>.jsonl`; LiteLLM's `otel` callback
 (listed after `proxy_support.spend_log`) finds it and uses it.
 """
@@ -14,7 +14,7 @@ import os
 
 from fastapi import HTTPException, Request
 from litellm.integrations.custom_logger import CustomLogger
-from litellm.proxy._types import UserAPIKeyAuth
+from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 
 if os.environ.get("CHORUS_TEST_SPANS"):
     from opentelemetry import trace
@@ -33,7 +33,9 @@ if os.environ.get("CHORUS_TEST_SPANS"):
     trace.set_tracer_provider(_provider)
 
 KEYS = {"sk-team-a": ("team-a", "alice"), "sk-team-b": ("team-b", "bob"), "sk-team-c-low": ("team-c", "carol"),
-        "sk-team-c-ok": ("team-c", "carol"), "sk-team-a-narrow": ("team-a", "alice")}
+        "sk-team-c-ok": ("team-c", "carol"), "sk-team-a-narrow": ("team-a", "alice"), "sk-admin": ("ops", "admin")}
+# LiteLLM's role of a key's user (absent: an ordinary user's key): the admin API (/chorus/v1/profiles)
+ROLES = {"sk-admin": LitellmUserRoles.PROXY_ADMIN}
 # The models a key may call (LiteLLM's `models` on a virtual key); absent: every model.
 MODELS = {"sk-team-a-narrow": ["fusion/research", "model-a", "model-b"]}
 # Budgets LiteLLM would load with a virtual key (USD): spend so far and the maximum.
@@ -46,8 +48,9 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     if key not in KEYS:
         raise HTTPException(status_code=401, detail="unknown key")
     team, user = KEYS[key]
+    role = {"user_role": ROLES[key]} if key in ROLES else {}
     return UserAPIKeyAuth(api_key=hashlib.sha256(key.encode()).hexdigest(), team_id=team, user_id=user,
-                          models=MODELS.get(key, []), **BUDGETS.get(key, {}))
+                          models=MODELS.get(key, []), **BUDGETS.get(key, {}), **role)
 
 
 def _write(record: dict) -> None:

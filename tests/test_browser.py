@@ -266,8 +266,9 @@ def test_an_early_stop_and_a_replaced_answer_are_drawn_where_a_user_looks(page, 
     states another letter, so the vote guard sends model-a's draft instead."""
     served = httpx.get(f"{proxy.url}/chorus/v1/models", headers={"Authorization": f"Bearer {KEY}"},
                        timeout=30).json()["models"]  # what the picker offers
-    assert {"id": "chorus/quiz", "profile": "quiz", "protocol": "moa"} in served
-    assert {"id": "fusion/debate", "profile": "debate", "protocol": "debate"} in served
+    config = {"source": "config", "version": 0}  # profiles of the config file (not stored at run time)
+    assert {"id": "chorus/quiz", "profile": "quiz", "protocol": "moa", **config} in served
+    assert {"id": "fusion/debate", "profile": "debate", "protocol": "debate", **config} in served
     assert not {m["id"] for m in served} & {"model-a", "judge", "writer"}
     sign_in(page)
     page.get_by_test_id("bounty-input").fill("")
@@ -528,3 +529,86 @@ def test_a_consensus_run_as_the_demo_shows_it(demo_page, demo):
                            ".getBoundingClientRect(); return r.bottom + window.scrollY + 12; })()")
     page.screenshot(path=str(SCREENSHOT.with_name("live-view-consensus.png")), full_page=True,
                     clip={"x": 0, "y": 0, "width": 1440, "height": bottom})
+
+
+PROFILES_SHOT = ROOT / "docs" / "live-view-profiles.png"
+
+
+def profile_rows(page):
+    return {r["name"]: r for r in page.eval_on_selector_all(
+        "[data-testid=profile-row]", "rs => rs.map(r => ({...r.dataset, text: r.innerText}))")}
+
+
+def save_profile(page, block, name=None):
+    if name is not None:
+        page.get_by_test_id("profile-name").fill(name)
+    page.get_by_test_id("profile-editor").fill(json.dumps(block, indent=2))
+    page.get_by_test_id("profile-save").click()
+    page.wait_for_function("window.chorusView.profiles.message !== null", timeout=20_000)
+    return page.get_by_test_id("profile-message").inner_text()
+
+
+def test_the_profiles_panel_lists_every_profile_and_edits_the_stored_ones(demo_page, demo):
+    """Issue 26, point 5, on the demo (the master key is LiteLLM's proxy admin): the shipped
+    config's profiles listed read-only at version 0; a stored one created in the page's
+    editor (a bad block refused, naming the field, nothing stored), picked and run from the
+    page, changed (its version up; a stale save refused) and deleted. The docs' screenshot
+    (docs/live-view-profiles.png)."""
+    page = demo_page
+    admin = {"Authorization": f"Bearer {demo.key}"}
+    sign_in(page, key=demo.key)
+    page.wait_for_function("window.chorusView.profiles.status === 'ok'", timeout=30_000)
+    rows = profile_rows(page)
+    assert {"research", "debate", "consensus", "market"} <= set(rows)
+    assert all(r["source"] == "config" and r["version"] == "0" and "read-only" in r["text"] for r in rows.values())
+    page.locator("[data-testid=profile-row][data-name=research] button", has_text="View").click()
+    assert page.get_by_test_id("profile-editor").get_attribute("readonly") is not None
+    assert page.get_by_test_id("profile-save").count() == 0  # read-only: nothing to save
+
+    page.get_by_test_id("profile-new").click()
+    quick = {"panel": {"members": ["model-a", "fusion/debate"]}, "aggregator": {"judge": "judge", "synthesizer": "writer"}}
+    refused = save_profile(page, quick, name="quick")
+    assert "HTTP 400" in refused and "panel.members[1].model: 'fusion/debate' is a fusion model" in refused
+    assert httpx.get(f"{demo.url}/chorus/v1/profiles/quick", headers=admin).status_code == 404  # nothing stored
+    quick["panel"]["members"] = ["model-a", "model-b"]
+    assert "Saved fusion/quick: version 1" in save_profile(page, quick)
+    assert profile_rows(page)["quick"]["source"] == "store" and profile_rows(page)["quick"]["version"] == "1"
+
+    # picked and run from the page like any profile: the run names the version it ran
+    page.get_by_test_id("bounty-input").fill("")
+    start(page, "fusion/quick", "Should we rewrite our backend in Rust?")
+    assert watch(page)[-1][0] == "done"
+    assert view(page, "events")[0]["data"]["profile_version"] == 1 and "v1" in page.locator("#summary").inner_text()
+
+    page.locator("[data-testid=profile-row][data-name=quick] button", has_text="Edit").click()
+    assert "editing version 1" in page.get_by_test_id("profile-form").inner_text()
+    quick["panel"]["members"] = ["model-a", "model-b", "model-c"]
+    assert "Saved fusion/quick: version 2" in save_profile(page, quick)
+    page.locator("[data-testid=profile-row][data-name=quick] button", has_text="Edit").click()
+    other = httpx.put(f"{demo.url}/chorus/v1/profiles/quick", headers=admin,  # another admin, meanwhile
+                      json={"version": 2, "profile": {**quick, "debate": {"protocol": "council"}}})
+    assert other.status_code == 200 and other.json()["version"] == 3
+    stale = save_profile(page, quick)
+    assert "HTTP 409" in stale and "version: 2 is stale: profile 'quick' is at version 3 now" in stale
+    page.locator("[data-testid=profile-row][data-name=quick] button", has_text="Edit").click()  # read it again
+    assert profile_rows(page)["quick"]["version"] == "3" and "council" in profile_rows(page)["quick"]["text"]
+    panel = page.get_by_test_id("profiles")
+    panel.scroll_into_view_if_needed()
+    panel.screenshot(path=str(PROFILES_SHOT))
+
+    delete = page.locator("[data-testid=profile-row][data-name=quick] [data-testid=profile-delete]")
+    delete.click()
+    assert delete.inner_text() == "Confirm delete" and "quick" in profile_rows(page)  # one click deletes nothing
+    delete.click()
+    page.wait_for_function("!document.querySelector('[data-testid=profile-row][data-name=quick]')", timeout=20_000)
+    assert "Deleted fusion/quick (its version 4 is kept" in page.get_by_test_id("profile-message").inner_text()
+    page.wait_for_function("![...document.querySelectorAll('[data-testid=model-select] option')]"
+                           ".some(o => o.value === 'fusion/quick')", timeout=20_000)
+
+
+def test_the_profiles_panel_needs_a_proxy_admins_key(page):
+    sign_in(page)  # sk-team-a: an ordinary user's key
+    page.wait_for_function("window.chorusView.profiles.status === 'forbidden'", timeout=30_000)
+    assert "proxy-admin key" in page.get_by_test_id("profiles-locked").inner_text()
+    assert page.get_by_test_id("profile-row").count() == 0
+    assert view(page, "status") != "unauthorized"  # the rest of the page works for this key

@@ -214,11 +214,12 @@ def test_the_projection_is_fitted_once_and_keeps_the_embeddings_scale():
 
 def test_the_runs_index_follows_the_events():
     events = [{"seq": 1, "type": "run_started", "time": 10.0,
-               "data": {"profile": "p", "protocol": "debate", "model": "fusion/p", "prompt": "q"}},
+               "data": {"profile": "p", "profile_version": 3, "protocol": "debate", "model": "fusion/p",
+                        "prompt": "q"}},
               {"seq": 2, "type": "round_done", "time": 11.0, "data": {"round": 1}}]
     run = summarize(events)
-    assert run == {"started": 10.0, "updated": 11.0, "state": "running", "profile": "p", "protocol": "debate",
-                   "model": "fusion/p", "prompt": "q", "rounds": 1}
+    assert run == {"started": 10.0, "updated": 11.0, "state": "running", "profile": "p", "profile_version": 3,
+                   "protocol": "debate", "model": "fusion/p", "prompt": "q", "rounds": 1}
     done = summarize([{"seq": 3, "type": "run_done", "time": 12.0, "data": {"cost": 0.5, "rounds": 2}}], run)
     assert done["state"] == "done" and done["cost"] == 0.5 and done["rounds"] == 2 and done["started"] == 10.0
 

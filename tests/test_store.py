@@ -286,7 +286,7 @@ def _first_open(n, barrier, tmp_path):
 
 def test_concurrent_migrations_from_several_processes(tmp_path):
     _run_workers(_first_open, tmp_path, count=6)
-    assert rows(tmp_path / "db.sqlite3", "SELECT version FROM chorus_migrations ORDER BY version") == [(1,), (2,), (3,), (4,), (5,), (6,)]
+    assert rows(tmp_path / "db.sqlite3", "SELECT version FROM chorus_migrations ORDER BY version") == [(v,) for v in range(1, 8)]
     assert rows(tmp_path / "db.outbox.sqlite3", "SELECT version FROM chorus_migrations") == [(1,), (2,)]
     assert rows(tmp_path / "db.sqlite3", "SELECT count(*) FROM records") == [(6,)]
     assert rows(tmp_path / "db.sqlite3", "PRAGMA journal_mode") == [("wal",)]
@@ -337,7 +337,7 @@ def ev(seq, kind="answer", t=None, **data):
 
 async def test_events_are_kept_by_sequence_once_in_any_order_and_team_scoped(stores):
     store = stores()
-    started = ev(1, "run_started", profile="p", protocol="moa", model="fusion/p", prompt="q")
+    started = ev(1, "run_started", profile="p", profile_version=2, protocol="moa", model="fusion/p", prompt="q")
     await store.append_events("team:a", "r1", [ev(3), ev(4, "run_done", cost=0.5)], ttl_s=60)
     await store.append_events("team:a", "r1", [started, ev(2)], ttl_s=60)
     await store.append_events("team:a", "r1", [ev(2), ev(3)], ttl_s=60)  # a retried batch: no duplicates
@@ -346,7 +346,7 @@ async def test_events_are_kept_by_sequence_once_in_any_order_and_team_scoped(sto
     assert await store.read_events("team:b", "r1") == [] and await store.read_events(None, "r1") == []
     [run] = await store.list_runs("team:a")
     assert run == {"id": "r1", "started": 1.0, "updated": 4.0, "state": "done", "cost": 0.5, "profile": "p",
-                   "protocol": "moa", "model": "fusion/p", "prompt": "q", "rounds": None}
+                   "profile_version": 2, "protocol": "moa", "model": "fusion/p", "prompt": "q", "rounds": None}
     assert await store.list_runs("team:b") == []
     assert [e["seq"] for e in await stores.reader().read_events("team:a", "r1")] == [1, 2, 3, 4]
 
@@ -574,3 +574,54 @@ async def test_claims_need_the_backend(stores):
     store = stores(down=True)
     with pytest.raises(StoreUnavailable):
         await store.claim("team:a", "d1", "h", lease_s=30)
+
+
+# -- profiles created at run time (issue 26, point 5) ----------------------------------------
+QUICK = {"panel": {"members": ["model-a", "model-b"]}, "aggregator": {"judge": "judge", "synthesizer": "writer"}}
+
+
+def versions(records):
+    return [(r["name"], r["version"], r["deleted"]) for r in records]
+
+
+async def test_a_profile_changes_only_from_the_version_read_and_a_delete_keeps_its_tombstone(stores, clock):
+    store, other = stores(), stores.reader()  # two workers sharing the backend
+    assert await store.list_profiles() == [] and await store.get_profile("quick") is None
+    created = await store.put_profile("quick", QUICK, 0)
+    assert created == {"name": "quick", "version": 1, "profile": QUICK, "deleted": False, "updated_at": clock.now}
+    assert await other.put_profile("quick", {**QUICK, "personas": {}}, 0) is None  # a second create: taken
+    clock.now += 5
+    changed = await other.put_profile("quick", {**QUICK, "personas": {"x": "y"}}, 1)
+    assert changed is not None and changed["version"] == 2 and changed["updated_at"] == clock.now
+    assert await store.put_profile("quick", QUICK, 1) is None  # stale: it read version 1
+    assert await store.get_profile("quick") == changed  # what the other worker stored
+    assert await store.delete_profile("quick", 1) is None  # a stale delete changes nothing
+    gone = await store.delete_profile("quick", 2)
+    assert gone == {"name": "quick", "version": 3, "profile": None, "deleted": True, "updated_at": clock.now}
+    assert await other.get_profile("quick") == gone  # the tombstone, for every worker
+    assert await store.delete_profile("quick", 3) is None  # nothing live to delete
+    for stale in (0, 1, 2):  # no write that did not see the tombstone brings it back
+        assert await other.put_profile("quick", QUICK, stale) is None
+    again = await other.put_profile("quick", QUICK, 3)  # created again: one past the tombstone
+    assert again is not None and again["version"] == 4 and not again["deleted"]
+    assert await store.delete_profile("never", 0) is None and await store.get_profile("never") is None
+    await store.put_profile("alpha", QUICK, 0)
+    assert versions(await other.list_profiles()) == [("alpha", 1, False), ("quick", 4, False)]
+    down = stores(down=True)
+    for call in (down.list_profiles(), down.get_profile("quick"), down.put_profile("quick", QUICK, 4),
+                 down.delete_profile("quick", 4)):
+        with pytest.raises(StoreUnavailable):  # never the outbox: a profile change needs the backend
+            await call
+
+
+async def test_concurrent_changes_of_one_version_have_one_winner(stores):
+    many = [stores() for _ in range(4)]
+    for store in many:  # opened (and migrated) one by one: the race is the writes'
+        await store.list_profiles()
+    created = await asyncio.gather(*(s.put_profile("race", {"n": i}, 0) for i, s in enumerate(many)))
+    assert sum(r is not None for r in created) == 1
+    changed = await asyncio.gather(*(s.put_profile("race", {"n": i}, 1) for i, s in enumerate(many)),
+                                   *(s.delete_profile("race", 1) for s in many))
+    winners = [r for r in changed if r is not None]
+    assert len(winners) == 1 and winners[0]["version"] == 2
+    assert await many[0].get_profile("race") == winners[0]

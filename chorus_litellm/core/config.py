@@ -417,10 +417,21 @@ class ProfileConfig(_Strict):
         return refs
 
 
+def field_path(loc: tuple) -> str:
+    """A pydantic error location as the config spells it: `panel.members[1].model`."""
+    where = ""
+    for part in loc:
+        if isinstance(part, int):
+            where += f"[{part}]"
+        elif not str(part).startswith("function-after"):
+            where += f".{part}" if where else str(part)
+    return where
+
+
 def _format_error(profile: str, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        where = field_path(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         # Cross-field validators name their fields: one "field: message" line per problem.
         for line in msg.splitlines() if err["type"] == "value_error" else [msg]:

@@ -2,6 +2,7 @@
 
     ChorusError
     ├── ConfigError            a profile in litellm_config.yaml is wrong (raised at startup)
+    ├── ProfileError           a profile sent to the admin API is refused   -> its own 4xx
     └── RunError               one request could not be served
         ├── RequestError       the client sent something invalid          -> HTTP 400
         ├── ConflictError      a debate_id reused for a different request  -> HTTP 409
@@ -29,6 +30,16 @@ class ChorusError(Exception):
 
 class ConfigError(ChorusError):
     """A profile is misconfigured. The message names the profile and the field."""
+
+
+class ProfileError(ChorusError):
+    """The admin API (`/chorus/v1/profiles`) refuses a change: `status_code` is 400 (a bad
+    body, naming the field), 404 (no such profile) or 409 (a name taken, a stale version,
+    a config-file profile); the message says which and why."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class RunError(ChorusError):

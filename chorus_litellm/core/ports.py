@@ -13,7 +13,9 @@ its test double in `chorus_litellm.testing` (FakeCompleter, HashEmbedder).
   or Redis): `Receipts` (receipts and transcripts: settlement/finish.py), `RunClaims` (single
   flight: gateway/runs.py), `RunLog` (the live view's events and runs index:
   observe/live.py, routes), `WebhookQueue` (observe/webhooks.py), `PeerRegistry`
-  (the marketplace: peer_routes, peer_sync) and `Reputation` (settlement/finish.py, peer_sync).
+  (the marketplace: peer_routes, peer_sync), `Reputation` (settlement/finish.py, peer_sync)
+  and `ProfileRegistry` (profiles created at run time: gateway/profile_routes.py and
+  gateway/profiles.py, rules in core/profiles.py).
   `Job` and `Claim` are the values they hand out.
 - `ReceiptSigner`: signs a settled run's receipt (adapters/signing.Signer, Ed25519).
 """
@@ -227,3 +229,18 @@ class PeerRegistry(Protocol):
     async def peer_loads(self) -> dict[str, int]: ...
     async def peer_earnings(self, peer_id: str, limit: int = 100) -> dict: ...
     async def earnings_totals(self, peer_ids: list[str]) -> dict[str, list[dict]]: ...
+
+
+class ProfileRegistry(Protocol):
+    """Profiles created at run time, by name: a compare-and-set on each one's version.
+
+    A record is `{"name", "version", "profile" (the `model_info.chorus` block; None once
+    deleted), "deleted", "updated_at" (store clock)}`. `put_profile` and `delete_profile`
+    take the version the caller read (0: none, for a name never used) and store the next
+    one, or return None, storing nothing, when the stored version is another (a stale
+    write). A delete keeps a tombstone (`deleted: true`, its version) for good."""
+
+    async def list_profiles(self) -> list[dict]: ...  # every name's record, tombstones included, by name
+    async def get_profile(self, name: str) -> dict | None: ...
+    async def put_profile(self, name: str, profile: dict, version: int) -> dict | None: ...
+    async def delete_profile(self, name: str, version: int) -> dict | None: ...

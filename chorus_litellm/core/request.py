@@ -114,6 +114,7 @@ class FusionRequest:
     trace_parent: Any = field(default=None, compare=False, repr=False)  # LiteLLM's request span (opaque)
     callback_url: str | None = None  # POSTed the run's summary when it ends (observe/webhooks.py)
     provider: str = PROVIDER  # the custom_provider_map name the proxy serves profiles under
+    profile_version: int = 0  # a stored profile's version (core/profiles.py); 0: the config file's
 
     @property
     def model(self) -> str:

@@ -191,8 +191,9 @@ def settled(settlement: Settlement, receipt: dict[str, Any] | None) -> dict:
 
 def started(req: FusionRequest, seats: list[Seat]) -> dict:
     bounty = {"amount": req.bounty[0], "currency": req.bounty[1]} if req.bounty else None
-    return {"profile": req.profile_name, "protocol": req.debate.protocol, "model": req.model,
-            "prompt": clip(prompt_text(req.messages[-1:]))[0], "stream": req.stream, "quorum": req.quorum,
+    return {"profile": req.profile_name, "profile_version": req.profile_version, "protocol": req.debate.protocol,
+            "model": req.model, "prompt": clip(prompt_text(req.messages[-1:]))[0], "stream": req.stream,
+            "quorum": req.quorum,
             "max_rounds": req.debate.max_rounds if req.debate.protocol != "moa" else req.profile.aggregator.layers,
             "bounty": bounty,
             "seats": seated(seats)}
@@ -254,8 +255,9 @@ def summarize(events: list[dict], current: dict | None = None) -> dict:
         run["updated"] = max(e["time"], run.get("updated") or 0.0)
         if kind == "run_started":
             run.setdefault("state", "running")
-            run.update(started=e["time"], profile=data.get("profile"), protocol=run.get("protocol") or
-                       data.get("protocol"), model=data.get("model"), prompt=data.get("prompt", "")[:200])
+            run.update(started=e["time"], profile=data.get("profile"), profile_version=data.get("profile_version"),
+                       protocol=run.get("protocol") or data.get("protocol"), model=data.get("model"),
+                       prompt=data.get("prompt", "")[:200])
         elif kind == "route" and data.get("decision") == "single":
             run["protocol"] = "single"
         elif kind == "round_done":

@@ -2,9 +2,9 @@
 
 `App` holds what lives as long as the process (the receipt signer, the store, the
 completer and forwarder over LiteLLM's Router, the run observers) and what lives per
-event loop (the embedders, the event-log writer, the webhook sender, the peer sync: each
-owns futures or tasks of one loop; the SDK's sync loop and a caller's loop never share
-one). `context(req, ...)` builds one run's `RunContext` from them: its finishers, its
+event loop (the embedders, the event-log writer, the webhook sender, the peer and profile
+syncs: each owns futures or tasks of one loop; the SDK's sync loop and a caller's loop
+never share one). `context(req, ...)` builds one run's `RunContext` from them: its finishers, its
 event log's subscribers, its ports. The provider only translates (provider.py).
 """
 
@@ -30,6 +30,7 @@ from .forward import RouterForwarder
 from .llm import RouterCompleter, proxy_router
 from ..observe.netguard import Allowlist
 from ..market.sync import PeerSync
+from .profiles import ProfileSync, Served
 from ..settlement.signing import Signer
 from .translate import Charge
 from ..observe.webhooks import Webhooks
@@ -56,6 +57,7 @@ class App:
         self._event_logs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._webhooks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._peer_syncs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._profile_syncs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.get_router = get_router
         self.completer = completer or RouterCompleter(get_router)
         self.forwarder = forwarder or RouterForwarder(get_router)
@@ -108,6 +110,15 @@ class App:
                                               load=lambda: getattr(self.completer, "inflight", {}))
         self._peer_syncs[loop].start()
         return self._peer_syncs[loop]
+
+    def profile_sync(self, served: Served) -> ProfileSync:
+        """This event loop's stored-profiles-to-Router sync, started (one per loop)."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._profile_syncs:
+            interval_s = load_settings(create_dirs=False).profile_sync_s
+            self._profile_syncs[loop] = ProfileSync(self.store, self.get_router, served, interval_s=interval_s)
+        self._profile_syncs[loop].start()
+        return self._profile_syncs[loop]
 
     async def pool(self, name: str) -> list[dict]:
         """The pool's live, probed peers (the peer sync starts with the first pool run)."""

@@ -36,7 +36,7 @@ def debate_id(data: dict) -> str | None:
 class DebateIdHeader(CustomLogger):
     def __init__(self, fusion_models: set[str], provider: str) -> None:
         super().__init__()
-        self.fusion_models = fusion_models  # model names (aliases) that are fusion deployments
+        self.fusion_models = fusion_models  # fusion model names (aliases): the live set the profile sync keeps
         self.prefix = f"{provider}/"  # and `<provider>/<profile>` asked directly
 
     def is_fusion(self, data: dict) -> bool:

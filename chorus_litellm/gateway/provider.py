@@ -46,6 +46,7 @@ from ..core.report import RunReport
 from ..core.request import FusionRequest, build_request
 from .access import check_requested_models, fusion_aliases
 from .app import App
+from .profiles import version_of
 from .runs import run_events
 from ..storage.store import owner_of
 from .translate import (
@@ -73,7 +74,9 @@ async def _next(agen: AsyncGenerator[ModelResponseStream, None]) -> ModelRespons
 
 class FusionHandler(CustomLLM):
     """One instance serves every profile. `profiles` come from startup validation or
-    `register()`; inside the proxy, the entry's own `model_info.chorus` wins.
+    `register()`; inside the proxy, the entry's own `model_info.chorus` wins. Profiles
+    created at run time (the admin API) join `profiles` through the profile sync
+    (gateway/profiles.py); `config_profiles` are the ones it started with (read-only).
     `anonymous_owner` owns the records of callers LiteLLM did not authenticate (SDK
     use: the process itself); None (the proxy) keeps nothing readable for them. The
     other keyword arguments build its `App` (app.py: completer, get_router, embedder,
@@ -83,6 +86,8 @@ class FusionHandler(CustomLLM):
                  **app: Any) -> None:
         super().__init__()
         self.profiles = dict(profiles or {})
+        self.config_profiles = frozenset(self.profiles)
+        self.fusion_models: set[str] = set()  # fusion model names (the x-chorus-debate-id header's)
         self.provider = provider  # its name in custom_provider_map: profiles are `<provider>/<profile>`
         self.app = App(**app)
         self._parsed: dict[str, tuple[dict, ProfileConfig]] = {}
@@ -102,6 +107,9 @@ class FusionHandler(CustomLLM):
 
     def peer_sync(self):
         return self.app.peer_sync()
+
+    def profile_sync(self):
+        return self.app.profile_sync(self)
 
     # -- request preparation --------------------------------------------------------
     def _profile(self, name: str, litellm_params: dict) -> ProfileConfig:
@@ -127,6 +135,7 @@ class FusionHandler(CustomLLM):
             provider=self.provider, fusion_models=fusion_aliases(self.app.get_router(), self.provider, params),
         )
         req = dataclasses.replace(req, owner=owner_of(who) or self.app.anonymous_owner, provider=self.provider,
+                                  profile_version=version_of(litellm_params.get("model_info")),
                                   trace_parent=(litellm_params.get("metadata") or {}).get("litellm_parent_otel_span"))
         if req.bounty is not None and self.app.signer is None:
             raise RequestError(

@@ -15,8 +15,9 @@
                                           streams open per worker (then 429)
     GET /chorus/v1/runs?limit=N           the team's recent runs, live ones first
     GET /chorus/v1/models                 the model names this plugin serves (its profiles'
-                                          entries, `<provider>/<profile>`), with the profile
-                                          and its protocol: the live view's model picker
+                                          entries, `<provider>/<profile>`), with the profile,
+                                          its protocol, source (`config` or `store`) and
+                                          version: the live view's model picker
     GET /chorus/v1/keys                   current and previous Ed25519 public keys
     GET /chorus/v1/reputation             every payee's running score and rates
     GET /chorus/ui/                       the live view (static files, no auth: its
@@ -37,7 +38,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
-from litellm.proxy._types import UserAPIKeyAuth
+from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
 
 from ..core.config import profile_name
@@ -47,12 +48,26 @@ from ..core.stages import reputation
 from ..core.types import Caller
 from ..settlement.signing import ALG, key_id, public_key_from
 from ..storage.store import owner_of
+from .profiles import TAG, version_of
 
 AUTH = Depends(user_api_key_auth)  # LiteLLM's own key check, as on every proxy route
 RUN_ID = PathParam(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")  # as chorus.debate_id
 UI = Path(__file__).resolve().parent.parent / "ui" / "static"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MAX_WAIT_S = 60.0  # the longest a viewer may wait for a run that has not started yet
+
+
+def is_admin(auth: UserAPIKeyAuth) -> bool:
+    """LiteLLM's proxy admin (the master key, or a key of a `proxy_admin` user)."""
+    return auth.user_role == LitellmUserRoles.PROXY_ADMIN
+
+
+async def from_store(call: Any, *args: Any) -> Any:
+    """`await call(*args)`, a store outage as a 503 naming it."""
+    try:
+        return await call(*args)
+    except StoreUnavailable as exc:
+        raise HTTPException(status_code=503, detail=f"the store is unavailable: {exc}") from exc
 
 
 def public_keys(handler: Any) -> list[dict]:
@@ -67,7 +82,8 @@ def public_keys(handler: Any) -> list[dict]:
 def served_models(handler: Any) -> list[dict]:
     """The Router's entries this plugin serves (`litellm_params.model: <provider>/<profile>`),
     one per model name, sorted: `id` (the name clients ask for, whatever its prefix),
-    `profile` and `protocol` (None for a profile the handler did not load at startup)."""
+    `profile` and `protocol` (None for a profile the handler did not load), `source`
+    (`config`, or `store`: created at run time) and `version` (0 for the config's)."""
     router = handler.get_router()
     entries = (router.get_model_list() or []) if router is not None else []
     served: dict[str, dict] = {}
@@ -75,8 +91,11 @@ def served_models(handler: Any) -> list[dict]:
         name = profile_name(entry, handler.provider) if isinstance(entry, dict) else None
         if name and entry.get("model_name") and entry["model_name"] not in served:
             loaded = handler.profiles.get(name)
+            info = entry.get("model_info")
             served[entry["model_name"]] = {"id": entry["model_name"], "profile": name,
-                                           "protocol": loaded.debate.protocol if loaded else None}
+                                           "protocol": loaded.debate.protocol if loaded else None,
+                                           "source": "store" if (info or {}).get(TAG) else "config",
+                                           "version": version_of(info)}
     return [served[k] for k in sorted(served)]
 
 

@@ -194,7 +194,8 @@ def has_payload(chunk: Any) -> bool:
 def extension(report: Any, req: FusionRequest) -> dict:
     if not isinstance(report, RunReport):
         return report["extension"]
-    return report.extension(include_panel=req.options.include_panel, audit=req.debate.output_mode == "audit")
+    ext = report.extension(include_panel=req.options.include_panel, audit=req.debate.output_mode == "audit")
+    return {**ext, "profile_version": req.profile_version}  # which version of the profile answered
 
 
 def openai_usage(report: RunReport) -> LUsage:

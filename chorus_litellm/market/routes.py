@@ -32,12 +32,13 @@ from litellm.proxy._types import UserAPIKeyAuth
 from pydantic import ValidationError
 
 from . import peers
-from ..core.errors import RequestError, StoreUnavailable
+from ..core.errors import RequestError
 from ..settings import load_settings
 from ..core.stages import reputation
 from ..core.stages.prompts import PERSONAS
 from ..observe.netguard import Allowlist, UnsafeURL, check_url
-from ..gateway.routes import AUTH, UI, build_router, public_keys
+from ..gateway.profile_routes import build_profile_router
+from ..gateway.routes import AUTH, UI, build_router, from_store as stored, is_admin, public_keys
 
 REPLAY = "signature timestamp is not later than this peer's last request (a replay?)"
 
@@ -53,12 +54,6 @@ def build_peer_router(handler: Any) -> APIRouter:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return peers.verify(dict(request.headers), request.method, target, body, now=clock(),
                             window_s=policy.window_s), body
-
-    async def stored(call: Any, *args: Any) -> Any:
-        try:
-            return await call(*args)
-        except StoreUnavailable as exc:
-            raise HTTPException(status_code=503, detail=f"the store is unavailable: {exc}") from exc
 
     async def existing(peer_id: str) -> dict:
         found = await stored(handler.store.get_peer, peer_id)
@@ -142,7 +137,7 @@ def build_peer_router(handler: Any) -> APIRouter:
         loads = await stored(handler.store.peer_loads)
         totals = await stored(handler.store.earnings_totals, [p["record"]["peer_id"] for p in found])
         scores = await stored(handler.store.reputation, sorted(p["record"]["peer_id"] for p in found))
-        admin = str(getattr(auth, "user_role", "") or "").endswith("proxy_admin")
+        admin = is_admin(auth)
         now = clock()
         listed = []
         for p in found:
@@ -167,8 +162,9 @@ def known_personas(handler: Any) -> set[str]:
 
 def mount(app: Any, handler: Any) -> None:
     """Every chorus route on the proxy's app: runs, receipts and keys (routes.py), the
-    marketplace (here) and the live view's page."""
+    marketplace (here), profiles at run time (profile_routes.py) and the live view's page."""
     app.include_router(build_router(handler))
     app.include_router(build_peer_router(handler))
+    app.include_router(build_profile_router(handler))
     if UI.is_dir():
         app.mount("/chorus/ui", StaticFiles(directory=UI, html=True), name="chorus-ui")

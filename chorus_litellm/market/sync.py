@@ -36,7 +36,6 @@ pass, at most `interval_s` ago; a peer that joined since waits for the next pass
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import uuid
 import weakref
@@ -45,17 +44,13 @@ from typing import Any, Protocol
 
 from . import peers
 from ..core.ports import PeerRegistry, Reputation
-from ..core.background import stop
+from ..core.background import Periodic
+from ..gateway.deployments import add, deployment_id, reconcile
 from ..observe.netguard import Allowlist, Resolve, UnsafeURL, check_url, guarded_client
 
 log = logging.getLogger("chorus_litellm")
 
 PROBE = [{"role": "user", "content": "Say OK."}]
-
-def deployment_id(peer_id: str, registered_at: float) -> str:
-    """Changes when the peer registers again (a new offer is a new deployment, probed anew)."""
-    return "chorus-peer-" + hashlib.sha256(f"{peer_id}:{registered_at}".encode()).hexdigest()[:16]
-
 
 def deployment(record: dict) -> dict:
     """The Router deployment for a peer's registration (pure)."""
@@ -65,7 +60,8 @@ def deployment(record: dict) -> dict:
     if record.get("price_per_token") is not None:
         params.update(input_cost_per_token=record["price_per_token"], output_cost_per_token=record["price_per_token"])
     return {"model_name": peers.model_name(record["peer_id"]), "litellm_params": params,
-            "model_info": {"id": deployment_id(record["peer_id"], record["registered_at"]),
+            # a new registration is a new deployment, probed anew
+            "model_info": {"id": deployment_id("chorus-peer", record["peer_id"], record["registered_at"]),
                            "chorus_peer": record["peer_id"], "chorus_payee": record["payee"]}}
 
 
@@ -204,7 +200,7 @@ class PeerSync:
         self.interval_s, self.probe_timeout_s, self.resolve = interval_s, probe_timeout_s, resolve
         self.probed: dict[str, bool] = {}  # deployment id -> probe passed (this worker)
         self.deployed: dict[str, dict] | None = None  # peer id -> registration, after the last pass
-        self._task: asyncio.Task | None = None
+        self._loop = Periodic("peer sync", interval_s, self.sync_once)
 
     async def sync_once(self) -> dict[str, list[str]]:
         """One pass; the peer ids added and removed."""
@@ -224,22 +220,16 @@ class PeerSync:
                 log.warning("chorus: peer %s left out: %s", record["peer_id"], exc)
                 continue
             wanted[record["peer_id"]] = deployment(record)
-        current = {d["model_info"].get("chorus_peer"): d["model_info"]["id"] for d in router.get_model_list() or []
-                   if (d.get("model_info") or {}).get("chorus_peer")}
-        removed = [pid for pid, dep_id in current.items() if pid not in wanted
-                   or wanted[pid]["model_info"]["id"] != dep_id]
+        current, removed, new = reconcile(router, "chorus_peer", wanted)
         for pid in removed:
-            router.delete_deployment(id=current[pid])
-            await CLIENTS.unregister(current[pid])
+            await CLIENTS.unregister(current[pid]["model_info"]["id"])
         if wanted:
             install_hook()
-        new = {pid: dep for pid, dep in wanted.items()
-               if not (current.get(pid) == dep["model_info"]["id"] and pid not in removed)}
         answered = await asyncio.gather(*(self._probe(dep) for dep in new.values()))  # side by side
         added = []
         for (pid, dep), ok in zip(new.items(), answered, strict=True):
             if ok:
-                router.upsert_deployment(_as_deployment(dep))
+                add(router, dep)
                 added.append(pid)
         if added or removed:
             log.info("chorus: peers added to the Router %s, removed %s", added, removed)
@@ -285,25 +275,8 @@ class PeerSync:
         return self.probed[dep_id]
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._forever(), name="chorus-peer-sync")
-            log.info("chorus: peer sync started (every %.1f s)", self.interval_s)
-
-    async def _forever(self) -> None:
-        while True:
-            try:
-                await self.sync_once()
-            except Exception:
-                log.exception("chorus: peer sync pass failed")
-            await asyncio.sleep(self.interval_s)
+        self._loop.start()
 
     async def aclose(self) -> None:
-        await stop(self._task)
-        self._task = None
+        await self._loop.aclose()
         await CLIENTS.aclose()
-
-
-def _as_deployment(dep: dict) -> Any:
-    from litellm.types.router import Deployment
-
-    return Deployment(**dep)

@@ -97,6 +97,7 @@ class Settler:
             result=result, bounty=amount, currency=currency,
             rounds=(report.deliberation or {}).get("rounds", 1),
             embedding_model=getattr(self.embedder, "model_id", None), key_id=self.signer.key_id,
+            profile_version=req.profile_version,
         )
         receipt = self.signer.sign(payload)
         try:
@@ -130,7 +131,7 @@ class TranscriptKeeper:
         if storage.transcripts and req.owner is not None:
             record = {"caller": {"team_id": req.caller.team_id, "user_id": req.caller.user_id},
                       "request_hash": s.idempotency_hash(req.profile_name, req.messages, req.bounty),
-                      **report.extension(include_panel=True, audit=True)}
+                      "profile_version": req.profile_version, **report.extension(include_panel=True, audit=True)}
             await self.store.put_transcript(req.owner, req.debate_id, record, storage.transcript_ttl_s)
 
 

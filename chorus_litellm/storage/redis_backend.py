@@ -145,6 +145,19 @@ if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1],
 return 1
 """
 
+# A profile's compare-and-set (core/profiles.py): KEYS[1] its hash (version, profile,
+# updated_at; profile '' once deleted), KEYS[2] the set of every name; ARGV[1] the name,
+# ARGV[2] the version read (0: none), ARGV[3] the block as JSON ('' to delete), ARGV[4] now.
+# The new version, or false when the stored one is another (or a delete finds none live).
+_PUT_PROFILE = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if current ~= tonumber(ARGV[2]) then return false end
+if ARGV[3] == '' and (current == 0 or redis.call('HGET', KEYS[1], 'profile') == '') then return false end
+redis.call('HSET', KEYS[1], 'version', current + 1, 'profile', ARGV[3], 'updated_at', ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[1])
+return current + 1
+"""
+
 mapped = unavailable_on(RedisError, OSError)
 
 
@@ -375,6 +388,31 @@ class RedisStore(Store):
         keys = self._peer_keys(peer_id)
         await self._client().eval(_DELETE_PEER, len(keys), *keys, peer_id, f"{self.prefix}:pool:",
                                   "" if last_ts is None else last_ts, repr(self.clock()), repr(ttl_s), GC_MARGIN_S)
+
+    @mapped
+    async def _put_profile(self, name: str, profile: dict | None, version: int, now: float) -> dict | None:
+        text = "" if profile is None else json.dumps(profile)
+        new = await self._client().eval(_PUT_PROFILE, 2, f"{self.prefix}:profile:{name}", f"{self.prefix}:profiles",
+                                        name, version, text, repr(now))
+        return None if new is None else {"name": name, "version": int(new), "profile": profile,
+                                         "deleted": profile is None, "updated_at": now}
+
+    @mapped
+    async def _profiles(self, name: str | None) -> list[dict]:
+        client = self._client()
+        names = [name] if name is not None else sorted(n.decode() for n in await client.smembers(
+            f"{self.prefix}:profiles"))
+        pipe = client.pipeline(transaction=False)
+        for each in names:
+            pipe.hgetall(f"{self.prefix}:profile:{each}")
+        found = []
+        for each, data in zip(names, await pipe.execute() if names else [], strict=True):
+            if data:
+                d = {k.decode(): v.decode() for k, v in data.items()}
+                found.append({"name": each, "version": int(d["version"]), "deleted": d["profile"] == "",
+                              "profile": json.loads(d["profile"]) if d["profile"] else None,
+                              "updated_at": float(d["updated_at"])})
+        return found
 
     @mapped
     async def _put_load(self, worker: str, calls: dict[str, int], expires_at: float) -> None:

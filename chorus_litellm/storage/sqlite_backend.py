@@ -66,7 +66,20 @@ async def _m6_earnings(db: aiosqlite.Connection) -> None:
                      "expires_at REAL NOT NULL, PRIMARY KEY (worker, peer_id))")
 
 
-MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation, _m3_events, _m4_webhooks, _m5_peers, _m6_earnings]
+async def _m7_profiles(db: aiosqlite.Connection) -> None:
+    await db.execute("CREATE TABLE profiles (name TEXT PRIMARY KEY, version INTEGER NOT NULL, profile TEXT, "
+                     "updated_at REAL NOT NULL)")  # profile NULL: deleted (a tombstone)
+
+
+MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation, _m3_events, _m4_webhooks, _m5_peers, _m6_earnings,
+                               _m7_profiles]
+# One statement each, so every compare-and-set is atomic across processes: a new name, a
+# change (or re-creation over a tombstone), a delete (of a live one).
+_CREATE = "INSERT INTO profiles VALUES (?, 1, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING version"
+_CHANGE = "UPDATE profiles SET version = version + 1, profile = ?, updated_at = ? WHERE name = ? AND version = ? " \
+          "RETURNING version"
+_DELETE = "UPDATE profiles SET version = version + 1, profile = NULL, updated_at = ? WHERE name = ? AND version = ? " \
+          "AND profile IS NOT NULL RETURNING version"
 _PEER = ("record", "pool", "last_seen", "last_ts")
 # A peer that left: a record {"last_ts"} keyed (kind, "", peer id), expiring when no request
 # as old can pass the signature window (the empty owner is no caller's: owner_of never gives it).
@@ -303,6 +316,26 @@ class SQLiteStore(Store):
                                  (_PEER_LEFT, peer_id, json.dumps({"last_ts": kept}), now, max(now, kept) + ttl_s))
 
     @mapped
+    async def _put_profile(self, name: str, profile: dict | None, version: int, now: float) -> dict | None:
+        db = await self.db.conn()
+        text = None if profile is None else json.dumps(profile)
+        if profile is None:
+            rows = await db.execute_fetchall(_DELETE, (now, name, version))
+        elif version == 0:
+            rows = await db.execute_fetchall(_CREATE, (name, text, now))
+        else:
+            rows = await db.execute_fetchall(_CHANGE, (text, now, name, version))
+        found = list(rows)
+        return _profile((name, found[0][0], text, now)) if found else None
+
+    @mapped
+    async def _profiles(self, name: str | None) -> list[dict]:
+        db = await self.db.conn()
+        rows = await db.execute_fetchall("SELECT name, version, profile, updated_at FROM profiles WHERE ? IS NULL "
+                                         "OR name = ? ORDER BY name", (name, name))
+        return [_profile(row) for row in rows]
+
+    @mapped
     async def _put_load(self, worker: str, calls: dict[str, int], expires_at: float) -> None:
         db = await self.db.conn()
         await db.execute("DELETE FROM peer_load WHERE worker = ? OR expires_at <= ?", (worker, self.clock()))
@@ -338,3 +371,9 @@ class SQLiteStore(Store):
 
     async def _close(self) -> None:
         await self.db.close()
+
+
+def _profile(row: Sequence[Any]) -> dict:
+    name, version, text, updated_at = row
+    return {"name": name, "version": int(version), "profile": None if text is None else json.loads(text),
+            "deleted": text is None, "updated_at": updated_at}

@@ -43,6 +43,9 @@ The outbox rule (storage never fails or duplicates a run):
   that timestamp), so a registration captured before it left cannot bring it back.
   Peer calls need the backend: they raise `StoreUnavailable` (a 503), never go to the
   outbox.
+- Profiles created at run time (the admin API): one record per name, changed only by a
+  compare-and-set on its version; a delete leaves a tombstone for good. Like peers, they
+  need the backend (StoreUnavailable, never the outbox).
 - Claims (single flight): `claim` takes a debate id for one run, atomically across
   workers and replicas (SQLite: one upsert that only replaces an expired claim; Redis:
   one Lua set-if-absent-or-expired), for `lease_s` by the store's clock, or reports the
@@ -198,6 +201,15 @@ class Store:
 
     async def _totals(self, peer_ids: list[str]) -> dict[str, dict[str, dict[str, int]]]:
         """Totals per currency ({"amount", "receipts"}) for each of these peers, in one round trip."""
+        raise NotImplementedError
+
+    async def _put_profile(self, name: str, profile: dict | None, version: int, now: float) -> dict | None:
+        """Compare-and-set: when the stored version (0: none) is `version`, store `profile`
+        (None: a tombstone, only over a live one) as the next version; the record, else None."""
+        raise NotImplementedError
+
+    async def _profiles(self, name: str | None) -> list[dict]:
+        """The records (tombstones included) by name: one name's, or every one's (None)."""
         raise NotImplementedError
 
     async def _take_claim(self, owner: str, debate_id: str, held: dict, now: float) -> dict | None:
@@ -396,6 +408,25 @@ class Store:
         leave request's own, if later) is kept `ttl_s` (the signature window) past the
         later of now and that timestamp, so no older request of its can register it again."""
         await self._delete_peer(peer_id, last_ts, ttl_s)
+
+    # -- profiles created at run time (core/profiles.py) ----------------------------------
+    async def list_profiles(self) -> list[dict]:
+        """Every stored profile's record, tombstones included, by name."""
+        return await self._profiles(None)
+
+    async def get_profile(self, name: str) -> dict | None:
+        found = await self._profiles(name)
+        return found[0] if found else None
+
+    async def put_profile(self, name: str, profile: dict, version: int) -> dict | None:
+        """Store `profile` as the version after `version` (the one the caller read, 0 for a
+        name never used, a tombstone's to create it again); None, storing nothing, if stale."""
+        return await self._put_profile(name, profile, version, self.clock())
+
+    async def delete_profile(self, name: str, version: int) -> dict | None:
+        """Tombstone the live profile at `version` (kept for good: versions never repeat);
+        None, changing nothing, if stale or not live."""
+        return await self._put_profile(name, None, version, self.clock())
 
     # -- reputation -----------------------------------------------------------------
     async def put_peer_load(self, worker: str, calls: dict[str, int], ttl_s: float) -> None:

@@ -180,15 +180,19 @@ def idempotency_hash(profile: str, messages: list[dict], bounty: tuple[int, str]
 def receipt_payload(
     *, receipt_id: str, debate_id: str, issued_at: str, profile: str, messages: list[dict], answer: str,
     contributions: list[Contribution], result: Split, bounty: int, currency: str, rounds: int,
-    embedding_model: str | None, key_id: str,
+    embedding_model: str | None, key_id: str, profile_version: int | None = None,
 ) -> dict:
-    """The signed content of a receipt: everything needed to recompute the split."""
+    """The signed content of a receipt: everything needed to recompute the split, and
+    the version of the profile that ran (`profile_version`, when given: 0 for a config-file
+    profile, a stored profile's version otherwise)."""
     paid = {p.seat: p for p in result.payouts}
+    version = {} if profile_version is None else {"profile_version": profile_version}
     return {
         "receipt_id": receipt_id,
         "debate_id": debate_id,
         "issued_at": issued_at,
         "profile": profile,
+        **version,
         "request_hash": request_hash(messages),
         "answer_hash": sha256(answer),
         "bounty": {"amount": bounty, "currency": currency},

@@ -115,6 +115,33 @@ export async function listPeers() {
   return getJson("/chorus/v1/peers", "Listing peers");
 }
 
+/** Every fusion profile, the config file's and the stored ones (proxy admins only: 403 otherwise). */
+export async function listProfiles() {
+  return getJson("/chorus/v1/profiles", "Listing profiles");
+}
+
+async function sendJson(method, path, body, what) {
+  const init = { method, headers: authHeaders({ "Content-Type": "application/json", Accept: "application/json" }) };
+  if (body !== undefined) init.body = JSON.stringify(body);
+  const resp = await request(path, init, what);
+  if (!resp.ok) throw await errorFrom(resp, what);
+  return resp.json();
+}
+
+/**
+ * Store a profile's block: a new one (no version), or a change of the version read (a
+ * stale version is a 409). Resolves to the stored profile, with its new version.
+ */
+export async function saveProfile({ name, version = null, profile }) {
+  if (version == null) return sendJson("POST", "/chorus/v1/profiles", { name, profile }, "Creating the profile");
+  return sendJson("PUT", `/chorus/v1/profiles/${encodeURIComponent(name)}`, { version, profile }, "Saving the profile");
+}
+
+export async function deleteProfile(name, version) {
+  return sendJson("DELETE", `/chorus/v1/profiles/${encodeURIComponent(name)}?version=${version}`, undefined,
+    "Deleting the profile");
+}
+
 export function eventsUrl(runId, waitS) {
   return `/chorus/v1/runs/${encodeURIComponent(runId)}/events?wait_s=${waitS}`;
 }

@@ -6,6 +6,7 @@ import { AgentCards } from "./cards.js";
 import { RoundCharts } from "./charts.js";
 import { ConsensusGraph } from "./graph.js";
 import { NetworkView } from "./network.js";
+import { ProfilesView } from "./profiles.js";
 import {
   noteClock,
   renderAnswer,
@@ -77,6 +78,9 @@ const charts = new RoundCharts($("#chart-agreement"), $("#chart-activity"));
 const cards = new AgentCards(el.cards);
 const network = new NetworkView($("#network"), $("#network-sub"));
 let peersListing = null; // the last GET /chorus/v1/peers
+const profiles = new ProfilesView($("#profiles"), $("#profiles-sub"), $("#new-profile"), {
+  onChange: () => loadModels().catch(() => {}), // a new or deleted profile is a model to pick, or not
+});
 
 let run = emptyRun(null);
 let follow = null; // AbortController of the stream being followed
@@ -107,6 +111,9 @@ const view = {
   error: null,
   network: null, // {pools, live, away, load} as drawn
   peers: [],
+  get profiles() {
+    return profiles.state; // {status: ok | forbidden | error, profiles: [...], editing, message}
+  },
 };
 window.chorusView = view;
 Object.defineProperty(view, "_graph", { value: graph, enumerable: false }); // for debugging: the ForceGraph3D wrapper
@@ -416,6 +423,7 @@ async function loadPeers() {
 
 async function loadLists() {
   loadPeers().catch(() => {}); // the network view is extra: a proxy without peers still works
+  profiles.load(); // so is the profiles panel: for admin keys only
   const results = await Promise.allSettled([loadModels(), loadRuns()]);
   const failed = results.find((r) => r.status === "rejected");
   if (failed) reportError(failed.reason, view.runId ? null : "error");

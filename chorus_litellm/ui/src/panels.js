@@ -19,7 +19,8 @@ export function renderSummary(el, run) {
   const tokens = done?.usage?.total_tokens ?? [...seatCosts(run).values()].reduce((s, v) => s + (v.total_tokens ?? 0), 0);
   const items = [
     ["run", run.id],
-    ["model", i.model ?? "—"],
+    // a profile stored at run time names the version that ran (a config file's is version 0)
+    ["model", i.model ? `${i.model}${i.profile_version ? ` · v${i.profile_version}` : ""}` : "—"],
     ["protocol", i.protocol ?? "—"],
     ["seats", run.seats.size ? `${run.seats.size}${i.quorum != null ? ` (quorum ${i.quorum})` : ""}` : "—"],
     ["rounds", `${run.rounds.length}${maxRounds(run) != null ? ` / ${maxRounds(run)}` : ""}`],
