@@ -242,11 +242,23 @@ def demo(tmp_path_factory, signing_key):
             yield type("Demo", (), {"url": url, "workdir": workdir, "env": env, "key": DEMO_KEY})
 
 
+def whole_lines(path: Path) -> list[dict]:
+    """A JSON-lines file's records, its whole lines only: a proxy worker may be half-way
+    through appending the last one (CI once read it: "Unterminated string")."""
+    text = path.read_text()
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
+
+
+def line_count(path: Path) -> int:
+    """How many whole lines a file has (an offset for `whole_lines(path)[offset:]`)."""
+    return path.read_text().count("\n")
+
+
 def spend_records(path: Path, call_id: str | None = None, wait: float = 10.0, count: int = 1) -> list[dict]:
     """Spend-log lines (optionally of one call id), waiting for async logging to land."""
     deadline = time.monotonic() + wait
     while True:
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = whole_lines(path)
         if call_id is not None:
             records = [r for r in records if r["call_id"] == call_id]
         if len(records) >= count or time.monotonic() > deadline:

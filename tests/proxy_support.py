@@ -54,8 +54,12 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
 
 
 def _write(record: dict) -> None:
-    with open(os.environ["CHORUS_SPEND_LOG"], "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+    # One O_APPEND write per line, so two workers' lines never interleave.
+    fd = os.open(os.environ["CHORUS_SPEND_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def _debate_id(params: dict) -> str | None:

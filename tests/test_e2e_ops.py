@@ -4,7 +4,6 @@ LiteLLM's request span (LiteLLM's `otel` callback, the SDK's in-memory exporter)
 
 import concurrent.futures
 import importlib.metadata
-import json
 import time
 
 import httpx
@@ -12,7 +11,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import e2e_config, proxy_env
+from tests.conftest import e2e_config, proxy_env, spend_records, whole_lines
 from tests.servers import litellm_proxy
 
 LITELLM = tuple(int(p) for p in importlib.metadata.version("litellm").split(".")[:2])
@@ -84,7 +83,7 @@ def test_metrics_count_every_run_on_either_worker_with_its_outcome_cost_and_fail
     assert value(m, "chorus_rounds_count", profile="debate") == 1
     assert value(m, "chorus_active_runs", profile="research") == 0
     # The cost counted is what LiteLLM charged the caller for those runs (its spend log).
-    charged = [json.loads(line) for line in ops.spend.read_text().splitlines()]
+    charged = spend_records(ops.spend, wait=0)
     research = sum(r["response_cost"] or 0.0 for r in charged if r.get("model_group") == "fusion/research")
     assert research > 0 and value(m, "chorus_cost_usd_total", profile="research") == pytest.approx(research, rel=1e-6)
     tokens = sum(r.usage.total_tokens for r in (ops.results[0], ops.results[6]))
@@ -97,7 +96,7 @@ def test_metrics_count_every_run_on_either_worker_with_its_outcome_cost_and_fail
 def spans(folder, wait=10.0) -> list[dict]:
     deadline = time.monotonic() + wait
     while True:
-        found = [json.loads(line) for f in folder.glob("*.jsonl") for line in f.read_text().splitlines()]
+        found = [span for f in folder.glob("*.jsonl") for span in whole_lines(f)]
         if sum(s["name"] == "chorus.run" for s in found) >= 7 or time.monotonic() > deadline:
             return found
 

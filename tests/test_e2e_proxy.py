@@ -5,7 +5,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import spend_records
+from tests.conftest import line_count, spend_records
 
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
 
@@ -16,7 +16,7 @@ def client(proxy):
 
 
 def lines(proxy):
-    return len(proxy.spend.read_text().splitlines())
+    return line_count(proxy.spend)
 
 
 def charged(proxy, before, inner_calls):
@@ -25,6 +25,17 @@ def charged(proxy, before, inner_calls):
     outer = [r for r in records if r["model_group"] and r["model_group"].startswith("fusion/")]
     inner = [r for r in records if r not in outer]
     return outer, inner
+
+
+def test_the_spend_log_is_read_a_whole_line_at_a_time(tmp_path):
+    # CI once read a line a worker was still appending ("Unterminated string"): the reader
+    # waits for it instead, and counts only whole lines.
+    log = tmp_path / "spend.jsonl"
+    log.write_text('{"call_id": "a"}\n{"call_id": "b", "model_gr')
+    assert spend_records(log, wait=0.2, count=2) == [{"call_id": "a"}]
+    with log.open("a") as fh:
+        fh.write('oup": null}\n')
+    assert [r["call_id"] for r in spend_records(log, count=2)] == ["a", "b"]
 
 
 def test_non_streaming_fused_answer_and_true_cost(client, proxy):

@@ -27,7 +27,7 @@ import redis
 
 from chorus_litellm.settlement.signing import public_key_from
 from chorus_litellm.observe.webhooks import verify
-from tests.conftest import e2e_config, e2e_entry, no_retries, proxy_env
+from tests.conftest import e2e_config, e2e_entry, line_count, no_retries, proxy_env, whole_lines
 from tests.servers import Balancer, balancer, fake_upstream, model_entry, process_tree, proxy_process
 from tests.test_e2e_events import sse
 from tests.test_e2e_peers import Peer
@@ -128,9 +128,8 @@ def charges(replicas, offset: int, debate_ids, wait: float = 15.0, settled=(), c
     may land late)."""
     deadline = time.monotonic() + wait
     while True:
-        lines = replicas.spend.read_text().splitlines()[offset:]
         found: dict[str, list[float]] = {d: [] for d in debate_ids}
-        for r in map(json.loads, filter(str.strip, lines)):
+        for r in whole_lines(replicas.spend)[offset:]:
             if r.get("model_group") == "fusion/research" and r.get("debate_id") in found:
                 found[r["debate_id"]].append(r["response_cost"] or 0.0)
         settled_all = all(any(c > 0 for c in found[d]) for d in settled)
@@ -145,10 +144,6 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition", every: f
             return value
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def lines(path) -> int:
-    return len(path.read_text().splitlines())
 
 
 # -- one proxy, as far as clients can tell ----------------------------------------------------
@@ -202,7 +197,7 @@ def test_a_viewer_on_b_follows_a_run_on_a_live(replicas):
 
 
 def test_one_debate_id_sent_to_both_replicas_at_once_runs_once_and_is_charged_once(replicas):
-    offset, before = lines(replicas.spend), stats(replicas)
+    offset, before = line_count(replicas.spend), stats(replicas)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         both = list(pool.map(lambda url: ask(url, "both-1"), (replicas.a, replicas.b)))
     assert calls_since(before, stats(replicas)) == ONE_RUN  # one run's upstream calls
@@ -296,7 +291,7 @@ def test_a_deployments_rpm_is_counted_across_replicas_in_litellms_router_redis(r
 
 # -- one replica killed mid-load ----------------------------------------------------------------
 def test_a_replica_killed_mid_load_loses_no_answer_no_receipt_and_charges_nothing_twice(replicas):
-    offset, before = lines(replicas.spend), stats(replicas)
+    offset, before = line_count(replicas.spend), stats(replicas)
     first = [f"kill-{i}" for i in range(8)]
     second = [f"after-{i}" for i in range(4)]
     with concurrent.futures.ThreadPoolExecutor(len(first) + len(second)) as pool:

@@ -6,7 +6,6 @@ first run and replay it). The session's two-worker SQLite proxy (tests/conftest.
 run; its `/stats` is read before and after, so only this test's calls are counted."""
 
 import concurrent.futures
-import json
 import time
 
 import httpx
@@ -14,6 +13,7 @@ import litellm
 import openai
 import pytest
 
+from tests.conftest import line_count, whole_lines
 
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
 BOUNTY = {"amount": 1000, "currency": "USD"}
@@ -53,8 +53,7 @@ def fusion_records(service, offset: int, count: int, wait: float = 15.0) -> list
     """The spend log's `fusion/research` lines after line `offset`, waiting for `count`."""
     deadline = time.monotonic() + wait
     while True:
-        lines = service.spend.read_text().splitlines()[offset:]
-        found = [r for r in map(json.loads, filter(str.strip, lines)) if r.get("model_group") == "fusion/research"]
+        found = [r for r in whole_lines(service.spend)[offset:] if r.get("model_group") == "fusion/research"]
         if len(found) >= count or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
@@ -63,11 +62,16 @@ def fusion_records(service, offset: int, count: int, wait: float = 15.0) -> list
 @pytest.mark.parametrize("n", [5, 50])
 def test_concurrent_duplicates_run_once_are_charged_once_and_answer_alike(service, n):
     debate_id = f"single-flight-{n}"
-    offset, before = len(service.spend.read_text().splitlines()), stats(service)
+    offset, before = line_count(service.spend), stats(service)
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(n) as pool:  # every other one streamed
-        results = list(pool.map(lambda i: ask(service, debate_id, stream=i % 2 == 1), range(n)))
+        futures = [pool.submit(ask, service, debate_id, stream=i % 2 == 1) for i in range(n)]
+        concurrent.futures.wait(futures)
     elapsed = time.monotonic() - started
+    # Every request's outcome, and the proxy's log, when one failed (CI saw one fail once).
+    failed = [f"request {i}: {f.exception()!r}" for i, f in enumerate(futures) if f.exception()]
+    assert not failed, "\n".join(failed + ["proxy log:", service.log.read_text()[-4000:]])
+    results = [f.result() for f in futures]
     assert calls_since(before, stats(service)) == ONE_RUN  # one run's upstream calls
     answers = {text for text, _ in results}
     receipts = {ext["settlement"]["receipt_id"] for _, ext in results}

@@ -8,7 +8,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.conftest import spend_records
+from tests.conftest import line_count, spend_records
 
 QUESTION = "Compare Raft and Paxos and explain the trade-offs."
 INNER_CALLS = 5  # three panel members, the judge, the synthesizer
@@ -33,7 +33,7 @@ def charged(proxy, before: int) -> tuple[dict, list[dict]]:
 
 
 def lines(proxy) -> int:
-    return len(proxy.spend.read_text().splitlines())
+    return line_count(proxy.spend)
 
 
 def assert_charged_the_true_cost(proxy, before: int) -> None:
