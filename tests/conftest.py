@@ -344,12 +344,13 @@ def pytest_sessionstart(session):
 # a store outage, the demo's peers, two of `chorus serve`'s three signal variants); the
 # same paths through the proxy run on both ends. Two replicas behind haproxy
 # (test_e2e_replicas, 100-130 s here) run on the newest only, to keep CI short: their subject is
-# the store shared across processes (it passed on the floor too when it was added).
+# the store shared across processes (it passed on the floor too when it was added). The
+# embedding models (test_embeddings, 40 s of CPU) are sentence-transformers and model2vec.
 NEWEST_ONLY = {"test_geometry", "test_draw", "test_signing", "test_settlement", "test_echo_extract",
                "test_reputation", "test_netguard", "test_docs", "test_settle", "test_ledger", "test_store",
                "test_peers", "test_runlog", "test_judge", "test_panel", "test_debate", "test_consensus",
                "test_pipeline", "test_synthesis", "test_budget", "test_request", "test_router", "test_peer_cli",
-               "test_webhooks", "test_eventlog", "test_e2e_replicas"}
+               "test_webhooks", "test_eventlog", "test_e2e_replicas", "test_embeddings"}
 NEWEST_ONLY_TESTS = ("[sigterm]", "[sigint-to-a-background-serve]", "test_the_demo_pays_two_peers_joined_from_the_command_line",
                      "test_redis_store_survives_a_proxy_restart", "test_a_pending_webhook_survives_a_proxy_restart",
                      "test_a_store_outage_mid_requests_loses_no_receipt",

@@ -46,7 +46,9 @@ def smol(request, tmp_path_factory):
         pytest.skip(f"real-model tier: {exc}")
     folder = local_model.prepare(request.config.cache.mkdir("smollm2-135m-instruct"))
     log = tmp_path_factory.mktemp("smol") / "serve.log"
-    with local_model.serve(folder, free_port(), log=log) as base:
+    # One torch thread: as fast here (one request at a time) at half the CPU, which CI's
+    # other tests running beside it use.
+    with local_model.serve(folder, free_port(), log=log, threads=1) as base:
         yield type("Smol", (), {"base": base, "model": str(folder), "log": log})
 
 
