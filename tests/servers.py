@@ -33,7 +33,14 @@ def stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
         proc.wait()
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90.0, log: Path | None = None) -> None:
+# How long a server the tests start may take to come up. A proxy's start is LiteLLM's
+# import (about 10 s of CPU) per worker; CI runs three pytest processes on 2 cores, whose
+# session proxies start together: a 2-worker proxy once took over 90 s there. A server
+# that exits is seen at once; this bounds only one that hangs.
+START_S = 240.0
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = START_S, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -83,7 +90,7 @@ def litellm_proxy(config: dict, workdir: Path, env: dict | None = None, workers:
 
 
 @contextlib.contextmanager
-def proxy_process(config: dict, workdir: Path, env: dict | None = None, workers: int = 1, start_s: float = 90.0):
+def proxy_process(config: dict, workdir: Path, env: dict | None = None, workers: int = 1, start_s: float = START_S):
     """`litellm_proxy` with its process: yields (url, log, proc), for a test that kills it;
     `start_s` is how long it may take to come up."""
     port = free_port()

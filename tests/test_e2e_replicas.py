@@ -85,7 +85,7 @@ def replicas(signing_key, redis_server, tmp_path_factory):
     with fake_upstream(latency=0.25) as upstream, contextlib.ExitStack() as stack:
         config = replica_config(upstream, redis_server.port)
         with concurrent.futures.ThreadPoolExecutor(2) as pool:  # both start at once (so each may take longer)
-            started = [pool.submit(stack.enter_context, proxy_process(config, workdir / name, env(name), start_s=240))
+            started = [pool.submit(stack.enter_context, proxy_process(config, workdir / name, env(name)))
                        for name in ("a", "b")]
         (a, _, a_proc), (b, _, _) = (f.result() for f in started)
         lb = stack.enter_context(balancer({"a": a, "b": b}, workdir / "haproxy"))

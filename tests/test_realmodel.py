@@ -20,7 +20,7 @@ QUESTION = [{"role": "user", "content": "What is the capital of France? Answer i
 OPEN = [{"role": "user", "content": "Why might someone work from home rather than in an office? One sentence."}]
 # The server answers one call at a time: the grace after the quorum must cover a whole
 # call (the default, min(2 s, 0.2 x time to quorum), rightly cuts a real straggler).
-SLOW = {"timeout_s": 180, "min_quorum": 2, "quorum_grace_s": 60, "quorum_grace_ratio": 10, "max_tokens": 40}
+SLOW = {"timeout_s": 180, "min_quorum": 2, "quorum_grace_s": 60, "quorum_grace_ratio": 10, "max_tokens": 24}
 
 
 def real(members, **debate):
@@ -74,7 +74,7 @@ def proxy(smol, signing_key, tmp_path_factory):
             # prose that can never be the JSON analysis, so the degraded path is certain.
             {**entry, "model_name": "smol-prose", "litellm_params": {**entry["litellm_params"], "stop": ["{"]}},
             fusion_entry("real-nojson", {**real(["smol", "smol"]), "aggregator": {
-                "judge": "smol-prose", "synthesizer": "smol", "judge_max_tokens": 120, "judge_response_format": "off",
+                "judge": "smol-prose", "synthesizer": "smol", "judge_max_tokens": 64, "judge_response_format": "off",
                 "judge_timeout_s": 180, "synthesis_timeout_s": 180, "synthesizer_in_panel": "allow"}}),
         ],
         "litellm_settings": {
@@ -94,7 +94,7 @@ def client(url):
 
 def ask(url, model, temperature=0, messages=QUESTION, **extra):
     """Greedy by default (temperature 0 reaches every call that sets none): repeatable."""
-    return client(url).chat.completions.create(model=model, messages=messages, max_tokens=60, temperature=temperature,
+    return client(url).chat.completions.create(model=model, messages=messages, max_tokens=32, temperature=temperature,
                                                extra_body={"chorus": {"include_panel": True, **extra}})
 
 
@@ -115,7 +115,7 @@ def test_a_fused_answer_from_the_real_model(proxy):
 
 
 def test_a_streamed_fused_answer_from_the_real_model(proxy):
-    chunks = list(client(proxy).chat.completions.create(model="fusion/real-moa", messages=OPEN, max_tokens=60,
+    chunks = list(client(proxy).chat.completions.create(model="fusion/real-moa", messages=OPEN, max_tokens=32,
                                                         stream=True, stream_options={"include_usage": True}))
     reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -126,7 +126,7 @@ def test_a_streamed_fused_answer_from_the_real_model(proxy):
 
 def test_self_moa_temperatures_give_different_samples(proxy):
     resp = client(proxy).chat.completions.create(
-        model="fusion/real-self-moa", max_tokens=60, extra_body={"chorus": {"include_panel": True}},
+        model="fusion/real-self-moa", max_tokens=32, extra_body={"chorus": {"include_panel": True}},
         messages=[{"role": "user", "content": "Write one sentence about the sea."}])
     texts = list(resp.model_extra["chorus"]["panel"]["answers"].values())
     assert len(texts) == 3 and len(set(texts)) >= 2, texts  # sampling is on: not three greedy copies
@@ -135,7 +135,7 @@ def test_self_moa_temperatures_give_different_samples(proxy):
 
 def test_a_debate_with_personas_on_the_real_model(proxy):
     resp = client(proxy).chat.completions.create(
-        model="fusion/real-debate", max_tokens=60, temperature=0.7, extra_body={"chorus": {"debate_id": "real-debate-1"}},
+        model="fusion/real-debate", max_tokens=32, temperature=0.7, extra_body={"chorus": {"debate_id": "real-debate-1"}},
         messages=[{"role": "user", "content": "Is it better to work from home or from an office? One sentence."}])
     d = resp.model_extra["chorus"]["deliberation"]
     assert d["protocol"] == "debate" and d["rounds"] == 2 and d["stop_reason"] == "max_rounds", d
@@ -178,7 +178,7 @@ def test_an_agent_loop_through_a_fused_model_on_the_real_model(proxy):
     client's loop would, which the members read as text and the writer as real tool turns."""
     ask_weather = [{"role": "user", "content": "Is it warm in Paris now? Use the weather tool."}]
     first = client(proxy).chat.completions.create(model="fusion/real-agent", messages=ask_weather, tools=WEATHER,
-                                                  max_tokens=40)
+                                                  max_tokens=32)
     choice = first.choices[0]
     assert choice.finish_reason in ("stop", "length", "tool_calls")
     assert choice.message.content or choice.message.tool_calls
@@ -189,7 +189,7 @@ def test_an_agent_loop_through_a_fused_model_on_the_real_model(proxy):
                  {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": arguments}}]},
              {"role": "tool", "tool_call_id": call_id, "content": "Paris: sunny, 31 degrees Celsius."}]
     second = client(proxy).chat.completions.create(model="fusion/real-agent", messages=turns, tools=WEATHER,
-                                                   max_tokens=40, extra_body={"chorus": {"include_panel": True}})
+                                                   max_tokens=32, extra_body={"chorus": {"include_panel": True}})
     ext = second.model_extra["chorus"]
     assert len(ext["panel"]["answered"]) == 2 and ext["usage"]["stages"]["synthesis"]["calls"] == 1
     answer = second.choices[0].message

@@ -41,7 +41,7 @@ def test_a_signal_to_chorus_alone_stops_everything_after_the_run_in_flight(upstr
     port = free_port()
     proc = serve(upstream, tmp_path, port, sigint)
     try:
-        wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, timeout=120, log=tmp_path / "serve.log")
+        wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, log=tmp_path / "serve.log")
         tree = process_tree(proc.pid)[1:]
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-team-a", max_retries=0,
                                timeout=60)
@@ -204,7 +204,7 @@ def test_the_demo_pays_two_peers_joined_from_the_command_line(tmp_path):
                               cwd=tmp_path)]
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/health/liveliness", procs[0], timeout=120, log=tmp_path / "serve.log")
+        wait_http(f"{url}/health/liveliness", procs[0], log=tmp_path / "serve.log")
         peers = {}
         for name in ("alice", "bob"):
             server_port = free_port()
