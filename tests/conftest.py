@@ -78,7 +78,10 @@ def e2e_config(upstream: str) -> dict:
                                   "debate": {"protocol": "debate", "max_rounds": 5, "adaptive_stop": False,
                                              "echo": {"copy_similarity": 1.0}}}),
             e2e_entry("half", fusion(["model-a", "fail500-b", "fail429-b"])),
-            e2e_entry("consensus-seed", {**fusion(["model-a", "model-b", "reject-c"]),
+            # Its test reads every member's vote: on a loaded CI box the default 0.3 s grace
+            # once cut reject-c's as a straggler (consensus "reached" on two votes).
+            e2e_entry("consensus-seed", {**fusion(["model-a", "model-b", "reject-c"], quorum_grace_s=10,
+                                                  quorum_grace_ratio=10),
                                             "debate": {"protocol": "consensus", "revote": "dissenters",
                                                        "max_rounds": 2, "strict_unanimity": True}}),
             e2e_entry("layers", {**fusion(["model-a", "model-b", "model-c"]),
