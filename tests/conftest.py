@@ -177,7 +177,7 @@ def proxy(upstream, tmp_path_factory, signing_key):
     env = {**proxy_env(workdir, signing_key, spend), "CHORUS_WEBHOOK_ALLOWLIST": "127.0.0.1/32"}
     config = e2e_config(upstream)
     config["model_list"] += retry_entries(upstream)
-    with litellm_proxy(config, workdir, env=env) as (url, log):
+    with litellm_proxy(config, workdir, env=env, command="litellm") as (url, log):
         yield session_proxy(url, log, workdir, env, spend)
 
 

@@ -84,15 +84,19 @@ def fusion_entry(name: str, chorus: dict, provider: str = "fusion") -> dict:
 
 
 @contextlib.contextmanager
-def litellm_proxy(config: dict, workdir: Path, env: dict | None = None, workers: int = 1):
-    with proxy_process(config, workdir, env, workers) as (url, log, _proc):
+def litellm_proxy(config: dict, workdir: Path, env: dict | None = None, workers: int = 1, command: str = "chorus"):
+    with proxy_process(config, workdir, env, workers, command=command) as (url, log, _proc):
         yield url, log
 
 
 @contextlib.contextmanager
-def proxy_process(config: dict, workdir: Path, env: dict | None = None, workers: int = 1, start_s: float = START_S):
+def proxy_process(config: dict, workdir: Path, env: dict | None = None, workers: int = 1, start_s: float = START_S,
+                  command: str = "chorus"):
     """`litellm_proxy` with its process: yields (url, log, proc), for a test that kills it;
-    `start_s` is how long it may take to come up."""
+    `start_s` is how long it may take to come up. `command`: "chorus" runs LiteLLM's proxy
+    command as `chorus serve` does (`python -P -m chorus_litellm.gateway.proxy_command`,
+    its import about 30% cheaper), "litellm" LiteLLM's own `litellm` entry point (the
+    session's `proxy` fixture starts it so, as the README's "litellm --config" does)."""
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "litellm_config.yaml"
@@ -101,8 +105,10 @@ def proxy_process(config: dict, workdir: Path, env: dict | None = None, workers:
     environ = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "NUM_WORKERS": str(workers),
                "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), **(env or {})}
     with open(log, "w") as fh:
+        start = {"litellm": [str(Path(sys.executable).with_name("litellm"))],
+                 "chorus": [sys.executable, "-P", "-m", "chorus_litellm.gateway.proxy_command"]}[command]
         proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("litellm")), "--config", str(path), "--host", "127.0.0.1",
+            [*start, "--config", str(path), "--host", "127.0.0.1",
              "--port", str(port), "--num_workers", str(workers), "--timeout_worker_healthcheck", "30"],
             stdout=fh, stderr=subprocess.STDOUT, env=environ, cwd=workdir,
         )
