@@ -100,12 +100,18 @@ def assert_nothing_cut(page, selector):
     assert page.locator(selector).count() and not cut, cut
 
 
+# How long the camera may take to reach a fit: the page stays awake for it up to 30 s after
+# the fit (graph.js FIT_AWAKE_MS), since a busy software renderer draws a frame in seconds;
+# CI once waited 20 s for it with three test processes on 2 cores.
+SETTLE_MS = 45_000
+
+
 def assert_map_says_they_agree(page, last_round):
     """The map draws the round's answers close together when they agree (a fixed scale, not
     fitted to their spread) and says how much they agree beside it."""
     page.get_by_test_id("graph").scroll_into_view_if_needed()  # out of view, the map stops drawing
     page.wait_for_function("!document.querySelector('[data-testid=map-scale]').hidden", timeout=10_000)
-    page.wait_for_function("window.chorusView.graphSpread.settled", timeout=20_000)  # the camera's fit is done
+    page.wait_for_function("window.chorusView.graphSpread.settled", timeout=SETTLE_MS)  # the camera's fit is done
     spread = view(page, "graphSpread")
     assert spread["px"] < 0.25 * min(spread["width"], spread["height"]), spread
     readout = page.get_by_test_id("map-agreement").inner_text()
@@ -131,7 +137,7 @@ def drawn_spread(page, chip):
     scale = page.get_by_test_id("map-scale")
 
     def reading() -> float:
-        page.wait_for_function("window.chorusView.graphSpread.settled", timeout=20_000)
+        page.wait_for_function("window.chorusView.graphSpread.settled", timeout=SETTLE_MS)
         return view(page, "graphSpread")["px"] * float(scale.get_attribute("data-distance")) / \
             float(scale.get_attribute("data-px"))
 
@@ -233,7 +239,7 @@ def test_a_debate_started_from_the_page_on_the_demo_is_watched_live(demo_page, d
         not any("thinking" in t.lower() for t in page.get_by_test_id("status-badge").all_inner_texts())
     assert_nothing_cut(page, "[data-testid=agent-card] .seat-stats dt, [data-testid=agent-card] .seat-stats dd")
     page.wait_for_timeout(600)  # the camera back on every round, the graph's last frame settled
-    page.wait_for_function("window.chorusView.graphSpread.settled", timeout=20_000)
+    page.wait_for_function("window.chorusView.graphSpread.settled", timeout=SETTLE_MS)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(SCREENSHOT), full_page=False)
     page.screenshot(path=str(SCREENSHOT.with_name("live-view-full.png")), full_page=True)
@@ -535,7 +541,7 @@ def test_a_consensus_run_as_the_demo_shows_it(demo_page, demo):
     charts = view(page, "chartPoints")
     assert charts["accepted"] == charts["agreement"] == 3
     assert "67% accepted" in page.get_by_test_id("map-agreement").inner_text()  # the vote beside the map
-    page.wait_for_function("window.chorusView.graphSpread.settled", timeout=20_000)  # the camera's fit is done
+    page.wait_for_function("window.chorusView.graphSpread.settled", timeout=SETTLE_MS)  # the camera's fit is done
     page.wait_for_timeout(500)  # let the graph's last frame settle
     # the page down to the timeline: map, analytics, cards with votes, the panel's vote, timeline
     bottom = page.evaluate("(() => { const r = document.querySelector('[data-testid=timeline]').closest('section')"
