@@ -31,7 +31,10 @@ def test_a_lost_quorum_is_answered_by_the_single_model_and_marked_degraded(proxy
     assert text.startswith("model-c answers")  # router.single_model's own answer
     assert ext["degraded"][0] == "quorum" and ext["quorum_fallback"]["fallback"] == "single_model"
     failed = {f["seat"]: f["kind"] for f in ext["quorum_fallback"]["failed"]}
-    assert failed == {"fail500-b": "http_error", "fail500-a": "http_error"}
+    # Both seats failed: one with its 500; the other too, or, once the first failure made the
+    # quorum unreachable, cancelled (a loaded CI box once had its 500 arrive after that).
+    assert set(failed) == {"fail500-b", "fail500-a"} and "http_error" in failed.values(), failed
+    assert set(failed.values()) <= {"http_error", "cancelled"}, failed
     assert ext["quorum_fallback"]["answered"] == 0 and ext["quorum_fallback"]["required"] == 2
 
 
