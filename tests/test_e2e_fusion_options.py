@@ -36,6 +36,7 @@ def test_a_lost_quorum_is_answered_by_the_single_model_and_marked_degraded(proxy
     assert set(failed) == {"fail500-b", "fail500-a"} and "http_error" in failed.values(), failed
     assert set(failed.values()) <= {"http_error", "cancelled"}, failed
     assert ext["quorum_fallback"]["answered"] == 0 and ext["quorum_fallback"]["required"] == 2
+    assert ext["quorum_fallback"]["answered_by"] == "model-c"
 
 
 def test_the_council_ranks_instead_of_judging(proxy):

@@ -44,10 +44,11 @@ async def test_single_model_answers_a_lost_quorum_and_the_run_says_it_is_degrade
     lost = next(e for e in out if isinstance(e, QuorumLost))
     assert lost.data() == {"fallback": "single_model", "answered": 1, "required": 3, "failed": [
         {"seat": "model-b", "model": "model-b", "kind": "http_error", "status": 503, "detail": "overloaded"},
-        {"seat": "model-c", "model": "model-c", "kind": "timeout", "status": None, "detail": "no answer within 5 s"}]}
+        {"seat": "model-c", "model": "model-c", "kind": "timeout", "status": None, "detail": "no answer within 5 s"}],
+        "answered_by": "solo"}
     progress = [e.text for e in out if isinstance(e, Progress)]
     assert any("quorum lost: 1 answered, 3 required; model-b http_error; model-c timeout" in p
-               and "single model answers instead" in p for p in progress)
+               and "single model (solo) answers instead" in p for p in progress)
     assert "".join(e.item for e in out if isinstance(e, Relay)) == "The single model's answer."
     assert not fake.calls_to("judge") and not fake.calls_to("writer")
     report = out[-1].report
@@ -67,7 +68,10 @@ async def test_best_answer_stands_when_the_quorum_is_lost_with_no_judge_or_write
     assert "".join(e.text for e in out if isinstance(e, AnswerDelta)) == "Raft has one strong leader."
     assert not fake.calls_to("judge") and not fake.calls_to("writer") and not fake.calls_to("solo")
     ext = out[-1].report.extension()
-    assert ext["quorum_fallback"] == {**ext["quorum_fallback"], "fallback": "best_answer", "answered": 1}
+    assert ext["quorum_fallback"] == {**ext["quorum_fallback"], "fallback": "best_answer", "answered": 1,
+                                      "answered_by": "model-a"}
+    lost = next(e for e in out if isinstance(e, QuorumLost))
+    assert "the best answer that came back (model-a) stands" in lost.text()
     assert ext["synthesis"]["fallback"] is True and ext["synthesis"]["fallback_source"] == "model-a"
     assert ext["degraded"] == ["quorum", "panel", "synthesis"]
     assert ext["panel"]["answered"] == ["model-a"] and len(ext["panel"]["failed"]) == 2

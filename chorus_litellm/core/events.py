@@ -215,15 +215,17 @@ class QuorumLost:
     answered: int
     required: int
     failures: tuple[PanelFailure, ...]
+    answered_by: str | None = None  # router.single_model's name, or the best answer's seat
     kind: Literal["quorum_lost"] = "quorum_lost"
 
     def data(self) -> QuorumFallback:
         return {"fallback": self.fallback, "answered": self.answered, "required": self.required,
-                "failed": [f.as_dict() for f in self.failures]}
+                "failed": [f.as_dict() for f in self.failures], "answered_by": self.answered_by}
 
     def text(self) -> str:
-        instead = ("the single model answers instead" if self.fallback == "single_model"
-                   else "the best answer that came back stands")
+        by = f" ({self.answered_by})" if self.answered_by else ""
+        instead = (f"the single model{by} answers instead" if self.fallback == "single_model"
+                   else f"the best answer that came back{by} stands")
         failed = "".join(f"; {f.seat.name} {f.kind}" for f in self.failures)
         return f"Panel quorum lost: {self.answered} answered, {self.required} required{failed}. Degraded: {instead}."
 

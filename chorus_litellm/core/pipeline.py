@@ -149,11 +149,13 @@ async def _fuse(ctx: RunContext) -> AsyncGenerator[Event, None]:
         fallback = ctx.profile.panel.on_quorum_failure
         if fallback == "error" or (fallback == "best_answer" and not exc.answers):
             raise
-        lost = QuorumLost(fallback, len(exc.answers), exc.required, tuple(exc.failures))
+        outcome = _best_answer(ctx, exc) if fallback == "best_answer" else None
+        lost = QuorumLost(fallback, len(exc.answers), exc.required, tuple(exc.failures),
+                          answered_by=outcome.answer_source if outcome else ctx.profile.router.single_model)
         report.quorum_fallback = lost.data()
         yield lost
         yield Progress("panel", lost.text())
-        if fallback == "single_model":
+        if outcome is None:  # single_model
             report.timings["panel"] = clock() - t
             t = clock()
             async with aclosing(_forward(ctx)) as relayed:
@@ -161,7 +163,6 @@ async def _fuse(ctx: RunContext) -> AsyncGenerator[Event, None]:
                     yield event
             report.timings["forward"] = clock() - t
             return
-        outcome = _best_answer(ctx, exc)
     if outcome is None:
         raise RuntimeError(f"the {ctx.preset.protocol} protocol ended without an outcome")
     report.outcome, report.panel = outcome, outcome.panel

@@ -56,6 +56,7 @@ class QuorumFallback(TypedDict):
     answered: int
     required: int
     failed: list[dict[str, Any]]
+    answered_by: str | None  # who answers instead: router.single_model's name, or the best answer's seat
 
 
 class BudgetReport(TypedDict, total=False):
