@@ -377,6 +377,28 @@ def test_a_failed_run_shows_its_error_and_what_came_before(page):
     assert page.get_by_test_id("agent-card").count() == 3  # the seats that failed are still shown
 
 
+def test_a_lost_quorum_answered_by_the_single_model_is_drawn_where_a_user_looks(page):
+    """fusion/fallback (panel.on_quorum_failure: single_model): both seats fail, the single
+    model answers. The page says so on the panel (who failed and how, who answers instead),
+    on the timeline and with the answer; the run is done, not failed."""
+    sign_in(page)
+    page.get_by_test_id("bounty-input").fill("")
+    start(page, "fusion/fallback", "Compare Raft and Paxos and explain the trade-offs.")
+    watch(page)
+    assert view(page, "status") == "done" and view(page, "answer").startswith("model-c answers")
+    lost = next(e["data"] for e in view(page, "events") if e["type"] == "quorum_lost")
+    assert lost["answered_by"] == "model-c" and lost["required"] == 2
+    note = page.get_by_test_id("quorum-lost")
+    assert note.is_visible(), "the quorum_lost event is not drawn"
+    text = note.inner_text()
+    assert text.startswith("Quorum lost.") and "0 answered, 2 required" in text, text
+    assert "fail500-a" in text and "fail500-b" in text and "HTTP error 500" in text, text
+    assert "single model model-c answers instead" in text and "degraded" in text, text
+    assert timeline_rows(page)["quorum-lost"] == ["Quorum lost · R1", "0/2"]
+    assert page.locator("[data-testid=agent-card][data-status=failed]").count() >= 1
+    note.locator("xpath=ancestor::section").screenshot(path=str(ROOT / "docs" / "live-view-quorum-lost.png"))
+
+
 def test_ten_seats_by_five_rounds_stay_usable(page, proxy):
     sign_in(page)
     start(page, "fusion/wide", "Compare Raft and Paxos and explain the trade-offs.")
@@ -563,9 +585,10 @@ def profile_rows(page):
 
 
 def save_profile(page, block, name=None):
+    """Save `block` (a dict, written as JSON: YAML reads it too; or the editor's text as is)."""
     if name is not None:
         page.get_by_test_id("profile-name").fill(name)
-    page.get_by_test_id("profile-editor").fill(json.dumps(block, indent=2))
+    page.get_by_test_id("profile-editor").fill(block if isinstance(block, str) else json.dumps(block, indent=2))
     page.get_by_test_id("profile-save").click()
     page.wait_for_function("window.chorusView.profiles.message !== null", timeout=20_000)
     return page.get_by_test_id("profile-message").inner_text()
@@ -587,14 +610,23 @@ def test_the_profiles_panel_lists_every_profile_and_edits_the_stored_ones(demo_p
     page.locator("[data-testid=profile-row][data-name=research] button", has_text="View").click()
     assert page.get_by_test_id("profile-editor").get_attribute("readonly") is not None
     assert page.get_by_test_id("profile-save").count() == 0  # read-only: nothing to save
+    # shown as litellm_config.yaml holds it (YAML, not JSON)
+    shown = page.get_by_test_id("profile-editor").input_value()
+    assert shown.startswith(("router:", "panel:", "aggregator:", "debate:")) and "\n  members:" in shown, shown
 
     page.get_by_test_id("profile-new").click()
+    broken = save_profile(page, "panel:\n  members: [model-a, model-b\naggregator: {}\n", name="quick")
+    assert "not valid YAML (line" in broken, broken  # read in the page: nothing sent
     quick = {"panel": {"members": ["model-a", "fusion/debate"]}, "aggregator": {"judge": "judge", "synthesizer": "writer"}}
-    refused = save_profile(page, quick, name="quick")
+    refused = save_profile(page, quick)
     assert "HTTP 400" in refused and "panel.members[1].model: 'fusion/debate' is a fusion model" in refused
     assert httpx.get(f"{demo.url}/chorus/v1/profiles/quick", headers=admin).status_code == 404  # nothing stored
     quick["panel"]["members"] = ["model-a", "model-b"]
-    assert "Saved fusion/quick: version 1" in save_profile(page, quick)
+    written = ("# a quick two-seat panel\npanel:\n  members:\n    - model-a\n    - model-b  # the second seat\n"
+               "aggregator:\n  judge: judge\n  synthesizer: writer\n")
+    assert "Saved fusion/quick: version 1" in save_profile(page, written)  # YAML, as the config file has it
+    stored = httpx.get(f"{demo.url}/chorus/v1/profiles/quick", headers=admin).json()["profile"]
+    assert stored["panel"]["members"] == ["model-a", "model-b"] and stored["aggregator"]["synthesizer"] == "writer"
     assert profile_rows(page)["quick"]["source"] == "store" and profile_rows(page)["quick"]["version"] == "1"
 
     # picked and run from the page like any profile: the run names the version it ran

@@ -12,6 +12,7 @@ import {
   renderAnswer,
   renderCosts,
   renderEarlyStop,
+  renderQuorumLost,
   renderJudge,
   renderMapReadout,
   renderPrompt,
@@ -50,6 +51,7 @@ const el = {
   mapReadout: $("#map-readout"),
   mapScale: $("#map-scale"),
   earlyStop: $("#early-stop"),
+  quorumLost: $("#quorum-lost"),
   answerNote: $("#answer-note"),
   answerBadge: $("#answer-badge"),
   roundTable: $("#round-table"),
@@ -199,6 +201,7 @@ function renderParts(parts) {
   if (parts.has("cards")) {
     cards.update(run);
     renderEarlyStop(el.earlyStop, run);
+    renderQuorumLost(el.quorumLost, run);
     const v = latestVoices(run);
     el.agentsSub.textContent = run.seats.size ? `${run.seats.size} seats${v.round != null ? ` · latest round ${v.round}` : ""}` : "";
   }

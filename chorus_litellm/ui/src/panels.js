@@ -175,6 +175,30 @@ export function renderEarlyStop(el, run) {
   );
 }
 
+// ---------- quorum lost ----------
+
+// PanelFailure.kind, as a reader says it
+const FAILED_AS = { timeout: "timed out", http_error: "HTTP error", content_filter: "content filter", empty: "empty answer",
+  connection: "connection failed", cancelled: "cancelled", error: "error" };
+
+/** Round 1 missed its quorum and panel.on_quorum_failure answered instead: who failed and how, who answers. */
+export function renderQuorumLost(el, run) {
+  const q = run.quorumLost;
+  el.hidden = !q;
+  if (!q) return;
+  const instead = q.fallback === "single_model"
+    ? ["the single model ", q.answered_by ? seatChip(q.answered_by) : null, " answers instead (no judge, no synthesis)"]
+    : ["the best answer that came back, ", q.answered_by ? seatChip(q.answered_by) : null, "'s, stands (no judge, no synthesis)"];
+  put(
+    el,
+    h("b", null, "Quorum lost. "),
+    `Round 1: ${q.answered} answered, ${q.required} required. `,
+    (q.failed ?? []).map((f, i) => [i ? "; " : "", seatChip(f.seat), ` ${FAILED_AS[f.kind] ?? f.kind}${f.status ? ` ${f.status}` : ""}`]),
+    (q.failed ?? []).length ? ". " : "",
+    "The run is degraded: ", instead, ".",
+  );
+}
+
 // ---------- judge ----------
 
 export function renderJudge(el, run) {
@@ -373,6 +397,14 @@ export function timelineRows(run) {
     middle.push(["early-stop", `Early stop · R${e.round}`, e.time, e.time, 0, false, {
       note: `${e.saved} skipped`,
       title: `${e.asked} seats asked, ${e.saved} not asked (${(e.saved_seats ?? []).join(", ")}): about ${fmtUsd(e.cost_saved_usd)} saved`,
+    }]);
+  }
+  if (run.quorumLost?.time != null) {
+    // A point in time: round 1 missed its quorum and the fallback took over.
+    const q = run.quorumLost;
+    middle.push(["quorum-lost", "Quorum lost · R1", q.time, q.time, 0, false, {
+      note: `${q.answered}/${q.required}`,
+      title: `${q.answered} answered, ${q.required} required: ${q.fallback === "single_model" ? "the single model" : "the best answer"} answers instead`,
     }]);
   }
   middle.sort((a, b) => (a[2] ?? 0) - (b[2] ?? 0));

@@ -1,7 +1,9 @@
 // Fusion profiles (GET/POST/PUT/DELETE /chorus/v1/profiles, proxy admins only): every
 // profile with its source (the config file's, read-only; or stored at run time) and
-// version, and a JSON editor for the stored ones. A save names the version it read (the
-// proxy refuses a stale one) and every worker serves the change within seconds.
+// version, and a YAML editor for the stored ones (the block as litellm_config.yaml writes it;
+// JSON, a subset of YAML, is read too). A save names the version it read (the proxy refuses a
+// stale one) and every worker serves the change within seconds.
+import { parseDocument, stringify } from "yaml";
 import { deleteProfile, listProfiles, saveProfile } from "./api.js";
 import { ago, h, put } from "./util.js";
 
@@ -48,12 +50,8 @@ export class ProfilesView {
     ed.text = text;
     if (ed.isNew) ed.name = name;
     this.state.message = null; // until the proxy answers
-    let block;
-    try {
-      block = JSON.parse(text);
-    } catch (err) {
-      return this.say(`The block is not valid JSON: ${err.message}`, "bad");
-    }
+    const { block, error } = readBlock(text);
+    if (error) return this.say(error, "bad");
     try {
       const saved = await saveProfile({ name, version: ed.isNew ? null : ed.version, profile: block });
       this.state.editing = null;
@@ -138,14 +136,31 @@ export class ProfilesView {
         ed.isNew ? h("label", null, "name ", h("input", { "data-testid": "profile-name", value: ed.name, placeholder: "my-profile", spellcheck: "false" }),
           h("span", { class: "muted small" }, " served as fusion/<name>")) : null),
       h("textarea", { "data-testid": "profile-editor", rows: 16, spellcheck: "false", readonly: ed.readOnly || null,
-        "aria-label": "The profile's model_info.chorus block, as JSON" }, ed.text),
+        "aria-label": "The profile's model_info.chorus block, as YAML" }, ed.text),
       h("div", { class: "editor-foot" },
-        h("span", { class: "muted small" }, "JSON: the model_info.chorus block (README's config reference); validated as the config file is."),
+        h("span", { class: "muted small" }, "YAML (or JSON): the model_info.chorus block (README's config reference); validated as the config file is."),
         ed.readOnly ? null : h("button", { type: "submit", class: "btn primary", "data-testid": "profile-save" }, ed.isNew ? "Create" : "Save"),
         h("button", { type: "button", class: "btn ghost", onclick: () => { this.state.editing = null; this.render(); } }, ed.readOnly ? "Close" : "Cancel")));
   }
 }
 
-function pretty(block) {
-  return JSON.stringify(block ?? {}, null, 2);
+/** The block as litellm_config.yaml would hold it under model_info.chorus. */
+export function pretty(block) {
+  return stringify(block ?? {}, { indent: 2, lineWidth: 0 });
+}
+
+/** The editor's text as a profile block, or an error naming the line: a mapping is required
+ * (the proxy validates the fields). */
+export function readBlock(text) {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length) {
+    const err = doc.errors[0];
+    const at = err.linePos?.[0] ? ` (line ${err.linePos[0].line}, column ${err.linePos[0].col})` : "";
+    return { error: `The block is not valid YAML${at}: ${err.message.split("\n")[0]}` };
+  }
+  const block = doc.toJS();
+  if (block == null || typeof block !== "object" || Array.isArray(block)) {
+    return { error: "The block must be a mapping of the profile's fields (panel, aggregator, ...), not a list or a single value." };
+  }
+  return { block };
 }

@@ -15,6 +15,7 @@ export function emptyRun(id) {
     candidates: new Map(), // consensus: version -> {version, stage, model, time, done: candidate_done + time | null}
     judge: null,
     earlyStop: null, // early_stop payload + time: round 1's first wave settled the vote
+    quorumLost: null, // quorum_lost payload + time: round 1 missed its quorum, a fallback answers
     replaced: null, // answer_replaced payload + time: the vote guard's draft stands for the synthesis
     synthesis: null, // {model, time, lastTime}
     answer: "",
@@ -105,6 +106,11 @@ export function apply(run, env) {
       }
       return ["cards", "timeline", "costs", "summary", "charts"];
     }
+    case "quorum_lost":
+      // Round 1 missed its quorum; panel.on_quorum_failure answers instead (the run goes on, degraded).
+      run.quorumLost = { ...d, time: t };
+      settleRounds(run);
+      return ["cards", "timeline", "summary", "answer"];
     case "judge_done":
       run.judge = { ...d, time: t };
       settleRounds(run);
