@@ -607,6 +607,9 @@ def collect_calls(url: str, data: Path, contender: Contender, run: Path) -> None
     settings = runner.Settings(run_tag=hashlib.sha256(str(run.resolve()).encode()).hexdigest()[:10])
     who = runner.Contender(contender.model, contender.model)
     answered = {r["qid"] for r in _records(run / "answers.jsonl", contender.model) if not r.get("error")}
+    # what an earlier invocation collected: its transcripts may sit in another proxy's store
+    # (a fresh one per invocation), so a 404 now never overwrites a row read then
+    kept = {r["qid"]: r for r in _calls(run, contender, []) if "error" not in r}
     rows = []
     with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {MASTER}"}) as client:
         for q in eval_data.load(data, "short"):
@@ -614,7 +617,7 @@ def collect_calls(url: str, data: Path, contender: Contender, run: Path) -> None
                 continue
             resp = client.get(f"{url}/chorus/v1/runs/{runner.debate_id(settings, who, q)}")
             if resp.status_code != 200:
-                rows.append({"qid": q.qid, "error": resp.status_code})
+                rows.append(kept.get(q.qid) or {"qid": q.qid, "error": resp.status_code})
                 continue
             t = resp.json()
             stages = (t.get("usage") or {}).get("stages") or {}
