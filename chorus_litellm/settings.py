@@ -128,7 +128,8 @@ class Settings(BaseSettings):
     # about this long; each pass is one store read. The worker that took the change serves it at once.
     profile_sync_s: float = Field(2.0, ge=0.1, le=60)
     # Live-view event streams (GET /chorus/v1/runs/{id}/events) one key may hold open at
-    # once on each worker, waiting ones included; the next is a 429.
+    # once across every worker and replica sharing the store (leased slots; per worker while
+    # the store is down), waiting ones included; the next is a 429.
     event_streams_per_key: int = Field(8, ge=1, le=10_000)
     # Payees are unbounded label values (one series each): off unless the operator wants them.
     metrics_payee_label: bool = False

@@ -290,7 +290,7 @@ def test_a_resuming_viewer_that_waits_receives_the_run_when_it_starts(proxy):
 
 
 def test_open_streams_are_capped_per_key(proxy):
-    """The default cap is 8 streams per key per worker (CHORUS_EVENT_STREAMS_PER_KEY); the
+    """The default cap is 8 streams per key (CHORUS_EVENT_STREAMS_PER_KEY); the
     ninth is a 429 saying so, other keys are not affected, and a slot frees when its stream
     ends: a 404 after its wait, a finished run, or a viewer that disconnects mid-run."""
     key = "sk-team-c-ok"

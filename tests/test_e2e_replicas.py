@@ -29,7 +29,7 @@ from chorus_litellm.settlement.signing import public_key_from
 from chorus_litellm.observe.webhooks import verify
 from tests.conftest import e2e_config, e2e_entry, line_count, no_retries, proxy_env, whole_lines
 from tests.servers import Balancer, balancer, fake_upstream, model_entry, process_tree, proxy_process
-from tests.test_e2e_events import sse
+from tests.test_e2e_events import probe, sse
 from tests.test_e2e_peers import Peer
 from tests.test_webhooks import Receiver
 
@@ -194,6 +194,23 @@ def test_a_viewer_on_b_follows_a_run_on_a_live(replicas):
     status, frames = sse(replicas.a, "follow-1", headers={"Last-Event-ID": "5"})
     assert status == 200 and [int(f["id"]) for f in frames if "event" in f] == list(range(6, len(got) + 1))
     assert sse(replicas.b, "follow-1", key="sk-team-b", wait_s=0)[0] == 404  # another team's run is not B's to show
+
+
+def test_a_keys_open_event_streams_are_capped_across_both_replicas(replicas):
+    """CHORUS_EVENT_STREAMS_PER_KEY (8) counts a key's streams on every replica (leased slots
+    in the shared store): four waiting on A and four on B, the ninth is a 429 on either, and
+    the slots come back when those streams end."""
+    key = "sk-team-c-ok"
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        waiting = [pool.submit(probe, url, f"cap-{i}", key=key, timeout=15, wait_s=4)
+                   for i, url in enumerate([replicas.a, replicas.b] * 4)]
+        time.sleep(1.5)
+        for url in (replicas.a, replicas.b):
+            status, body, seconds, _ = probe(url, "cap-9", key=key, wait_s=4)
+            assert status == 429 and "CHORUS_EVENT_STREAMS_PER_KEY" in body["detail"], (url, status, body)
+        assert probe(replicas.b, "cap-other-key", key="sk-team-b")[0] == 404  # another key: its own slots
+        assert [w.result()[0] for w in waiting] == [404] * 8
+    wait_for(lambda: probe(replicas.a, "cap-9", key=key)[0] == 404, timeout=10, what="the slots freed")
 
 
 def test_one_debate_id_sent_to_both_replicas_at_once_runs_once_and_is_charged_once(replicas):

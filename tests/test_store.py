@@ -15,7 +15,7 @@ import pytest
 from chorus_litellm.storage.backends import store_from_env, store_from_settings
 from chorus_litellm.storage.store import owner_of
 from chorus_litellm.storage.redis_backend import RedisStore
-from chorus_litellm.storage.sqlite_backend import SQLiteStore
+from chorus_litellm.storage.sqlite_backend import MIGRATIONS, SQLiteStore
 from chorus_litellm.core.errors import StoreUnavailable
 from chorus_litellm.settings import load_settings
 from chorus_litellm.core.types import Caller
@@ -286,7 +286,8 @@ def _first_open(n, barrier, tmp_path):
 
 def test_concurrent_migrations_from_several_processes(tmp_path):
     _run_workers(_first_open, tmp_path, count=6)
-    assert rows(tmp_path / "db.sqlite3", "SELECT version FROM chorus_migrations ORDER BY version") == [(v,) for v in range(1, 8)]
+    assert rows(tmp_path / "db.sqlite3", "SELECT version FROM chorus_migrations ORDER BY version") == [
+        (v,) for v in range(1, len(MIGRATIONS) + 1)]
     assert rows(tmp_path / "db.outbox.sqlite3", "SELECT version FROM chorus_migrations") == [(1,), (2,)]
     assert rows(tmp_path / "db.sqlite3", "SELECT count(*) FROM records") == [(6,)]
     assert rows(tmp_path / "db.sqlite3", "PRAGMA journal_mode") == [("wal",)]
@@ -574,6 +575,43 @@ async def test_claims_need_the_backend(stores):
     store = stores(down=True)
     with pytest.raises(StoreUnavailable):
         await store.claim("team:a", "d1", "h", lease_s=30)
+
+
+# -- event-stream slots: a key's cap across workers and replicas ------------------------------
+async def test_a_keys_stream_slots_are_capped_across_stores_and_free_when_dropped(stores):
+    first, other = stores(), stores.reader()  # two workers (or replicas) sharing the backend
+    assert [await first.take_stream_slot("k1", f"a{i}", 3, lease_s=30) for i in range(2)] == [True, True]
+    assert await other.take_stream_slot("k1", "b0", 3, lease_s=30) is True
+    assert await other.take_stream_slot("k1", "b1", 3, lease_s=30) is False  # three held, wherever
+    assert await first.take_stream_slot("k1", "a9", 3, lease_s=30) is False
+    assert await other.take_stream_slot("k2", "b1", 3, lease_s=30) is True  # another key: its own
+    await first.drop_stream_slot("k1", "a0")
+    assert await other.take_stream_slot("k1", "b1", 3, lease_s=30) is True
+    await first.drop_stream_slot("k1", "a0")  # twice: nothing more freed
+    assert await other.take_stream_slot("k1", "b2", 3, lease_s=30) is False
+
+
+async def test_concurrent_takes_never_exceed_the_cap(stores):
+    many = [stores() for _ in range(4)]
+    for store in many:
+        await store.get_receipt("team:a", "warm-up")
+    taken = await asyncio.gather(*(s.take_stream_slot("k", f"{i}-{j}", 5, lease_s=30)
+                                   for i, s in enumerate(many) for j in range(5)))
+    assert sum(taken) == 5
+
+
+async def test_a_stream_slot_expires_unless_renewed(stores, clock):
+    store, other = stores(), stores.reader()
+    assert await store.take_stream_slot("k", "s1", 1, lease_s=30)
+    clock.now += 20
+    assert await store.renew_stream_slot("k", "s1", lease_s=30)  # live until +50
+    clock.now += 20
+    assert not await other.take_stream_slot("k", "s2", 1, lease_s=30)
+    clock.now += 31  # its worker died: no renewal
+    assert not await store.renew_stream_slot("k", "s1", lease_s=30)  # an expired slot is not brought back
+    assert await other.take_stream_slot("k", "s2", 1, lease_s=30)
+    with pytest.raises(StoreUnavailable):
+        await stores(down=True).take_stream_slot("k", "s3", 1, lease_s=30)
 
 
 # -- profiles created at run time (issue 26, point 5) ----------------------------------------

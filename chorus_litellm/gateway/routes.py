@@ -12,7 +12,8 @@
                                           a run of the caller's is streamed: any other id is
                                           a 404 at once (after `wait_s`, when asked), in every
                                           form; a key holds at most CHORUS_EVENT_STREAMS_PER_KEY
-                                          streams open per worker (then 429)
+                                          streams open across every worker and replica
+                                          sharing the store (then 429; stream_cap.py)
     GET /chorus/v1/runs?limit=N           the team's recent runs, live ones first
     GET /chorus/v1/models                 the model names this plugin serves (its profiles'
                                           entries, `<provider>/<profile>`), with the profile,
@@ -49,6 +50,7 @@ from ..core.types import Caller
 from ..settlement.signing import ALG, key_id, public_key_from
 from ..storage.store import owner_of
 from .profiles import TAG, version_of
+from .stream_cap import StreamCap
 
 AUTH = Depends(user_api_key_auth)  # LiteLLM's own key check, as on every proxy route
 RUN_ID = PathParam(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")  # as chorus.debate_id
@@ -101,8 +103,7 @@ def served_models(handler: Any) -> list[dict]:
 
 def build_router(handler: Any) -> APIRouter:
     router = APIRouter(prefix="/chorus/v1", tags=["chorus"])
-    streams_per_key = load_settings(create_dirs=False).event_streams_per_key
-    open_streams: dict[str, int] = {}  # event streams open (or waiting) on this worker, per key
+    streams = StreamCap(lambda: handler.store, load_settings(create_dirs=False).event_streams_per_key)
 
     def owner(auth: UserAPIKeyAuth) -> str | None:
         return owner_of(Caller(key_hash=auth.api_key, team_id=auth.team_id))
@@ -132,24 +133,14 @@ def build_router(handler: Any) -> APIRouter:
     async def get_run(debate_id: str = RUN_ID, auth: UserAPIKeyAuth = AUTH) -> dict:
         return await owned(handler.store.get_transcript, debate_id, auth, "run (or it expired)")
 
-    def stream_slot(key: str) -> Any:
+    async def stream_slot(key: str) -> Any:
         """Take one of the key's stream slots (429 when none is left); returns the release,
         which gives it back once however often it is called."""
-        if open_streams.get(key, 0) >= streams_per_key:
+        release = await streams.take(key)
+        if release is None:
             raise HTTPException(status_code=429, headers={"Retry-After": "5"}, detail=(
-                f"too many open event streams for this key: at most {streams_per_key} at once on each "
-                f"worker (CHORUS_EVENT_STREAMS_PER_KEY); close one and retry"))
-        open_streams[key] = open_streams.get(key, 0) + 1
-        held = True
-
-        def release() -> None:
-            nonlocal held
-            if held:
-                held = False
-                if open_streams[key] > 1:
-                    open_streams[key] -= 1
-                else:
-                    del open_streams[key]
+                f"too many open event streams for this key: at most {streams.limit} at once across the "
+                f"proxy's workers and replicas (CHORUS_EVENT_STREAMS_PER_KEY); close one and retry"))
         return release
 
     @router.get("/runs/{debate_id}/events")
@@ -169,7 +160,7 @@ def build_router(handler: Any) -> APIRouter:
         who = owner(auth)
         if who is None:
             raise not_found
-        release = stream_slot(auth.api_key or who)
+        release = await stream_slot(auth.api_key or who)
         try:
             events = handler.event_log()
             first = await events.open(who, debate_id, after, wait_s, gone=request.is_disconnected)

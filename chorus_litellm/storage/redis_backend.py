@@ -145,6 +145,28 @@ if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1],
 return 1
 """
 
+# Event-stream slots: a sorted set per key ({prefix}:streams:<key>), each slot scored by
+# its expiry (the store's clock). KEYS[1] the set; ARGV[1] the slot, ARGV[2] now, ARGV[3]
+# its expiry, ARGV[4] the limit, ARGV[5] the set's PX. Expired slots go, then the slot is
+# added only while fewer than the limit are live.
+_TAKE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+# KEYS[1] the set; ARGV[1] the slot, ARGV[2] now, ARGV[3] its new expiry, ARGV[4] the set's
+# PX. Only a live slot is renewed (an expired one is not brought back).
+_RENEW_SLOT = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) <= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
 # A profile's compare-and-set (core/profiles.py): KEYS[1] its hash (version, profile,
 # updated_at; profile '' once deleted), KEYS[2] the set of every name; ARGV[1] the name,
 # ARGV[2] the version read (0: none), ARGV[3] the block as JSON ('' to delete), ARGV[4] now.
@@ -238,6 +260,23 @@ class RedisStore(Store):
     @mapped
     async def _drop_claim(self, owner: str, debate_id: str, token: str) -> None:
         await self._client().eval(_HOLDER, 1, self._key(CLAIM, owner, debate_id), token, "", "")
+
+    def _slots_key(self, key: str) -> str:
+        return f"{self.prefix}:streams:{len(key)}:{key}"
+
+    @mapped
+    async def _take_slot(self, key: str, slot: str, limit: int, now: float, expires_at: float) -> bool:
+        return bool(await self._client().eval(_TAKE_SLOT, 1, self._slots_key(key), slot, repr(now), repr(expires_at),
+                                              limit, self._claim_px(expires_at)))
+
+    @mapped
+    async def _renew_slot(self, key: str, slot: str, expires_at: float) -> bool:
+        return bool(await self._client().eval(_RENEW_SLOT, 1, self._slots_key(key), slot, repr(self.clock()),
+                                              repr(expires_at), self._claim_px(expires_at)))
+
+    @mapped
+    async def _drop_slot(self, key: str, slot: str) -> None:
+        await self._client().zrem(self._slots_key(key), slot)
 
     @mapped
     async def _add_counters(self, observations: dict[str, dict[str, float]]) -> None:

@@ -71,8 +71,13 @@ async def _m7_profiles(db: aiosqlite.Connection) -> None:
                      "updated_at REAL NOT NULL)")  # profile NULL: deleted (a tombstone)
 
 
+async def _m8_stream_slots(db: aiosqlite.Connection) -> None:
+    await db.execute("CREATE TABLE stream_slots (key TEXT NOT NULL, slot TEXT NOT NULL, expires_at REAL NOT NULL, "
+                     "PRIMARY KEY (key, slot))")
+
+
 MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation, _m3_events, _m4_webhooks, _m5_peers, _m6_earnings,
-                               _m7_profiles]
+                               _m7_profiles, _m8_stream_slots]
 # One statement each, so every compare-and-set is atomic across processes: a new name, a
 # change (or re-creation over a tombstone), a delete (of a live one).
 _CREATE = "INSERT INTO profiles VALUES (?, 1, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING version"
@@ -166,6 +171,28 @@ class SQLiteStore(Store):
         db = await self.db.conn()
         await db.execute("DELETE FROM records WHERE kind = ? AND owner = ? AND debate_id = ? "
                          "AND json_extract(record, '$.token') = ?", (CLAIM, owner, debate_id, token))
+
+    @mapped
+    async def _take_slot(self, key: str, slot: str, limit: int, now: float, expires_at: float) -> bool:
+        async with self.db.transaction() as db:  # count and take under one write lock
+            await db.execute("DELETE FROM stream_slots WHERE key = ? AND expires_at <= ?", (key, now))
+            rows = list(await db.execute_fetchall("SELECT COUNT(*) FROM stream_slots WHERE key = ?", (key,)))
+            if rows[0][0] >= limit:
+                return False
+            await db.execute("INSERT OR REPLACE INTO stream_slots VALUES (?, ?, ?)", (key, slot, expires_at))
+            return True
+
+    @mapped
+    async def _renew_slot(self, key: str, slot: str, expires_at: float) -> bool:
+        db = await self.db.conn()
+        cursor = await db.execute("UPDATE stream_slots SET expires_at = ? WHERE key = ? AND slot = ? "
+                                  "AND expires_at > ?", (expires_at, key, slot, self.clock()))
+        return cursor.rowcount == 1
+
+    @mapped
+    async def _drop_slot(self, key: str, slot: str) -> None:
+        db = await self.db.conn()
+        await db.execute("DELETE FROM stream_slots WHERE key = ? AND slot = ?", (key, slot))
 
     @mapped
     async def _add_counters(self, observations: dict[str, dict[str, float]]) -> None:

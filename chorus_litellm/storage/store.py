@@ -53,6 +53,11 @@ The outbox rule (storage never fails or duplicates a run):
   and `release`s it when the run ends (both only with its own token); a holder that
   crashed stops renewing and its claim expires. Claims need the backend: they raise
   `StoreUnavailable`, never go to the outbox (the caller then runs unclaimed).
+- Event-stream slots: a key's open event streams are counted across workers and replicas,
+  one leased slot each (`take_stream_slot`: atomic, refused when `limit` live ones are
+  held; the stream `renew`s it while open and `drop`s it when it ends; a worker that died
+  frees its slots when their leases run out). They need the backend (StoreUnavailable:
+  the caller falls back to its own worker's count).
 - Run events (the live view's log, core/runlog.py) are best effort like transcripts: a batch
   the backend cannot take waits in the outbox and is delivered later (events are keyed
   by their sequence number, so batches may arrive in any order and twice). Each batch
@@ -226,6 +231,17 @@ class Store:
         """Delete the claim, if `token` still holds it."""
         raise NotImplementedError
 
+    async def _take_slot(self, key: str, slot: str, limit: int, now: float, expires_at: float) -> bool:
+        """Hold `slot` of `key` until `expires_at` unless `limit` slots are live at `now`."""
+        raise NotImplementedError
+
+    async def _renew_slot(self, key: str, slot: str, expires_at: float) -> bool:
+        """Move a held slot's expiry; False if it is gone (expired and taken back)."""
+        raise NotImplementedError
+
+    async def _drop_slot(self, key: str, slot: str) -> None:
+        raise NotImplementedError
+
     # -- records ---------------------------------------------------------------------
     async def put_receipt(self, owner: str, debate_id: str, receipt: dict) -> dict:
         """The stored receipt (the first one for this key); StoreUnavailable if nothing took it."""
@@ -300,6 +316,19 @@ class Store:
                 raise StoreUnavailable(f"{backend_down}; {exc}") from exc
             return None
         return waiting.record if waiting is not None else None
+
+    # -- event-stream slots -----------------------------------------------------------
+    async def take_stream_slot(self, key: str, slot: str, limit: int, lease_s: float) -> bool:
+        """Hold one of `key`'s `limit` event-stream slots, named `slot`, for `lease_s` by the
+        store's clock; False when `limit` live slots are held (on any worker or replica)."""
+        now = self.clock()
+        return await self._take_slot(key, slot, limit, now, now + lease_s)
+
+    async def renew_stream_slot(self, key: str, slot: str, lease_s: float) -> bool:
+        return await self._renew_slot(key, slot, self.clock() + lease_s)
+
+    async def drop_stream_slot(self, key: str, slot: str) -> None:
+        await self._drop_slot(key, slot)
 
     # -- single-flight claims ---------------------------------------------------------
     async def claim(self, owner: str, debate_id: str, request_hash: str, lease_s: float) -> Claim:
