@@ -3,10 +3,16 @@ loopback address (127.0.0.2) answers its probe, then redirects every call (307, 
 to a canary on 127.0.0.1, which the allowlist refuses as a base URL. Through the real
 proxy, a fusion run that seats those peers and direct `peer/*` calls (whole and streamed)
 each fail with the refusal, and the canary sees no connection at all. A peer that
-redirects its probe is kept out. (DNS rebinding of a peer's name, and the same redirects
-below the proxy: tests/test_netguard.py; the proxy resolves names through the system.)"""
+redirects its probe is kept out. And a peer whose name rebinds: `rebind.test` resolves to
+the peer (127.0.0.2) while it joins and answers, then to 127.0.0.1, where a twin canary
+listens on the same port; every call after the move is refused (at connect, or once a
+sync pass has checked the name again and dropped the peer) and the twin sees no
+connection. (The proxy's resolver is the system's; tests/rebind/sitecustomize.py makes
+this proxy's answer for `rebind.test` whatever the test writes. The same below the proxy:
+tests/test_netguard.py.)"""
 
 import json
+import os
 import socket
 import threading
 import time
@@ -17,7 +23,7 @@ import openai
 import pytest
 
 from tests.conftest import e2e_config, e2e_entry, proxy_env
-from tests.servers import litellm_proxy
+from tests.servers import ROOT, litellm_proxy
 from tests.test_e2e_peers import Peer, until
 
 CODES = (307, 303, 308)
@@ -37,8 +43,8 @@ class Canary:
     """A server on 127.0.0.1 that counts every TCP connection and answers any request with a
     chat completion saying CANARY (what a followed redirect would bring back)."""
 
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, port: int = 0) -> None:
+        self.sock = socket.create_server(("127.0.0.1", port))
         self.port, self.connections = self.sock.getsockname()[1], 0
         threading.Thread(target=self.serve, daemon=True).start()
 
@@ -62,7 +68,8 @@ class Canary:
 
 class Redirector(BaseHTTPRequestHandler):
     """Base URL `/<code>/v1`: answers the probe, redirects everything else with `<code>`;
-    `/probe<code>/v1`: redirects the probe too. Always to the canary, same path."""
+    `/probe<code>/v1`: redirects the probe too. Always to the canary, same path. `/ok/v1`:
+    a plain peer, answering PEER to everything."""
 
     canary_port = 0
     seen: list = []
@@ -71,8 +78,8 @@ class Redirector(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         prefix, rest = self.path.lstrip("/").split("/", 1)
         self.seen.append((prefix, b"Say OK." in body))
-        if b"Say OK." in body and not prefix.startswith("probe"):
-            answer = chat_answer("OK")
+        if prefix == "ok" or (b"Say OK." in body and not prefix.startswith("probe")):
+            answer = chat_answer("OK" if b"Say OK." in body else "PEER")
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(answer)))
@@ -94,15 +101,25 @@ class Redirector(BaseHTTPRequestHandler):
 def servers():
     canary = Canary()
     handler = type("Handler", (Redirector,), {"canary_port": canary.port, "seen": []})
-    redirector = ThreadingHTTPServer(("127.0.0.2", 0), handler)
+    redirector = ThreadingHTTPServer(("127.0.0.2", 0), handler)  # HTTP/1.0: a connection per request
     threading.Thread(target=redirector.serve_forever, daemon=True).start()
-    yield canary, handler, f"http://127.0.0.2:{redirector.server_address[1]}"
+    twin = Canary(redirector.server_address[1])  # 127.0.0.1, the redirector's port: where a rebinding lands
+    yield canary, handler, f"http://127.0.0.2:{redirector.server_address[1]}", twin
     redirector.shutdown()
     canary.sock.close()
+    twin.sock.close()
 
 
 @pytest.fixture(scope="module")
-def market(upstream, signing_key, servers, tmp_path_factory):
+def rebind(tmp_path_factory):
+    """The file the market proxy's resolver reads `rebind.test`'s address from."""
+    path = tmp_path_factory.mktemp("rebind") / "address"
+    path.write_text("127.0.0.2")
+    return path
+
+
+@pytest.fixture(scope="module")
+def market(upstream, signing_key, servers, rebind, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("peer-redirects")
     (workdir / "spend.jsonl").touch()
     config = e2e_config(upstream)
@@ -114,13 +131,15 @@ def market(upstream, signing_key, servers, tmp_path_factory):
                   # the default grace (0.2 x the quorum's time)
                   "timeout_s": 20, "quorum_grace_s": 20, "quorum_grace_ratio": 10}}))
     env = {**proxy_env(workdir, signing_key, workdir / "spend.jsonl"), "CHORUS_PEER_ADMISSION": "open",
-           "CHORUS_PEER_URL_ALLOWLIST": "127.0.0.2/32", "CHORUS_PEER_SYNC_S": str(SYNC_S)}
+           "CHORUS_PEER_URL_ALLOWLIST": "127.0.0.2/32", "CHORUS_PEER_SYNC_S": str(SYNC_S),
+           "CHORUS_TEST_REBIND_FILE": str(rebind),
+           "PYTHONPATH": os.pathsep.join(str(p) for p in (ROOT / "tests" / "rebind", ROOT / "tests", ROOT))}
     with litellm_proxy(config, workdir, env=env) as (url, _log):
         yield url
 
 
 def test_a_peer_redirecting_to_a_refused_address_is_a_failed_member_and_never_followed(market, servers, upstream):
-    canary, handler, redirector = servers
+    canary, handler, redirector, _twin = servers
 
     def join(code, pool="gpu"):
         peer = Peer(market)
@@ -171,3 +190,51 @@ def test_a_peer_redirecting_to_a_refused_address_is_a_failed_member_and_never_fo
         client.chat.completions.create(model=f"peer/{sly.id}", messages=[{"role": "user", "content": "x"}])
     assert sum(not probe for _, probe in handler.seen) >= 3 * len(CODES)  # panel and direct calls arrived
     assert canary.connections == 0
+
+
+def test_a_peer_name_that_rebinds_to_a_refused_address_is_never_reached(market, servers, upstream, rebind):
+    _canary, _handler, redirector, twin = servers
+    port = redirector.rsplit(":", 1)[1]
+    rebind.write_text("127.0.0.2")
+    peer = Peer(market)
+    joined = peer.register(upstream, base_url=f"http://rebind.test:{port}/ok/v1", pool="rebind", payee="payee-rebind")
+    assert joined.status_code == 201, joined.text  # checked at registration: the name is the peer's address
+    client = openai.OpenAI(base_url=f"{market}/v1", api_key="sk-team-a", max_retries=0, timeout=30)
+    ask = [{"role": "user", "content": "x"}]
+
+    def call():
+        try:
+            return client.chat.completions.create(model=f"peer/{peer.id}", messages=ask).choices[0].message.content
+        except openai.APIError as exc:
+            return exc.message
+
+    def answers():  # once its probe passed, a deployment answering through the guarded client
+        assert call() == "PEER"
+
+    until(answers, 30)
+    # Calls one after another; between two of them the name moves to the refused address,
+    # where the twin listens. Every call after that fails: refused where the proxy connects
+    # (LiteLLM's Router then retries and cools the deployment down: "no healthy deployments"),
+    # or after a sync pass checked the name again and dropped the peer.
+    stop, said = threading.Event(), []
+
+    def caller():
+        while not stop.is_set():
+            at = rebind.read_text()
+            said.append((at, call(), rebind.read_text()))
+
+    worker = threading.Thread(target=caller)
+    worker.start()
+    time.sleep(0.5)
+    rebind.write_text("127.0.0.1")
+    time.sleep(SYNC_S + 1)
+    stop.set()
+    worker.join(60)
+    before = [m for at, m, then in said if at == then == "127.0.0.2"]
+    after = [m for at, m, then in said if at == then == "127.0.0.1"]  # (not the one the move fell in)
+    assert before and all(m == "PEER" for m in before), before
+    refusals = ("'rebind.test' resolves to 127.0.0.1, a loopback address", "no healthy deployments",
+                "Invalid model name")
+    assert after and all(any(r in m for r in refusals) for m in after), after
+    print(f"\nrebinding: {len(before)} calls answered before the name moved, {len(after)} refused after")
+    assert twin.connections == 0

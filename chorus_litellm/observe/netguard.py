@@ -98,8 +98,11 @@ def refusal(ip: IPAddress) -> str | None:
 
 
 async def system_resolve(host: str, port: int) -> list[str]:
-    """The system resolver's addresses for `host`, in its order."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    """The system resolver's addresses for `host`, in its order: `socket.getaddrinfo` in a
+    thread, whatever the event loop (the proxy runs uvloop, whose `loop.getaddrinfo` is
+    libuv's own call of the same C function, out of reach of anything that wraps Python's
+    socket module: tests/rebind/sitecustomize.py, a process-wide resolver hook)."""
+    infos = await asyncio.to_thread(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
 
 
