@@ -39,7 +39,8 @@ async def test_the_store_decides_and_a_released_slot_is_dropped_once():
     first()
     first()  # a second release gives nothing back twice
     await asyncio.sleep(0)
-    assert store.calls.count(("drop", "k")) == 1 and cap.local == {"k": 1}
+    assert [c for c, _ in store.calls].count("drop") == 1 and cap.local == {"k": 1}
+    assert "k" not in {key for _, key in store.calls}  # the store holds a digest of the key, never the key
     assert await cap.take("k")
 
 
@@ -48,11 +49,11 @@ async def test_a_held_slot_is_renewed_until_released():
     cap = StreamCap(lambda: store, limit=8, lease_s=0.06)  # renewed every 0.02 s
     release = await cap.take("k")
     await asyncio.sleep(0.1)
-    renewals = store.calls.count(("renew", "k"))
+    renewals = [c for c, _ in store.calls].count("renew")
     assert renewals >= 2
     release()
     await asyncio.sleep(0.1)
-    assert store.calls.count(("renew", "k")) == renewals and ("drop", "k") in store.calls
+    assert [c for c, _ in store.calls].count("renew") == renewals and "drop" in [c for c, _ in store.calls]
 
 
 async def test_with_the_store_down_this_workers_count_applies():
@@ -63,4 +64,4 @@ async def test_with_the_store_down_this_workers_count_applies():
     assert all(held) and await cap.take("k") is None and await cap.take("other")
     held[0]()
     assert await cap.take("k")  # its slot came back; nothing was asked of the store to drop
-    assert ("drop", "k") not in store.calls
+    assert "drop" not in [c for c, _ in store.calls]

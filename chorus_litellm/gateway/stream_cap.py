@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -37,16 +38,16 @@ class StreamCap:
         when the key holds `limit` open streams already."""
         if self.local.get(key, 0) >= self.limit:
             return None
-        slot = uuid.uuid4().hex
+        slot, stored = uuid.uuid4().hex, _digest(key)  # the store never holds a key itself
         try:
-            shared = await self.store().take_stream_slot(key, slot, self.limit, self.lease_s)
+            shared = await self.store().take_stream_slot(stored, slot, self.limit, self.lease_s)
         except StoreUnavailable as exc:
             log.warning("chorus: event-stream slots: the store is unavailable (%s); this worker's count applies", exc)
             shared = None
         if shared is False or (shared is None and self.local.get(key, 0) >= self.limit):
             return None
         self.local[key] = self.local.get(key, 0) + 1
-        renewing = self._spawn(self._renew(key, slot)) if shared else None
+        renewing = self._spawn(self._renew(stored, slot)) if shared else None
         held = True
 
         def release() -> None:
@@ -60,7 +61,7 @@ class StreamCap:
                 del self.local[key]
             if renewing is not None:
                 renewing.cancel()
-                self._spawn(self._drop(key, slot))
+                self._spawn(self._drop(stored, slot))
         return release
 
     def _spawn(self, work: Any) -> asyncio.Task:
@@ -78,3 +79,7 @@ class StreamCap:
     async def _drop(self, key: str, slot: str) -> None:
         with contextlib.suppress(StoreUnavailable):  # else its lease ends it
             await self.store().drop_stream_slot(key, slot)
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
