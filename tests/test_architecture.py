@@ -111,6 +111,13 @@ def test_the_fusion_core_folder_imports_nothing_above_it_but_the_marketplaces_no
     assert out == {("chorus_litellm.core.stages.draw", "chorus_litellm.market.peers")}
 
 
+def test_the_provider_is_translation_only():
+    """Issue 24.4: the wiring (app.py), single flight (runs.py), the shapes (translate.py)
+    and the sync bridge (sync_bridge.py) live beside it; what is left stays small."""
+    lines = (PACKAGE / "gateway" / "provider.py").read_text().count("\n")
+    assert lines < 250, f"gateway/provider.py has {lines} lines: move what is not translation out"
+
+
 def test_the_drawing_sees_a_circle_and_an_inward_arrow_when_there_is_one():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert circles(graph) == [["a", "b", "c"]]

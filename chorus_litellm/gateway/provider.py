@@ -21,6 +21,7 @@ LiteLLM bills when a client disconnects mid-stream), and the failure path bills 
 stashed partial usage (`record_partial_usage_for_failure`). The alias is priced at 0.
 
 Single flight, replays and webhooks: runs.py. The objects a run is built from: app.py.
+The SDK's sync entry points over these async ones: sync_bridge.py.
 
 Every exception leaves as a LiteLLM exception with `num_retries = 0`: the inner calls had
 the Router's retries already, and a retried outer call would re-run the whole fusion.
@@ -28,12 +29,10 @@ the Router's retries already, and a retried outer call would re-run the whole fu
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import threading
 import uuid
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from litellm.llms.custom_llm import CustomLLM
@@ -48,6 +47,7 @@ from .access import check_requested_models, fusion_aliases
 from .app import App
 from .profiles import version_of
 from .runs import run_events
+from .sync_bridge import SyncBridge
 from ..storage.store import owner_of
 from .translate import (
     caller_of,
@@ -67,12 +67,7 @@ from .translate import (
 __all__ = ["FusionHandler", "to_litellm_error"]
 
 
-async def _next(agen: AsyncGenerator[ModelResponseStream, None]) -> ModelResponseStream:
-    """The generator's next chunk, as a coroutine (what run_coroutine_threadsafe takes)."""
-    return await agen.__anext__()
-
-
-class FusionHandler(CustomLLM):
+class FusionHandler(SyncBridge, CustomLLM):
     """One instance serves every profile. `profiles` come from startup validation or
     `register()`; inside the proxy, the entry's own `model_info.chorus` wins. Profiles
     created at run time (the admin API) join `profiles` through the profile sync
@@ -91,7 +86,6 @@ class FusionHandler(CustomLLM):
         self.provider = provider  # its name in custom_provider_map: profiles are `<provider>/<profile>`
         self.app = App(**app)
         self._parsed: dict[str, tuple[dict, ProfileConfig]] = {}
-        self._sync_loop: asyncio.AbstractEventLoop | None = None
 
     # The app's objects, as the proxy's routes and the SDK reach them through the handler.
     store = property(lambda self: self.app.store)
@@ -235,25 +229,3 @@ class FusionHandler(CustomLLM):
                     tail.append(chunk)
                 else:
                     yield chunk
-
-    # -- sync entry points (SDK `litellm.completion`) ---------------------------------
-    def _loop(self) -> asyncio.AbstractEventLoop:
-        if self._sync_loop is None:
-            self._sync_loop = asyncio.new_event_loop()
-            threading.Thread(target=self._sync_loop.run_forever, daemon=True, name="chorus-sync").start()
-        return self._sync_loop
-
-    def completion(self, *args, **kwargs) -> ModelResponse:
-        return asyncio.run_coroutine_threadsafe(self.acompletion(*args, **kwargs), self._loop()).result()
-
-    def streaming(self, *args, **kwargs) -> Iterator[ModelResponseStream]:  # type: ignore[override]
-        loop = self._loop()
-        agen = self.astreaming(*args, **kwargs)
-        try:
-            while True:
-                try:
-                    yield asyncio.run_coroutine_threadsafe(_next(agen), loop).result()
-                except StopAsyncIteration:
-                    return
-        finally:  # abandoned by the caller: close the run (cancels its inner calls)
-            asyncio.run_coroutine_threadsafe(agen.aclose(), loop).result()
