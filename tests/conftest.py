@@ -228,7 +228,7 @@ def redis_proxy(upstream, redis_server, signing_key, tmp_path_factory):
            "CHORUS_PEER_URL_ALLOWLIST": "127.0.0.1/32", "CHORUS_PEER_AWAY_AFTER_S": "3",
            "CHORUS_PEER_SYNC_S": str(PEER_SYNC_S), "CHORUS_PROFILE_SYNC_S": str(PROFILE_SYNC_S)}
     with litellm_proxy(redis_config(upstream), workdir, env=env, workers=2) as (url, log):
-        yield session_proxy(url, log, workdir, env, spend)
+        yield session_proxy(url, log, workdir, env, spend, workers=2)
 
 
 # The demo: the shipped litellm_config.yaml behind a real proxy, its 127.0.0.1:8001 api_base

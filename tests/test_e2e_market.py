@@ -84,11 +84,15 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, timeout=60)
 
 
-def pool(market) -> dict:
+def pool_view(market) -> dict:
     reply = httpx.get(f"{market.url}/chorus/v1/peers", params={"pool": "gpu"},
                       headers={"Authorization": "Bearer sk-team-a"}, timeout=10)
     assert reply.status_code == 200, reply.text
-    return {p["peer_id"]: p for p in reply.json()["peers"]}
+    return reply.json()
+
+
+def pool(market) -> dict:
+    return {p["peer_id"]: p for p in pool_view(market)["peers"]}
 
 
 def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
@@ -100,11 +104,20 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def drawable(market, *peers, timeout: float = 20.0) -> None:
-    """Live in the store, then in every worker's Router: at worst a pass already probing
-    (one model server latency), the pause between passes, and the next pass's probes."""
-    wait_for(lambda: all(pool(market).get(p.id, {}).get("state") == "live" for p in peers), timeout, "peers live")
-    time.sleep(2 * SYNC_S + 0.5 + 2 * max(p.server.latency for p in peers))
+def held_by(market, peer) -> int:
+    """How many of the proxy's workers hold the peer as a Router deployment (the pool
+    view's drawn_by, from each worker's last sync pass)."""
+    return pool(market).get(peer.id, {}).get("drawn_by", 0)
+
+
+def drawable(market, *peers, timeout: float = 30.0) -> None:
+    """Live in the store and probed into every worker's Router, so a run on either worker
+    may seat them (waited for, not slept: a loaded machine's passes and probes run late)."""
+    def ready() -> bool:
+        listed = pool(market)
+        return all(listed.get(p.id, {}).get("state") == "live" and listed[p.id]["drawn_by"] >= market.workers
+                   for p in peers)
+    wait_for(ready, timeout, f"{[p.name for p in peers]} live and drawn by all {market.workers} workers")
 
 
 def ask(market, model="fusion/market", **extra):
@@ -201,7 +214,7 @@ def test_a_peer_that_stops_beating_is_not_drawn_and_is_drawn_again_after_rejoini
         gina.proc.kill()  # gone without a word: no leave, no more heartbeats
         gina.proc.wait()
         wait_for(lambda: pool(market)[gina.id]["state"] == "away", 10, "gina away")
-        time.sleep(2 * SYNC_S + 0.5)  # one sync pass: her deployment leaves every Router
+        wait_for(lambda: held_by(market, gina) == 0, 20, "gina's deployment gone from every worker's Router")
         with pytest.raises(openai.APIStatusError) as err:  # hank alone cannot make the quorum of 2
             ask(market)
         assert err.value.status_code == 503 and "has 1 live peer(s)" in str(err.value)

@@ -17,6 +17,7 @@ from chorus_litellm.storage.store import owner_of
 from chorus_litellm.storage.redis_backend import RedisStore
 from chorus_litellm.storage.sqlite_backend import MIGRATIONS, SQLiteStore
 from chorus_litellm.core.errors import StoreUnavailable
+from chorus_litellm.core.ports import PeerLoads
 from chorus_litellm.settings import load_settings
 from chorus_litellm.core.types import Caller
 from tests.servers import free_port
@@ -476,16 +477,22 @@ async def test_receipts_are_indexed_per_peer_across_teams_once_and_through_the_o
 
 async def test_peer_load_sums_the_fresh_workers_and_forgets_a_dead_one(stores, clock):
     store = stores()
-    await store.put_peer_load("w1", {"ed25519:p1": 2, "ed25519:p2": 1}, ttl_s=6)
-    await store.put_peer_load("w2", {"ed25519:p1": 1, "ed25519:p3": 0}, ttl_s=6)
-    assert await stores.reader().peer_loads() == {"ed25519:p1": 3, "ed25519:p2": 1}
-    await store.put_peer_load("w1", {"ed25519:p2": 1}, ttl_s=6)  # w1's calls to p1 ended
-    assert await store.peer_loads() == {"ed25519:p1": 1, "ed25519:p2": 1}
+    assert await store.peer_loads() == PeerLoads(0, {}, {})
+    await store.put_peer_load("w1", {"ed25519:p1": 2, "ed25519:p2": 1}, ttl_s=6, deployed=["ed25519:p1"])
+    await store.put_peer_load("w2", {"ed25519:p1": 1, "ed25519:p3": 0}, ttl_s=6,
+                              deployed=["ed25519:p1", "ed25519:p3"])
+    assert await stores.reader().peer_loads() == PeerLoads(
+        2, {"ed25519:p1": 3, "ed25519:p2": 1}, {"ed25519:p1": 2, "ed25519:p3": 1})
+    await store.put_peer_load("w1", {"ed25519:p2": 1}, ttl_s=6)  # w1's calls to p1 ended; its Router dropped p1
+    assert await store.peer_loads() == PeerLoads(2, {"ed25519:p1": 1, "ed25519:p2": 1},
+                                                 {"ed25519:p1": 1, "ed25519:p3": 1})
+    await store.put_peer_load("w3", {}, ttl_s=6)  # a worker with no peer yet still counts as one
+    assert (await store.peer_loads()).workers == 3
     clock.now += 5
-    await store.put_peer_load("w1", {"ed25519:p2": 4}, ttl_s=6)
-    clock.now += 2  # w2 stopped publishing 7 s ago: it died
-    assert await store.peer_loads() == {"ed25519:p2": 4}
-    await stores(down=True).put_peer_load("w3", {"ed25519:p1": 1}, ttl_s=6)  # an outage is only logged
+    await store.put_peer_load("w1", {"ed25519:p2": 4}, ttl_s=6, deployed=["ed25519:p2"])
+    clock.now += 2  # w2 and w3 stopped publishing 7 s ago: they died
+    assert await store.peer_loads() == PeerLoads(1, {"ed25519:p2": 4}, {"ed25519:p2": 1})
+    await stores(down=True).put_peer_load("w4", {"ed25519:p1": 1}, ttl_s=6)  # an outage is only logged
 
 
 async def test_a_peer_that_left_keeps_its_last_accepted_t_for_the_replay_window(stores, clock, tmp_path):

@@ -23,7 +23,7 @@ its test double in `chorus_litellm.testing` (FakeCompleter, HashEmbedder).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -170,6 +170,17 @@ class Claim:
     mine: bool = False
 
 
+@dataclass(frozen=True)
+class PeerLoads:
+    """What the workers' peer syncs published in their last few passes: how many workers
+    publish, each peer's calls in flight summed over them, and how many of them hold the
+    peer as a Router deployment (drawable there)."""
+
+    workers: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    deployed: dict[str, int] = field(default_factory=dict)
+
+
 class Receipts(Protocol):
     """Signed receipts (never lost once promised) and transcripts (best effort), per owner."""
 
@@ -225,8 +236,9 @@ class PeerRegistry(Protocol):
     async def all_peers(self) -> list[dict]: ...
     async def touch_peer(self, peer_id: str, last_seen: float, last_ts: int) -> bool: ...
     async def delete_peer(self, peer_id: str, last_ts: int | None = None, ttl_s: float = ...) -> None: ...
-    async def put_peer_load(self, worker: str, calls: dict[str, int], ttl_s: float) -> None: ...
-    async def peer_loads(self) -> dict[str, int]: ...
+    async def put_peer_load(self, worker: str, calls: dict[str, int], ttl_s: float,
+                            deployed: Sequence[str] = ()) -> None: ...
+    async def peer_loads(self) -> PeerLoads: ...
     async def peer_earnings(self, peer_id: str, limit: int = 100) -> dict: ...
     async def earnings_totals(self, peer_ids: list[str]) -> dict[str, list[dict]]: ...
 

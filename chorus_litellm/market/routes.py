@@ -146,12 +146,12 @@ def build_peer_router(handler: Any) -> APIRouter:
                                        "price_per_token", "registered_at")}
             entry.update(state=peers.state(p["last_seen"], now, policy.away_after_s), last_seen=p["last_seen"],
                          reputation=reputation.summary(scores.get(r["peer_id"], {})), earnings=totals[r["peer_id"]],
-                         load=loads.get(r["peer_id"], 0))
+                         load=loads.calls.get(r["peer_id"], 0), drawn_by=loads.deployed.get(r["peer_id"], 0))
             if admin:
                 entry["base_url"] = r["base_url"]
             listed.append(entry)
         return {"pool": pool, "live": sum(e["state"] == "live" for e in listed), "peers": listed,
-                "away_after_s": policy.away_after_s}
+                "workers": loads.workers, "away_after_s": policy.away_after_s}
 
     return router
 

@@ -26,7 +26,8 @@ call's `client` for a deployment whose `model_info` names a `chorus_peer`. Fail 
 peer deployment with no guarded client here, or called for anything but a chat
 completion, is refused instead of called.
 
-Each pass also publishes this worker's calls in flight per peer (the pool view's load).
+Each pass also publishes this worker's calls in flight per peer and the peers its Router
+holds (the pool view's `load` and `drawn_by`).
 
 `available(pool)` is what the draw (core/stages/draw.py) may seat: the pool's peers live in
 the store right now whose registration this worker's Router holds (deployed by the last
@@ -241,7 +242,7 @@ class PeerSync:
         if self.load is not None:  # valid for three passes: a dead worker's calls stop counting
             calls = {model.removeprefix(peers.ROUTER_PREFIX): n for model, n in self.load().items()
                      if model.startswith(peers.ROUTER_PREFIX)}
-            await self.store.put_peer_load(self.worker, calls, 3 * self.interval_s)
+            await self.store.put_peer_load(self.worker, calls, 3 * self.interval_s, deployed=list(self.deployed or ()))
         return {"added": added, "removed": removed}
 
     async def available(self, pool: str) -> list[dict]:

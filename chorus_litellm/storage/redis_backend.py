@@ -18,7 +18,7 @@ import asyncio
 import json
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..core.errors import unavailable_on
-from ..core.ports import Job
+from ..core.ports import Job, PeerLoads
 from ..settings import data_dir
 from .outbox import CLAIM, RECEIPT, Pending
 from .store import DEAD_TTL_S, Store, Summarize, earnings, record_key
@@ -454,29 +454,40 @@ class RedisStore(Store):
         return found
 
     @mapped
-    async def _put_load(self, worker: str, calls: dict[str, int], expires_at: float) -> None:
-        key, workers = f"{self.prefix}:load:{worker}", f"{self.prefix}:load-workers"
+    async def _put_load(self, worker: str, calls: dict[str, int], deployed: Sequence[str],
+                        expires_at: float) -> None:
+        key, held = f"{self.prefix}:load:{worker}", f"{self.prefix}:deployed:{worker}"
+        workers = f"{self.prefix}:load-workers"
+        keep_ms = max(1, int((expires_at - self.clock() + GC_MARGIN_S) * 1000))
         pipe = self._client().pipeline(transaction=True)
-        pipe.delete(key)
+        pipe.delete(key, held)
         if calls:
             pipe.hset(key, mapping=calls)
-            pipe.pexpire(key, max(1, int((expires_at - self.clock() + GC_MARGIN_S) * 1000)))
+            pipe.pexpire(key, keep_ms)
+        if deployed:
+            pipe.sadd(held, *deployed)
+            pipe.pexpire(held, keep_ms)
         pipe.zadd(workers, {worker: expires_at})
         pipe.zremrangebyscore(workers, "-inf", self.clock())
         await pipe.execute()
 
     @mapped
-    async def _loads(self, now: float) -> dict[str, int]:
+    async def _loads(self, now: float) -> PeerLoads:
         client = self._client()
         workers = [w.decode() for w in await client.zrangebyscore(f"{self.prefix}:load-workers", f"({now}", "+inf")]
         pipe = client.pipeline(transaction=False)
         for worker in workers:
             pipe.hgetall(f"{self.prefix}:load:{worker}")
+            pipe.smembers(f"{self.prefix}:deployed:{worker}")
+        replies = await pipe.execute() if workers else []
         totals: dict[str, int] = {}
-        for calls in await pipe.execute() if workers else []:
+        held: dict[str, int] = {}
+        for calls, deployed in zip(replies[::2], replies[1::2], strict=True):
             for peer, n in calls.items():
                 totals[peer.decode()] = totals.get(peer.decode(), 0) + int(n)
-        return totals
+            for peer in deployed:
+                held[peer.decode()] = held.get(peer.decode(), 0) + 1
+        return PeerLoads(len(workers), totals, held)
 
     @mapped
     async def _earnings(self, peer_id: str, limit: int) -> list[dict]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiosqlite
 
-from ..core.ports import Job
+from ..core.ports import Job, PeerLoads
 from ..settings import outbox_beside
 from .outbox import CLAIM, RECEIPT, Outbox, Pending
 from .sqlite import Database, Migration, mapped
@@ -76,8 +76,13 @@ async def _m8_stream_slots(db: aiosqlite.Connection) -> None:
                      "PRIMARY KEY (key, slot))")
 
 
+async def _m9_peer_deployed(db: aiosqlite.Connection) -> None:
+    # 1: the worker's Router holds the peer. A row with peer_id '' says the worker publishes.
+    await db.execute("ALTER TABLE peer_load ADD COLUMN deployed INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation, _m3_events, _m4_webhooks, _m5_peers, _m6_earnings,
-                               _m7_profiles, _m8_stream_slots]
+                               _m7_profiles, _m8_stream_slots, _m9_peer_deployed]
 # One statement each, so every compare-and-set is atomic across processes: a new name, a
 # change (or re-creation over a tombstone), a delete (of a live one).
 _CREATE = "INSERT INTO profiles VALUES (?, 1, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING version"
@@ -363,18 +368,24 @@ class SQLiteStore(Store):
         return [_profile(row) for row in rows]
 
     @mapped
-    async def _put_load(self, worker: str, calls: dict[str, int], expires_at: float) -> None:
+    async def _put_load(self, worker: str, calls: dict[str, int], deployed: Sequence[str],
+                        expires_at: float) -> None:
         db = await self.db.conn()
         await db.execute("DELETE FROM peer_load WHERE worker = ? OR expires_at <= ?", (worker, self.clock()))
-        await db.executemany("INSERT INTO peer_load VALUES (?, ?, ?, ?)",
-                             [(worker, peer, n, expires_at) for peer, n in calls.items()])
+        held = set(deployed)
+        await db.executemany("INSERT INTO peer_load VALUES (?, ?, ?, ?, ?)",
+                             [(worker, "", 0, expires_at, 0)] +
+                             [(worker, peer, calls.get(peer, 0), expires_at, peer in held)
+                              for peer in sorted(set(calls) | held)])
 
     @mapped
-    async def _loads(self, now: float) -> dict[str, int]:
+    async def _loads(self, now: float) -> PeerLoads:
         db = await self.db.conn()
-        rows = list(await db.execute_fetchall("SELECT peer_id, SUM(calls) FROM peer_load WHERE expires_at > ? "
-                                         "GROUP BY peer_id", (now,)))
-        return {peer: int(n) for peer, n in rows}
+        rows = list(await db.execute_fetchall("SELECT peer_id, COUNT(*), SUM(calls), SUM(deployed) FROM peer_load "
+                                              "WHERE expires_at > ? GROUP BY peer_id", (now,)))
+        workers = sum(int(n) for peer, n, _, _ in rows if peer == "")
+        return PeerLoads(workers, {peer: int(c) for peer, _, c, _ in rows if peer and c},
+                         {peer: int(d) for peer, _, _, d in rows if peer and d})
 
     @mapped
     async def _earnings(self, peer_id: str, limit: int) -> list[dict]:

@@ -31,9 +31,10 @@ The outbox rule (storage never fails or duplicates a run):
   indexed per peer when it is stored, in the backend's same write path as the receipt
   (an outboxed receipt is indexed when it is flushed), so `peer_earnings` lists every
   receipt that paid a peer, across teams, with totals per currency.
-- Load: every worker's peer sync publishes its calls in flight per peer each pass, valid
-  for a few passes (`put_peer_load`); `peer_loads` sums the fresh ones (a worker that
-  died stops counting when its entry expires). Best effort, like reputation.
+- Load: every worker's peer sync publishes its calls in flight per peer and the peers its
+  Router holds each pass, valid for a few passes (`put_peer_load`); `peer_loads` sums the
+  fresh ones and counts the workers (a worker that died stops counting when its entry
+  expires). Best effort, like reputation.
 - Peers (market/peers.py): one record per peer key (`put_peer` replaces it; a peer is in one
   pool at a time), with `last_seen` and `last_ts` kept apart so that `touch_peer` is a
   compare-and-set: a heartbeat counts only if its signed timestamp is later than the
@@ -74,11 +75,11 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..core import runlog
 from ..core.errors import StoreUnavailable
-from ..core.ports import Claim, Job
+from ..core.ports import Claim, Job, PeerLoads
 from ..core.types import Caller
 from ..core.background import stop
 from .outbox import EVENTS, RECEIPT, TRANSCRIPT, WEBHOOK, Outbox, Pending
@@ -194,10 +195,11 @@ class Store:
         `ttl_s` past the later of now and that timestamp."""
         raise NotImplementedError
 
-    async def _put_load(self, worker: str, calls: dict[str, int], expires_at: float) -> None:
+    async def _put_load(self, worker: str, calls: dict[str, int], deployed: Sequence[str],
+                        expires_at: float) -> None:
         raise NotImplementedError
 
-    async def _loads(self, now: float) -> dict[str, int]:
+    async def _loads(self, now: float) -> PeerLoads:
         raise NotImplementedError
 
     async def _earnings(self, peer_id: str, limit: int) -> list[dict]:
@@ -458,15 +460,19 @@ class Store:
         return await self._put_profile(name, None, version, self.clock())
 
     # -- reputation -----------------------------------------------------------------
-    async def put_peer_load(self, worker: str, calls: dict[str, int], ttl_s: float) -> None:
-        """This worker's calls in flight per peer, valid for `ttl_s`; never raises for an outage."""
+    async def put_peer_load(self, worker: str, calls: dict[str, int], ttl_s: float,
+                            deployed: Sequence[str] = ()) -> None:
+        """This worker's calls in flight per peer and the peers its Router holds, valid for
+        `ttl_s`; never raises for an outage."""
         try:
-            await self._put_load(worker, {p: n for p, n in calls.items() if n > 0}, self.clock() + ttl_s)
+            await self._put_load(worker, {p: n for p, n in calls.items() if n > 0}, sorted(set(deployed)),
+                                 self.clock() + ttl_s)
         except StoreUnavailable as exc:
             log.warning("chorus: peer load not published: %s", exc)
 
-    async def peer_loads(self) -> dict[str, int]:
-        """Calls in flight per peer over every live worker; StoreUnavailable when down."""
+    async def peer_loads(self) -> PeerLoads:
+        """Over every live worker: calls in flight per peer, and how many workers hold each
+        peer as a deployment; StoreUnavailable when down."""
         return await self._loads(self.clock())
 
     async def peer_earnings(self, peer_id: str, limit: int = 100) -> dict:
