@@ -260,6 +260,24 @@ def whole_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
 
 
+def wait_drawable(url: str, key: str, pool: str, peer_ids, workers: int = 1, timeout: float = 30.0) -> dict:
+    """The pool view once every peer in `peer_ids` is live and a deployment in the Routers
+    of at least `workers` workers (its `drawn_by`, published by each worker's sync pass
+    after the peer's probe answered), so a run on any of them may seat it. Waited for,
+    never slept: on a loaded machine the passes and probes run late."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        view = httpx.get(f"{url}/chorus/v1/peers", params={"pool": pool}, headers={"Authorization": f"Bearer {key}"},
+                         timeout=10).json()
+        listed = {p["peer_id"]: p for p in view["peers"]}
+        if all(listed.get(i, {}).get("state") == "live" and listed[i]["drawn_by"] >= workers for i in peer_ids):
+            return view
+        assert time.monotonic() < deadline, f"{list(peer_ids)} not live and drawn by {workers} worker(s): {view}"
+        time.sleep(0.1)
+
+
 def line_count(path: Path) -> int:
     """How many whole lines a file has (an offset for `whole_lines(path)[offset:]`)."""
     return path.read_text().count("\n")

@@ -444,6 +444,7 @@ def test_the_network_view_shows_the_pool_by_model_with_state_load_and_earnings(b
     from the page, and shows what they earned."""
     import threading
 
+    from tests.conftest import wait_drawable
     from tests.test_e2e_peers import Peer
 
     live = [Peer(market), Peer(market)]
@@ -465,7 +466,7 @@ def test_the_network_view_shows_the_pool_by_model_with_state_load_and_earnings(b
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
-        time.sleep(2.5)  # carol is away; alice and bob are deployed (a sync pass and a probe)
+        wait_drawable(market, KEY, "web", [peer.id for peer in live])  # alice and bob synced and probed
         sign_in(page)
         page.wait_for_function("window.chorusView.network && window.chorusView.network.away === 1", timeout=20_000)
         assert view(page, "network") == {"pools": 1, "live": 2, "away": 1, "load": 0}

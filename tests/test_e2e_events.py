@@ -2,7 +2,9 @@
 a viewer that attaches before its run, failed runs, two workers on Redis, bad input."""
 
 import concurrent.futures
+import contextlib
 import json
+import sqlite3
 import threading
 import time
 
@@ -289,16 +291,29 @@ def test_a_resuming_viewer_that_waits_receives_the_run_when_it_starts(proxy):
     assert seqs[0] == 2 and seqs == list(range(2, len(seqs) + 2)) and events(frames)[-1]["event"] == "run_done"
 
 
+def most_open_streams(proxy) -> int:
+    """The most event-stream slots one key holds in the proxy's SQLite store now: the
+    cap's own count (gateway/stream_cap.py), whichever worker took them."""
+    with contextlib.closing(sqlite3.connect(proxy.env["CHORUS_DB_PATH"], timeout=5)) as db:
+        rows = db.execute("SELECT COUNT(*) FROM stream_slots WHERE expires_at > ? GROUP BY key", (time.time(),))
+        return max((n for (n,) in rows.fetchall()), default=0)
+
+
 def test_open_streams_are_capped_per_key(proxy):
     """The default cap is 8 streams per key (CHORUS_EVENT_STREAMS_PER_KEY); the
     ninth is a 429 saying so, other keys are not affected, and a slot frees when its stream
     ends: a 404 after its wait, a finished run, or a viewer that disconnects mid-run."""
     key = "sk-team-c-ok"
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        waiting = [pool.submit(probe, proxy.url, f"ev-cap-{i}", key=key, timeout=10, wait_s=3) for i in range(8)]
-        time.sleep(1.0)
+        waiting = [pool.submit(probe, proxy.url, f"ev-cap-{i}", key=key, timeout=15, wait_s=8) for i in range(8)]
+        # Each waiter's slot is taken in the store before its 8 s wait starts: wait for all
+        # eight (CI once sent the ninth after a fixed second, before every waiter had one).
+        deadline = time.monotonic() + 6
+        while most_open_streams(proxy) < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert most_open_streams(proxy) == 8
         status, body, seconds, _ = probe(proxy.url, "ev-cap-9", key=key, wait_s=3)
-        assert status == 429 and seconds < 1.5, (status, body)
+        assert status == 429 and seconds < 3, (status, body)  # at once, not after its own 3 s wait
         assert "8" in body["detail"] and "CHORUS_EVENT_STREAMS_PER_KEY" in body["detail"]
         assert probe(proxy.url, "ev-cap-other-key", key="sk-team-b")[0] == 404  # another key: its own slots
         assert [w.result()[0] for w in waiting] == [404] * 8

@@ -19,7 +19,7 @@ import pytest
 
 from chorus_litellm.market import peers
 from chorus_litellm.settlement.signing import read_key_file
-from tests.conftest import PEER_SYNC_S
+from tests.conftest import PEER_SYNC_S, wait_drawable
 from tests.servers import ROOT, free_port, stop, wait_http
 
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
@@ -110,14 +110,9 @@ def held_by(market, peer) -> int:
     return pool(market).get(peer.id, {}).get("drawn_by", 0)
 
 
-def drawable(market, *peers, timeout: float = 30.0) -> None:
-    """Live in the store and probed into every worker's Router, so a run on either worker
-    may seat them (waited for, not slept: a loaded machine's passes and probes run late)."""
-    def ready() -> bool:
-        listed = pool(market)
-        return all(listed.get(p.id, {}).get("state") == "live" and listed[p.id]["drawn_by"] >= market.workers
-                   for p in peers)
-    wait_for(ready, timeout, f"{[p.name for p in peers]} live and drawn by all {market.workers} workers")
+def drawable(market, *peers) -> None:
+    """Live in the store and probed into both workers' Routers, so a run on either may seat them."""
+    wait_drawable(market.url, "sk-team-a", "gpu", [p.id for p in peers], workers=market.workers)
 
 
 def ask(market, model="fusion/market", **extra):

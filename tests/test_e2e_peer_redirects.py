@@ -22,7 +22,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import e2e_config, e2e_entry, proxy_env
+from tests.conftest import e2e_config, e2e_entry, proxy_env, wait_drawable
 from tests.servers import ROOT, litellm_proxy
 from tests.test_e2e_peers import Peer, until
 
@@ -156,7 +156,8 @@ def test_a_peer_redirecting_to_a_refused_address_is_a_failed_member_and_never_fo
         assert sum(probe for _, probe in handler.seen) == 3 * len(CODES) + 1
 
     until(probed, 30)
-    time.sleep(2 * SYNC_S + 1)
+    wait_drawable(market, "sk-team-a", "gpu", [peer.id for peer in seated.values()])
+    wait_drawable(market, "sk-team-a", "direct", [peer.id for peer in (*whole.values(), *streamed.values())])
 
     client = openai.OpenAI(base_url=f"{market}/v1", api_key="sk-team-a", max_retries=0, timeout=60)
     resp = client.chat.completions.create(model="fusion/redirects", messages=[{"role": "user", "content": "hi"}],
@@ -223,11 +224,16 @@ def test_a_peer_name_that_rebinds_to_a_refused_address_is_never_reached(market, 
             at = rebind.read_text()
             said.append((at, call(), rebind.read_text()))
 
+    def answered_at(address):  # at least one whole call, begun and ended with the name at `address`
+        assert any(at == then == address for at, _, then in said)
+
     worker = threading.Thread(target=caller)
     worker.start()
+    until(lambda: answered_at("127.0.0.2"), 30)
     time.sleep(0.5)
     rebind.write_text("127.0.0.1")
-    time.sleep(SYNC_S + 1)
+    time.sleep(SYNC_S + 1)  # calls go on across at least one sync pass after the move
+    until(lambda: answered_at("127.0.0.1"), 30)
     stop.set()
     worker.join(60)
     before = [m for at, m, then in said if at == then == "127.0.0.2"]

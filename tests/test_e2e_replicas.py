@@ -196,15 +196,23 @@ def test_a_viewer_on_b_follows_a_run_on_a_live(replicas):
     assert sse(replicas.b, "follow-1", key="sk-team-b", wait_s=0)[0] == 404  # another team's run is not B's to show
 
 
+def most_open_streams(replicas) -> int:
+    """The most event-stream slots one key holds in the shared store now (a sorted set per
+    key, each slot scored by its lease's expiry): the cap's own count over both replicas."""
+    now = time.time()
+    return max((replicas.store.zcount(k, f"({now}", "+inf") for k in replicas.store.scan_iter(match="*:streams:*")),
+               default=0)
+
+
 def test_a_keys_open_event_streams_are_capped_across_both_replicas(replicas):
     """CHORUS_EVENT_STREAMS_PER_KEY (8) counts a key's streams on every replica (leased slots
     in the shared store): four waiting on A and four on B, the ninth is a 429 on either, and
     the slots come back when those streams end."""
     key = "sk-team-c-ok"
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        waiting = [pool.submit(probe, url, f"cap-{i}", key=key, timeout=15, wait_s=4)
+        waiting = [pool.submit(probe, url, f"cap-{i}", key=key, timeout=20, wait_s=10)
                    for i, url in enumerate([replicas.a, replicas.b] * 4)]
-        time.sleep(1.5)
+        wait_for(lambda: most_open_streams(replicas) == 8, timeout=8, what="the eight waiters' slots")
         for url in (replicas.a, replicas.b):
             status, body, seconds, _ = probe(url, "cap-9", key=key, wait_s=4)
             assert status == 429 and "CHORUS_EVENT_STREAMS_PER_KEY" in body["detail"], (url, status, body)

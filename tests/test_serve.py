@@ -14,7 +14,7 @@ import openai
 import pytest
 import yaml
 
-from tests.conftest import e2e_config
+from tests.conftest import e2e_config, wait_drawable
 from tests.servers import ROOT, free_port, process_tree, wait_http
 
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
@@ -219,15 +219,8 @@ def test_the_demo_pays_two_peers_joined_from_the_command_line(tmp_path):
                 [*chorus, "peer", "join", "--proxy", url, "--pool", "demo", "--key", str(key), "--base-url",
                  f"http://127.0.0.1:{server_port}/v1", "--model", f"{name}-model", "--payee", name],
                 stdout=(tmp_path / f"{name}.log").open("w"), stderr=subprocess.STDOUT, env=env))
-        admin = {"Authorization": "Bearer sk-chorus-demo"}
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            listed = httpx.get(f"{url}/chorus/v1/peers", params={"pool": "demo"}, headers=admin, timeout=10).json()
-            if listed["live"] == 2:
-                break
-            time.sleep(0.3)
-        assert listed["live"] == 2, listed
-        time.sleep(3.0)  # one sync pass and the probes
+        listed = wait_drawable(url, "sk-chorus-demo", "demo", list(peers.values()))  # synced and probed
+        assert listed["live"] == 2 and listed["workers"] == 1, listed
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-chorus-demo", max_retries=0, timeout=60)
         resp = client.chat.completions.create(model="fusion/market", messages=HARD,
                                               extra_body={"bounty": {"amount": 1000, "currency": "USD"}})
