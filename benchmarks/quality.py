@@ -498,6 +498,28 @@ SUMMARY_KEYS = {"n", "accuracy", "ci95", "errors", "cost_usd", "tokens", "tokens
                 "seat_calls_per_question", "round1_seats_asked", "judge_degraded_share", "fused_share"}
 
 
+def _label(ax, points: list) -> None:
+    """Each point's name beside it, in the first of a few places that overlaps no name
+    already placed (contenders at similar cost and accuracy would print over each other)."""
+    fig = ax.figure
+    fig.canvas.draw()
+    placed: list = []
+    places = [(6, 4, "left"), (6, -12, "left"), (-6, 4, "right"), (-6, -12, "right"), (6, 14, "left"),
+              (6, -22, "left"), (-6, 14, "right"), (-6, -22, "right")]
+    for key, x, y, _, color in sorted(points, key=lambda p: -p[2]):
+        for dx, dy, ha in places:
+            text = ax.annotate(key, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8, ha=ha,
+                               color=color)
+            box = text.get_window_extent(fig.canvas.get_renderer()).expanded(1.05, 1.15)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            text.remove()
+        else:  # nowhere free: the first place, overlapping
+            text = ax.annotate(key, (x, y), textcoords="offset points", xytext=places[0][:2], fontsize=8, color=color)
+            box = text.get_window_extent(fig.canvas.get_renderer())
+        placed.append(box)
+
+
 def plot(path: Path, summary: dict) -> None:
     import matplotlib
 
@@ -506,20 +528,25 @@ def plot(path: Path, summary: dict) -> None:
 
     short = summary["label"].split("(")[0].strip(" :")  # "SMOKE RUN (...): " -> "SMOKE RUN"
     short = f"{short}: " if short else ""
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    points = []
     for key, r in summary["contenders"].items():
         o = r.get("overall")
         if not o or not o.get("n"):
             continue
         x, y = o["cost_usd"] / o["n"], o["accuracy"]
-        ax.errorbar([x], [y], yerr=[[y - o["ci95"][0]], [o["ci95"][1] - y]], fmt="o", capsize=3)
-        ax.annotate(key, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        bar = ax.errorbar([x], [y], yerr=[[y - o["ci95"][0]], [o["ci95"][1] - y]], fmt="o", capsize=3)
+        points.append((key, x, y, o["ci95"], bar.lines[0].get_color()))
     ax.set_xscale("log")
     ax.set(xlabel="cost per question (USD, log scale)", ylabel="accuracy (95% Wilson interval)",
            title=f"{short}accuracy vs cost, {', '.join(summary['tasks'])}")
-    ax.set_ylim(-0.05, 1.05)
+    if points:  # the intervals fill the height: the differences are what a reader compares
+        low, high = min(p[3][0] for p in points), max(p[3][1] for p in points)
+        ax.set_ylim(max(0.0, low - 0.05), min(1.0, high + 0.05))
+        ax.set_xlim(min(p[1] for p in points) / 1.3, max(p[1] for p in points) * 1.6)  # room for the names
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    _label(ax, points)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
