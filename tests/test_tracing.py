@@ -1,5 +1,7 @@
 """OpenTelemetry spans per stage, built from real pipeline runs' events (SDK in-memory exporter)."""
 
+import dataclasses
+
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -19,13 +21,14 @@ def exporter():
     return InMemorySpanExporter()
 
 
-async def traced(exporter, req, fake, parent=None, **ports):
+async def traced(exporter, req, fake, parent=None, skew=None, **ports):
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     spans = RunSpans(req, parent, tracer=provider.get_tracer("test"))
+    listener = spans if skew is None else (lambda event: spans(skew(event)))
     error = None
     try:
-        async for _ in pipeline.run(context(req, fake, log=RunLog(spans, watched=False), **ports)):
+        async for _ in pipeline.run(context(req, fake, log=RunLog(listener, watched=False), **ports)):
             pass
     except Exception as exc:  # noqa: BLE001 - the test inspects it
         error = exc
@@ -60,6 +63,27 @@ async def test_a_moa_run_is_one_tree_of_stage_spans_under_the_callers_span(expor
                                     "chorus.settlement")]
     assert [s.name for s in sorted(stages, key=lambda s: s.start_time)] == [
         "chorus.gate", "chorus.round", "chorus.judge", "chorus.synthesis", "chorus.settlement"]
+
+
+async def test_stage_spans_end_inside_the_run_whatever_the_stage_timers_say(exporter):
+    """A stage's timer starts before its event is stamped (the pipeline reads the clock, then
+    yields the event, which the log stamps when it takes it), so a stamp plus a duration can
+    end after the run: clean-clone CI saw the synthesis span end 53 us after chorus.run under
+    load. Here the synthesis timer says a second more than its stamps: the tree still nests."""
+    def late(event):
+        if event.type == "run_done":
+            timings = {**event.data["timings"], "synthesis": event.data["timings"]["synthesis"] + 1.0}
+            return dataclasses.replace(event, data={**event.data, "timings": timings})
+        return event
+
+    fake = FakeCompleter(json_models={"judge"}).enqueue("writer", Reply("The answer is 42."))
+    spans, error = await traced(exporter, request(), fake, skew=late)
+    assert error is None
+    (run,) = spans["chorus.run"]
+    (synthesis,) = spans["chorus.synthesis"]
+    for span in [s for found in spans.values() for s in found if s is not run]:
+        assert run.start_time <= span.start_time <= span.end_time <= run.end_time, span.name
+    assert synthesis.end_time <= spans["chorus.settlement"][0].start_time  # the stages do not overlap
 
 
 async def test_a_debate_has_a_span_per_round_with_its_agreement_and_echoes(exporter):

@@ -16,7 +16,10 @@ once, so tracing costs nothing; with one (LiteLLM's `callbacks: ["otel"]`, or an
 
 Spans are made when their stage's event arrives, with the stage's own start and end
 times (a member call's span starts `latency_s` before its answer arrived), so nothing
-runs on the request path but a few attribute writes.
+runs on the request path but a few attribute writes. A stage's end is its closing
+event's stamp where there is one; a duration only fills in where there is none, and
+every stage span ends by the run's end: a stage's timer starts before its opening
+event is stamped, so stamp plus duration can overshoot.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class RunSpans:
         self.run: Any = None
         self.started = self.routed = 0.0
         self.synthesis_model = ""
+        self.synthesis_ended: float | None = None
+        self.ends_by: float | None = None  # the run's end, once known
         self.rounds: dict[int, tuple[Any, float]] = {}  # round -> (span, last answer time)
         self.synthesis_started: float | None = None
         self.settled: RunEvent | None = None
@@ -71,6 +76,8 @@ class RunSpans:
                                  start_time=ns(start), attributes=attributes)
 
     def _span(self, name: str, start: float, end: float, parent: Any = None, **attributes: Any) -> None:
+        if self.ends_by is not None:  # the run's end: no stage outlives its run
+            start, end = min(start, self.ends_by), min(end, self.ends_by)
         self._child(name, start, parent, **attributes).end(end_time=ns(max(start, end)))
 
     def on_run_started(self, e: RunEvent) -> None:
@@ -136,16 +143,21 @@ class RunSpans:
         self.synthesis_started = e.time
         self.synthesis_model = e.data["model"]
 
+    def on_synthesis_done(self, e: RunEvent) -> None:
+        self.synthesis_ended = e.time
+
     def on_settled(self, e: RunEvent) -> None:
         self.settled = e
 
     def on_run_done(self, e: RunEvent) -> None:
         d, timings = e.data, e.data["timings"]
         self._close_rounds()
+        self.ends_by = e.time
         if d["decision"] == "single" and "forward" in timings:
             self._span("chorus.forward", self.routed, self.routed + timings["forward"])
         if self.synthesis_started is not None:
-            self._span("chorus.synthesis", self.synthesis_started, self.synthesis_started + timings["synthesis"],
+            ended = self.synthesis_ended or self.synthesis_started + timings["synthesis"]
+            self._span("chorus.synthesis", self.synthesis_started, ended,
                        **{"gen_ai.request.model": self.synthesis_model, "chorus.fallback": d["fallback"]})
         end = self.settled.time if self.settled else e.time
         settled = self.settled.data if self.settled else {}
