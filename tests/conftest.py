@@ -375,7 +375,7 @@ def pytest_sessionstart(session):
 # (test_e2e_replicas, 100-130 s here) run on the newest only, to keep CI short: their subject is
 # the store shared across processes (it passed on the floor too when it was added). The
 # embedding models (test_embeddings, 40 s of CPU) are sentence-transformers and model2vec.
-NEWEST_ONLY = {"test_geometry", "test_draw", "test_signing", "test_settlement", "test_echo_extract",
+NEWEST_ONLY = {"test_fake_upstream", "test_geometry", "test_draw", "test_signing", "test_settlement", "test_echo_extract",
                "test_reputation", "test_netguard", "test_docs", "test_settle", "test_ledger", "test_store",
                "test_peers", "test_runlog", "test_judge", "test_panel", "test_debate", "test_consensus",
                "test_pipeline", "test_synthesis", "test_budget", "test_request", "test_router", "test_peer_cli",

@@ -278,7 +278,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="panel answers from the demo's cast (demo/cast.py): members that disagree and come round")
     args = parser.parse_args(argv)
     upstream = FakeUpstream(args.latency, args.token_delay, args.cast)
-    uvicorn.run(upstream.app, host=args.host, port=args.port, log_level="warning")
+    # Idle connections are kept 75 s (uvicorn's default is 5 s): LiteLLM's clients keep one
+    # for reuse up to 15 s (aiohttp) and a call sent as the server closes it fails with a
+    # connection error. Real upstreams keep them longer than clients do; so does this one.
+    uvicorn.run(upstream.app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=75)
 
 
 if __name__ == "__main__":
