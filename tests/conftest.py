@@ -260,6 +260,17 @@ def whole_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
 
 
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition", every: float = 0.1):
+    """`predicate()`'s first truthy value, polled every `every` s; an AssertionError naming
+    `what` after `timeout` s. What a test waits on is state the system shows, never a sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def wait_drawable(url: str, key: str, pool: str, peer_ids, workers: int = 1, timeout: float = 30.0) -> dict:
     """The pool view once every peer in `peer_ids` is live and a deployment in the Routers
     of at least `workers` workers (its `drawn_by`, published by each worker's sync pass
@@ -267,15 +278,14 @@ def wait_drawable(url: str, key: str, pool: str, peer_ids, workers: int = 1, tim
     never slept: on a loaded machine the passes and probes run late."""
     import httpx
 
-    deadline = time.monotonic() + timeout
-    while True:
+    def ready() -> dict | None:
         view = httpx.get(f"{url}/chorus/v1/peers", params={"pool": pool}, headers={"Authorization": f"Bearer {key}"},
                          timeout=10).json()
         listed = {p["peer_id"]: p for p in view["peers"]}
-        if all(listed.get(i, {}).get("state") == "live" and listed[i]["drawn_by"] >= workers for i in peer_ids):
-            return view
-        assert time.monotonic() < deadline, f"{list(peer_ids)} not live and drawn by {workers} worker(s): {view}"
-        time.sleep(0.1)
+        drawn = all(listed.get(i, {}).get("state") == "live" and listed[i]["drawn_by"] >= workers for i in peer_ids)
+        return view if drawn else None
+
+    return wait_for(ready, timeout, f"{list(peer_ids)} live and drawn by {workers} worker(s)")
 
 
 def line_count(path: Path) -> int:
@@ -375,11 +385,11 @@ def pytest_sessionstart(session):
 # (test_e2e_replicas, 100-130 s here) run on the newest only, to keep CI short: their subject is
 # the store shared across processes (it passed on the floor too when it was added). The
 # embedding models (test_embeddings, 40 s of CPU) are sentence-transformers and model2vec.
-NEWEST_ONLY = {"test_fake_upstream", "test_geometry", "test_draw", "test_signing", "test_settlement", "test_echo_extract",
+NEWEST_ONLY = {"test_geometry", "test_draw", "test_signing", "test_settlement", "test_echo_extract",
                "test_reputation", "test_netguard", "test_docs", "test_settle", "test_ledger", "test_store",
                "test_peers", "test_runlog", "test_judge", "test_panel", "test_debate", "test_consensus",
                "test_pipeline", "test_synthesis", "test_budget", "test_request", "test_router", "test_peer_cli",
-               "test_webhooks", "test_eventlog", "test_e2e_replicas", "test_embeddings"}
+               "test_webhooks", "test_eventlog", "test_e2e_replicas", "test_embeddings", "test_fake_upstream"}
 NEWEST_ONLY_TESTS = ("[sigterm]", "[sigint-to-a-background-serve]", "test_the_demo_pays_two_peers_joined_from_the_command_line",
                      "test_redis_store_survives_a_proxy_restart", "test_a_pending_webhook_survives_a_proxy_restart",
                      "test_a_store_outage_mid_requests_loses_no_receipt",

@@ -12,6 +12,8 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import wait_for
+
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
 ENDS = ("run_done", "run_failed")
 
@@ -308,10 +310,7 @@ def test_open_streams_are_capped_per_key(proxy):
         waiting = [pool.submit(probe, proxy.url, f"ev-cap-{i}", key=key, timeout=15, wait_s=8) for i in range(8)]
         # Each waiter's slot is taken in the store before its 8 s wait starts: wait for all
         # eight (CI once sent the ninth after a fixed second, before every waiter had one).
-        deadline = time.monotonic() + 6
-        while most_open_streams(proxy) < 8 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert most_open_streams(proxy) == 8
+        wait_for(lambda: most_open_streams(proxy) == 8, 6, "the eight waiters' slots", every=0.05)
         status, body, seconds, _ = probe(proxy.url, "ev-cap-9", key=key, wait_s=3)
         assert status == 429 and seconds < 3, (status, body)  # at once, not after its own 3 s wait
         assert "8" in body["detail"] and "CHORUS_EVENT_STREAMS_PER_KEY" in body["detail"]

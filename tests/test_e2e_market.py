@@ -19,7 +19,7 @@ import pytest
 
 from chorus_litellm.market import peers
 from chorus_litellm.settlement.signing import read_key_file
-from tests.conftest import PEER_SYNC_S, wait_drawable
+from tests.conftest import PEER_SYNC_S, wait_drawable, wait_for
 from tests.servers import ROOT, free_port, stop, wait_http
 
 HARD = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
@@ -93,15 +93,6 @@ def pool_view(market) -> dict:
 
 def pool(market) -> dict:
     return {p["peer_id"]: p for p in pool_view(market)["peers"]}
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def held_by(market, peer) -> int:

@@ -13,6 +13,7 @@ The figures `docs/operations.md` ("Scaling out") quotes are printed (`pytest -s`
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ import redis
 
 from chorus_litellm.settlement.signing import public_key_from
 from chorus_litellm.observe.webhooks import verify
+from tests import conftest
 from tests.conftest import e2e_config, e2e_entry, line_count, no_retries, proxy_env, whole_lines
 from tests.servers import Balancer, balancer, fake_upstream, model_entry, process_tree, proxy_process
 from tests.test_e2e_events import probe, sse
@@ -137,13 +139,7 @@ def charges(replicas, offset: int, debate_ids, wait: float = 15.0, settled=(), c
             return found
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition", every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
+wait_for = functools.partial(conftest.wait_for, every=0.05)  # the figures below are read at this step
 
 
 # -- one proxy, as far as clients can tell ----------------------------------------------------
