@@ -629,6 +629,9 @@ def test_the_profiles_panel_lists_every_profile_and_edits_the_stored_ones(demo_p
     stored = httpx.get(f"{demo.url}/chorus/v1/profiles/quick", headers=admin).json()["profile"]
     assert stored["panel"]["members"] == ["model-a", "model-b"] and stored["aggregator"]["synthesizer"] == "writer"
     assert profile_rows(page)["quick"]["source"] == "store" and profile_rows(page)["quick"]["version"] == "1"
+    # served by the demo's one worker before the answer: its rollout is complete, as each config profile's
+    rollouts = page.eval_on_selector_all("[data-testid=profile-rollout]", "cs => cs.map(c => [c.innerText, c.dataset.complete])")
+    assert len(rollouts) == len(profile_rows(page)) and set(map(tuple, rollouts)) == {("1/1", "true")}, rollouts
 
     # picked and run from the page like any profile: the run names the version it ran
     page.get_by_test_id("bounty-input").fill("")

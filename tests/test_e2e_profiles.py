@@ -2,8 +2,9 @@
 workers on Redis (tests/conftest.py's `redis_proxy`, a profile sync pass every 0.5 s),
 the admin API over httpx with LiteLLM's own auth (tests/proxy_support.py: `sk-admin` is a
 proxy admin's key, `sk-team-a` a user's), and the fusion models asked with the official
-`openai` client. Each read opens a new connection, so it may land on either worker: a
-state seen by several reads in a row is both workers'."""
+`openai` client. Each read opens a new connection and may land on either worker, so no
+number of reads in a row proves what the other worker serves: the test waits on what
+every worker published (the admin API's `rollout`), then checks that reads agree."""
 
 import time
 import uuid
@@ -12,11 +13,13 @@ import httpx
 import openai
 import pytest
 
+from chorus_litellm.core.profiles import model_name
 from tests.conftest import PROFILE_SYNC_S, fusion
 
 ADMIN, USER = "sk-admin", "sk-team-a"
 ASK = [{"role": "user", "content": "Compare Raft and Paxos and explain the trade-offs."}]
-IN_A_ROW = 8  # reads in a row that agree (each on either worker: 1 in 128 that all hit one)
+WORKERS = 2  # the session proxy's (tests/conftest.py)
+IN_A_ROW = 8  # reads after a rollout completes: each on either worker, all must agree
 
 
 def api(url, method, path="", key=ADMIN, **kw):
@@ -30,14 +33,21 @@ def served_version(url, model):
     return next((m["version"] for m in found.json()["models"] if m["id"] == model), None)
 
 
-def settled(url, model, version, within_s):
-    """Seconds until IN_A_ROW reads in a row see `model` served at `version` (None: gone)."""
-    started, row = time.monotonic(), 0
-    while row < IN_A_ROW:
-        assert time.monotonic() - started < within_s, f"{model} not at version {version} on every worker"
-        row = row + 1 if served_version(url, model) == version else 0
-        if not row:
-            time.sleep(0.1)
+def settled(url, name, version, within_s):
+    """Seconds until the admin API says every worker serves profile `name` at `version`
+    (None: deleted, served by none) as the workers published it: `rollout.complete`, with
+    both of this proxy's workers counted. Then any read, on either worker, agrees."""
+    started, want = time.monotonic(), "deleted" if version is None else version
+    while True:
+        listed = api(url, "GET", params={"include_deleted": "true"}).json()
+        now = next(p for p in listed["profiles"] if p["name"] == name)
+        at = "deleted" if now.get("deleted") else now["version"]
+        if at == want and now["rollout"]["complete"] and now["rollout"]["workers"] >= WORKERS:
+            break
+        assert time.monotonic() - started < within_s, f"{name} not at version {version} on every worker: {now}"
+        time.sleep(0.1)
+    for _ in range(IN_A_ROW):
+        assert served_version(url, model_name(name)) == version
     return time.monotonic() - started
 
 
@@ -90,7 +100,8 @@ def test_a_profile_created_changed_and_deleted_at_run_time_is_served_by_every_wo
     assert made.status_code == 201, made.text
     assert {k: made.json()[k] for k in ("model", "source", "version")} == {"model": model, "source": "store",
                                                                             "version": 1}
-    assert settled(url, model, 1, within_s=10) < 10
+    assert made.json()["rollout"]["serving"] >= 1  # the worker that took it serves it before answering
+    assert settled(url, name, 1, within_s=10) < 10
     listed = {p["name"]: p for p in api(url, "GET").json()["profiles"]}
     assert listed["research"]["source"] == "config" and listed["research"]["version"] == 0
     assert listed[name]["source"] == "store" and listed[name]["version"] == 1
@@ -119,7 +130,7 @@ def test_a_profile_created_changed_and_deleted_at_run_time_is_served_by_every_wo
     assert changed.status_code == 200 and changed.json()["version"] == 2
     stale = api(url, "PUT", f"/{name}", json={"version": 1, "profile": fusion(["model-a", "model-b"])})
     assert stale.status_code == 409 and "version: 1 is stale" in stale.json()["detail"]
-    assert settled(url, model, 2, within_s=10) < 10
+    assert settled(url, name, 2, within_s=10) < 10
     for stream in (False, True, False, True):
         assert chorus_of(client, model, stream=stream)[0]["profile_version"] == 2
     assert chorus_of(client, model, stream=False)[0]["panel"]["answered"] == ["model-a", "model-b", "model-c"]
@@ -128,7 +139,7 @@ def test_a_profile_created_changed_and_deleted_at_run_time_is_served_by_every_wo
     assert api(url, "DELETE", f"/{name}?version=1").status_code == 409
     gone = api(url, "DELETE", f"/{name}?version=2")
     assert gone.status_code == 200 and gone.json()["version"] == 3
-    assert settled(url, model, None, within_s=10) < 10
+    assert settled(url, name, None, within_s=10) < 10
     for _ in range(IN_A_ROW // 2):
         with pytest.raises((openai.BadRequestError, openai.NotFoundError)) as err:
             client.chat.completions.create(model=model, messages=ASK)

@@ -14,7 +14,7 @@ from fastapi import FastAPI, HTTPException, Request
 from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
 
-from chorus_litellm.core.errors import ProfileError
+from chorus_litellm.core.errors import ProfileError, StoreUnavailable
 from chorus_litellm.core.profiles import NewProfile, ProfileChange, check_name, plan, read_body, validate
 from chorus_litellm.gateway.profile_routes import build_profile_router
 from chorus_litellm.gateway.profiles import ProfileSync, deployment
@@ -151,6 +151,35 @@ async def test_the_sync_serves_stored_profiles_in_the_router_and_the_handler(sto
     assert "fusion/quick" not in handler.fusion_models and "fusion/research" in handler.fusion_models
 
 
+async def test_a_pass_that_read_the_store_before_a_change_never_takes_the_change_down(store, proxy):
+    """The periodic pass reads the store, an admin's change lands and its own pass serves
+    it; the periodic pass, resuming with what it read before, must not reconcile after
+    that and take the new profile down (the worker that took a change would briefly answer
+    `Invalid model name` for it). Fails on a sync whose passes may interleave."""
+    router, handler, _fake = proxy
+    sync, read, reads = ProfileSync(store, lambda: router, handler), store.list_profiles, []
+    slow_read, stale_taken = asyncio.Event(), asyncio.Event()
+
+    async def list_profiles():
+        found = await read()
+        reads.append(found)
+        if len(reads) == 1:  # the first (periodic) pass: its reply arrives late
+            stale_taken.set()
+            await slow_read.wait()
+        return found
+
+    store.list_profiles = list_profiles
+    periodic = asyncio.create_task(sync.sync_once())
+    await stale_taken.wait()
+    await store.put_profile("quick", QUICK, 0)
+    change = asyncio.create_task(sync.sync_once())  # the admin API's pass, at once
+    await asyncio.sleep(0.1)
+    slow_read.set()
+    await asyncio.gather(periodic, change)
+    assert reads[0] == [] and served(router) == {"fusion/research": None, "fusion/quick": 1}
+    assert "quick" in handler.profiles
+
+
 async def test_a_stored_block_this_release_cannot_parse_is_not_served(store, proxy, caplog):
     router, handler, _fake = proxy
     await store.put_profile("odd", {**QUICK, "debate": {"protocol": "future"}}, 0)
@@ -220,6 +249,47 @@ async def test_a_profile_is_created_changed_and_deleted_by_the_version_read(api,
         [("research", "config", 0, True), ("quick", "store", 4, False)]
     assert listed[0]["model"] == "fusion/research" and listed[0]["profile"]["panel"]["members"][0] == \
         {"model": "model-a"}
+
+
+async def test_every_view_says_how_many_workers_serve_which_version(api, store):
+    """A rollout's progress: this worker serves a change before it answers; another worker
+    (here: its published state) catches up on its next pass; `complete` once every live
+    worker serves the version, and for a delete once none serves any."""
+
+    def rollout(answer):
+        assert answer.status_code in (200, 201), answer.text
+        return answer.json()["rollout"]
+
+    async def other_worker_serves(versions):
+        await store.put_profiles_served("other", {"research": 0, **versions}, ttl_s=60)
+
+    await other_worker_serves({})
+    made = await api.post("/chorus/v1/profiles", json={"name": "quick", "profile": QUICK})
+    assert rollout(made) == {"workers": 2, "serving": 1, "versions": {"1": 1}, "complete": False}
+    await other_worker_serves({"quick": 1})
+    assert rollout(await api.get("/chorus/v1/profiles/quick")) == \
+        {"workers": 2, "serving": 2, "versions": {"1": 2}, "complete": True}
+    assert rollout(await api.get("/chorus/v1/profiles/research")) == \
+        {"workers": 2, "serving": 2, "versions": {"0": 2}, "complete": True}
+    changed = await api.put("/chorus/v1/profiles/quick", json={"version": 1, "profile": {**QUICK, "personas": {}}})
+    assert rollout(changed) == {"workers": 2, "serving": 1, "versions": {"1": 1, "2": 1}, "complete": False}
+    gone = await api.delete("/chorus/v1/profiles/quick?version=2")
+    assert rollout(gone) == {"workers": 2, "serving": 0, "versions": {"1": 1}, "complete": False}
+    assert "quick" not in [p["name"] for p in (await api.get("/chorus/v1/profiles")).json()["profiles"]]
+    await other_worker_serves({})
+    listed = (await api.get("/chorus/v1/profiles?include_deleted=true")).json()
+    assert listed["workers"] == 2
+    assert [(p["name"], p["deleted"], p["rollout"]) for p in listed["profiles"] if p["source"] == "store"] == \
+        [("quick", True, {"workers": 2, "serving": 0, "versions": {}, "complete": True})]
+
+
+async def test_a_store_that_cannot_say_leaves_the_rollout_unknown(api, store, monkeypatch):
+    async def down():
+        raise StoreUnavailable("redis: connection refused")
+
+    monkeypatch.setattr(store, "profiles_served", down)
+    listed = (await api.get("/chorus/v1/profiles")).json()
+    assert listed["workers"] is None and listed["profiles"][0]["rollout"] is None
 
 
 async def test_a_bad_body_or_a_taken_name_stores_nothing_and_names_why(api, store):

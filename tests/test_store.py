@@ -17,7 +17,7 @@ from chorus_litellm.storage.store import owner_of
 from chorus_litellm.storage.redis_backend import RedisStore
 from chorus_litellm.storage.sqlite_backend import MIGRATIONS, SQLiteStore
 from chorus_litellm.core.errors import StoreUnavailable
-from chorus_litellm.core.ports import PeerLoads
+from chorus_litellm.core.ports import PeerLoads, ProfilesServed
 from chorus_litellm.settings import load_settings
 from chorus_litellm.core.types import Caller
 from tests.servers import free_port
@@ -493,6 +493,26 @@ async def test_peer_load_sums_the_fresh_workers_and_forgets_a_dead_one(stores, c
     clock.now += 2  # w2 and w3 stopped publishing 7 s ago: they died
     assert await store.peer_loads() == PeerLoads(1, {"ed25519:p2": 4}, {"ed25519:p2": 1})
     await stores(down=True).put_peer_load("w4", {"ed25519:p1": 1}, ttl_s=6)  # an outage is only logged
+
+
+async def test_profiles_served_count_each_version_over_the_fresh_workers(stores, clock):
+    """A rollout's progress: every worker's profile sync publishes the version of each
+    profile it serves; a worker that stops publishing stops counting."""
+    store = stores()
+    assert await store.profiles_served() == ProfilesServed(0, {})
+    await store.put_profiles_served("w1", {"research": 0, "quick": 1}, ttl_s=6)
+    await store.put_profiles_served("w2", {"research": 0, "quick": 2}, ttl_s=6)
+    await store.put_profiles_served("w3", {}, ttl_s=6)  # serves nothing yet: still a worker
+    assert await stores.reader().profiles_served() == ProfilesServed(3, {"research": {0: 2}, "quick": {1: 1, 2: 1}})
+    await store.put_profiles_served("w1", {"research": 0, "quick": 2}, ttl_s=6)  # w1 caught up: replaced, not added
+    assert await store.profiles_served() == ProfilesServed(3, {"research": {0: 2}, "quick": {2: 2}})
+    clock.now += 5
+    await store.put_profiles_served("w1", {"research": 0}, ttl_s=6)  # quick deleted, w1 took it down
+    clock.now += 2  # w2 and w3 stopped publishing 7 s ago: they died
+    assert await store.profiles_served() == ProfilesServed(1, {"research": {0: 1}})
+    await stores(down=True).put_profiles_served("w4", {"research": 0}, ttl_s=6)  # an outage is only logged
+    with pytest.raises(StoreUnavailable):
+        await stores(down=True).profiles_served()
 
 
 async def test_a_peer_that_left_keeps_its_last_accepted_t_for_the_replay_window(stores, clock, tmp_path):

@@ -22,7 +22,7 @@ its test double in `chorus_litellm.testing` (FakeCompleter, HashEmbedder).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -181,6 +181,16 @@ class PeerLoads:
     deployed: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ProfilesServed:
+    """What the workers' profile syncs published in their last few passes: how many workers
+    publish, and per fusion profile how many of them serve each version (0: the config
+    file's). A rollout is complete when every worker serves the newest version."""
+
+    workers: int = 0
+    versions: dict[str, dict[int, int]] = field(default_factory=dict)
+
+
 class Receipts(Protocol):
     """Signed receipts (never lost once promised) and transcripts (best effort), per owner."""
 
@@ -256,6 +266,8 @@ class ProfileRegistry(Protocol):
     async def get_profile(self, name: str) -> dict | None: ...
     async def put_profile(self, name: str, profile: dict, version: int) -> dict | None: ...
     async def delete_profile(self, name: str, version: int) -> dict | None: ...
+    async def put_profiles_served(self, worker: str, versions: Mapping[str, int], ttl_s: float) -> None: ...
+    async def profiles_served(self) -> ProfilesServed: ...
 
 
 class StreamSlots(Protocol):

@@ -20,6 +20,8 @@ profiles of litellm_config.yaml, which stay read-only through the API.
 - Serving (`plan`): each worker serves the newest version it has seen of every live
   stored profile; a stale read never rolls a newer one back, a tombstone at least as new
   takes it down, and so does a name the store no longer knows at all.
+- Rollout (`rollout`): every worker publishes the versions it serves; a version's rollout
+  is complete when every live worker serves it, a delete's when none serves any.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import ProfileConfig, field_path, parse_profile
 from .errors import ConfigError, ProfileError
+from .ports import ProfilesServed
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 MODEL_PREFIX = "fusion"  # a stored profile `<name>` is the model `fusion/<name>`
@@ -117,3 +120,13 @@ def plan(records: Iterable[dict], deployed: Mapping[str, int],
         elif not record["deleted"]:
             deploy[name] = record
     return deploy, keep
+
+
+def rollout(served: ProfilesServed, name: str, version: int | None) -> dict:
+    """How far `name` at `version` (None: deleted) has reached: the live workers, those
+    serving this version, how many serve each version, and whether that is all of them."""
+    versions = served.versions.get(name, {})
+    serving = versions.get(version, 0) if version is not None else 0
+    complete = not versions if version is None else served.workers > 0 and serving == served.workers
+    return {"workers": served.workers, "serving": serving,
+            "versions": {str(v): n for v, n in sorted(versions.items())}, "complete": complete}

@@ -3,7 +3,9 @@
     GET    /chorus/v1/profiles               every profile: litellm_config.yaml's (`source:
                                              config`, version 0, read-only) and the stored
                                              ones (`source: store`, their version), each
-                                             with the model it is served as
+                                             with the model it is served as, and the live
+                                             `workers`; `?include_deleted=true` adds the
+                                             tombstones (a delete's rollout)
     GET    /chorus/v1/profiles/{name}        one of them
     POST   /chorus/v1/profiles               {"name", "profile": {model_info.chorus block}}:
                                              a stored profile, served as `fusion/<name>`
@@ -18,7 +20,10 @@ a bad body is a 400 naming the field (nothing stored); a name taken (a config-fi
 profile, a model the proxy serves) or a stale version is a 409; a config-file profile
 is read-only here (409: change the file); an unknown or deleted one is a 404; a store
 outage a 503. The worker that took a change serves it before answering; every other
-worker and replica within CHORUS_PROFILE_SYNC_S (gateway/profiles.py).
+worker and replica within CHORUS_PROFILE_SYNC_S (gateway/profiles.py). Every view
+carries its `rollout` (core/profiles.rollout): `{"workers", "serving", "versions",
+"complete"}` as the workers last published it (null while the store cannot say), so
+an admin polls GET until `complete` to know a change is live everywhere.
 (No `from __future__ import annotations`: FastAPI must see the real types.)
 """
 
@@ -30,8 +35,10 @@ from fastapi.routing import APIRoute
 from litellm.proxy._types import UserAPIKeyAuth
 
 from ..core.config import profile_name
-from ..core.errors import ProfileError
-from ..core.profiles import CONFIG_VERSION, NewProfile, ProfileChange, check_name, model_name, read_body, validate
+from ..core.errors import ProfileError, StoreUnavailable
+from ..core.ports import ProfilesServed
+from ..core.profiles import (CONFIG_VERSION, NewProfile, ProfileChange, check_name, model_name, read_body, rollout,
+                             validate)
 from .profiles import TAG
 from .routes import AUTH, from_store, is_admin, served_models
 
@@ -59,18 +66,27 @@ def build_profile_router(handler: Any) -> APIRouter:
             raise ProfileError(403, "profiles are managed by proxy admins only (LiteLLM's proxy_admin role: the "
                                     "master key or an admin user's key); this key is not one")
 
-    def config_view(name: str) -> dict:
+    async def workers() -> ProfilesServed | None:
+        try:
+            return await store.profiles_served()
+        except StoreUnavailable:
+            return None
+
+    def config_view(name: str, served: ProfilesServed | None) -> dict:
         models = [m["id"] for m in served_models(handler) if m["profile"] == name]
         profile = handler.profiles[name]
         return {"name": name, "source": "config", "version": CONFIG_VERSION, "read_only": True,
                 "model": models[0] if models else None, "protocol": profile.debate.protocol,
-                "profile": profile.model_dump(mode="json", exclude_unset=True)}
+                "profile": profile.model_dump(mode="json", exclude_unset=True),
+                "rollout": None if served is None else rollout(served, name, CONFIG_VERSION)}
 
-    def stored_view(record: dict) -> dict:
+    def stored_view(record: dict, served: ProfilesServed | None) -> dict:
         block = record["profile"] or {}
+        version = None if record["deleted"] else record["version"]
         return {"name": record["name"], "source": "store", "version": record["version"], "read_only": False,
                 "model": model_name(record["name"]), "protocol": (block.get("debate") or {}).get("protocol", "moa"),
-                "profile": record["profile"], "deleted": record["deleted"], "updated_at": record["updated_at"]}
+                "profile": record["profile"], "deleted": record["deleted"], "updated_at": record["updated_at"],
+                "rollout": None if served is None else rollout(served, record["name"], version)}
 
     def entries(*, but: tuple[str, ...] = ()) -> list[dict]:
         """The Router's deployments, those tagged with a `model_info` key in `but` left out."""
@@ -106,19 +122,22 @@ def build_profile_router(handler: Any) -> APIRouter:
 
     async def served(record: dict) -> dict:
         await handler.profile_sync().sync_once()  # this worker serves it before answering
-        return stored_view(record)
+        return stored_view(record, await workers())
 
     @router.get("")
-    async def list_profiles(auth: UserAPIKeyAuth = AUTH) -> dict:
+    async def list_profiles(include_deleted: bool = False, auth: UserAPIKeyAuth = AUTH) -> dict:
         admin(auth)
-        records = await from_store(store.list_profiles)
-        return {"profiles": [*(config_view(n) for n in sorted(handler.config_profiles)),
-                             *(stored_view(r) for r in records if not r["deleted"])]}
+        records, now = await from_store(store.list_profiles), await workers()
+        return {"workers": None if now is None else now.workers,
+                "profiles": [*(config_view(n, now) for n in sorted(handler.config_profiles)),
+                             *(stored_view(r, now) for r in records if include_deleted or not r["deleted"])]}
 
     @router.get("/{name}")
     async def get_profile(name: str, auth: UserAPIKeyAuth = AUTH) -> dict:
         admin(auth)
-        return config_view(name) if name in handler.config_profiles else stored_view(await live(name))
+        if name in handler.config_profiles:
+            return config_view(name, await workers())
+        return stored_view(await live(name), await workers())
 
     @router.post("", status_code=201)
     async def create(request: Request, auth: UserAPIKeyAuth = AUTH) -> dict:

@@ -15,11 +15,16 @@ Boundary: reads the store's profiles (`ProfileRegistry`), writes the proxy's Rou
   the model names the `x-chorus-debate-id` header answers for follow the Router.
 - a stored block this code cannot parse (written by another release of it) is not served
   (logged); a version already served stays until a newer one parses.
+- each pass publishes the version of every profile this worker now serves (the config
+  file's at 0), valid for three passes: the admin API's `rollout` counts the workers
+  and replicas serving each version, so a change is known to be live everywhere.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -62,10 +67,18 @@ class ProfileSync:
     def __init__(self, store: ProfileRegistry, get_router: Callable[[], Any], served: Served, *,
                  interval_s: float = 2.0) -> None:
         self.store, self.get_router, self.served = store, get_router, served
+        self.interval_s, self.worker = interval_s, uuid.uuid4().hex[:12]
         self._loop = Periodic("profile sync", interval_s, self.sync_once)
+        self._one_pass = asyncio.Lock()
 
     async def sync_once(self) -> dict[str, list[str]]:
-        """One pass; the profile names (re)deployed and taken down."""
+        """One pass; the profile names (re)deployed and taken down. Passes run one at a
+        time: a periodic pass that read the store before an admin's change must not
+        reconcile after the change's own pass and take the new profile down again."""
+        async with self._one_pass:
+            return await self._pass()
+
+    async def _pass(self) -> dict[str, list[str]]:
         router = self.get_router()
         if router is None:
             return {"added": [], "removed": []}
@@ -87,6 +100,9 @@ class ProfileSync:
         for dep in new.values():
             add(router, dep)
         self._serve(removed, wanted, parsed)
+        serving = {name: version_of(dep["model_info"]) for name, dep in wanted.items()}
+        await self.store.put_profiles_served(self.worker, {**dict.fromkeys(self.served.config_profiles, 0), **serving},
+                                             3 * self.interval_s)
         if new or set(removed) - set(new):
             log.info("chorus: stored profiles deployed %s, taken down %s", sorted(new), sorted(set(removed) - set(new)))
         return {"added": sorted(new), "removed": sorted(set(removed) - set(new))}

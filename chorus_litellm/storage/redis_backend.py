@@ -18,7 +18,7 @@ import asyncio
 import json
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..core.errors import unavailable_on
-from ..core.ports import Job, PeerLoads
+from ..core.ports import Job, PeerLoads, ProfilesServed
 from ..settings import data_dir
 from .outbox import CLAIM, RECEIPT, Pending
 from .store import DEAD_TTL_S, Store, Summarize, earnings, record_key
@@ -452,6 +452,33 @@ class RedisStore(Store):
                               "profile": json.loads(d["profile"]) if d["profile"] else None,
                               "updated_at": float(d["updated_at"])})
         return found
+
+    @mapped
+    async def _put_served(self, worker: str, versions: Mapping[str, int], expires_at: float) -> None:
+        key, workers = f"{self.prefix}:profiles-served:{worker}", f"{self.prefix}:profiles-served-workers"
+        pipe = self._client().pipeline(transaction=True)
+        pipe.delete(key)
+        if versions:
+            pipe.hset(key, mapping=dict(versions))
+            pipe.pexpire(key, int(self._claim_px(expires_at)))
+        pipe.zadd(workers, {worker: expires_at})
+        pipe.zremrangebyscore(workers, "-inf", self.clock())
+        await pipe.execute()
+
+    @mapped
+    async def _served(self, now: float) -> ProfilesServed:
+        client = self._client()
+        prefix = f"{self.prefix}:profiles-served"
+        workers = [w.decode() for w in await client.zrangebyscore(f"{prefix}-workers", f"({now}", "+inf")]
+        pipe = client.pipeline(transaction=False)
+        for worker in workers:
+            pipe.hgetall(f"{prefix}:{worker}")
+        versions: dict[str, dict[int, int]] = {}
+        for served in await pipe.execute() if workers else []:
+            for name, version in served.items():
+                at = versions.setdefault(name.decode(), {})
+                at[int(version)] = at.get(int(version), 0) + 1
+        return ProfilesServed(len(workers), versions)
 
     @mapped
     async def _put_load(self, worker: str, calls: dict[str, int], deployed: Sequence[str],

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from ..core.ports import Job, PeerLoads
+from ..core.ports import Job, PeerLoads, ProfilesServed
 from ..settings import outbox_beside
 from .outbox import CLAIM, RECEIPT, Outbox, Pending
 from .sqlite import Database, Migration, mapped
@@ -81,8 +81,14 @@ async def _m9_peer_deployed(db: aiosqlite.Connection) -> None:
     await db.execute("ALTER TABLE peer_load ADD COLUMN deployed INTEGER NOT NULL DEFAULT 0")
 
 
+async def _m10_profiles_served(db: aiosqlite.Connection) -> None:
+    # A row with name '' says the worker publishes (it may serve no profile).
+    await db.execute("CREATE TABLE profiles_served (worker TEXT NOT NULL, name TEXT NOT NULL, "
+                     "version INTEGER NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (worker, name))")
+
+
 MIGRATIONS: list[Migration] = [_m1_records, _m2_reputation, _m3_events, _m4_webhooks, _m5_peers, _m6_earnings,
-                               _m7_profiles, _m8_stream_slots, _m9_peer_deployed]
+                               _m7_profiles, _m8_stream_slots, _m9_peer_deployed, _m10_profiles_served]
 # One statement each, so every compare-and-set is atomic across processes: a new name, a
 # change (or re-creation over a tombstone), a delete (of a live one).
 _CREATE = "INSERT INTO profiles VALUES (?, 1, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING version"
@@ -366,6 +372,25 @@ class SQLiteStore(Store):
         rows = await db.execute_fetchall("SELECT name, version, profile, updated_at FROM profiles WHERE ? IS NULL "
                                          "OR name = ? ORDER BY name", (name, name))
         return [_profile(row) for row in rows]
+
+    @mapped
+    async def _put_served(self, worker: str, versions: Mapping[str, int], expires_at: float) -> None:
+        db = await self.db.conn()
+        await db.execute("DELETE FROM profiles_served WHERE worker = ? OR expires_at <= ?", (worker, self.clock()))
+        await db.executemany("INSERT INTO profiles_served VALUES (?, ?, ?, ?)",
+                             [(worker, "", 0, expires_at)] +
+                             [(worker, name, int(v), expires_at) for name, v in sorted(versions.items())])
+
+    @mapped
+    async def _served(self, now: float) -> ProfilesServed:
+        db = await self.db.conn()
+        rows = list(await db.execute_fetchall("SELECT name, version, COUNT(*) FROM profiles_served "
+                                              "WHERE expires_at > ? GROUP BY name, version", (now,)))
+        versions: dict[str, dict[int, int]] = {}
+        for name, version, n in rows:
+            if name:
+                versions.setdefault(name, {})[int(version)] = int(n)
+        return ProfilesServed(sum(int(n) for name, _, n in rows if name == ""), versions)
 
     @mapped
     async def _put_load(self, worker: str, calls: dict[str, int], deployed: Sequence[str],

@@ -47,6 +47,9 @@ The outbox rule (storage never fails or duplicates a run):
 - Profiles created at run time (the admin API): one record per name, changed only by a
   compare-and-set on its version; a delete leaves a tombstone for good. Like peers, they
   need the backend (StoreUnavailable, never the outbox).
+  Every worker's profile sync also publishes the version of each profile it serves, valid
+  for a few passes (`put_profiles_served`, best effort like load); `profiles_served` counts
+  the live workers and, per profile, those serving each version (a rollout's progress).
 - Claims (single flight): `claim` takes a debate id for one run, atomically across
   workers and replicas (SQLite: one upsert that only replaces an expired claim; Redis:
   one Lua set-if-absent-or-expired), for `lease_s` by the store's clock, or reports the
@@ -75,11 +78,11 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ..core import runlog
 from ..core.errors import StoreUnavailable
-from ..core.ports import Claim, Job, PeerLoads
+from ..core.ports import Claim, Job, PeerLoads, ProfilesServed
 from ..core.types import Caller
 from ..core.background import stop
 from .outbox import EVENTS, RECEIPT, TRANSCRIPT, WEBHOOK, Outbox, Pending
@@ -217,6 +220,13 @@ class Store:
 
     async def _profiles(self, name: str | None) -> list[dict]:
         """The records (tombstones included) by name: one name's, or every one's (None)."""
+        raise NotImplementedError
+
+    async def _put_served(self, worker: str, versions: Mapping[str, int], expires_at: float) -> None:
+        """Replace what `worker` serves ({profile: version}, maybe none) until `expires_at`."""
+        raise NotImplementedError
+
+    async def _served(self, now: float) -> ProfilesServed:
         raise NotImplementedError
 
     async def _take_claim(self, owner: str, debate_id: str, held: dict, now: float) -> dict | None:
@@ -458,6 +468,19 @@ class Store:
         """Tombstone the live profile at `version` (kept for good: versions never repeat);
         None, changing nothing, if stale or not live."""
         return await self._put_profile(name, None, version, self.clock())
+
+    async def put_profiles_served(self, worker: str, versions: Mapping[str, int], ttl_s: float) -> None:
+        """The version of each fusion profile this worker serves, valid for `ttl_s`; never
+        raises for an outage."""
+        try:
+            await self._put_served(worker, dict(versions), self.clock() + ttl_s)
+        except StoreUnavailable as exc:
+            log.warning("chorus: profiles served not published: %s", exc)
+
+    async def profiles_served(self) -> ProfilesServed:
+        """Over every live worker: how many publish, and per profile how many serve each
+        version; StoreUnavailable when down."""
+        return await self._served(self.clock())
 
     # -- reputation -----------------------------------------------------------------
     async def put_peer_load(self, worker: str, calls: dict[str, int], ttl_s: float,

@@ -340,9 +340,11 @@ def make_handler(state: State):
             if path == "/chorus/v1/profiles":  # read-only here: the config file's profiles, as an admin sees them
                 block = {"panel": {"members": ["gpt-4o-mini", "claude-haiku"]},
                          "aggregator": {"judge": "gpt-4o-mini", "synthesizer": "claude-haiku"}}
-                return self.send_json(200, {"profiles": [
+                everywhere = {"workers": 2, "serving": 2, "versions": {"0": 2}, "complete": True}
+                return self.send_json(200, {"workers": 2, "profiles": [
                     {"name": p, "model": f"fusion/{p}", "source": "config", "version": 0, "read_only": True,
-                     "protocol": p, "profile": {**block, "debate": {"protocol": p}}} for p in ("consensus", "debate", "moa")]})
+                     "protocol": p, "profile": {**block, "debate": {"protocol": p}}, "rollout": everywhere}
+                    for p in ("consensus", "debate", "moa")]})
             if path == "/chorus/v1/runs":
                 limit = int(parse_qs(url.query).get("limit", ["20"])[0])
                 with state.lock:

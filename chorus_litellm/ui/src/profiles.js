@@ -106,7 +106,7 @@ export class ProfilesView {
     put(this.root,
       message ? h("div", { class: `notice ${message.kind}`, "data-testid": "profile-message" }, message.text) : null,
       h("table", { class: "tbl profiles-tbl" },
-        h("thead", null, h("tr", null, ["profile", "model", "source", "version", "protocol", ""].map((c) => h("th", null, c)))),
+        h("thead", null, h("tr", null, ["profile", "model", "source", "version", "served by", "protocol", ""].map((c) => h("th", null, c)))),
         h("tbody", null, profiles.map((p) => this.row(p)))),
       this.editor());
   }
@@ -119,11 +119,24 @@ export class ProfilesView {
       h("td", null, h("span", { class: `badge ${store ? "st-ok" : "st-skipped"}` }, p.source),
         store ? null : h("span", { class: "muted small" }, " read-only")),
       h("td", { class: "num", "data-testid": "profile-version", title: store && p.updated_at ? `changed ${ago(p.updated_at)}` : "config-file profiles report version 0" }, String(p.version)),
+      this.rollout(p),
       h("td", null, p.protocol ?? "—"),
       h("td", { class: "actions" },
         h("button", { type: "button", class: "btn ghost small", onclick: () => this.edit({ profile: p }) }, store ? "Edit" : "View"),
         store ? h("button", { type: "button", class: "btn ghost small danger", "data-testid": "profile-delete",
           onclick: (ev) => this.remove(p, ev.currentTarget) }, "Delete") : null));
+  }
+
+  // How many live workers (and replicas) serve this version, as they last published it:
+  // "2/2" once every one does; while a change rolls out, the versions the others still serve.
+  rollout(p) {
+    const r = p.rollout;
+    if (!r) return h("td", { class: "muted", "data-testid": "profile-rollout", title: "the store cannot say now" }, "—");
+    const others = Object.entries(r.versions).filter(([v]) => v !== String(p.version)).map(([v, n]) => `${n} at v${v}`);
+    return h("td", { "data-testid": "profile-rollout", dataset: { complete: String(r.complete) },
+      title: `${r.serving} of ${r.workers} live workers serve version ${p.version}` },
+    h("span", { class: `badge ${r.complete ? "st-ok" : "st-pending"}` }, `${r.serving}/${r.workers}`),
+    r.complete ? null : h("span", { class: "muted small" }, others.length ? ` rolling out (${others.join(", ")})` : " rolling out"));
   }
 
   editor() {
