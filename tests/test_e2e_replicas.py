@@ -3,8 +3,8 @@ two ports, one Redis (the chorus store, and LiteLLM's own `router_settings` Redi
 deployments' shared rpm/tpm), behind Debian's haproxy started here (round robin, health
 checks, a refused connection redispatched). Through the balancer, or to each replica
 directly, with the official `openai` client: runs, a viewer on one replica following a
-run on the other, receipts, a debate id sent to both at once, peers, webhooks and a
-deployment's rpm behave as on one proxy. Then one replica is killed with SIGKILL while
+run on the other, receipts, a debate id sent to both at once, peers, webhooks, a
+deployment's rpm and a dead deployment's cooldown behave as on one proxy. Then one replica is killed with SIGKILL while
 requests are in flight: the clients retry through the balancer and all get answers,
 every receipt promised is readable, and no debate id is charged twice.
 
@@ -30,7 +30,7 @@ from chorus_litellm.settlement.signing import public_key_from
 from chorus_litellm.observe.webhooks import verify
 from tests import conftest
 from tests.conftest import e2e_config, e2e_entry, line_count, no_retries, proxy_env, whole_lines
-from tests.servers import Balancer, balancer, fake_upstream, model_entry, process_tree, proxy_process
+from tests.servers import Balancer, balancer, fake_upstream, free_port, model_entry, process_tree, proxy_process
 from tests.test_e2e_events import probe, sse
 from tests.test_e2e_peers import Peer
 from tests.test_webhooks import Receiver
@@ -40,6 +40,7 @@ BOUNTY = {"amount": 1000, "currency": "USD"}
 ONE_RUN = {"model-a": 1, "model-b": 1, "model-c": 1, "judge": 1, "writer": 1}  # fusion/research
 POOL = "replicas"
 RPM = 3  # limited-a's requests per minute, counted in LiteLLM's router Redis by both replicas
+DEAD = "flaky-dead"  # the `flaky` group's deployment whose server is gone (its model_info id)
 STORE_DB = 1  # the chorus store's Redis database: this module's own (LiteLLM's router uses 0)
 
 
@@ -47,8 +48,13 @@ def replica_config(upstream: str, redis_port: int) -> dict:
     config = e2e_config(upstream)
     limited = no_retries(model_entry("limited-a", upstream))
     limited["litellm_params"]["rpm"] = RPM
+    # `flaky`: two deployments, one on a port nothing listens on (a server that went away);
+    # no retries, so a request the Router sends there fails where the client sees it
+    dead = no_retries(model_entry("flaky", f"http://127.0.0.1:{free_port()}"))
+    dead["litellm_params"]["cooldown_time"] = 120  # longer than this module's remaining tests
+    dead["model_info"]["id"] = DEAD
     config["model_list"] += [
-        limited,
+        limited, dead, no_retries(model_entry("flaky", upstream)),
         e2e_entry("replica-pool", {"aggregator": {"judge": "judge", "synthesizer": "writer"},
                                    "panel": {"members": ["model-a"], "pool": POOL, "seats": 1, "min_quorum": 2}}),
     ]
@@ -308,6 +314,38 @@ def test_a_deployments_rpm_is_counted_across_replicas_in_litellms_router_redis(r
     # A and B in turn: RPM calls pass, then each replica refuses, though neither made RPM itself.
     assert [plain(url) for url in (replicas.a, replicas.b, replicas.a, replicas.b, replicas.a)] == \
         [200] * RPM + [429] * 2
+
+
+def test_a_deployment_cooled_down_on_a_is_skipped_by_b_from_litellms_router_redis(replicas, redis_server):
+    """LiteLLM's cooldowns live in the same Router Redis: once A has seen the dead
+    deployment fail often enough (more than half its calls this minute, five at least) and
+    cooled it down, B (which never called it) routes around it too, after LiteLLM's
+    Redis read interval (1 s). Without the shared cooldown, B would send about half its
+    first requests to the dead server until its own count cooled it down."""
+    if time.time() % 60 > 45:  # LiteLLM counts fails per wall-clock minute: start in a fresh one
+        time.sleep(60.5 - time.time() % 60)
+    router_redis = redis.Redis(port=redis_server.port)  # LiteLLM's database (0)
+    key = f"deployment:{DEAD}:cooldown"
+
+    def flaky(url):
+        c = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-team-a", max_retries=0, timeout=30)
+        try:
+            c.chat.completions.create(model="flaky", messages=[{"role": "user", "content": "Hi"}])
+            return True
+        except openai.APIError:
+            return False
+
+    a_calls = []
+    while not router_redis.exists(key):  # A alone, until it cools the dead deployment down
+        assert len(a_calls) < 60, f"A never cooled {DEAD} down: {a_calls}"
+        a_calls.append(flaky(replicas.a))
+    cooled = time.monotonic()
+    assert all(flaky(replicas.a) for _ in range(5))  # A routes around it now
+    time.sleep(max(0.0, cooled + 1.5 - time.monotonic()))  # LiteLLM re-reads cooldowns from Redis every 1 s
+    b_calls = [flaky(replicas.b) for _ in range(20)]
+    print(f"\ncooldown across replicas: A failed {a_calls.count(False)} of {len(a_calls)} calls before it cooled "
+          f"{DEAD} down; B then failed {b_calls.count(False)} of {len(b_calls)}")
+    assert b_calls == [True] * 20
 
 
 # -- one replica killed mid-load ----------------------------------------------------------------
