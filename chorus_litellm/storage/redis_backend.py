@@ -453,17 +453,30 @@ class RedisStore(Store):
                               "updated_at": float(d["updated_at"])})
         return found
 
-    @mapped
-    async def _put_served(self, worker: str, versions: Mapping[str, int], expires_at: float) -> None:
-        key, workers = f"{self.prefix}:profiles-served:{worker}", f"{self.prefix}:profiles-served-workers"
+    async def _publish(self, workers: str, worker: str, expires_at: float,
+                       hashes: dict[str, Mapping[str, int]], sets: dict[str, Sequence[str]] | None = None) -> None:
+        """One transaction: replace what `worker` publishes (hashes and sets, kept a GC margin
+        past `expires_at`) and mark it live in the `workers` zset until `expires_at`."""
+        keep_ms = int(self._claim_px(expires_at))
+        sets = sets or {}
         pipe = self._client().pipeline(transaction=True)
-        pipe.delete(key)
-        if versions:
-            pipe.hset(key, mapping=dict(versions))
-            pipe.pexpire(key, int(self._claim_px(expires_at)))
+        pipe.delete(*hashes, *sets)
+        for key, mapping in hashes.items():
+            if mapping:
+                pipe.hset(key, mapping=dict(mapping))
+                pipe.pexpire(key, keep_ms)
+        for key, members in sets.items():
+            if members:
+                pipe.sadd(key, *members)
+                pipe.pexpire(key, keep_ms)
         pipe.zadd(workers, {worker: expires_at})
         pipe.zremrangebyscore(workers, "-inf", self.clock())
         await pipe.execute()
+
+    @mapped
+    async def _put_served(self, worker: str, versions: Mapping[str, int], expires_at: float) -> None:
+        prefix = f"{self.prefix}:profiles-served"
+        await self._publish(f"{prefix}-workers", worker, expires_at, {f"{prefix}:{worker}": versions})
 
     @mapped
     async def _served(self, now: float) -> ProfilesServed:
@@ -483,20 +496,8 @@ class RedisStore(Store):
     @mapped
     async def _put_load(self, worker: str, calls: dict[str, int], deployed: Sequence[str],
                         expires_at: float) -> None:
-        key, held = f"{self.prefix}:load:{worker}", f"{self.prefix}:deployed:{worker}"
-        workers = f"{self.prefix}:load-workers"
-        keep_ms = max(1, int((expires_at - self.clock() + GC_MARGIN_S) * 1000))
-        pipe = self._client().pipeline(transaction=True)
-        pipe.delete(key, held)
-        if calls:
-            pipe.hset(key, mapping=calls)
-            pipe.pexpire(key, keep_ms)
-        if deployed:
-            pipe.sadd(held, *deployed)
-            pipe.pexpire(held, keep_ms)
-        pipe.zadd(workers, {worker: expires_at})
-        pipe.zremrangebyscore(workers, "-inf", self.clock())
-        await pipe.execute()
+        await self._publish(f"{self.prefix}:load-workers", worker, expires_at, {f"{self.prefix}:load:{worker}": calls},
+                            {f"{self.prefix}:deployed:{worker}": deployed})
 
     @mapped
     async def _loads(self, now: float) -> PeerLoads:
